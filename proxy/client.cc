@@ -1,0 +1,255 @@
+// Client connections: read, parse, hand each request to dispatch, write replies in order.
+#include <cassert>
+
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+namespace respite {
+
+namespace {
+constexpr size_t kReadChunk = 16384;
+constexpr size_t kMaxReadChunk = 1 << 20;
+}  // namespace
+
+ClientConn::ClientConn(Server* server, uint64_t id_) : id(id_), server_(server) {
+  uv_tcp_init(server->loop(), &tcp_);
+  tcp_.data = this;
+  resp::Limits lim;
+  lim.max_bulk = static_cast<int64_t>(server->config().proto_max_bulk_len);
+  lim.unauthenticated = !server->config().requirepass.empty();
+  parser_.set_limits(lim);
+  authenticated = server->config().requirepass.empty();
+  created_ms = last_cmd_ms = server->now();
+}
+
+void ClientConn::start() {
+  uv_tcp_nodelay(&tcp_, 1);
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
+  else close();
+}
+
+void ClientConn::unref() {
+  assert(refs_ > 0);
+  if (--refs_ == 0) delete this;
+}
+
+void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<ClientConn*>(h->data);
+  size_t want = std::max(kReadChunk, std::min(c->parser_.want(), kMaxReadChunk));
+  size_t avail;
+  char* p = c->in_.prepare(want, &avail);
+  *buf = uv_buf_init(p, static_cast<unsigned>(std::min(avail, kMaxReadChunk)));
+}
+
+void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* c = static_cast<ClientConn*>(s->data);
+  if (nread < 0) {
+    c->close();
+    return;
+  }
+  if (nread == 0) return;
+  c->in_.commit(static_cast<size_t>(nread));
+  c->process_input();
+}
+
+void ClientConn::process_input() {
+  ref();  // dispatch may close us; stay alive until the loop below is done
+  while (!closed() && !stalled_ && !close_when_flushed_ && !in_.empty()) {
+    std::string_view buf = in_.readable();
+    resp::Result r = parser_.parse(buf, frame_);
+    if (r.status == resp::Status::NeedMore) {
+      if (in_.size() > server_->config().client_query_buffer_limit) {
+        log(LogLevel::Warning, "closing client id={}: query buffer over {} bytes", id,
+            server_->config().client_query_buffer_limit);
+        close();
+      }
+      break;
+    }
+    if (r.status == resp::Status::Error) {
+      immediate_reply() += resp::error_text(r.error, r.bad);
+      in_.consume(in_.size());
+      close_after_flush();
+      break;
+    }
+    if (frame_.argc() == 0) {
+      in_.consume(r.consumed);
+      continue;
+    }
+    last_cmd_ms = server_->now();
+    server_->dispatch(this, frame_);
+    if (stalled_) break;  // the request stays in the buffer and is dispatched again on resume
+    in_.consume(r.consumed);
+  }
+  if (in_.empty()) in_.shrink_if_idle();
+  unref();
+}
+
+void ClientConn::resume() {
+  if (!stalled_ || closed()) return;
+  stalled_ = false;
+  process_input();
+}
+
+void ClientConn::set_authenticated(bool yes) {
+  authenticated = yes;
+  resp::Limits lim = parser_.limits();
+  lim.unauthenticated = !yes;
+  parser_.set_limits(lim);
+}
+
+// Consumes a one-shot CLIENT REPLY SKIP; true when this reply must not be written.
+static bool take_drop(ClientConn::ReplyMode& m) {
+  if (m == ClientConn::ReplyMode::On) return false;
+  if (m == ClientConn::ReplyMode::Skip) m = ClientConn::ReplyMode::On;
+  return true;
+}
+
+uint64_t ClientConn::reserve_slot() {
+  slots_.emplace_back();
+  slots_.back().drop = take_drop(reply_mode);
+  return next_seq_++;
+}
+
+void ClientConn::complete(uint64_t seq, std::string_view reply) {
+  if (closed() || seq < head_seq_) return;
+  size_t idx = seq - head_seq_;
+  if (idx >= slots_.size()) return;
+  if (idx == 0) {
+    if (!slots_.front().drop) out_.append(reply);
+    slots_.pop_front();
+    ++head_seq_;
+    drain_ready();
+    mark_dirty();
+  } else {
+    Slot& s = slots_[idx];
+    s.data.assign(reply);
+    s.ready = true;
+  }
+}
+
+void ClientConn::drain_ready() {
+  while (!slots_.empty() && slots_.front().ready) {
+    if (!slots_.front().drop) out_.append(slots_.front().data);
+    slots_.pop_front();
+    ++head_seq_;
+  }
+}
+
+std::string& ClientConn::immediate_reply() {
+  if (take_drop(reply_mode)) {
+    discard_.clear();
+    return discard_;
+  }
+  if (slots_.empty()) {
+    mark_dirty();
+    return out_;
+  }
+  slots_.emplace_back();
+  slots_.back().ready = true;
+  ++next_seq_;
+  return slots_.back().data;
+}
+
+void ClientConn::stream(std::string_view message) {
+  if (reply_mode != ReplyMode::On) return;  // Redis drops pushed messages under CLIENT REPLY OFF
+  immediate_reply().append(message);
+}
+
+void ClientConn::on_forwarded_done(UpstreamConn* conn) {
+  if (inflight > 0 && conn == last_conn) --inflight;
+  if (inflight == 0) {
+    last_conn = nullptr;
+    if (stalled_ && !closed()) {
+      ref();
+      server_->add_resume(this);
+    }
+    maybe_release_pin();
+  }
+}
+
+void ClientConn::maybe_release_pin() {
+  if (!pinned || in_multi || watching || streaming || sticky_pin || inflight > 0) return;
+  UpstreamConn* u = pinned;
+  pinned = nullptr;
+  u->close();
+}
+
+void ClientConn::mark_dirty() {
+  if (dirty_ || closed()) return;
+  dirty_ = true;
+  ref();
+  server_->add_dirty(this);
+}
+
+void ClientConn::flush() {
+  if (closed() || writing_active_) return;
+  if (!out_.empty()) {
+    uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
+    if (n == UV_EAGAIN) n = 0;
+    if (n < 0) {
+      close();
+      return;
+    }
+    if (static_cast<size_t>(n) == out_.size()) {
+      out_.clear();
+      if (out_.capacity() > (1u << 20)) std::string().swap(out_);
+    } else {
+      writing_.swap(out_);
+      out_.clear();
+      uv_buf_t rest = uv_buf_init(writing_.data() + n, static_cast<unsigned>(writing_.size() - n));
+      writing_active_ = true;
+      ref();
+      if (uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &rest, 1, on_write) != 0) {
+        writing_active_ = false;
+        unref();
+        close();
+      }
+      return;
+    }
+  }
+  if (close_when_flushed_ && slots_.empty()) close();
+}
+
+void ClientConn::on_write(uv_write_t* req, int status) {
+  auto* c = static_cast<ClientConn*>(req->handle->data);
+  c->writing_active_ = false;
+  c->writing_.clear();
+  if (status < 0) c->close();
+  else c->flush();
+  c->unref();
+}
+
+void ClientConn::close_after_flush() {
+  close_when_flushed_ = true;
+  if (reading_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+  mark_dirty();
+}
+
+void ClientConn::close() {
+  if (closing_ || closed_) return;
+  closing_ = true;
+  if (reading_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+  slots_.clear();
+  if (pinned) {
+    UpstreamConn* u = pinned;
+    pinned = nullptr;
+    u->close();
+  }
+  server_->client_closed(this);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+}
+
+void ClientConn::on_close(uv_handle_t* h) {
+  auto* c = static_cast<ClientConn*>(h->data);
+  c->closed_ = true;
+  c->unref();
+}
+
+}  // namespace respite

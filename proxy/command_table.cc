@@ -1,0 +1,297 @@
+// Lookup and key extraction over the generated table in command_table.inc.
+//
+// The table is a constexpr array sorted by name; lookup folds the name to lowercase into a stack
+// buffer and binary-searches it, so a lookup never allocates. Key extraction follows Redis 7's
+// getKeysUsingKeySpecs, with one deliberate difference: a spec that does not fit the request
+// (bad numkeys, keyword missing, positions beyond argv) is skipped on its own instead of voiding
+// the other specs. Redis rejects such a request anyway, and for invalidation returning the keys
+// the valid specs still find is the safe side.
+#include "proxy/command_table.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+
+namespace respite {
+namespace {
+
+// Builders for the entries of command_table.inc (the generator writes calls to these).
+constexpr bool kSpecRead = false;
+constexpr bool kSpecWrite = true;
+
+constexpr KeySpec index_begin(int16_t index, bool write) {
+  KeySpec s;
+  s.begin = KeySpec::Begin::Index;
+  s.index = index;
+  s.write = write;
+  return s;
+}
+
+constexpr KeySpec keyword_begin(std::string_view keyword, int16_t start_from, bool write) {
+  KeySpec s;
+  s.begin = KeySpec::Begin::Keyword;
+  s.keyword = keyword;
+  s.start_from = start_from;
+  s.write = write;
+  return s;
+}
+
+constexpr KeySpec with_range(KeySpec s, int16_t lastkey, int16_t keystep, int16_t limit) {
+  s.find = KeySpec::Find::Range;
+  s.lastkey = lastkey;
+  s.keystep = keystep;
+  s.limit = limit;
+  return s;
+}
+
+constexpr KeySpec with_keynum(KeySpec s, int16_t keynumidx, int16_t firstkey, int16_t keystep) {
+  s.find = KeySpec::Find::Keynum;
+  s.keynumidx = keynumidx;
+  s.firstkey = firstkey;
+  s.keystep = keystep;
+  return s;
+}
+
+constexpr KeySpec index_range(int16_t index, int16_t lastkey, int16_t keystep, int16_t limit,
+                              bool write) {
+  return with_range(index_begin(index, write), lastkey, keystep, limit);
+}
+
+constexpr KeySpec index_keynum(int16_t index, int16_t keynumidx, int16_t firstkey,
+                               int16_t keystep, bool write) {
+  return with_keynum(index_begin(index, write), keynumidx, firstkey, keystep);
+}
+
+constexpr KeySpec keyword_range(std::string_view keyword, int16_t start_from, int16_t lastkey,
+                                int16_t keystep, int16_t limit, bool write) {
+  return with_range(keyword_begin(keyword, start_from, write), lastkey, keystep, limit);
+}
+
+constexpr KeySpec keyword_keynum(std::string_view keyword, int16_t start_from,
+                                 int16_t keynumidx, int16_t firstkey, int16_t keystep,
+                                 bool write) {
+  return with_keynum(keyword_begin(keyword, start_from, write), keynumidx, firstkey, keystep);
+}
+
+// Begin or find type "unknown": the keys cannot be found from the spec (SORT's BY/GET/STORE).
+constexpr KeySpec unknown_spec(bool write) {
+  KeySpec s;
+  s.write = write;
+  return s;
+}
+
+#include "proxy/command_table.inc"
+
+constexpr const CommandInfo* kBegin = std::begin(kCommands);
+constexpr const CommandInfo* kEnd = std::end(kCommands);
+
+// --- compile-time checks of the generated data ------------------------------------------------
+
+constexpr bool table_is_well_formed() {
+  for (const CommandInfo* c = kBegin; c != kEnd; ++c) {
+    if (c->name.empty() || c->name.size() > kMaxCommandName) return false;
+    for (char ch : c->name) {
+      if (ch >= 'A' && ch <= 'Z') return false;  // lookup folds input to lowercase
+    }
+    // Strictly increasing: binary search needs it and names must be unique.
+    if (c + 1 != kEnd && !(c->name < (c + 1)->name)) return false;
+    if (c->arity == 0) return false;
+    for (uint8_t i = 0; i < c->nspecs; ++i) {
+      if (c->specs[i].keystep < 1) return false;  // key loops advance by keystep
+    }
+  }
+  return true;
+}
+static_assert(table_is_well_formed(),
+              "command_table.inc is malformed: regenerate it with scripts/gen-command-table");
+
+constexpr const CommandInfo* find_exact(std::string_view lower) {
+  const CommandInfo* it = std::lower_bound(
+      kBegin, kEnd, lower, [](const CommandInfo& c, std::string_view n) { return c.name < n; });
+  return (it != kEnd && it->name == lower) ? it : nullptr;
+}
+
+// Commands whose key specs are incomplete in Redis 7 (the generator refuses a Redis whose set
+// differs). Redis falls back to a hand-written getkeys function for them; so do we.
+constexpr size_t index_of(std::string_view lower) {
+  const CommandInfo* c = find_exact(lower);
+  return c != nullptr ? static_cast<size_t>(c - kBegin) : std::size(kCommands);
+}
+static_assert(index_of("sort") < std::size(kCommands) &&
+              index_of("migrate") < std::size(kCommands));
+constexpr const CommandInfo* kSort = &kCommands[index_of("sort")];
+constexpr const CommandInfo* kMigrate = &kCommands[index_of("migrate")];
+
+// --- helpers ----------------------------------------------------------------------------------
+
+constexpr char fold(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (fold(a[i]) != fold(b[i])) return false;
+  }
+  return true;
+}
+
+// A key count as Redis's string2ll accepts it, limited to [0, max]: no sign, no leading zeros,
+// no spaces. A count above `max` (more keys than arguments) is rejected before it is used for
+// anything, so a client's declared count never drives a loop or an allocation.
+bool parse_count(std::string_view s, int64_t max, int64_t& out) {
+  if (s.empty() || s.size() > 18) return false;
+  if (s.size() > 1 && s[0] == '0') return false;
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v > max) return false;
+  out = v;
+  return true;
+}
+
+// Keys of one spec (Begin/Find known), appended to `out`; nothing if the spec does not fit.
+void spec_keys(const KeySpec& s, const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out) {
+  int64_t first = 0;
+  if (s.begin == KeySpec::Begin::Index) {
+    first = s.index >= 0 ? s.index : argc + s.index;
+  } else {
+    // Keyword search as Redis 7 does it: forward from start_from up to argc-2, or (start_from
+    // <= 0) backward from argc+start_from down to 2. A keyword in the last argument could not
+    // be followed by keys anyway; index 1 is never taken on the backward search.
+    if (s.start_from > 0) {
+      for (int64_t i = s.start_from; i < argc - 1; ++i) {
+        if (iequals(f.arg(static_cast<size_t>(i)), s.keyword)) {
+          first = i + 1;
+          break;
+        }
+      }
+    } else {
+      for (int64_t i = argc + s.start_from; i > 1 && i < argc; --i) {
+        if (iequals(f.arg(static_cast<size_t>(i)), s.keyword)) {
+          first = i + 1;
+          break;
+        }
+      }
+    }
+    if (first == 0) return;  // keyword absent: an optional clause that was not given
+  }
+  if (first < 1 || first >= argc) return;  // argv[0] is the command name, never a key
+
+  int64_t last;
+  if (s.find == KeySpec::Find::Range) {
+    if (s.lastkey >= 0) {
+      last = first + s.lastkey;
+    } else if (s.limit > 1) {
+      // Keys take 1/limit of what follows (XREAD STREAMS k1 k2 id1 id2).
+      last = first + (argc - first) / s.limit + s.lastkey;
+    } else {
+      last = argc + s.lastkey;
+    }
+  } else {
+    const int64_t at = first + s.keynumidx;
+    int64_t n = 0;
+    if (at >= argc || !parse_count(f.arg(static_cast<size_t>(at)), argc, n)) return;
+    first += s.firstkey;
+    // n counts keys, so with a keystep above 1 they span (n-1)*keystep+1 arguments (Redis 7.0
+    // computes first+n-1 here; every built-in keynum spec has keystep 1, where both agree).
+    last = first + (n - 1) * s.keystep;
+  }
+  if (last < first || last >= argc) return;  // no keys (numkeys 0) or a malformed request
+  for (int64_t i = first; i <= last; i += s.keystep) out.push_back(static_cast<uint32_t>(i));
+}
+
+// SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
+//      [STORE destination]
+// STORE can only be told from a pattern or a LIMIT argument spelled "store" by walking the
+// options with their arities, as SORT itself parses them. Every STORE target is returned (SORT
+// keeps the last one; a superset is harmless for invalidation).
+void sort_store_keys(const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out) {
+  for (int64_t i = 2; i < argc; ++i) {
+    std::string_view a = f.arg(static_cast<size_t>(i));
+    if (iequals(a, "limit")) {
+      i += 2;
+    } else if (iequals(a, "by") || iequals(a, "get")) {
+      i += 1;
+    } else if (iequals(a, "store") && i + 1 < argc) {
+      out.push_back(static_cast<uint32_t>(++i));
+    }
+  }
+}
+
+// MIGRATE host port key|"" db timeout [COPY] [REPLACE] [AUTH pw] [AUTH2 user pw] [KEYS key ...]
+// The spec searches "KEYS" backwards and so stops at a key named "keys"; walking the options
+// forwards, as MIGRATE parses them, does not. All keys are written (moved away) unless COPY is
+// given; they are reported as written either way.
+void migrate_keys(const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out) {
+  if (argc < 6) return;
+  if (!f.arg(3).empty()) out.push_back(3);
+  for (int64_t i = 6; i < argc; ++i) {
+    std::string_view a = f.arg(static_cast<size_t>(i));
+    if (iequals(a, "auth")) {
+      i += 1;
+    } else if (iequals(a, "auth2")) {
+      i += 2;
+    } else if (iequals(a, "keys")) {
+      for (int64_t k = i + 1; k < argc; ++k) out.push_back(static_cast<uint32_t>(k));
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+const CommandInfo* lookup_command(std::string_view name, std::string_view sub) {
+  if (name.empty() || name.size() > kMaxCommandName) return nullptr;
+  // Room for "container|sub"; anything longer than the longest name cannot match.
+  char buf[kMaxCommandName];
+  size_t n = 0;
+  for (char c : name) {
+    // "client|kill" is a table key, not a command a client can send.
+    if (c == '|') return nullptr;
+    buf[n++] = fold(c);
+  }
+  const CommandInfo* cmd = find_exact(std::string_view(buf, n));
+  if (cmd == nullptr || !cmd->has_subcommands || sub.empty()) return cmd;
+  if (n + 1 + sub.size() > kMaxCommandName) return cmd;
+  buf[n++] = '|';
+  for (char c : sub) buf[n++] = fold(c);
+  const CommandInfo* subcmd = find_exact(std::string_view(buf, n));
+  return subcmd != nullptr ? subcmd : cmd;
+}
+
+const CommandInfo* lookup_command(const resp::Frame& f) {
+  if (f.argc() == 0) return nullptr;
+  return lookup_command(f.arg(0), f.argc() > 1 ? f.arg(1) : std::string_view{});
+}
+
+void command_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<uint32_t>& out,
+                  bool write_only) {
+  // The parser caps argc below 2^31, so argv positions fit uint32_t and int64_t math is exact.
+  const int64_t argc = static_cast<int64_t>(f.argc());
+  if (&cmd == kMigrate) {
+    migrate_keys(f, argc, out);
+    return;
+  }
+  for (uint8_t i = 0; i < cmd.nspecs; ++i) {
+    const KeySpec& s = cmd.specs[i];
+    if (write_only && !s.write) continue;
+    if (s.begin == KeySpec::Begin::Unknown || s.find == KeySpec::Find::Unknown) {
+      // SORT's only unknown write spec is STORE; its (and SORT_RO's) unknown read spec is the
+      // BY/GET patterns, whose keys come from the data, not from argv.
+      if (&cmd == kSort && s.write) sort_store_keys(f, argc, out);
+      continue;
+    }
+    spec_keys(s, f, argc, out);
+  }
+}
+
+bool arity_ok(const CommandInfo& cmd, size_t argc) {
+  if (cmd.arity >= 0) return argc == static_cast<size_t>(cmd.arity);
+  return argc >= static_cast<size_t>(-static_cast<int64_t>(cmd.arity));
+}
+
+size_t command_count() { return std::size(kCommands); }
+
+}  // namespace respite

@@ -1,0 +1,87 @@
+// The one command table: arity, flags and key specs of every Redis 7.0 command, generated from a
+// live redis-server's COMMAND output by scripts/gen-command-table into command_table.inc.
+// Dispatch, cache eligibility and invalidation all ask this table.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "resp/request_parser.h"
+
+namespace respite {
+
+// Redis's command flags (COMMAND INFO), one bit each.
+enum CommandFlag : uint32_t {
+  kWrite = 1u << 0,
+  kReadonly = 1u << 1,
+  kDenyoom = 1u << 2,
+  kModule = 1u << 3,
+  kAdmin = 1u << 4,
+  kPubsub = 1u << 5,
+  kNoscript = 1u << 6,
+  kBlocking = 1u << 7,
+  kLoading = 1u << 8,
+  kStale = 1u << 9,
+  kSkipMonitor = 1u << 10,
+  kSkipSlowlog = 1u << 11,
+  kAsking = 1u << 12,
+  kFast = 1u << 13,
+  kNoAuth = 1u << 14,
+  kMayReplicate = 1u << 15,
+  kNoMandatoryKeys = 1u << 16,
+  kNoMulti = 1u << 17,
+  kMovableKeys = 1u << 18,
+  kAllowBusy = 1u << 19,
+};
+
+// One key spec as Redis 7 describes it: where to start looking (begin_search) and how to find
+// keys from there (find_keys).
+struct KeySpec {
+  enum class Begin : uint8_t { Unknown, Index, Keyword };
+  enum class Find : uint8_t { Unknown, Range, Keynum };
+  Begin begin = Begin::Unknown;
+  int16_t index = 0;              // Begin::Index: argv position (negative counts from the end)
+  std::string_view keyword;       // Begin::Keyword: look for this argument...
+  int16_t start_from = 0;         // ...starting here (negative: search backwards from the end)
+  Find find = Find::Unknown;
+  int16_t lastkey = 0;            // Range: last key relative to begin (-1 = to the end)
+  int16_t keystep = 1;            // Range / Keynum: step between keys
+  int16_t limit = 0;              // Range with lastkey -1: 0 = all, n = 1/n of the remaining args
+  int16_t keynumidx = 0;          // Keynum: where the key count is, relative to begin
+  int16_t firstkey = 0;           // Keynum: first key relative to begin
+  bool write = false;             // the spec's keys are written (RW/OW/RM/INSERT/DELETE/UPDATE)
+};
+
+struct CommandInfo {
+  std::string_view name;          // lowercase; subcommands are "container|sub", e.g. "client|kill"
+  int arity;                      // Redis's arity: n exact, -n at least n
+  uint32_t flags;
+  const KeySpec* specs;
+  uint8_t nspecs;
+  bool has_subcommands;           // "client", "config", ...: look up the subcommand
+
+  bool is(CommandFlag f) const { return (flags & f) != 0; }
+};
+
+// Case-insensitive lookup by name; for a container command give the subcommand too (it is then
+// looked up as "container|sub"; unknown subcommands return the container entry). nullptr if the
+// command is unknown.
+const CommandInfo* lookup_command(std::string_view name, std::string_view sub = {});
+
+// Convenience: looks up argv[0] (and argv[1] for containers).
+const CommandInfo* lookup_command(const resp::Frame& f);
+
+// Appends the argv indices of the keys of request `f` (Redis's getKeysUsingKeySpecs). Indices out
+// of range are skipped: a malformed request yields fewer keys, never a crash. `write_only` keeps
+// only keys of write specs.
+void command_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<uint32_t>& out,
+                  bool write_only = false);
+
+// Arity check as Redis does it: false -> "-ERR wrong number of arguments for '%s' command".
+bool arity_ok(const CommandInfo& cmd, size_t argc);
+
+// Number of entries (for tests).
+size_t command_count();
+
+}  // namespace respite

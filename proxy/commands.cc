@@ -1,0 +1,577 @@
+// Dispatch: what happens to one parsed request. respite answers connection-level commands itself
+// (PING, ECHO, HELLO, AUTH, SELECT, CLIENT SETNAME/..., QUIT, RESET, PROXY), pins clients whose
+// state lives on an upstream connection (transactions, pub/sub, blocking commands, MONITOR,
+// tracking), and forwards everything else as the original bytes.
+#include <fmt/format.h>
+
+#include <cctype>
+#include <charconv>
+
+#include "proxy/command_table.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "resp/reply_writer.h"
+
+namespace respite {
+
+namespace {
+
+bool ieq(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& ch : r) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return r;
+}
+
+bool parse_ll(std::string_view s, long long& out) {
+  if (s.empty() || s.size() > 20) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size() && !(s.size() > 1 && s[0] == '0') &&
+         !(s.size() > 1 && s[0] == '-' && s[1] == '0');
+}
+
+void error(ClientConn* c, std::string_view msg) { resp::Writer(c->immediate_reply(), c->proto).error(msg); }
+
+void arity_error(ClientConn* c, std::string_view name) {
+  error(c, fmt::format("ERR wrong number of arguments for '{}' command", lower(name)));
+}
+
+// Redis's glob-style matching (CONFIG GET patterns): * ? and [...] classes.
+bool glob_match(std::string_view pat, std::string_view str) {
+  size_t p = 0, s = 0, star_p = std::string_view::npos, star_s = 0;
+  while (s < str.size()) {
+    if (p < pat.size() && pat[p] == '*') {
+      star_p = p++;
+      star_s = s;
+    } else if (p < pat.size() && (pat[p] == '?' || std::tolower(static_cast<unsigned char>(pat[p])) ==
+                                                       std::tolower(static_cast<unsigned char>(str[s])))) {
+      ++p;
+      ++s;
+    } else if (star_p != std::string_view::npos) {
+      p = star_p + 1;
+      s = ++star_s;
+    } else {
+      return false;
+    }
+  }
+  while (p < pat.size() && pat[p] == '*') ++p;
+  return p == pat.size();
+}
+
+}  // namespace
+
+// ---- runtime-tunable settings (PROXY CONFIG GET/SET) ----
+
+namespace {
+struct Tunable {
+  const char* name;
+  std::string (*get)(Server&);
+  bool (*set)(Server&, std::string_view);  // false: invalid value
+};
+
+bool set_int(std::string_view v, long long lo, long long hi, long long& out) {
+  return parse_ll(v, out) && out >= lo && out <= hi;
+}
+
+const Tunable kTunables[] = {
+    {"log-level", [](Server&) { return std::string(log_level_name(log_level())); },
+     [](Server&, std::string_view v) {
+       LogLevel l;
+       if (!parse_log_level(lower(v), l)) return false;
+       set_log_level(l);
+       return true;
+     }},
+    {"upstream-timeout-ms", [](Server& s) { return std::to_string(s.config().upstream_timeout_ms); },
+     [](Server& s, std::string_view v) {
+       long long n;
+       if (!set_int(v, 1, 3600000, n)) return false;
+       s.config().upstream_timeout_ms = static_cast<int>(n);
+       return true;
+     }},
+    {"maxclients", [](Server& s) { return std::to_string(s.config().maxclients); },
+     [](Server& s, std::string_view v) {
+       long long n;
+       if (!set_int(v, 1, 1000000, n)) return false;
+       s.config().maxclients = static_cast<int>(n);
+       return true;
+     }},
+    {"cache-ttl-ms", [](Server& s) { return std::to_string(s.config().cache_ttl_ms); },
+     [](Server& s, std::string_view v) {
+       long long n;
+       if (!set_int(v, 1, 1LL << 40, n)) return false;
+       s.config().cache_ttl_ms = n;
+       s.apply_cache_config();
+       return true;
+     }},
+    {"cache-max-memory", [](Server& s) { return std::to_string(s.config().cache_max_memory); },
+     [](Server& s, std::string_view v) {
+       uint64_t n;
+       if (!parse_memory_size(std::string(v), n)) return false;
+       s.config().cache_max_memory = n;
+       s.apply_cache_config();
+       return true;
+     }},
+};
+}  // namespace
+
+// ---- PROXY ----
+
+static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
+  resp::Writer w(c->immediate_reply(), c->proto);
+  if (f.argc() < 2) {
+    w.error("ERR wrong number of arguments for 'proxy' command");
+    return;
+  }
+  std::string_view sub = f.arg(1);
+  if (ieq(sub, "info")) {
+    std::string text = srv.info_text(f.argc() > 2 ? lower(f.arg(2)) : std::string());
+    w.verbatim("txt", text);
+  } else if (ieq(sub, "config") && f.argc() >= 3 && ieq(f.arg(2), "get")) {
+    if (f.argc() < 4) {
+      w.error("ERR wrong number of arguments for 'proxy|config|get' command");
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> found;
+    for (const Tunable& t : kTunables) {
+      for (size_t i = 3; i < f.argc(); ++i) {
+        if (glob_match(f.arg(i), t.name)) {
+          found.emplace_back(t.name, t.get(srv));
+          break;
+        }
+      }
+    }
+    w.map(found.size());
+    for (auto& [k, v] : found) {
+      w.bulk(k);
+      w.bulk(v);
+    }
+  } else if (ieq(sub, "config") && f.argc() >= 3 && ieq(f.arg(2), "set")) {
+    if (f.argc() < 5 || (f.argc() - 3) % 2 != 0) {
+      w.error("ERR wrong number of arguments for 'proxy|config|set' command");
+      return;
+    }
+    // Validate every pair first so a bad one changes nothing (as CONFIG SET does).
+    std::vector<const Tunable*> which;
+    for (size_t i = 3; i + 1 < f.argc(); i += 2) {
+      const Tunable* hit = nullptr;
+      for (const Tunable& t : kTunables)
+        if (ieq(f.arg(i), t.name)) hit = &t;
+      if (!hit) {
+        w.error(fmt::format("ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                            f.arg(i)));
+        return;
+      }
+      which.push_back(hit);
+    }
+    for (size_t k = 0; k < which.size(); ++k) {
+      std::string_view val = f.arg(3 + 2 * k + 1);
+      if (!which[k]->set(srv, val)) {
+        w.error(fmt::format("ERR CONFIG SET failed (possibly related to argument '{}') - argument "
+                            "couldn't be parsed into an integer",
+                            which[k]->name));
+        return;
+      }
+    }
+    w.simple("OK");
+  } else if (ieq(sub, "help")) {
+    static const char* lines[] = {
+        "PROXY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "INFO [<section>]",
+        "    Return respite's own information and statistics (INFO format).",
+        "CONFIG GET <pattern> [<pattern> ...]",
+        "    Return the runtime-tunable settings matching the glob-style patterns.",
+        "CONFIG SET <parameter> <value> [<parameter> <value> ...]",
+        "    Change runtime-tunable settings.",
+        "CACHE FLUSH",
+        "    Empty respite's cache.",
+        "HELP",
+        "    Print this help.",
+    };
+    w.array(std::size(lines));
+    for (const char* l : lines) w.simple(l);
+  } else if (ieq(sub, "cache") && f.argc() == 3 && ieq(f.arg(2), "flush")) {
+    srv.flush_cache();
+    w.simple("OK");
+  } else {
+    w.error(fmt::format("ERR unknown subcommand '{}'. Try PROXY HELP.", f.arg(1)));
+  }
+}
+
+// ---- HELLO / AUTH ----
+
+static bool check_password(Server& srv, std::string_view user, std::string_view pass) {
+  return user == "default" && pass == srv.config().requirepass;
+}
+
+static void hello_reply(Server& srv, ClientConn* c) {
+  resp::Writer w(c->immediate_reply(), c->proto);
+  w.map(7);
+  w.bulk("server");
+  w.bulk("redis");
+  w.bulk("version");
+  w.bulk(srv.upstream_version);
+  w.bulk("proto");
+  w.integer(c->proto);
+  w.bulk("id");
+  w.integer(static_cast<int64_t>(c->id));
+  w.bulk("mode");
+  w.bulk("standalone");
+  w.bulk("role");
+  w.bulk("master");
+  w.bulk("modules");
+  w.array(0);
+}
+
+// Returns true when handled locally.
+static bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f) {
+  long long ver = c->proto;
+  if (f.argc() >= 2) {
+    if (!parse_ll(f.arg(1), ver)) {
+      error(c, "ERR Protocol version is not an integer or out of range");
+      return true;
+    }
+    if (ver < 2 || ver > 3) {
+      error(c, "NOPROTO unsupported protocol version");
+      return true;
+    }
+  }
+  std::string_view user, pass, name;
+  bool has_auth = false, has_name = false;
+  for (size_t i = 2; i < f.argc(); ++i) {
+    if (ieq(f.arg(i), "auth") && i + 2 < f.argc()) {
+      user = f.arg(i + 1);
+      pass = f.arg(i + 2);
+      has_auth = true;
+      i += 2;
+    } else if (ieq(f.arg(i), "setname") && i + 1 < f.argc()) {
+      name = f.arg(i + 1);
+      has_name = true;
+      i += 1;
+    } else {
+      error(c, fmt::format("ERR Syntax error in HELLO option '{}'", f.arg(i)));
+      return true;
+    }
+  }
+  if (has_auth) {
+    if (srv.config().requirepass.empty() ? user != "default" : !check_password(srv, user, pass)) {
+      error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+      return true;
+    }
+    c->set_authenticated(true);
+  }
+  if (!c->authenticated) {
+    error(c, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+             "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+             "select the RESP protocol version at the same time");
+    return true;
+  }
+  if (has_name) c->name = std::string(name);
+  if (c->pinned && ver != c->proto) {
+    // The pinned connection must speak the client's protocol: let the upstream switch it.
+    c->proto = static_cast<int>(ver);
+    return false;
+  }
+  c->proto = static_cast<int>(ver);
+  hello_reply(srv, c);
+  return true;
+}
+
+static void auth_command(Server& srv, ClientConn* c, const resp::Frame& f) {
+  if (f.argc() < 2) return arity_error(c, "auth");
+  if (f.argc() > 3) return error(c, "ERR syntax error");
+  std::string_view user = f.argc() == 3 ? f.arg(1) : std::string_view("default");
+  std::string_view pass = f.arg(f.argc() - 1);
+  if (srv.config().requirepass.empty()) {
+    if (f.argc() == 2) {
+      return error(c, "ERR AUTH <password> called without any password configured for the default "
+                      "user. Are you sure your configuration is correct?");
+    }
+    if (user == "default") {
+      resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+      return;
+    }
+    return error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+  }
+  if (!check_password(srv, user, pass)) {
+    log(LogLevel::Verbose, "client id={} addr={}: wrong password", c->id, c->peer);
+    return error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+  }
+  c->set_authenticated(true);
+  resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+}
+
+// ---- CLIENT ----
+
+static std::string client_info_line(Server& srv, ClientConn* c) {
+  uint64_t now = srv.now();
+  std::string flags;
+  if (c->in_multi) flags.push_back('x');
+  if (c->streaming) flags.push_back('P');
+  if (flags.empty()) flags.push_back('N');
+  return fmt::format(
+      "id={} addr={} laddr={}:{} fd=-1 name={} age={} idle={} flags={} db={} sub=0 psub=0 "
+      "ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 "
+      "tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+      c->id, c->peer, srv.config().bind, srv.config().port, c->name, (now - c->created_ms) / 1000,
+      (now - c->last_cmd_ms) / 1000, flags, c->db, c->in_multi ? 0 : -1, c->proto, c->lib_name,
+      c->lib_ver);
+}
+
+// Returns true when handled locally.
+static bool client_command(Server& srv, ClientConn* c, const resp::Frame& f) {
+  if (f.argc() < 2) return false;
+  std::string_view sub = f.arg(1);
+  // Only the subcommands answered here take a reply slot; the rest are forwarded.
+  auto w = [c] { return resp::Writer(c->immediate_reply(), c->proto); };
+  if (ieq(sub, "id")) {
+    if (f.argc() != 2) arity_error(c, "client|id");
+    else w().integer(static_cast<int64_t>(c->id));
+  } else if (ieq(sub, "getname")) {
+    if (f.argc() != 2) arity_error(c, "client|getname");
+    else if (c->name.empty()) w().null();
+    else w().bulk(c->name);
+  } else if (ieq(sub, "setname")) {
+    if (f.argc() != 3) return arity_error(c, "client|setname"), true;
+    for (char ch : f.arg(2)) {
+      if (ch < '!' || ch > '~') {
+        w().error("ERR Client names cannot contain spaces, newlines or special characters.");
+        return true;
+      }
+    }
+    c->name = std::string(f.arg(2));
+    w().simple("OK");
+  } else if (ieq(sub, "setinfo")) {
+    if (f.argc() != 4) return arity_error(c, "client|setinfo"), true;
+    for (char ch : f.arg(3)) {
+      if (ch < '!' || ch > '~') {
+        w().error(fmt::format("ERR {} cannot contain spaces, newlines or special characters.",
+                            lower(f.arg(2))));
+        return true;
+      }
+    }
+    if (ieq(f.arg(2), "lib-name")) c->lib_name = std::string(f.arg(3));
+    else if (ieq(f.arg(2), "lib-ver")) c->lib_ver = std::string(f.arg(3));
+    else {
+      w().error(fmt::format("ERR Unrecognized option '{}'", f.arg(2)));
+      return true;
+    }
+    w().simple("OK");
+  } else if (ieq(sub, "info")) {
+    if (f.argc() != 2) arity_error(c, "client|info");
+    else w().verbatim("txt", client_info_line(srv, c));
+  } else if (ieq(sub, "reply")) {
+    if (f.argc() != 3) return arity_error(c, "client|reply"), true;
+    if (ieq(f.arg(2), "on")) {
+      c->reply_mode = ClientConn::ReplyMode::On;
+      w().simple("OK");
+    } else if (ieq(f.arg(2), "off")) {
+      c->reply_mode = ClientConn::ReplyMode::Off;
+    } else if (ieq(f.arg(2), "skip")) {
+      if (c->reply_mode == ClientConn::ReplyMode::On) c->reply_mode = ClientConn::ReplyMode::Skip;
+    } else {
+      w().error("ERR syntax error");
+    }
+  } else {
+    // Not ours: the writer reserved nothing (it only appends when used), forward it.
+    return false;
+  }
+  return true;
+}
+
+// ---- forwarding ----
+
+namespace {
+enum class Pin : uint8_t { None, Multi, Exec, Watch, Unwatch, Blocking, Stream, Sticky };
+
+Pin classify(const resp::Frame& f, const CommandInfo* ci) {
+  std::string_view n = f.arg(0);
+  switch (n.size()) {
+    case 4:
+      if (ieq(n, "exec")) return Pin::Exec;
+      if (ieq(n, "wait")) return Pin::Blocking;
+      break;
+    case 5:
+      if (ieq(n, "multi")) return Pin::Multi;
+      if (ieq(n, "watch")) return Pin::Watch;
+      break;
+    case 7:
+      if (ieq(n, "discard")) return Pin::Exec;
+      if (ieq(n, "unwatch")) return Pin::Unwatch;
+      if (ieq(n, "monitor")) return Pin::Stream;
+      break;
+    case 8:
+      if (ieq(n, "readonly")) return Pin::Sticky;
+      break;
+    case 9:
+      if (ieq(n, "subscribe")) return Pin::Stream;
+      if (ieq(n, "readwrite")) return Pin::Sticky;
+      break;
+    case 10:
+      if (ieq(n, "psubscribe") || ieq(n, "ssubscribe")) return Pin::Stream;
+      break;
+    case 6:
+      if (ieq(n, "client") && f.argc() >= 2) {
+        std::string_view s = f.arg(1);
+        if (ieq(s, "tracking") || ieq(s, "caching") || ieq(s, "no-evict") || ieq(s, "no-touch"))
+          return Pin::Sticky;
+      }
+      break;
+    default:
+      break;
+  }
+  if (ci && ci->is(kBlocking)) {
+    // XREAD/XREADGROUP block only with a BLOCK argument.
+    if (ieq(n, "xread") || ieq(n, "xreadgroup")) {
+      for (size_t i = 1; i < f.argc(); ++i)
+        if (ieq(f.arg(i), "block")) return Pin::Blocking;
+      return Pin::None;
+    }
+    return Pin::Blocking;
+  }
+  return Pin::None;
+}
+}  // namespace
+
+void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
+  Pin pin = classify(f, ci);
+  bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
+                   pin == Pin::Stream || pin == Pin::Sticky;
+  UpstreamConn* target = c->pinned;
+  if (!target && !needs_pin) target = shared_conn(c->proto, c->id);
+  // Per-client order: never send to a new connection while replies are owed on another.
+  if (c->inflight > 0 && c->last_conn != target) {
+    c->stall();
+    return;
+  }
+  if (!target && needs_pin) {
+    c->pinned = target = open_pinned(c);
+  }
+  if (!target) {
+    error(c, "ERR upstream unavailable (reconnecting)");
+    return;
+  }
+  switch (pin) {
+    case Pin::Multi: c->in_multi = true; break;
+    case Pin::Exec:
+      if (c->in_multi) c->in_multi = c->watching = false;
+      break;
+    case Pin::Watch:
+      if (!c->in_multi) c->watching = true;
+      break;
+    case Pin::Unwatch:
+      if (!c->in_multi) c->watching = false;
+      break;
+    case Pin::Stream: c->streaming = true; break;
+    case Pin::Sticky: c->sticky_pin = true; break;
+    default: break;
+  }
+  stats_.forwarded_commands++;
+  std::string_view raw = f.raw();
+  std::string encoded;
+  if (f.is_inline()) {
+    UpstreamConn::encode_command(encoded, f);
+    raw = encoded;
+  }
+  if (c->streaming) {
+    target->forward(c, kStreamSeq, raw, c->db, false);
+    return;
+  }
+  uint64_t seq = c->reserve_slot();
+  target->forward(c, seq, raw, c->db, pin != Pin::Blocking);
+  c->last_conn = target;
+  c->inflight++;
+}
+
+void Server::dispatch(ClientConn* c, const resp::Frame& f) {
+  stats_.total_commands_processed++;
+  std::string_view cmd = f.arg(0);
+
+  if (!c->authenticated && !ieq(cmd, "auth") && !ieq(cmd, "hello") && !ieq(cmd, "quit") &&
+      !ieq(cmd, "reset")) {
+    error(c, "NOAUTH Authentication required.");
+    return;
+  }
+
+  if (ieq(cmd, "quit")) {
+    resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+    c->close_after_flush();
+    return;
+  }
+  if (ieq(cmd, "reset")) {
+    if (c->inflight > 0) {
+      c->stall();  // after what is owed: then the pinned connection can go
+      return;
+    }
+    if (c->pinned) {
+      UpstreamConn* u = c->pinned;
+      c->pinned = nullptr;
+      u->close();
+    }
+    c->in_multi = c->watching = c->streaming = c->sticky_pin = false;
+    c->db = 0;
+    c->proto = 2;
+    c->name.clear();
+    c->reply_mode = ClientConn::ReplyMode::On;
+    if (!config().requirepass.empty()) c->set_authenticated(false);
+    resp::Writer(c->immediate_reply(), c->proto).simple("RESET");
+    return;
+  }
+
+  // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form.
+  if (!c->in_multi && !c->streaming) {
+    switch (cmd.size()) {
+      case 4:
+        if (ieq(cmd, "ping")) {
+          if (f.argc() > 2) return arity_error(c, cmd);
+          resp::Writer w(c->immediate_reply(), c->proto);
+          if (f.argc() == 2) w.bulk(f.arg(1));
+          else w.simple("PONG");
+          return;
+        }
+        if (ieq(cmd, "echo")) {
+          if (f.argc() != 2) return arity_error(c, cmd);
+          resp::Writer(c->immediate_reply(), c->proto).bulk(f.arg(1));
+          return;
+        }
+        if (ieq(cmd, "auth")) return auth_command(*this, c, f);
+        break;
+      case 5:
+        if (ieq(cmd, "hello")) {
+          if (hello_command(*this, c, f)) return;
+        }
+        if (ieq(cmd, "proxy")) return proxy_command(*this, c, f);
+        break;
+      case 6:
+        if (ieq(cmd, "select")) {
+          if (f.argc() != 2) return arity_error(c, cmd);
+          long long n;
+          if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
+          if (n < 0 || n >= config().databases) return error(c, "ERR DB index is out of range");
+          if (c->pinned) {
+            forward(c, f, nullptr);  // the pinned connection switches database itself
+            if (!c->stalled()) c->db = static_cast<int>(n);
+            return;
+          }
+          c->db = static_cast<int>(n);
+          resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+          return;
+        }
+        if (ieq(cmd, "client")) {
+          if (client_command(*this, c, f)) return;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  forward(c, f, lookup_command(f));
+}
+
+}  // namespace respite

@@ -1,0 +1,204 @@
+#include "proxy/config.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cctype>
+#include <fstream>
+#include <iostream>
+
+namespace respite {
+
+bool parse_memory_size(const std::string& s, uint64_t& out) {
+  size_t i = 0;
+  uint64_t v = 0;
+  if (s.empty()) return false;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+    if (v > (UINT64_MAX - 9) / 10) return false;
+    v = v * 10 + static_cast<uint64_t>(s[i] - '0');
+    ++i;
+  }
+  if (i == 0) return false;
+  std::string unit;
+  for (; i < s.size(); ++i) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
+  uint64_t mul = 1;
+  if (unit.empty() || unit == "b") mul = 1;
+  else if (unit == "k") mul = 1000;
+  else if (unit == "kb") mul = 1024;
+  else if (unit == "m") mul = 1000 * 1000;
+  else if (unit == "mb") mul = 1024 * 1024;
+  else if (unit == "g") mul = 1000ull * 1000 * 1000;
+  else if (unit == "gb") mul = 1024ull * 1024 * 1024;
+  else return false;
+  if (v && mul > UINT64_MAX / v) return false;
+  out = v * mul;
+  return true;
+}
+
+namespace {
+
+// Reads `directive value...` lines into "--directive value..." arguments, so the file and the
+// command line share one definition of every setting.
+bool read_config_file(const std::string& path, std::vector<std::string>& args, std::string& err) {
+  std::ifstream in(path);
+  if (!in) {
+    err = fmt::format("cannot open config file '{}'", path);
+    return false;
+  }
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    size_t b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    size_t e = line.find_last_not_of(" \t\r");
+    std::string body = line.substr(b, e - b + 1);
+    size_t sp = body.find_first_of(" \t");
+    std::string name = body.substr(0, sp);
+    std::string value;
+    if (sp != std::string::npos) {
+      value = body.substr(body.find_first_not_of(" \t", sp));
+      if (value.size() >= 2 && ((value.front() == '"' && value.back() == '"') ||
+                                (value.front() == '\'' && value.back() == '\''))) {
+        value = value.substr(1, value.size() - 2);
+      }
+    }
+    if (name == "config") {
+      err = fmt::format("{}:{}: 'config' cannot be nested", path, lineno);
+      return false;
+    }
+    args.push_back("--" + name);
+    args.push_back(value);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
+  CLI::App app{"respite: a Redis-protocol caching proxy. Point any Redis client at it."};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.get_formatter()->column_width(36);
+
+  app.add_option("--config", cfg.config_file,
+                 "redis.conf-style file: one `directive value` per line; every flag is a "
+                 "directive; flags on the command line win");
+  app.add_option("--port", cfg.port, "TCP port to listen on")->capture_default_str();
+  app.add_option("--bind", cfg.bind, "address to listen on (loopback by default)")
+      ->capture_default_str();
+  app.add_option("--threads", cfg.threads, "event-loop threads")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--maxclients", cfg.maxclients, "maximum connected clients")
+      ->capture_default_str();
+  app.add_option("--requirepass", cfg.requirepass,
+                 "password clients must AUTH with (empty: no authentication)");
+  app.add_option("--upstream", cfg.upstream, "upstream Redis as host:port")->capture_default_str();
+  app.add_option("--upstream-user", cfg.upstream_user, "ACL user respite authenticates as upstream");
+  app.add_option("--upstream-password", cfg.upstream_password,
+                 "password respite authenticates with upstream (AUTH on every connection)");
+  app.add_option("--upstream-timeout-ms", cfg.upstream_timeout_ms,
+                 "a request waiting this long for the upstream fails with an error")
+      ->capture_default_str()->check(CLI::Range(1, 3600000));
+  app.add_option("--upstream-connections", cfg.upstream_connections,
+                 "shared upstream connections per protocol (clients are spread over them)")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+  app.add_option("--databases", cfg.databases, "number of logical databases SELECT accepts")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  app.add_option("--cache-max-memory", cfg.cache_max_memory_str,
+                 "cache byte budget (512kb, 64mb, 1gb; 0 disables the cache)")
+      ->capture_default_str();
+  app.add_option("--cache-ttl-ms", cfg.cache_ttl_ms,
+                 "longest time an entry is served from the cache (upstream TTLs shorten it)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_option("--cache-max-keys", cfg.cache_max_keys, "cache key limit (0: none)")
+      ->capture_default_str();
+  app.add_option("--cache-max-value", cfg.cache_max_value_str,
+                 "larger values are relayed, not cached")->capture_default_str();
+  app.add_option("--proto-max-bulk-len", cfg.proto_max_bulk_len_str,
+                 "longest bulk string a client may send")->capture_default_str();
+  app.add_option("--client-query-buffer-limit", cfg.client_query_buffer_limit_str,
+                 "close a client whose unparsed input exceeds this")->capture_default_str();
+  app.add_option("--log-level", cfg.log_level, "debug, verbose, notice or warning")
+      ->capture_default_str();
+  app.add_option("--logfile", cfg.logfile, "append logs to this file (default: stderr)");
+
+  // First pass: find --config; its directives go before the real arguments so flags win.
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  std::string file;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) file = args[i + 1];
+    else if (args[i].rfind("--config=", 0) == 0) file = args[i].substr(9);
+  }
+  std::vector<std::string> all;
+  if (!file.empty()) {
+    std::string err;
+    if (!read_config_file(file, all, err)) {
+      std::cerr << "respite: " << err << "\n";
+      exit_code = 1;
+      return false;
+    }
+  }
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<std::string> rev(all.rbegin(), all.rend());  // CLI11 parses a reversed vector
+  try {
+    app.parse(rev);
+  } catch (const CLI::ParseError& e) {
+    exit_code = app.exit(e);
+    return false;
+  }
+  std::string err = finalize_config(cfg);
+  if (!err.empty()) {
+    std::cerr << "respite: " << err << "\n";
+    exit_code = 1;
+    return false;
+  }
+  return true;
+}
+
+std::string finalize_config(Config& cfg) {
+  size_t colon = cfg.upstream.rfind(':');
+  if (colon == std::string::npos || colon == 0) return "--upstream must be host:port";
+  cfg.upstream_host = cfg.upstream.substr(0, colon);
+  if (cfg.upstream_host.size() > 2 && cfg.upstream_host.front() == '[')
+    cfg.upstream_host = cfg.upstream_host.substr(1, cfg.upstream_host.size() - 2);
+  try {
+    cfg.upstream_port = std::stoi(cfg.upstream.substr(colon + 1));
+  } catch (...) {
+    return "--upstream port is not a number";
+  }
+  if (cfg.upstream_port <= 0 || cfg.upstream_port > 65535) return "--upstream port out of range";
+  struct {
+    const char* name;
+    const std::string& in;
+    uint64_t& out;
+  } sizes[] = {
+      {"cache-max-memory", cfg.cache_max_memory_str, cfg.cache_max_memory},
+      {"cache-max-value", cfg.cache_max_value_str, cfg.cache_max_value},
+      {"proto-max-bulk-len", cfg.proto_max_bulk_len_str, cfg.proto_max_bulk_len},
+      {"client-query-buffer-limit", cfg.client_query_buffer_limit_str,
+       cfg.client_query_buffer_limit},
+  };
+  for (auto& s : sizes)
+    if (!parse_memory_size(s.in, s.out)) return fmt::format("bad size for {}: '{}'", s.name, s.in);
+  if (cfg.port < 0 || cfg.port > 65535) return "--port out of range";
+  return "";
+}
+
+std::vector<std::string> describe_config(const Config& c) {
+  auto mask = [](const std::string& s) { return s.empty() ? std::string("(none)") : "********"; };
+  return {
+      fmt::format("port {} bind {} threads {} maxclients {}", c.port, c.bind, c.threads,
+                  c.maxclients),
+      fmt::format("requirepass {}", mask(c.requirepass)),
+      fmt::format("upstream {} user {} password {} timeout {}ms connections {}", c.upstream,
+                  c.upstream_user.empty() ? "(default)" : c.upstream_user,
+                  mask(c.upstream_password), c.upstream_timeout_ms, c.upstream_connections),
+      fmt::format("cache-max-memory {} cache-ttl-ms {} cache-max-keys {} cache-max-value {}",
+                  c.cache_max_memory, c.cache_ttl_ms, c.cache_max_keys, c.cache_max_value),
+      fmt::format("proto-max-bulk-len {} client-query-buffer-limit {} log-level {}",
+                  c.proto_max_bulk_len, c.client_query_buffer_limit, c.log_level),
+  };
+}
+
+}  // namespace respite

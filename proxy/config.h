@@ -1,0 +1,65 @@
+// Settings, from the command line and from a redis.conf-style file (`directive value` per line,
+// `#` comments). Every flag `--name` is also the directive `name`; flags given on the command line
+// win over the file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace respite {
+
+struct Config {
+  // Listening.
+  int port = 7000;
+  std::string bind = "127.0.0.1";
+  int threads = 1;
+  int maxclients = 10000;
+  std::string requirepass;
+
+  // Upstream.
+  std::string upstream = "127.0.0.1:6379";
+  std::string upstream_host = "127.0.0.1";  // derived from `upstream`
+  int upstream_port = 6379;                 // derived from `upstream`
+  std::string upstream_user;
+  std::string upstream_password;
+  int upstream_timeout_ms = 3000;
+  int upstream_connections = 1;  // shared connections per protocol
+  int databases = 16;
+
+  // Cache.
+  std::string cache_max_memory_str = "64mb";
+  uint64_t cache_max_memory = 64ull << 20;
+  int64_t cache_ttl_ms = 10000;
+  uint64_t cache_max_keys = 0;
+  std::string cache_max_value_str = "1mb";
+  uint64_t cache_max_value = 1ull << 20;
+
+  // Limits (Redis's meanings).
+  std::string proto_max_bulk_len_str = "512mb";
+  uint64_t proto_max_bulk_len = 512ull << 20;
+  std::string client_query_buffer_limit_str = "1gb";
+  uint64_t client_query_buffer_limit = 1ull << 30;
+
+  // Logging.
+  std::string log_level = "notice";
+  std::string logfile;
+
+  std::string config_file;
+};
+
+// Parses argv (and the --config file it names). On --help or an error, prints to stdout/stderr and
+// returns false with `exit_code` set (0 for --help).
+bool parse_config(int argc, char** argv, Config& cfg, int& exit_code);
+
+// Redis's memory units: "512kb", "64mb", "1gb", "100" (bytes). k/m/g are powers of 1000, kb/mb/gb
+// of 1024, case-insensitive. Returns false on malformed input.
+bool parse_memory_size(const std::string& s, uint64_t& out);
+
+// Resolves derived fields (upstream host/port, sizes). Returns an error text or "".
+std::string finalize_config(Config& cfg);
+
+// Lines for the startup log: every setting, passwords masked.
+std::vector<std::string> describe_config(const Config& cfg);
+
+}  // namespace respite

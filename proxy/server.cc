@@ -1,0 +1,314 @@
+// The server: listener, the per-loop-turn cork that flushes every connection once, the timer that
+// enforces upstream timeouts and reconnects with backoff, and orderly shutdown on SIGTERM/SIGINT.
+#include "proxy/server.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "proxy/log.h"
+
+namespace respite {
+
+uint64_t now_ms(uv_loop_t* loop) { return uv_now(loop); }
+
+namespace {
+constexpr uint64_t kTimerMs = 10;
+constexpr uint64_t kMaxBackoffMs = 500;
+constexpr uint64_t kShutdownGraceMs = 4000;
+
+std::string peer_name(uv_tcp_t* t) {
+  sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(t, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?:0";
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  }
+  return fmt::format("{}:{}", ip, port);
+}
+}  // namespace
+
+Server::Server(Config cfg) : cfg_(std::move(cfg)) { uv_loop_init(&loop_); }
+
+Server::~Server() { uv_loop_close(&loop_); }
+
+int Server::run() {
+  signal(SIGPIPE, SIG_IGN);
+  // Resolve the upstream once; reconnects reuse the address.
+  uv_getaddrinfo_t gai;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  std::string port = std::to_string(cfg_.upstream_port);
+  int rc = uv_getaddrinfo(&loop_, &gai, nullptr, cfg_.upstream_host.c_str(), port.c_str(), &hints);
+  if (rc != 0 || !gai.addrinfo) {
+    log(LogLevel::Warning, "cannot resolve upstream {}: {}", cfg_.upstream, uv_strerror(rc));
+    return 1;
+  }
+  std::memcpy(&upstream_addr_, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
+  uv_freeaddrinfo(gai.addrinfo);
+
+  sockaddr_storage bind_addr;
+  if (cfg_.bind.find(':') != std::string::npos)
+    rc = uv_ip6_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&bind_addr));
+  else
+    rc = uv_ip4_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&bind_addr));
+  if (rc != 0) {
+    log(LogLevel::Warning, "bad bind address {}: {}", cfg_.bind, uv_strerror(rc));
+    return 1;
+  }
+  uv_tcp_init(&loop_, &listener_);
+  listener_.data = this;
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&bind_addr), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, on_connection);
+  if (rc != 0) {
+    log(LogLevel::Warning, "cannot listen on {}:{}: {}", cfg_.bind, cfg_.port, uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    return 1;
+  }
+
+  uv_check_init(&loop_, &cork_);
+  cork_.data = this;
+  uv_check_start(&cork_, on_check);
+  uv_timer_init(&loop_, &timer_);
+  timer_.data = this;
+  uv_timer_start(&timer_, on_timer, kTimerMs, kTimerMs);
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  sigterm_.data = sigint_.data = this;
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  uv_signal_start(&sigint_, on_signal, SIGINT);
+
+  start_ms = now();
+  shared_conn(2, 0);  // connect eagerly so PROXY INFO and health reflect the upstream at once
+  log(LogLevel::Notice, "respite {} listening on {}:{}, upstream {}", RESPITE_VERSION, cfg_.bind,
+      cfg_.port, cfg_.upstream);
+  for (const auto& line : describe_config(cfg_)) log(LogLevel::Verbose, "config: {}", line);
+  log(LogLevel::Notice, "Ready to accept connections");
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+
+  // Orderly teardown: every object frees itself in its close callback.
+  while (!clients_.empty()) clients_.back()->close();
+  for (auto& v : shared_)
+    for (UpstreamConn*& u : v)
+      if (u) u->close();
+  while (!pinned_.empty()) pinned_.back()->close();
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&cork_), reinterpret_cast<uv_handle_t*>(&timer_),
+                         reinterpret_cast<uv_handle_t*>(&sigterm_),
+                         reinterpret_cast<uv_handle_t*>(&sigint_)})
+    if (!uv_is_closing(h)) uv_close(h, nullptr);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  log(LogLevel::Notice, "respite is now ready to exit, bye bye...");
+  return 0;
+}
+
+void Server::on_connection(uv_stream_t* s, int status) {
+  auto* srv = static_cast<Server*>(s->data);
+  if (status < 0) return;
+  auto* c = new ClientConn(srv, srv->next_client_id++);
+  if (uv_accept(s, reinterpret_cast<uv_stream_t*>(c->handle())) != 0) {
+    c->server_index = SIZE_MAX;
+    uv_close(reinterpret_cast<uv_handle_t*>(c->handle()), ClientConn::on_close);
+    return;
+  }
+  srv->stats_.total_connections_received++;
+  c->server_index = srv->clients_.size();
+  srv->clients_.push_back(c);
+  c->peer = peer_name(c->handle());
+  if (srv->clients_.size() > static_cast<size_t>(srv->cfg_.maxclients)) {
+    srv->stats_.rejected_connections++;
+    c->immediate_reply() += "-ERR max number of clients reached\r\n";
+    c->close_after_flush();
+    return;
+  }
+  c->start();
+}
+
+void Server::client_closed(ClientConn* c) {
+  size_t i = c->server_index;
+  if (i < clients_.size() && clients_[i] == c) {
+    clients_[i] = clients_.back();
+    clients_[i]->server_index = i;
+    clients_.pop_back();
+  }
+  c->server_index = SIZE_MAX;
+}
+
+// The cork: runs once per loop turn after I/O. Clients held back by a barrier go first (they may
+// queue upstream requests), then every upstream connection and every client is written once.
+void Server::on_check(uv_check_t* h) {
+  auto* srv = static_cast<Server*>(h->data);
+  for (int round = 0; round < 4; ++round) {
+    if (srv->resume_clients_.empty() && srv->dirty_upstreams_.empty() &&
+        srv->dirty_clients_.empty())
+      break;
+    std::vector<ClientConn*> resume;
+    resume.swap(srv->resume_clients_);
+    for (ClientConn* c : resume) {
+      c->resume();
+      c->unref();
+    }
+    std::vector<UpstreamConn*> ups;
+    ups.swap(srv->dirty_upstreams_);
+    for (UpstreamConn* u : ups) u->flush();
+    std::vector<ClientConn*> clients;
+    clients.swap(srv->dirty_clients_);
+    for (ClientConn* c : clients) {
+      c->dirty_ = false;
+      c->flush();
+      c->unref();
+    }
+  }
+}
+
+void Server::on_timer(uv_timer_t* h) {
+  auto* srv = static_cast<Server*>(h->data);
+  uint64_t now = srv->now();
+  for (auto& v : srv->shared_)
+    for (UpstreamConn* u : v)
+      if (u) u->check_timeout(now);
+  // check_timeout may close (and unlist) a pinned connection: iterate over a copy.
+  std::vector<UpstreamConn*> pinned = srv->pinned_;
+  for (UpstreamConn* u : pinned)
+    if (!u->closed()) u->check_timeout(now);
+  // Keep the RESP2 connections up (health), and RESP3 ones once a client has used them.
+  if (!srv->shutting_down_) {
+    for (int p = 0; p < 2; ++p) {
+      auto& v = srv->shared_[p];
+      for (size_t i = 0; i < v.size(); ++i)
+        if (!v[i] && now >= srv->next_attempt_[p]) srv->shared_conn(p + 2, i);
+    }
+  }
+  if (srv->shutting_down_) srv->maybe_finish_shutdown();
+}
+
+UpstreamConn* Server::shared_conn(int proto, uint64_t client_id) {
+  auto& v = shared_[proto - 2];
+  if (v.empty()) v.assign(static_cast<size_t>(cfg_.upstream_connections), nullptr);
+  size_t idx = client_id % v.size();
+  if (!v[idx]) {
+    if (now() < next_attempt_[proto - 2] || shutting_down_) return nullptr;
+    auto* u = new UpstreamConn(this, proto, nullptr, 0);
+    v[idx] = u;
+    stats_.upstream_reconnects++;
+    u->connect();
+  }
+  return v[idx];
+}
+
+UpstreamConn* Server::open_pinned(ClientConn* c) {
+  auto* u = new UpstreamConn(this, c->proto, c, c->db);
+  pinned_.push_back(u);
+  stats_.pinned_connections++;
+  u->connect();
+  if (u->closed()) return nullptr;
+  return u;
+}
+
+void Server::upstream_up(UpstreamConn* u) {
+  if (!u->owner()) backoff_ms_ = 0;
+}
+
+void Server::upstream_gone(UpstreamConn* u) {
+  dirty_upstreams_.erase(std::remove(dirty_upstreams_.begin(), dirty_upstreams_.end(), u),
+                         dirty_upstreams_.end());
+  auto it = std::find(pinned_.begin(), pinned_.end(), u);
+  if (it != pinned_.end()) {
+    *it = pinned_.back();
+    pinned_.pop_back();
+    return;
+  }
+  for (int p = 0; p < 2; ++p) {
+    for (UpstreamConn*& slot : shared_[p]) {
+      if (slot == u) {
+        slot = nullptr;
+        // A connection that never became ready means the upstream is down: back off.
+        if (u->connected_at_ms == 0) backoff_ms_ = std::min(kMaxBackoffMs, std::max<uint64_t>(50, backoff_ms_ * 2));
+        next_attempt_[p] = now() + backoff_ms_;
+      }
+    }
+  }
+}
+
+bool Server::upstream_connected() const {
+  for (UpstreamConn* u : shared_[0])
+    if (u && u->ready()) return true;
+  return false;
+}
+
+void Server::on_signal(uv_signal_t* h, int signum) {
+  auto* srv = static_cast<Server*>(h->data);
+  log(LogLevel::Warning, "Received {} scheduling shutdown...", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  srv->begin_shutdown();
+}
+
+void Server::begin_shutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  shutdown_deadline_ = now() + kShutdownGraceMs;
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  // Stop reading; answer what is already in flight, then close.
+  std::vector<ClientConn*> all = clients_;
+  for (ClientConn* c : all) c->close_after_flush();
+  maybe_finish_shutdown();
+}
+
+void Server::maybe_finish_shutdown() {
+  if (clients_.empty() || now() >= shutdown_deadline_) uv_stop(&loop_);
+}
+
+}  // namespace respite
+
+namespace respite {
+
+void Server::apply_cache_config() {}
+void Server::flush_cache() {}
+
+// PROXY INFO: INFO-format text, `# Section` headers and `name:value` lines.
+std::string Server::info_text(const std::string& section) {
+  auto want = [&](const char* s) { return section.empty() || section == "all" || section == s; };
+  std::string out;
+  uint64_t uptime = (now() - start_ms) / 1000;
+  if (want("server")) {
+    out += fmt::format(
+        "# Server\r\nrespite_version:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nbind:{}\r\n"
+        "uptime_in_seconds:{}\r\nthreads:{}\r\n\r\n",
+        RESPITE_VERSION, getpid(), cfg_.port, cfg_.bind, uptime, cfg_.threads);
+  }
+  if (want("clients")) {
+    out += fmt::format("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\npinned_clients:{}\r\n\r\n",
+                       clients_.size(), cfg_.maxclients, pinned_.size());
+  }
+  if (want("stats")) {
+    out += fmt::format(
+        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n"
+        "rejected_connections:{}\r\nforwarded_commands:{}\r\npinned_connections_opened:{}\r\n\r\n",
+        stats_.total_connections_received, stats_.total_commands_processed,
+        stats_.rejected_connections, stats_.forwarded_commands, stats_.pinned_connections);
+  }
+  if (want("upstream")) {
+    out += fmt::format(
+        "# Upstream\r\nupstream:{}\r\nupstream_connected:{}\r\nupstream_version:{}\r\n"
+        "upstream_errors:{}\r\nupstream_timeouts:{}\r\nupstream_connects:{}\r\n\r\n",
+        cfg_.upstream, upstream_connected() ? 1 : 0, upstream_version, stats_.upstream_errors,
+        stats_.upstream_timeouts, stats_.upstream_reconnects);
+  }
+  if (out.size() >= 2) out.resize(out.size() - 2);
+  return out;
+}
+
+}  // namespace respite

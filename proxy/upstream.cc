@@ -1,0 +1,275 @@
+// Upstream connections: requests from many clients are appended to one output and written once
+// per loop turn; replies are framed by the reply scanner and relayed as raw bytes to whoever is
+// at the front of the pending queue (Redis answers in order).
+#include <fmt/format.h>
+
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+namespace respite {
+
+UpstreamConn::UpstreamConn(Server* server, int proto, ClientConn* owner, int db)
+    : server_(server), proto_(proto), owner_(owner), db_(0) {
+  const Config& cfg = server->config();
+  // The handshake goes first in the output, so whatever clients queue while we connect follows.
+  if (!cfg.upstream_password.empty()) {
+    std::string cmd;
+    if (cfg.upstream_user.empty())
+      cmd = fmt::format("*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n", cfg.upstream_password.size(),
+                        cfg.upstream_password);
+    else
+      cmd = fmt::format("*3\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n${}\r\n{}\r\n", cfg.upstream_user.size(),
+                        cfg.upstream_user, cfg.upstream_password.size(), cfg.upstream_password);
+    push_internal(cmd);
+  }
+  if (proto_ == 3) push_internal("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
+  if (db != 0) select_db(db);
+}
+
+void UpstreamConn::push_internal(std::string_view raw) {
+  out_.append(raw);
+  pending_.push_back({Pending::Kind::Internal, nullptr, 0, nullptr,
+                      server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+}
+
+void UpstreamConn::select_db(int db) {
+  std::string n = std::to_string(db);
+  out_.append(fmt::format("*2\r\n$6\r\nSELECT\r\n${}\r\n{}\r\n", n.size(), n));
+  pending_.push_back({Pending::Kind::Internal, nullptr, 0, nullptr,
+                      server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+  db_ = db;
+}
+
+void UpstreamConn::connect() {
+  uv_tcp_init(server_->loop(), &tcp_);
+  tcp_.data = this;
+  handle_open_ = true;
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, &tcp_, server_->upstream_addr(), on_connect);
+  if (rc != 0) {
+    // Report asynchronously through the same path as a failed connect.
+    fail(fmt::format("connect: {}", uv_strerror(rc)));
+  }
+}
+
+void UpstreamConn::on_connect(uv_connect_t* req, int status) {
+  auto* u = static_cast<UpstreamConn*>(req->data);
+  if (u->state_ == State::Closed) return;
+  if (status < 0) {
+    u->fail(fmt::format("connect: {}", uv_strerror(status)));
+    return;
+  }
+  u->state_ = State::Ready;
+  u->connected_at_ms = u->server_->now();
+  uv_tcp_nodelay(&u->tcp_, 1);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&u->tcp_), on_alloc, on_read);
+  u->server_->upstream_up(u);
+  u->mark_dirty();
+}
+
+void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed) {
+  if (!owner_ && db != db_) select_db(db);
+  out_.append(raw);
+  if (seq != kStreamSeq) {
+    c->ref();
+    uint64_t deadline =
+        timed ? server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms) : 0;
+    pending_.push_back({Pending::Kind::Relay, c, seq, nullptr, deadline});
+  }
+  mark_dirty();
+}
+
+void UpstreamConn::request(ReplySink* sink, std::string_view raw, int db) {
+  if (!owner_ && db != db_) select_db(db);
+  out_.append(raw);
+  pending_.push_back({Pending::Kind::Sink, nullptr, 0, sink,
+                      server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+  mark_dirty();
+}
+
+void UpstreamConn::encode_command(std::string& out, const resp::Frame& f) {
+  out.append(fmt::format("*{}\r\n", f.argc()));
+  for (size_t i = 0; i < f.argc(); ++i) {
+    std::string_view a = f.arg(i);
+    out.append(fmt::format("${}\r\n", a.size()));
+    out.append(a);
+    out.append("\r\n");
+  }
+}
+
+void UpstreamConn::mark_dirty() {
+  if (dirty_ || state_ != State::Ready) return;
+  dirty_ = true;
+  server_->add_dirty(this);
+}
+
+void UpstreamConn::flush() {
+  dirty_ = false;
+  if (state_ != State::Ready || writing_active_ || out_.empty()) return;
+  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
+  if (n == UV_EAGAIN) n = 0;
+  if (n < 0) {
+    fail(fmt::format("write: {}", uv_strerror(n)));
+    return;
+  }
+  if (static_cast<size_t>(n) == out_.size()) {
+    out_.clear();
+    if (out_.capacity() > (4u << 20)) std::string().swap(out_);
+    return;
+  }
+  writing_.swap(out_);
+  out_.clear();
+  uv_buf_t rest = uv_buf_init(writing_.data() + n, static_cast<unsigned>(writing_.size() - n));
+  writing_active_ = true;
+  write_req_.data = this;
+  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &rest, 1, on_write);
+  if (rc != 0) {
+    writing_active_ = false;
+    fail(fmt::format("write: {}", uv_strerror(rc)));
+  }
+}
+
+void UpstreamConn::on_write(uv_write_t* req, int status) {
+  auto* u = static_cast<UpstreamConn*>(req->data);
+  u->writing_active_ = false;
+  u->writing_.clear();
+  if (u->state_ == State::Closed) return;
+  if (status < 0) {
+    u->fail(fmt::format("write: {}", uv_strerror(status)));
+    return;
+  }
+  u->flush();
+}
+
+void UpstreamConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* u = static_cast<UpstreamConn*>(h->data);
+  size_t avail;
+  char* p = u->in_.prepare(65536, &avail);
+  *buf = uv_buf_init(p, static_cast<unsigned>(std::min<size_t>(avail, 1u << 20)));
+}
+
+void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* u = static_cast<UpstreamConn*>(s->data);
+  if (u->state_ == State::Closed) return;
+  if (nread < 0) {
+    u->fail(nread == UV_EOF ? std::string("connection closed by upstream")
+                            : fmt::format("read: {}", uv_strerror(static_cast<int>(nread))));
+    return;
+  }
+  if (nread == 0) return;
+  u->in_.commit(static_cast<size_t>(nread));
+  while (u->state_ != State::Closed && !u->in_.empty()) {
+    std::string_view buf = u->in_.readable();
+    resp::ScanResult r = u->scanner_.scan(buf);
+    if (r.status == resp::ScanResult::Status::NeedMore) break;
+    if (r.status == resp::ScanResult::Status::Error) {
+      u->fail("protocol error in upstream reply");
+      return;
+    }
+    std::string_view reply = buf.substr(0, r.consumed);
+    // Push messages (RESP3 pub/sub, invalidations) are out of band: never the answer to the
+    // request at the front.
+    if (!r.is_push && !u->pending_.empty()) {
+      Pending p = u->pending_.front();
+      u->pending_.pop_front();
+      u->deliver(p, reply);
+    } else if (u->owner_) {
+      u->owner_->stream(reply);
+    }
+    u->in_.consume(r.consumed);
+  }
+  if (u->in_.empty()) u->in_.shrink_if_idle(1 << 20);
+}
+
+void UpstreamConn::deliver(Pending& p, std::string_view reply) {
+  switch (p.kind) {
+    case Pending::Kind::Relay:
+      p.client->complete(p.seq, reply);
+      p.client->on_forwarded_done(this);
+      p.client->unref();
+      break;
+    case Pending::Kind::Internal:
+      if (!reply.empty() && reply[0] == '-') {
+        std::string_view msg = reply.substr(1, reply.find('\r') - 1);
+        log(LogLevel::Warning, "upstream refused a handshake command: {}", msg);
+        fail(fmt::format("handshake: {}", msg));
+      }
+      break;
+    case Pending::Kind::Sink:
+      p.sink->on_reply(reply, false);
+      break;
+    case Pending::Kind::Stream:
+      break;
+  }
+}
+
+void UpstreamConn::check_timeout(uint64_t now) {
+  if (state_ == State::Closed || pending_.empty()) return;
+  const Pending& p = pending_.front();
+  if (p.deadline != 0 && now > p.deadline) {
+    server_->stats().upstream_timeouts++;
+    fail(fmt::format("timeout: no reply within {} ms", server_->config().upstream_timeout_ms));
+  }
+}
+
+void UpstreamConn::fail(std::string_view why) {
+  if (state_ == State::Closed) return;
+  bool was_ready = state_ == State::Ready;
+  state_ = State::Closed;
+  server_->stats().upstream_errors++;
+  log(was_ready ? LogLevel::Warning : LogLevel::Verbose, "upstream connection {}: {}",
+      owner_ ? "(pinned)" : "(shared)", why);
+  std::string err = fmt::format("-ERR upstream unavailable ({})\r\n", why);
+  std::deque<Pending> pending;
+  pending.swap(pending_);
+  out_.clear();
+  for (Pending& p : pending) {
+    switch (p.kind) {
+      case Pending::Kind::Relay:
+        p.client->complete(p.seq, err);
+        p.client->on_forwarded_done(this);
+        p.client->unref();
+        break;
+      case Pending::Kind::Sink:
+        p.sink->on_reply({}, true);
+        break;
+      default:
+        break;
+    }
+  }
+  close();
+}
+
+void UpstreamConn::close() {
+  if (state_ != State::Closed) {
+    // A deliberate close (pin released): nothing is owed, but be safe.
+    if (!pending_.empty()) {
+      fail("closed");
+      return;
+    }
+    state_ = State::Closed;
+  }
+  if (owner_) {
+    ClientConn* c = owner_;
+    owner_ = nullptr;
+    if (c->pinned == this) {
+      // The client's transaction or subscriptions lived on this connection: it is gone, so is
+      // the client's state; close the client once what it is owed is written, as Redis would
+      // close it.
+      c->pinned = nullptr;
+      c->close_after_flush();
+    }
+  }
+  server_->upstream_gone(this);
+  if (handle_open_) {
+    handle_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+  } else {
+    delete this;
+  }
+}
+
+void UpstreamConn::on_close(uv_handle_t* h) { delete static_cast<UpstreamConn*>(h->data); }
+
+}  // namespace respite
