@@ -111,11 +111,15 @@ class Flights {
     return n;
   }
 
-  // Removes the flight (attached or not) and hands it over, or nullopt for an unknown id.
+  // Removes the flight and hands it over, or nullopt for an unknown id. The returned flight's
+  // `attached` still says whether an invalidation detached it.
   std::optional<Flight> take(FlightId id) {
     auto it = by_id_.find(id);
     if (it == by_id_.end()) return std::nullopt;
-    if (it->second.attached) unlink(&it->second);
+    if (it->second.attached) {
+      unlink(&it->second);
+      it->second.attached = true;
+    }
     std::optional<Flight> out(std::move(it->second));
     by_id_.erase(it);
     return out;

@@ -237,6 +237,8 @@ void ClientConn::close() {
     reading_ = false;
   }
   slots_.clear();
+  delete multi_writes;
+  multi_writes = nullptr;
   if (pinned) {
     UpstreamConn* u = pinned;
     pinned = nullptr;

@@ -445,8 +445,9 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
                    pin == Pin::Stream || pin == Pin::Sticky;
   UpstreamConn* target = c->pinned;
   if (!target && !needs_pin) target = shared_conn(c->proto, c->id);
-  // Per-client order: never send to a new connection while replies are owed on another.
-  if (c->inflight > 0 && c->last_conn != target) {
+  // Per-client order: never send to a new connection while replies are owed on another, nor
+  // past this client's reads still waiting on cache fetches.
+  if ((c->inflight > 0 && c->last_conn != target) || c->flights_waiting > 0) {
     c->stall();
     return;
   }
@@ -473,6 +474,23 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     default: break;
   }
   stats_.forwarded_commands++;
+  WriteInvalidation* inv = invalidate_before_write(c, f, ci);
+  if (c->in_multi || pin == Pin::Exec) {
+    // A transaction's writes happen at EXEC: remember them and invalidate again on its reply.
+    if (inv) {
+      if (!c->multi_writes) c->multi_writes = new WriteInvalidation(*inv);
+      else if (inv->scope != WriteInvalidation::Scope::Keys || c->multi_writes->scope != WriteInvalidation::Scope::Keys)
+        c->multi_writes->scope = WriteInvalidation::Scope::All;
+      else c->multi_writes->keys.insert(c->multi_writes->keys.end(), inv->keys.begin(), inv->keys.end());
+      delete inv;
+      inv = nullptr;
+    }
+    if (pin == Pin::Exec && c->multi_writes) {
+      inv = c->multi_writes;
+      c->multi_writes = nullptr;
+      if (cache_) apply_invalidation(*inv, cache::Source::kLocal);
+    }
+  }
   std::string_view raw = f.raw();
   std::string encoded;
   if (f.is_inline()) {
@@ -481,10 +499,12 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   }
   if (c->streaming) {
     target->forward(c, kStreamSeq, raw, c->db, false);
+    if (inv) target->set_reply_invalidation(inv);
     return;
   }
   uint64_t seq = c->reserve_slot();
   target->forward(c, seq, raw, c->db, pin != Pin::Blocking);
+  if (inv) target->set_reply_invalidation(inv);
   c->last_conn = target;
   c->inflight++;
 }
@@ -571,7 +591,9 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
         break;
     }
   }
-  forward(c, f, lookup_command(f));
+  const CommandInfo* ci = lookup_command(f);
+  if (ci && (ci->name == "get" ? cached_get(c, f) : ci->name == "mget" && cached_mget(c, f))) return;
+  forward(c, f, ci);
 }
 
 }  // namespace respite

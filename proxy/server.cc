@@ -38,7 +38,15 @@ std::string peer_name(uv_tcp_t* t) {
 }
 }  // namespace
 
-Server::Server(Config cfg) : cfg_(std::move(cfg)) { uv_loop_init(&loop_); }
+Server::Server(Config cfg) : cfg_(std::move(cfg)) {
+  uv_loop_init(&loop_);
+  cache::Settings cs;
+  cs.max_memory = cfg_.cache_max_memory;
+  cs.ttl_ms = static_cast<uint64_t>(cfg_.cache_ttl_ms);
+  cs.max_keys = cfg_.cache_max_keys;
+  cs.max_value = cfg_.cache_max_value;
+  cache_ = std::make_unique<cache::Cache<CacheWaiter>>(cs);
+}
 
 Server::~Server() { uv_loop_close(&loop_); }
 
@@ -105,6 +113,8 @@ int Server::run() {
     for (UpstreamConn*& u : v)
       if (u) u->close();
   while (!pinned_.empty()) pinned_.back()->close();
+  if (fetch_) fetch_->close();
+  if (link_) link_->close();
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&cork_), reinterpret_cast<uv_handle_t*>(&timer_),
                          reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&sigint_)})
@@ -193,6 +203,10 @@ void Server::on_timer(uv_timer_t* h) {
         if (!v[i] && now >= srv->next_attempt_[p]) srv->shared_conn(p + 2, i);
     }
   }
+  if (!srv->shutting_down_ && srv->cache_->enabled()) {
+    if (!srv->link_ && now >= srv->next_link_attempt_ && srv->upstream_connected()) srv->start_link();
+    srv->cache_->expire_step(srv->micros(), 64);
+  }
   if (srv->shutting_down_) srv->maybe_finish_shutdown();
 }
 
@@ -226,6 +240,18 @@ void Server::upstream_up(UpstreamConn* u) {
 void Server::upstream_gone(UpstreamConn* u) {
   dirty_upstreams_.erase(std::remove(dirty_upstreams_.begin(), dirty_upstreams_.end(), u),
                          dirty_upstreams_.end());
+  if (u == link_) {
+    link_ = nullptr;
+    link_down("connection lost");
+    return;
+  }
+  if (u == fetch_) {
+    // Redis forgets what a connection tracked when it goes: entries it fetched would no longer
+    // be invalidated, so they go too.
+    fetch_ = nullptr;
+    cache_->flush_all(cache::Source::kLocal);
+    return;
+  }
   auto it = std::find(pinned_.begin(), pinned_.end(), u);
   if (it != pinned_.end()) {
     *it = pinned_.back();
@@ -275,8 +301,17 @@ void Server::maybe_finish_shutdown() {
 
 namespace respite {
 
-void Server::apply_cache_config() {}
-void Server::flush_cache() {}
+void Server::apply_cache_config() {
+  cache::Settings s = cache_->settings();
+  s.max_memory = cfg_.cache_max_memory;
+  s.ttl_ms = static_cast<uint64_t>(cfg_.cache_ttl_ms);
+  s.max_keys = cfg_.cache_max_keys;
+  s.max_value = cfg_.cache_max_value;
+  cache_->apply(s, micros());
+  if (!cache_->enabled() && link_) link_->close();  // off: no link, reads go upstream
+}
+
+void Server::flush_cache() { cache_->flush_all(cache::Source::kLocal); }
 
 // PROXY INFO: INFO-format text, `# Section` headers and `name:value` lines.
 std::string Server::info_text(const std::string& section) {
@@ -306,6 +341,13 @@ std::string Server::info_text(const std::string& section) {
         "upstream_errors:{}\r\nupstream_timeouts:{}\r\nupstream_connects:{}\r\n\r\n",
         cfg_.upstream, upstream_connected() ? 1 : 0, upstream_version, stats_.upstream_errors,
         stats_.upstream_timeouts, stats_.upstream_reconnects);
+  }
+  if (want("cache")) {
+    out += "# Cache\r\n";
+    cache::Stats st = cache_->stats();
+    for (const auto& s : cache::kStatTable) out += fmt::format("{}:{}\r\n", s.name, st.*s.field);
+    out += fmt::format("cache_enabled:{}\r\ntracking_link:{}\r\n\r\n", cache_->enabled() ? 1 : 0,
+                       tracking_up_ ? "up" : "down");
   }
   if (out.size() >= 2) out.resize(out.size() - 2);
   return out;

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/cache.h"
 #include "proxy/buffer.h"
 #include "proxy/config.h"
 #include "resp/reply_scanner.h"
@@ -26,6 +27,14 @@ namespace respite {
 class Server;
 class UpstreamConn;
 struct CommandInfo;
+
+// The cache keys a forwarded write touches, invalidated before it is sent and again when its
+// reply arrives (a fill that raced the write is dropped either way).
+struct WriteInvalidation {
+  enum class Scope : uint8_t { Keys, Db, All } scope = Scope::Keys;
+  uint32_t db = 0;  // cache::kAllDbs for keys whose db cannot be known (MOVE, COPY ... DB)
+  std::vector<std::pair<uint32_t, std::string>> keys;  // (db, key)
+};
 
 uint64_t now_ms(uv_loop_t* loop);
 
@@ -100,6 +109,9 @@ class ClientConn {
   // Ordering across connections: forwarded requests of this client in flight, and where.
   UpstreamConn* last_conn = nullptr;
   uint32_t inflight = 0;
+  uint32_t flights_waiting = 0;  // cache misses of this client not answered yet
+  WriteInvalidation* multi_writes = nullptr;  // keys written by the queued transaction
+  void on_flight_done();
 
  private:
   friend class Server;
@@ -157,8 +169,14 @@ class UpstreamConn {
   // Sends a client's request and relays the reply to the client's slot `seq` (`seq` = -1: stream
   // the reply, the client is in a streaming state). `raw` must be a complete RESP request.
   void forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed = true);
-  // Sends a command respite itself needs; `sink` gets the reply.
-  void request(ReplySink* sink, std::string_view raw, int db);
+  // Sends a command (or `nreplies` pipelined ones) respite itself needs; `sink` gets each reply.
+  void request(ReplySink* sink, std::string_view raw, int db, size_t nreplies = 1);
+  // A command sent first on (re)connect, e.g. CLIENT TRACKING; an error reply drops the link.
+  void handshake(std::string_view raw) { push_internal(raw); }
+  // Where unsolicited replies go on a connection no client owns (the invalidation link).
+  ReplySink* stream_sink = nullptr;
+  // Keys to invalidate again when the reply of the next forwarded write arrives (or fails).
+  void set_reply_invalidation(struct WriteInvalidation* inv);
   // Appends a request encoded from arguments (for re-encoding inline requests).
   static void encode_command(std::string& out, const resp::Frame& f);
 
@@ -174,6 +192,7 @@ class UpstreamConn {
     uint64_t seq;
     ReplySink* sink;
     uint64_t deadline;   // ms; 0 = no deadline (blocking commands)
+    WriteInvalidation* inv = nullptr;  // Relay of a write: invalidate again on its reply
   };
   static void on_connect(uv_connect_t* req, int status);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -203,6 +222,29 @@ class UpstreamConn {
   resp::ReplyScanner scanner_;
   std::deque<Pending> pending_;
   friend class Server;
+};
+
+struct MgetAssembly;
+
+// Who a cache flight answers: a GET's reply slot, or one position of an MGET.
+struct CacheWaiter {
+  ClientConn* client = nullptr;  // GET: holds a reference
+  uint64_t seq = 0;
+  MgetAssembly* mget = nullptr;  // MGET: the reply being assembled
+  uint32_t index = 0;
+};
+
+class FetchBatch;
+
+// A ReplySink calling a function (control-plane replies).
+template <class F>
+class FnSink final : public ReplySink {
+ public:
+  explicit FnSink(F f) : f_(std::move(f)) {}
+  void on_reply(std::string_view reply, bool failed) override { f_(reply, failed); }
+
+ private:
+  F f_;
 };
 
 struct Stats {
@@ -242,6 +284,20 @@ class Server {
   // Cache settings changed at runtime (PROXY CONFIG SET).
   void apply_cache_config();
   void flush_cache();
+
+  // The cache path (cached_reads.cc). True when the GET/MGET was answered or joined a flight.
+  bool cached_get(ClientConn* c, const resp::Frame& f);
+  bool cached_mget(ClientConn* c, const resp::Frame& f);
+  bool cache_usable(const ClientConn* c) const;
+  // A write about to be forwarded: invalidates its keys now and returns what to invalidate
+  // again when its reply arrives (nullptr when nothing is cached or it writes nothing).
+  WriteInvalidation* invalidate_before_write(ClientConn* c, const resp::Frame& f,
+                                             const CommandInfo* ci);
+  void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
+  void fetch_landed(FetchBatch* b, std::string_view first, const std::vector<int64_t>& pttls,
+                    bool failed, std::string_view error);
+  cache::Micros micros() const { return static_cast<cache::Micros>(uv_hrtime() / 1000); }
+  bool tracking_up() const { return tracking_up_; }
 
   void client_closed(ClientConn* c);
   void add_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
@@ -284,6 +340,23 @@ class Server {
   std::vector<UpstreamConn*> shared_[2];
   std::vector<UpstreamConn*> pinned_;
   uint64_t next_attempt_[2] = {0, 0};  // per protocol: no new shared connection before this
+
+  // Cache and its coherence machinery.
+  void start_link();
+  void link_down(const char* why);
+  void send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
+                  const std::vector<cache::FlightId>& ids);
+  void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error);
+  void apply_invalidation(const WriteInvalidation& inv, cache::Source src);
+  std::unique_ptr<cache::Cache<CacheWaiter>> cache_;
+  UpstreamConn* link_ = nullptr;   // SUBSCRIBE __redis__:invalidate
+  UpstreamConn* fetch_ = nullptr;  // cache fetches, CLIENT TRACKING on REDIRECT <link id>
+  int64_t link_id_ = -1;
+  bool tracking_up_ = false;
+  uint64_t next_link_attempt_ = 0;
+  uint64_t link_backoff_ms_ = 0;
+  std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_, version_sink_;
+  std::string scratch_;  // reply encoding for flight answers
   uint64_t backoff_ms_ = 0;
   sockaddr_storage upstream_addr_{};
 };

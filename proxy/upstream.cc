@@ -79,11 +79,20 @@ void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, in
   mark_dirty();
 }
 
-void UpstreamConn::request(ReplySink* sink, std::string_view raw, int db) {
+void UpstreamConn::set_reply_invalidation(WriteInvalidation* inv) {
+  // Attach to the Relay just pushed by forward().
+  if (!pending_.empty() && pending_.back().kind == Pending::Kind::Relay && !pending_.back().inv)
+    pending_.back().inv = inv;
+  else
+    server_->invalidate_after_write(inv);
+}
+
+void UpstreamConn::request(ReplySink* sink, std::string_view raw, int db, size_t nreplies) {
   if (!owner_ && db != db_) select_db(db);
   out_.append(raw);
-  pending_.push_back({Pending::Kind::Sink, nullptr, 0, sink,
-                      server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+  uint64_t deadline = server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms);
+  for (size_t i = 0; i < nreplies; ++i)
+    pending_.push_back({Pending::Kind::Sink, nullptr, 0, sink, deadline});
   mark_dirty();
 }
 
@@ -176,6 +185,8 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
       u->deliver(p, reply);
     } else if (u->owner_) {
       u->owner_->stream(reply);
+    } else if (u->stream_sink) {
+      u->stream_sink->on_reply(reply, false);
     }
     u->in_.consume(r.consumed);
   }
@@ -185,6 +196,7 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   switch (p.kind) {
     case Pending::Kind::Relay:
+      if (p.inv) server_->invalidate_after_write(p.inv);
       p.client->complete(p.seq, reply);
       p.client->on_forwarded_done(this);
       p.client->unref();
@@ -227,6 +239,8 @@ void UpstreamConn::fail(std::string_view why) {
   for (Pending& p : pending) {
     switch (p.kind) {
       case Pending::Kind::Relay:
+        // The write may have been applied even though its reply is lost.
+        if (p.inv) server_->invalidate_after_write(p.inv);
         p.client->complete(p.seq, err);
         p.client->on_forwarded_done(this);
         p.client->unref();

@@ -321,17 +321,19 @@ struct HiredisReply {
   int type;
 };
 
+// A hiredis error ends the list early, which the comparison reports.
 std::vector<HiredisReply> hiredis_ends(std::string_view stream, size_t chunk) {
   redisReader* r = redisReaderCreate();
   std::vector<HiredisReply> out;
   size_t fed_bytes = 0;
-  while (fed_bytes < stream.size()) {
+  bool failed = false;
+  while (fed_bytes < stream.size() && !failed) {
     size_t n = std::min(chunk, stream.size() - fed_bytes);
-    REQUIRE(redisReaderFeed(r, stream.data() + fed_bytes, n) == REDIS_OK);
+    failed = redisReaderFeed(r, stream.data() + fed_bytes, n) != REDIS_OK;
     fed_bytes += n;
-    for (;;) {
+    while (!failed) {
       void* reply = nullptr;
-      REQUIRE(redisReaderGetReply(r, &reply) == REDIS_OK);
+      failed = redisReaderGetReply(r, &reply) != REDIS_OK;
       if (!reply) break;
       size_t end = chunk == 1 ? fed_bytes : fed_bytes - r->len + r->pos;
       out.push_back({end, static_cast<redisReply*>(reply)->type});

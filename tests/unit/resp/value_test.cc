@@ -67,7 +67,7 @@ TEST_CASE("decode scalars", "[value]") {
   v = must_decode("#f\r\n");
   CHECK(v.integer == 0);
 
-  v = must_decode("!9\r\nERR x\r\ny\r\n");
+  v = must_decode("!8\r\nERR x\r\ny\r\n");
   CHECK(v.is_error());
   CHECK(v.str == "ERR x\r\ny");
 

@@ -1,0 +1,402 @@
+// The cache path: GET and MGET answered from memory, misses collapsed into one upstream fetch per
+// key (GET + PTTL, or MGET + PTTLs, pipelined on the tracked fetch connection), writes
+// invalidating before they are forwarded and again when acknowledged, and the invalidation link
+// (Redis's CLIENT TRACKING in REDIRECT mode) for writes made behind respite's back.
+#include <fmt/format.h>
+
+#include "proxy/command_table.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+#include "resp/reply_writer.h"
+#include "resp/value.h"
+
+namespace respite {
+
+namespace {
+
+bool ieq(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+  return true;
+}
+
+void append_bulk_arg(std::string& out, std::string_view a) {
+  fmt::format_to(std::back_inserter(out), "${}\r\n", a.size());
+  out.append(a);
+  out.append("\r\n");
+}
+
+const std::string_view kFetchFailed = "-ERR upstream unavailable (fetch failed)\r\n";
+
+}  // namespace
+
+// An MGET waiting for some of its keys. Hits are copied in when the request is parsed; misses
+// arrive as their flights land. The reply is written once every position is known.
+struct MgetAssembly {
+  ClientConn* client;  // holds a reference
+  uint64_t seq;
+  uint32_t remaining;
+  std::vector<std::string> values;
+  std::vector<bool> missing;
+  std::string error;  // a failed fetch fails the whole MGET, as a lost connection would
+};
+
+// One fetch on the fetch connection: GET k + PTTL k, or MGET k1..kn + PTTL k1..kn. Receives the
+// 1 + n replies in order, then lands (or abandons) every flight.
+class FetchBatch final : public ReplySink {
+ public:
+  FetchBatch(Server* s, std::vector<cache::FlightId> ids) : srv_(s), ids_(std::move(ids)) {
+    pttls_.reserve(ids_.size());
+  }
+  size_t replies() const { return 1 + ids_.size(); }
+  const std::vector<cache::FlightId>& ids() const { return ids_; }
+
+  void on_reply(std::string_view reply, bool failed) override {
+    ++got_;
+    if (failed) failed_ = true;
+    else if (got_ == 1) first_.assign(reply);
+    else {
+      resp::Value v;
+      int64_t ttl = -1;
+      if (resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
+        ttl = v.integer;
+      pttls_.push_back(ttl);
+    }
+    if (got_ == replies()) {
+      srv_->fetch_landed(this, first_, pttls_, failed_, failed_ ? kFetchFailed : std::string_view());
+      delete this;
+    }
+  }
+
+ private:
+  Server* srv_;
+  std::vector<cache::FlightId> ids_;
+  std::string first_;
+  std::vector<int64_t> pttls_;
+  size_t got_ = 0;
+  bool failed_ = false;
+};
+
+bool Server::cache_usable(const ClientConn* c) const {
+  // A client with forwarded requests in flight reads through its upstream connection, so a
+  // GET pipelined after its own SET sees the SET.
+  return cache_ && tracking_up_ && cache_->enabled() && !c->pinned && c->inflight == 0 &&
+         !c->in_multi && !c->streaming;
+}
+
+void ClientConn::on_flight_done() {
+  if (flights_waiting > 0) --flights_waiting;
+  if (flights_waiting == 0 && stalled_ && inflight == 0 && !closed()) {
+    ref();
+    server_->add_resume(this);
+  }
+}
+
+bool Server::cached_get(ClientConn* c, const resp::Frame& f) {
+  if (f.argc() != 2 || !cache_usable(c)) return false;
+  std::string_view key = f.arg(1);
+  uint32_t db = static_cast<uint32_t>(c->db);
+  cache::Micros now = micros();
+  cache::Lookup r = cache_->get(db, key, now);
+  if (r.kind != cache::LookupKind::kMiss) {
+    resp::Writer w(c->immediate_reply(), c->proto);
+    if (r.kind == cache::LookupKind::kHit) w.bulk(r.value);
+    else w.null();
+    if (r.refresh) {
+      cache::FlightId id = cache_->start_refresh(db, key, now);
+      if (id != cache::kNoFlight) send_fetch(db, {key}, {id});
+    }
+    return true;
+  }
+  CacheWaiter w;
+  w.client = c;
+  w.seq = c->reserve_slot();
+  c->ref();
+  c->flights_waiting++;
+  cache::Join j = cache_->join(db, key, w, now);
+  if (j.started) send_fetch(db, {key}, {j.id});
+  return true;
+}
+
+bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
+  if (f.argc() < 2 || !cache_usable(c)) return false;
+  uint32_t db = static_cast<uint32_t>(c->db);
+  cache::Micros now = micros();
+  size_t n = f.argc() - 1;
+  // First pass: all hits is the common case, answered without allocating.
+  bool all_hit = true;
+  for (size_t i = 1; i <= n && all_hit; ++i) {
+    cache::Lookup r = cache_->get(db, f.arg(i), now);
+    all_hit = r.kind != cache::LookupKind::kMiss;
+  }
+  if (all_hit) {
+    resp::Writer w(c->immediate_reply(), c->proto);
+    w.array(n);
+    for (size_t i = 1; i <= n; ++i) {
+      cache::Lookup r = cache_->get(db, f.arg(i), now);
+      if (r.kind == cache::LookupKind::kHit) w.bulk(r.value);
+      else w.null();
+    }
+    return true;
+  }
+  auto* m = new MgetAssembly{c, c->reserve_slot(), 0, std::vector<std::string>(n),
+                             std::vector<bool>(n, false), {}};
+  c->ref();
+  c->flights_waiting++;
+  std::vector<std::string_view> fetch_keys;
+  std::vector<cache::FlightId> fetch_ids;
+  m->remaining = static_cast<uint32_t>(n) + 1;  // +1 until the loop is done
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view key = f.arg(i + 1);
+    cache::Lookup r = cache_->get(db, key, now);
+    if (r.kind == cache::LookupKind::kHit) {
+      m->values[i].assign(r.value);
+      --m->remaining;
+    } else if (r.kind == cache::LookupKind::kNegative) {
+      m->missing[i] = true;
+      --m->remaining;
+    } else {
+      CacheWaiter w;
+      w.mget = m;
+      w.index = static_cast<uint32_t>(i);
+      cache::Join j = cache_->join(db, key, w, now);
+      if (j.started) {
+        fetch_keys.push_back(key);
+        fetch_ids.push_back(j.id);
+      }
+    }
+  }
+  if (!fetch_keys.empty()) send_fetch(db, fetch_keys, fetch_ids);
+  // Release the +1: if every miss joined a flight that already landed synchronously (it
+  // cannot, fetches are asynchronous) this would answer now.
+  CacheWaiter done;
+  done.mget = m;
+  done.index = UINT32_MAX;
+  answer_waiter(done, false, {}, {});
+  return true;
+}
+
+void Server::send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
+                        const std::vector<cache::FlightId>& ids) {
+  if (!fetch_) {
+    if (!tracking_up_ || link_id_ < 0) {
+      for (cache::FlightId id : ids) {
+        cache::Landing<CacheWaiter> l = cache_->abandon(id);
+        for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, kFetchFailed);
+      }
+      return;
+    }
+    fetch_ = new UpstreamConn(this, 2, nullptr, 0);
+    fetch_->handshake(fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
+                                  std::to_string(link_id_).size(), link_id_));
+    fetch_->connect();
+    if (!fetch_) {  // connect failed synchronously
+      for (cache::FlightId id : ids) {
+        cache::Landing<CacheWaiter> l = cache_->abandon(id);
+        for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, kFetchFailed);
+      }
+      return;
+    }
+  }
+  std::string req;
+  if (keys.size() == 1) {
+    req.append("*2\r\n$3\r\nGET\r\n");
+    append_bulk_arg(req, keys[0]);
+  } else {
+    fmt::format_to(std::back_inserter(req), "*{}\r\n$4\r\nMGET\r\n", keys.size() + 1);
+    for (std::string_view k : keys) append_bulk_arg(req, k);
+  }
+  for (std::string_view k : keys) {
+    req.append("*2\r\n$4\r\nPTTL\r\n");
+    append_bulk_arg(req, k);
+  }
+  auto* batch = new FetchBatch(this, ids);
+  fetch_->request(batch, req, static_cast<int>(db), batch->replies());
+}
+
+void Server::fetch_landed(FetchBatch* b, std::string_view first, const std::vector<int64_t>& pttls,
+                          bool failed, std::string_view error) {
+  const auto& ids = b->ids();
+  cache::Micros now = micros();
+  auto abandon_all = [&](std::string_view err) {
+    for (cache::FlightId id : ids) {
+      cache::Landing<CacheWaiter> l = cache_->abandon(id);
+      for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, err);
+    }
+  };
+  if (failed) return abandon_all(error);
+  resp::Value v;
+  if (resp::decode(first, v).status != resp::ScanResult::Status::Ok) return abandon_all(kFetchFailed);
+  if (v.is_error()) return abandon_all(first);  // e.g. WRONGTYPE: relayed, never cached
+  auto land_one = [&](cache::FlightId id, const resp::Value& val, int64_t pttl) {
+    if (!val.is_null() && val.type != '$') {
+      // Not a string (cannot happen for GET/MGET replies): relay as an error, cache nothing.
+      cache::Landing<CacheWaiter> l = cache_->abandon(id);
+      for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, kFetchFailed);
+      return;
+    }
+    cache::Fetched fx;
+    fx.missing = val.is_null();
+    fx.value = val.str;
+    fx.pttl_ms = pttl;
+    cache::Landing<CacheWaiter> l = cache_->land(id, fx, now);
+    for (CacheWaiter& w : l.waiters) answer_waiter(w, fx.missing, fx.value, {});
+  };
+  if (ids.size() == 1) {
+    land_one(ids[0], v, pttls.empty() ? -1 : pttls[0]);
+    return;
+  }
+  if (v.type != '*' || v.elements.size() != ids.size()) return abandon_all(kFetchFailed);
+  for (size_t i = 0; i < ids.size(); ++i)
+    land_one(ids[i], v.elements[i], i < pttls.size() ? pttls[i] : -1);
+}
+
+// Answers one waiter: a value (`missing` for nil), or `error` (a complete error reply).
+void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
+                           std::string_view error) {
+  if (w.client) {
+    ClientConn* c = w.client;
+    scratch_.clear();
+    if (!error.empty()) scratch_.assign(error);
+    else {
+      resp::Writer wr(scratch_, c->proto);
+      if (missing) wr.null();
+      else wr.bulk(value);
+    }
+    c->complete(w.seq, scratch_);
+    c->on_flight_done();
+    c->unref();
+    return;
+  }
+  MgetAssembly* m = w.mget;
+  if (w.index != UINT32_MAX) {
+    if (!error.empty()) {
+      if (m->error.empty()) m->error.assign(error);
+    } else if (missing) {
+      m->missing[w.index] = true;
+    } else {
+      m->values[w.index].assign(value);
+    }
+  }
+  if (--m->remaining > 0) return;
+  ClientConn* c = m->client;
+  scratch_.clear();
+  if (!m->error.empty()) scratch_.assign(m->error);
+  else {
+    resp::Writer wr(scratch_, c->proto);
+    wr.array(m->values.size());
+    for (size_t i = 0; i < m->values.size(); ++i) {
+      if (m->missing[i]) wr.null();
+      else wr.bulk(m->values[i]);
+    }
+  }
+  c->complete(m->seq, scratch_);
+  c->on_flight_done();
+  c->unref();
+  delete m;
+}
+
+// ---- writes ----
+
+WriteInvalidation* Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
+                                                   const CommandInfo* ci) {
+  if (!cache_ || !cache_->enabled() || !ci) return nullptr;
+  std::string_view name = ci->name;
+  auto* inv = new WriteInvalidation;
+  inv->db = static_cast<uint32_t>(c->db);
+  if (name == "flushall" || name == "swapdb") {
+    inv->scope = WriteInvalidation::Scope::All;
+  } else if (name == "flushdb") {
+    inv->scope = WriteInvalidation::Scope::Db;
+  } else {
+    // The key specs' write bit, not the command's write flag: EVAL/FCALL and PFCOUNT write
+    // their keys without the flag.
+    std::vector<uint32_t> idx;
+    command_keys(*ci, f, idx, /*write_only=*/true);
+    if (idx.empty()) {
+      delete inv;
+      return nullptr;
+    }
+    // MOVE and COPY ... DB write a key in another database than the client's.
+    uint32_t db = (name == "move" || name == "copy") ? cache::kAllDbs : inv->db;
+    for (uint32_t i : idx) inv->keys.emplace_back(db, std::string(f.arg(i)));
+  }
+  apply_invalidation(*inv, cache::Source::kLocal);
+  return inv;
+}
+
+void Server::apply_invalidation(const WriteInvalidation& inv, cache::Source src) {
+  switch (inv.scope) {
+    case WriteInvalidation::Scope::All: cache_->flush_all(src); break;
+    case WriteInvalidation::Scope::Db: cache_->flush_db(inv.db, src); break;
+    case WriteInvalidation::Scope::Keys:
+      for (const auto& [db, key] : inv.keys) cache_->invalidate(db, key, src);
+      break;
+  }
+}
+
+void Server::invalidate_after_write(WriteInvalidation* inv) {
+  if (cache_) apply_invalidation(*inv, cache::Source::kLocal);
+  delete inv;
+}
+
+// ---- the invalidation link ----
+
+void Server::start_link() {
+  link_ = new UpstreamConn(this, 2, nullptr, 0);
+  link_id_ = -1;
+  if (!link_msg_sink_) {
+    auto on_message = [this](std::string_view reply, bool failed) {
+      if (failed) return;
+      resp::Value v;
+      if (resp::decode(reply, v).status != resp::ScanResult::Status::Ok) return;
+      // ["message", "__redis__:invalidate", [keys...] | nil]
+      if (v.type != '*' || v.elements.size() != 3 || !ieq(v.elements[0].str, "message")) return;
+      const resp::Value& keys = v.elements[2];
+      if (keys.is_null()) {
+        cache_->flush_all(cache::Source::kTracking);  // FLUSHALL/FLUSHDB upstream
+        return;
+      }
+      for (const resp::Value& k : keys.elements)
+        cache_->invalidate(cache::kAllDbs, k.str, cache::Source::kTracking);
+    };
+    link_msg_sink_ = std::make_unique<FnSink<decltype(on_message)>>(on_message);
+    auto on_id = [this](std::string_view reply, bool failed) {
+      resp::Value v;
+      if (!failed && resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
+        link_id_ = v.integer;
+    };
+    link_id_sink_ = std::make_unique<FnSink<decltype(on_id)>>(on_id);
+    auto on_sub = [this](std::string_view reply, bool failed) {
+      if (failed || reply.empty() || reply[0] == '-' || link_id_ < 0) {
+        if (!failed && link_) link_->close();
+        return;
+      }
+      tracking_up_ = true;
+      link_backoff_ms_ = 0;
+      log(LogLevel::Verbose, "invalidation link up (client id {})", link_id_);
+    };
+    link_sub_sink_ = std::make_unique<FnSink<decltype(on_sub)>>(on_sub);
+  }
+  link_->stream_sink = link_msg_sink_.get();
+  link_->request(link_id_sink_.get(), "*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n", 0);
+  link_->request(link_sub_sink_.get(), "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n", 0);
+  link_->connect();
+}
+
+void Server::link_down(const char* why) {
+  if (tracking_up_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
+  tracking_up_ = false;
+  link_id_ = -1;
+  if (cache_) cache_->flush_all(cache::Source::kLocal);
+  if (fetch_) {
+    UpstreamConn* f = fetch_;
+    fetch_ = nullptr;
+    f->close();
+  }
+  link_backoff_ms_ = std::min<uint64_t>(500, std::max<uint64_t>(50, link_backoff_ms_ * 2));
+  next_link_attempt_ = now() + link_backoff_ms_;
+}
+
+}  // namespace respite
