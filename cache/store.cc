@@ -129,6 +129,8 @@ bool Store::put(const Fill& f, uint64_t h, Micros now) {
   for (;;) {
     const bool keys_ok = config_.max_keys == 0 || count_ < config_.max_keys;
     if (keys_ok && bytes() + charge + growth_bytes(count_ + 1) <= config_.max_memory) break;
+    // After many evictions the table may be mostly empty: give that back before evicting more.
+    if (keys_ok && maybe_shrink()) continue;
     Entry* v = policy_->victim(now, false);
     if (v == nullptr) {
       stats_.cache_fills_rejected++;

@@ -36,8 +36,10 @@ enum class LookupKind : uint8_t {
 
 struct Lookup {
   LookupKind kind = LookupKind::kMiss;
-  // kHit: the payload. Points into the entry: valid until the next non-const call on the same
-  // store (shard); copy it into the reply before doing anything else with the cache.
+  // kHit: the payload. Points into the entry: copy it into the reply before any call other
+  // than get() (fills, invalidations, flushes, expiry steps and settings may free the entry).
+  // get() only ever removes the entry it looks up, and only if expired, so the views of an
+  // MGET's keys looked up one after another with the same `now` all stay valid together.
   std::string_view value;
   // kHit / kNegative: XFetch says this reader should start an early refresh.
   bool refresh = false;

@@ -268,7 +268,7 @@ static bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f) {
   }
   if (!c->authenticated) {
     error(c, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-             "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+             "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
              "select the RESP protocol version at the same time");
     return true;
   }

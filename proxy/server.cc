@@ -195,6 +195,8 @@ void Server::on_timer(uv_timer_t* h) {
   std::vector<UpstreamConn*> pinned = srv->pinned_;
   for (UpstreamConn* u : pinned)
     if (!u->closed()) u->check_timeout(now);
+  if (srv->fetch_) srv->fetch_->check_timeout(now);
+  if (srv->link_) srv->link_->check_timeout(now);
   // Keep the RESP2 connections up (health), and RESP3 ones once a client has used them.
   if (!srv->shutting_down_) {
     for (int p = 0; p < 2; ++p) {

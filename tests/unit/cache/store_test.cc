@@ -239,7 +239,8 @@ TEST_CASE("store: bytes never exceed max_memory and match a recount, under rando
   std::string payload(4000, 'p');
   for (int step = 0; step < 20000; step++) {
     const uint64_t op = r.below(100);
-    const std::string key = "k" + std::to_string(r.below(400));
+    std::string key = "k";  // (not "k" + to_string(): GCC 12's false -Wrestrict, PR 105329)
+    key += std::to_string(r.below(400));
     const uint32_t db = static_cast<uint32_t>(r.below(3));
     if (op < 50) {
       Fill f = fill(db, key, std::string_view(payload).substr(0, r.below(2) ? r.below(64) : r.below(3500)),
@@ -273,7 +274,7 @@ TEST_CASE("store: bytes never exceed max_memory and match a recount, under rando
 }
 
 TEST_CASE("store: the allocator estimate matches glibc's real chunk sizes") {
-#if defined(__GLIBC__)
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
   for (size_t n : {1, 24, 40, 56, 57, 88, 89, 100, 200, 1000}) {
     void* p = std::malloc(n);
     INFO(n);
@@ -282,7 +283,7 @@ TEST_CASE("store: the allocator estimate matches glibc's real chunk sizes") {
     std::free(p);
   }
 #else
-  SUCCEED("not glibc: the estimate is glibc's");
+  SUCCEED("not glibc's malloc: the estimate is glibc's");
 #endif
 }
 
