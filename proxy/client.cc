@@ -77,6 +77,13 @@ void ClientConn::process_input() {
     }
     last_cmd_ms = server_->now();
     server_->dispatch(this, frame_);
+    uint64_t olimit = server_->config().client_output_buffer_limit;
+    if (olimit && out_.size() + writing_.size() > olimit) {
+      log(LogLevel::Warning, "closing client id={} addr={}: output buffer over {} bytes", id, peer,
+          olimit);
+      close();
+      break;
+    }
     if (stalled_) break;  // the request stays in the buffer and is dispatched again on resume
     in_.consume(r.consumed);
   }
@@ -182,7 +189,15 @@ void ClientConn::mark_dirty() {
 }
 
 void ClientConn::flush() {
-  if (closed() || writing_active_) return;
+  if (closed()) return;
+  uint64_t limit = server_->config().client_output_buffer_limit;
+  if (limit && out_.size() + writing_.size() > limit) {
+    log(LogLevel::Warning, "closing client id={} addr={}: output buffer over {} bytes", id, peer,
+        limit);
+    close();
+    return;
+  }
+  if (writing_active_) return;
   if (!out_.empty()) {
     uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
     int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "proxy/alloc_count.h"
 #include "proxy/command_table.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
@@ -110,6 +111,23 @@ const Tunable kTunables[] = {
        s.apply_cache_config();
        return true;
      }},
+    {"cache-policy", [](Server& s) { return s.config().cache_policy; },
+     [](Server& s, std::string_view v) {
+       auto p = cache::parse_policy(v);
+       if (!p) return false;
+       s.config().cache_policy = std::string(cache::policy_name(*p));
+       s.apply_cache_config();
+       return true;
+     }},
+    {"xfetch-beta", [](Server& s) { return fmt::format("{}", s.config().xfetch_beta); },
+     [](Server& s, std::string_view v) {
+       double d;
+       auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+       if (ec != std::errc() || p != v.data() + v.size() || d < 0 || d > 100) return false;
+       s.config().xfetch_beta = d;
+       s.apply_cache_config();
+       return true;
+     }},
     {"cache-max-memory", [](Server& s) { return std::to_string(s.config().cache_max_memory); },
      [](Server& s, std::string_view v) {
        uint64_t n;
@@ -173,9 +191,9 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
     for (size_t k = 0; k < which.size(); ++k) {
       std::string_view val = f.arg(3 + 2 * k + 1);
       if (!which[k]->set(srv, val)) {
-        w.error(fmt::format("ERR CONFIG SET failed (possibly related to argument '{}') - argument "
-                            "couldn't be parsed into an integer",
-                            which[k]->name));
+        w.error(fmt::format("ERR CONFIG SET failed (possibly related to argument '{}') - "
+                            "invalid value '{}'",
+                            which[k]->name, val));
         return;
       }
     }
@@ -191,11 +209,15 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
         "    Change runtime-tunable settings.",
         "CACHE FLUSH",
         "    Empty respite's cache.",
+        "DEBUG ALLOCATIONS",
+        "    Heap allocations made by the process so far.",
         "HELP",
         "    Print this help.",
     };
     w.array(std::size(lines));
     for (const char* l : lines) w.simple(l);
+  } else if (ieq(sub, "debug") && f.argc() == 3 && ieq(f.arg(2), "allocations")) {
+    w.integer(static_cast<int64_t>(g_allocations.load(std::memory_order_relaxed)));
   } else if (ieq(sub, "cache") && f.argc() == 3 && ieq(f.arg(2), "flush")) {
     srv.flush_cache();
     w.simple("OK");

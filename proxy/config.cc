@@ -1,6 +1,7 @@
 #include "proxy/config.h"
 
 #include <CLI/CLI.hpp>
+#include "cache/policy.h"
 #include <fmt/format.h>
 
 #include <cctype>
@@ -114,10 +115,29 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       ->capture_default_str();
   app.add_option("--cache-max-value", cfg.cache_max_value_str,
                  "larger values are relayed, not cached")->capture_default_str();
+  app.add_option("--cache-policy", cfg.cache_policy,
+                 "eviction: noeviction, allkeys-lru, volatile-lru, allkeys-lfu, volatile-lfu, "
+                 "allkeys-random, volatile-random, volatile-ttl, tinylfu")
+      ->capture_default_str();
+  app.add_option("--cache-lfu-log-factor", cfg.cache_lfu_log_factor,
+                 "LFU counter logarithm factor (Redis's lfu-log-factor)")
+      ->capture_default_str()->check(CLI::Range(0, 255));
+  app.add_option("--cache-lfu-decay-time", cfg.cache_lfu_decay_time,
+                 "minutes per LFU counter decay step (Redis's lfu-decay-time)")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  app.add_option("--xfetch-beta", cfg.xfetch_beta,
+                 "early refresh of hot keys before they expire (XFetch beta; 0 turns it off)")
+      ->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  app.add_option("--cache-single-flight", cfg.cache_single_flight,
+                 "collapse concurrent misses of a key into one fetch (off only for demos)")
+      ->capture_default_str()->group("");
   app.add_option("--proto-max-bulk-len", cfg.proto_max_bulk_len_str,
                  "longest bulk string a client may send")->capture_default_str();
   app.add_option("--client-query-buffer-limit", cfg.client_query_buffer_limit_str,
                  "close a client whose unparsed input exceeds this")->capture_default_str();
+  app.add_option("--client-output-buffer-limit", cfg.client_output_buffer_limit_str,
+                 "close a client whose unwritten replies exceed this (0: no limit)")
+      ->capture_default_str();
   app.add_option("--log-level", cfg.log_level, "debug, verbose, notice or warning")
       ->capture_default_str();
   app.add_option("--logfile", cfg.logfile, "append logs to this file (default: stderr)");
@@ -178,10 +198,13 @@ std::string finalize_config(Config& cfg) {
       {"proto-max-bulk-len", cfg.proto_max_bulk_len_str, cfg.proto_max_bulk_len},
       {"client-query-buffer-limit", cfg.client_query_buffer_limit_str,
        cfg.client_query_buffer_limit},
+      {"client-output-buffer-limit", cfg.client_output_buffer_limit_str,
+       cfg.client_output_buffer_limit},
   };
   for (auto& s : sizes)
     if (!parse_memory_size(s.in, s.out)) return fmt::format("bad size for {}: '{}'", s.name, s.in);
   if (cfg.port < 0 || cfg.port > 65535) return "--port out of range";
+  if (!cache::parse_policy(cfg.cache_policy)) return fmt::format("unknown cache-policy '{}'", cfg.cache_policy);
   return "";
 }
 
@@ -196,8 +219,12 @@ std::vector<std::string> describe_config(const Config& c) {
                   mask(c.upstream_password), c.upstream_timeout_ms, c.upstream_connections),
       fmt::format("cache-max-memory {} cache-ttl-ms {} cache-max-keys {} cache-max-value {}",
                   c.cache_max_memory, c.cache_ttl_ms, c.cache_max_keys, c.cache_max_value),
-      fmt::format("proto-max-bulk-len {} client-query-buffer-limit {} log-level {}",
-                  c.proto_max_bulk_len, c.client_query_buffer_limit, c.log_level),
+      fmt::format("cache-policy {} xfetch-beta {} cache-lfu-log-factor {} cache-lfu-decay-time {}",
+                  c.cache_policy, c.xfetch_beta, c.cache_lfu_log_factor, c.cache_lfu_decay_time),
+      fmt::format("proto-max-bulk-len {} client-query-buffer-limit {} "
+                  "client-output-buffer-limit {} log-level {}",
+                  c.proto_max_bulk_len, c.client_query_buffer_limit,
+                  c.client_output_buffer_limit, c.log_level),
   };
 }
 

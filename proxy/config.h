@@ -23,7 +23,7 @@ struct Config {
   int upstream_port = 6379;                 // derived from `upstream`
   std::string upstream_user;
   std::string upstream_password;
-  int upstream_timeout_ms = 3000;
+  int upstream_timeout_ms = 2000;
   int upstream_connections = 1;  // shared connections per protocol
   int databases = 16;
 
@@ -34,12 +34,21 @@ struct Config {
   uint64_t cache_max_keys = 0;
   std::string cache_max_value_str = "1mb";
   uint64_t cache_max_value = 1ull << 20;
+  std::string cache_policy = "allkeys-lru";
+  int cache_lfu_log_factor = 10;
+  int cache_lfu_decay_time = 1;
+  double xfetch_beta = 1.0;        // early refresh (XFetch); 0 = off
+  bool cache_single_flight = true;  // off only for the stampede demo (hidden flag)
 
   // Limits (Redis's meanings).
   std::string proto_max_bulk_len_str = "512mb";
   uint64_t proto_max_bulk_len = 512ull << 20;
   std::string client_query_buffer_limit_str = "1gb";
   uint64_t client_query_buffer_limit = 1ull << 30;
+  // Close a client whose unwritten replies exceed this (0: no limit), so a client that sends but
+  // never reads cannot grow respite's memory without bound.
+  std::string client_output_buffer_limit_str = "64mb";
+  uint64_t client_output_buffer_limit = 64ull << 20;
 
   // Logging.
   std::string log_level = "notice";

@@ -45,6 +45,11 @@ Server::Server(Config cfg) : cfg_(std::move(cfg)) {
   cs.ttl_ms = static_cast<uint64_t>(cfg_.cache_ttl_ms);
   cs.max_keys = cfg_.cache_max_keys;
   cs.max_value = cfg_.cache_max_value;
+  cs.policy = *cache::parse_policy(cfg_.cache_policy);
+  cs.policy_params.lfu_log_factor = cfg_.cache_lfu_log_factor;
+  cs.policy_params.lfu_decay_time = cfg_.cache_lfu_decay_time;
+  cs.xfetch_beta = cfg_.xfetch_beta;
+  cs.single_flight = cfg_.cache_single_flight;
   cache_ = std::make_unique<cache::Cache<CacheWaiter>>(cs);
 }
 
@@ -162,26 +167,27 @@ void Server::client_closed(ClientConn* c) {
 // queue upstream requests), then every upstream connection and every client is written once.
 void Server::on_check(uv_check_t* h) {
   auto* srv = static_cast<Server*>(h->data);
+  // The work lists are swapped with spares that keep their capacity: no allocation per turn.
   for (int round = 0; round < 4; ++round) {
     if (srv->resume_clients_.empty() && srv->dirty_upstreams_.empty() &&
         srv->dirty_clients_.empty())
       break;
-    std::vector<ClientConn*> resume;
-    resume.swap(srv->resume_clients_);
-    for (ClientConn* c : resume) {
+    srv->resume_spare_.swap(srv->resume_clients_);
+    for (ClientConn* c : srv->resume_spare_) {
       c->resume();
       c->unref();
     }
-    std::vector<UpstreamConn*> ups;
-    ups.swap(srv->dirty_upstreams_);
-    for (UpstreamConn* u : ups) u->flush();
-    std::vector<ClientConn*> clients;
-    clients.swap(srv->dirty_clients_);
-    for (ClientConn* c : clients) {
+    srv->resume_spare_.clear();
+    srv->upstream_spare_.swap(srv->dirty_upstreams_);
+    for (UpstreamConn* u : srv->upstream_spare_) u->flush();
+    srv->upstream_spare_.clear();
+    srv->client_spare_.swap(srv->dirty_clients_);
+    for (ClientConn* c : srv->client_spare_) {
       c->dirty_ = false;
       c->flush();
       c->unref();
     }
+    srv->client_spare_.clear();
   }
 }
 
@@ -309,6 +315,8 @@ void Server::apply_cache_config() {
   s.ttl_ms = static_cast<uint64_t>(cfg_.cache_ttl_ms);
   s.max_keys = cfg_.cache_max_keys;
   s.max_value = cfg_.cache_max_value;
+  s.policy = *cache::parse_policy(cfg_.cache_policy);
+  s.xfetch_beta = cfg_.xfetch_beta;
   cache_->apply(s, micros());
   if (!cache_->enabled() && link_) link_->close();  // off: no link, reads go upstream
 }

@@ -336,6 +336,8 @@ class Server {
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> resume_clients_;
   std::vector<UpstreamConn*> dirty_upstreams_;
+  std::vector<ClientConn*> resume_spare_, client_spare_;
+  std::vector<UpstreamConn*> upstream_spare_;
   // shared_[proto-2][i]
   std::vector<UpstreamConn*> shared_[2];
   std::vector<UpstreamConn*> pinned_;

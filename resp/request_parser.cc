@@ -15,6 +15,7 @@
 // skips them. So does this parser, so that what it accepts is what the upstream accepts.
 #include "resp/request_parser.h"
 
+#include <array>
 #include <cassert>
 #include <cstring>
 
@@ -200,84 +201,85 @@ Result RequestParser::parse_inline(std::string_view buf, Frame& frame) {
 // sdssplitargs: blanks separate arguments; "..." takes \n \r \t \b \a \\ \" and \xHH escapes
 // (any other escaped character stands for itself), '...' takes only \'; a closing quote must
 // be followed by a blank or the end of the line. Quotes may start in the middle of an argument
-// (a"b c" is `ab c`). Outside quotes only space, tab, CR (and LF, NUL, which cannot occur here)
-// end an argument, so \v and \f are part of it although they are skipped between arguments.
+// (a"b c" is `ab c`). Outside quotes only space, tab, CR (and LF, NUL, which cannot occur in a
+// line) end an argument, so \v and \f are part of it although they are skipped between
+// arguments.
 bool RequestParser::split_inline(std::string_view line, Frame& frame) {
+  // Bytes that end an unquoted run: argument terminators and quotes.
+  static constexpr auto kSpecial = [] {
+    std::array<bool, 256> t{};
+    for (unsigned char c : {' ', '\t', '\r', '\n', '\0', '"', '\''}) t[c] = true;
+    return t;
+  }();
   std::string& out = frame.storage_;
-  out.clear();
-  out.reserve(line.size());  // unescaping never grows the text; the line is bounded and present
+  out.resize(line.size());  // unescaping never grows the text; the line is bounded and present
+  char* const out_begin = out.data();
+  char* w = out_begin;
+  const char* p = line.data();
+  const char* const end = p + line.size();
   frame.spans_.clear();
-  const size_t n = line.size();
-  size_t p = 0;
-  auto at = [&](size_t i) -> char { return i < n ? line[i] : '\0'; };
   for (;;) {
-    while (p < n && is_space(line[p])) ++p;
-    if (p >= n) return true;
-    size_t start = out.size();
-    bool in_dq = false, in_sq = false, done = false;
-    while (!done) {
-      char c = at(p);
-      if (in_dq) {
-        if (c == '\\' && at(p + 1) == 'x' && hex_value(at(p + 2)) >= 0 &&
-            hex_value(at(p + 3)) >= 0) {
-          out += static_cast<char>(hex_value(at(p + 2)) * 16 + hex_value(at(p + 3)));
-          p += 3;
-        } else if (c == '\\' && p + 1 < n) {
-          ++p;
-          switch (line[p]) {
-            case 'n': out += '\n'; break;
-            case 'r': out += '\r'; break;
-            case 't': out += '\t'; break;
-            case 'b': out += '\b'; break;
-            case 'a': out += '\a'; break;
-            default: out += line[p]; break;
+    while (p < end && is_space(*p)) ++p;
+    if (p == end) break;
+    char* const arg_begin = w;
+    bool arg_done = false;
+    while (!arg_done) {
+      const char* run = p;
+      while (p < end && !kSpecial[static_cast<unsigned char>(*p)]) ++p;
+      std::memcpy(w, run, static_cast<size_t>(p - run));
+      w += p - run;
+      if (p == end) break;
+      const char c = *p++;
+      if (c == '"') {
+        for (;;) {
+          if (p == end) return false;  // unterminated "
+          if (*p == '\\' && end - p >= 4 && p[1] == 'x' && hex_value(p[2]) >= 0 &&
+              hex_value(p[3]) >= 0) {
+            *w++ = static_cast<char>(hex_value(p[2]) * 16 + hex_value(p[3]));
+            p += 4;
+          } else if (*p == '\\' && end - p >= 2) {
+            switch (p[1]) {
+              case 'n': *w++ = '\n'; break;
+              case 'r': *w++ = '\r'; break;
+              case 't': *w++ = '\t'; break;
+              case 'b': *w++ = '\b'; break;
+              case 'a': *w++ = '\a'; break;
+              default: *w++ = p[1]; break;
+            }
+            p += 2;
+          } else if (*p == '"') {
+            ++p;
+            if (p < end && !is_space(*p)) return false;
+            arg_done = true;
+            break;
+          } else {
+            *w++ = *p++;
           }
-        } else if (c == '"') {
-          if (p + 1 < n && !is_space(line[p + 1])) return false;
-          done = true;
-        } else if (p >= n) {
-          return false;  // unterminated "
-        } else {
-          out += c;
         }
-      } else if (in_sq) {
-        if (c == '\\' && at(p + 1) == '\'') {
-          ++p;
-          out += '\'';
-        } else if (c == '\'') {
-          if (p + 1 < n && !is_space(line[p + 1])) return false;
-          done = true;
-        } else if (p >= n) {
-          return false;  // unterminated '
-        } else {
-          out += c;
+      } else if (c == '\'') {
+        for (;;) {
+          if (p == end) return false;  // unterminated '
+          if (*p == '\\' && end - p >= 2 && p[1] == '\'') {
+            *w++ = '\'';
+            p += 2;
+          } else if (*p == '\'') {
+            ++p;
+            if (p < end && !is_space(*p)) return false;
+            arg_done = true;
+            break;
+          } else {
+            *w++ = *p++;
+          }
         }
-      } else if (p >= n) {
-        done = true;
       } else {
-        switch (c) {
-          case ' ':
-          case '\n':
-          case '\r':
-          case '\t':
-          case '\0':
-            done = true;
-            break;
-          case '"':
-            in_dq = true;
-            break;
-          case '\'':
-            in_sq = true;
-            break;
-          default:
-            out += c;
-            break;
-        }
+        arg_done = true;  // a terminator, consumed
       }
-      if (p < n) ++p;
     }
-    frame.spans_.push_back({start, out.size() - start});
+    frame.spans_.push_back({static_cast<uint64_t>(arg_begin - out_begin),
+                            static_cast<uint64_t>(w - arg_begin)});
   }
+  out.resize(static_cast<size_t>(w - out_begin));
+  return true;
 }
 
 Result RequestParser::parse_multibulk(std::string_view buf, Frame& frame) {

@@ -32,7 +32,7 @@ class PubSub(ProxyTestCase):
     def test_subscribed_mode_bytes_like_redis(self):
         data = (encode_command("SUBSCRIBE", "a", "b") + encode_command("PING") +
                 encode_command("GET", "x") + encode_command("PING", "hi") +
-                encode_command("UNSUBSCRIBE") + encode_command("SET", "respite:ps:x", "after") +
+                encode_command("UNSUBSCRIBE", "b", "a") + encode_command("SET", "respite:ps:x", "after") +
                 encode_command("GET", "respite:ps:x"))
         assert_same_as_redis(
             self, self.port, self.upstream.port, data, nreplies=8, expect_close=False,

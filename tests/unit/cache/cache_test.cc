@@ -105,7 +105,7 @@ TEST_CASE("cache: an invalidation during the flight detaches it; its fill is dro
   CHECK(st.singleflight_joined == 0);
 }
 
-TEST_CASE("cache: invalidation drops the entry; the write's second invalidation catches a "
+TEST_CASE("cache: invalidation drops the entry, and the write's second invalidation catches a "
           "fetch that ran between the two") {
   FakeClock clk;
   Cache<int> c(settings());

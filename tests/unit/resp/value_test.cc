@@ -71,7 +71,7 @@ TEST_CASE("decode scalars", "[value]") {
   CHECK(v.is_error());
   CHECK(v.str == "ERR x\r\ny");
 
-  v = must_decode("=9\r\nmkd:# hi\r\n");
+  v = must_decode("=8\r\nmkd:# hi\r\n");
   CHECK(v.format == "mkd");
   CHECK(v.str == "# hi");
   CHECK(v.is_string());

@@ -1,0 +1,5 @@
+#include "proxy/alloc_count.h"
+
+namespace respite {
+std::atomic<uint64_t> g_allocations{0};
+}

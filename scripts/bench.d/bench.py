@@ -1,0 +1,941 @@
+#!/usr/bin/python3
+"""respite benchmark driver (run through scripts/bench, which installs packages and builds).
+
+Throughput: starts on free loopback ports an upstream redis-server, twemproxy (nutcracker) in
+front of it, respite with its cache and respite with the cache off; fills the keys redis-benchmark
+uses (key:000000000000 ... with -r, 32-byte values); warms respite's cache; then, for each round,
+for each test (GET, SET, MGET of 10 keys at each pipeline depth), runs redis-benchmark against
+each target in turn (the order rotates every round), and reports medians over the rounds.
+
+Memory: loads N entries (16-byte keys, 32-byte values) into a fresh upstream with
+`redis-cli --pipe`, reads them all through a fresh respite, and reports the bytes per entry beyond
+key and value, as the cache accounts them and from the growth of respite's RSS.
+
+Standard library only. Every process it starts is stopped by pid on exit, even on failure.
+"""
+import argparse
+import atexit
+import csv
+import datetime
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# redis-benchmark -r N expands __rand_int__ to a 12-digit zero-padded number in [0, N).
+KEY_FMT = "key:%012d"
+VALUE_SIZE = 32
+MEM_KEY_FMT = "mem:%012d"  # 16 bytes
+MEM_VALUE_FMT = "%032d"    # 32 bytes
+
+TARGETS = ["redis", "twemproxy", "respite", "respite-nocache"]
+TARGET_LABEL = {
+    "redis": "redis (direct)",
+    "twemproxy": "twemproxy",
+    "respite": "respite (cache)",
+    "respite-nocache": "respite (cache off)",
+}
+TESTS = ["get", "set", "mget"]
+TEST_LABEL = {"get": "GET", "set": "SET", "mget": "MGET10"}
+
+# (label, test, pipeline, target, minimum ratio to direct Redis) from issue 4.
+THRESHOLDS = [
+    ("cached GET -P1", "get", 1, "respite", 0.95),
+    ("cached GET -P16", "get", 16, "respite", 1.0),
+    ("cached MGET10 -P16", "mget", 16, "respite", 1.0),
+    ("forwarded SET -P1", "set", 1, "respite", 0.9),
+    ("forwarded SET -P16", "set", 16, "respite", 0.7),
+]
+MAX_BYTES_PER_ENTRY = 64
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def warn(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# A minimal RESP2 client (pipelining: send many commands, then read as many replies).
+
+class RespError(str):
+    pass
+
+
+def encode(*args):
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = b"%d" % a
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
+class Conn:
+    def __init__(self, port, timeout=30.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.pos = 0
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        if self.pos > (1 << 20):
+            del self.buf[:self.pos]
+            self.pos = 0
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("connection closed by server")
+        self.buf += chunk
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n", self.pos)
+            if i >= 0:
+                line = bytes(self.buf[self.pos:i])
+                self.pos = i + 2
+                return line
+            self._fill()
+
+    def read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RespError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) - self.pos < n + 2:
+                self._fill()
+            v = bytes(self.buf[self.pos:self.pos + n])
+            self.pos += n + 2
+            return v
+        if t == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self.read() for _ in range(n)]
+        raise ConnectionError("unexpected reply line %r" % line[:60])
+
+    def call(self, *args):
+        self.send(encode(*args))
+        return self.read()
+
+
+def pipelined(conn, commands, batch=1000):
+    """Sends commands (encoded) in batches and returns every reply, in order."""
+    out = []
+    for i in range(0, len(commands), batch):
+        part = commands[i:i + batch]
+        conn.send(b"".join(part))
+        out.extend(conn.read() for _ in part)
+    return out
+
+
+def parse_info(text):
+    d = {}
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    for line in text.splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            d[k.strip()] = v.strip()
+    return d
+
+
+def proxy_info(port):
+    with Conn(port) as c:
+        r = c.call("PROXY", "INFO")
+    if isinstance(r, RespError) or r is None:
+        raise RuntimeError("PROXY INFO failed: %r" % (r,))
+    return parse_info(r)
+
+
+def info_int(d, k):
+    try:
+        return int(d[k])
+    except (KeyError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: started, tracked and stopped by pid.
+
+class Procs:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.running = {}  # name -> (Popen, logpath)
+
+    def start(self, name, argv, port=None, ready_timeout=20.0):
+        logpath = os.path.join(self.tmp, name + ".log")
+        f = open(logpath, "ab")
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             cwd=self.tmp)
+        f.close()
+        self.running[name] = (p, logpath)
+        if port is not None:
+            self.wait_ready(name, port, ready_timeout)
+        return p
+
+    def wait_ready(self, name, port, timeout):
+        p, _ = self.running[name]
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise RuntimeError("%s exited with status %s at start\n%s"
+                                   % (name, p.returncode, self.log_tail(name)))
+            try:
+                with Conn(port, timeout=2.0) as c:
+                    r = c.call("PING")
+                if r == "PONG":
+                    return
+                last = r
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        raise RuntimeError("%s did not answer PING on port %d (%s)\n%s"
+                           % (name, port, last, self.log_tail(name)))
+
+    def alive(self, name):
+        p, _ = self.running.get(name, (None, None))
+        return p is not None and p.poll() is None
+
+    def pid(self, name):
+        return self.running[name][0].pid
+
+    def log_tail(self, name, lines=15):
+        _, path = self.running.get(name, (None, None))
+        if not path or not os.path.exists(path):
+            return ""
+        with open(path, "rb") as f:
+            data = f.read().decode(errors="replace").splitlines()
+        return "\n".join("    [%s] %s" % (name, l) for l in data[-lines:])
+
+    def stop(self, name):
+        entry = self.running.pop(name, None)
+        if not entry:
+            return
+        p, _ = entry
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+
+    def stop_all(self):
+        for name in list(self.running):
+            self.stop(name)
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_redis(procs, name, port):
+    d = os.path.join(procs.tmp, name)
+    os.makedirs(d, exist_ok=True)
+    procs.start(name, ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--dir", d, "--daemonize", "no",
+                       "--protected-mode", "yes"], port=port)
+
+
+def start_twemproxy(procs, port, stats_port, upstream_port):
+    conf = os.path.join(procs.tmp, "nutcracker.yml")
+    with open(conf, "w") as f:
+        f.write("bench:\n"
+                "  listen: 127.0.0.1:%d\n"
+                "  hash: fnv1a_64\n"
+                "  distribution: ketama\n"
+                "  redis: true\n"
+                "  preconnect: true\n"
+                "  auto_eject_hosts: false\n"
+                "  server_connections: 1\n"
+                "  servers:\n"
+                "   - 127.0.0.1:%d:1\n" % (port, upstream_port))
+    procs.start("twemproxy", ["nutcracker", "-c", conf, "-o",
+                              os.path.join(procs.tmp, "twemproxy.log"), "-s", str(stats_port),
+                              "-a", "127.0.0.1", "-p", os.path.join(procs.tmp, "nutcracker.pid"),
+                              "-v", "4"], port=port)
+
+
+def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms):
+    argv = [args.respite, "--port", str(port), "--bind", "127.0.0.1",
+            "--upstream", "127.0.0.1:%d" % upstream_port,
+            "--cache-max-memory", cache_max_memory, "--cache-ttl-ms", str(cache_ttl_ms),
+            "--log-level", "warning"]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.upstream_connections:
+        argv += ["--upstream-connections", str(args.upstream_connections)]
+    for extra in args.respite_arg:
+        argv += extra.split()
+    return argv
+
+
+# ---------------------------------------------------------------------------------------------
+# Fill, warm, run.
+
+def fill_keys(port, nkeys):
+    value = b"x" * VALUE_SIZE
+    with Conn(port) as c:
+        replies = pipelined(c, [encode("SET", KEY_FMT % i, value) for i in range(nkeys)])
+        bad = [r for r in replies if r != "OK"]
+        if bad:
+            raise RuntimeError("filling keys: %d bad replies, e.g. %r" % (len(bad), bad[0]))
+        n = c.call("DBSIZE")
+    return n
+
+
+def warm_cache(port, nkeys, with_mget=False):
+    """GETs every key (and MGETs them in groups of 10) through respite; returns the bad replies."""
+    bad = 0
+    with Conn(port) as c:
+        replies = pipelined(c, [encode("GET", KEY_FMT % i) for i in range(nkeys)])
+        bad += sum(1 for r in replies if not isinstance(r, bytes) or len(r) != VALUE_SIZE)
+        if with_mget:
+            cmds = [encode("MGET", *[KEY_FMT % j for j in range(i, min(i + 10, nkeys))])
+                    for i in range(0, nkeys, 10)]
+            for r in pipelined(c, cmds):
+                if not isinstance(r, list) or any(not isinstance(v, bytes) for v in r):
+                    bad += 1
+    return bad
+
+
+def bench_argv(args, port, test, pipeline, n):
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(args.clients),
+            "-n", str(n), "-r", str(args.keys), "-d", str(VALUE_SIZE), "-P", str(pipeline),
+            "--csv"]
+    if test == "mget":
+        argv += ["MGET"] + ["key:__rand_int__"] * 10
+    else:
+        argv += ["-t", test]
+    return argv
+
+
+def run_benchmark(args, port, test, pipeline, n):
+    """Returns dict(rps, p50, p99, errors, note)."""
+    argv = bench_argv(args, port, test, pipeline, n)
+    timeout = 60 + n / 1000.0
+    res = {"rps": None, "p50": None, "p99": None, "errors": 0, "note": ""}
+    try:
+        cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        res["errors"] = 1
+        res["note"] = "timed out after %ds" % timeout
+        return res
+    out = cp.stdout.decode(errors="replace")
+    err = cp.stderr.decode(errors="replace")
+    rows = []
+    other = []
+    for line in (out + "\n" + err).splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith('"'):
+            f = next(csv.reader([line]))
+            if len(f) >= 7 and f[0] != "test":
+                rows.append(f)
+            continue
+        # Expected noise: twemproxy does not support CONFIG, which redis-benchmark asks first.
+        if "Could not fetch server CONFIG" in line:
+            continue
+        other.append(line)
+    # redis-benchmark 7 exits on the first error reply or connection error (-e is a no-op).
+    if cp.returncode != 0:
+        res["errors"] += 1
+    res["errors"] += sum(1 for l in other if "rror" in l or "ERR" in l or "refused" in l
+                         or "reset" in l or "closed" in l)
+    if not rows:
+        res["errors"] = max(res["errors"], 1)
+        res["note"] = "; ".join(other[-3:])[:200] or ("exit status %d" % cp.returncode)
+        return res
+    f = rows[-1]
+    try:
+        res["rps"] = float(f[1])
+        res["p50"] = float(f[4])
+        res["p99"] = float(f[6])
+    except ValueError:
+        res["errors"] += 1
+        res["note"] = "unparsable csv row %r" % (f,)
+    if other:
+        res["note"] = "; ".join(other[-3:])[:200]
+    return res
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_num(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def machine_lines():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1])
+        mem = "%.1f GiB" % (mem_kb / 1048576.0)
+    except Exception:
+        mem = "?"
+
+    def version(argv):
+        try:
+            cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+            return cp.stdout.decode(errors="replace").strip().splitlines()[0]
+        except Exception:
+            return "?"
+
+    return [
+        "machine:   nproc=%d  cpu=%s  mem=%s" % (os.cpu_count() or 0, model, mem),
+        "kernel:    %s %s" % (platform.system(), platform.release()),
+        "loadavg:   %s (at start)" % " ".join(open("/proc/loadavg").read().split()[:3]),
+        "redis:     %s" % version(["redis-server", "--version"]),
+        "twemproxy: %s" % version(["nutcracker", "--version"]),
+    ]
+
+
+def write_chart(path_png, stamp, summary, targets, tests, pipelines, tmp):
+    if not shutil.which("gnuplot"):
+        warn("gnuplot not found; no chart")
+        return False
+    dat = {}
+    for p in pipelines:
+        dpath = os.path.join(tmp, "chart-P%d.dat" % p)
+        with open(dpath, "w") as f:
+            for t in tests:
+                vals = []
+                for tg in targets:
+                    rps = summary.get((t, p, tg), {}).get("rps")
+                    vals.append("?" if rps is None else "%.1f" % (rps / 1000.0))
+                f.write('"%s" %s\n' % (TEST_LABEL[t], " ".join(vals)))
+        dat[p] = dpath
+    gp = os.path.join(tmp, "chart.gp")
+    with open(gp, "w") as f:
+        f.write('set terminal pngcairo size 1100,%d font "sans,10"\n' % (380 * len(pipelines) + 60))
+        f.write("set output '%s'\n" % path_png)
+        f.write("set datafile missing '?'\n")
+        f.write('set multiplot layout %d,1 title "respite bench %s: redis-benchmark -c 50 -r 10000 '
+                '-d 32, median requests/s"\n' % (len(pipelines), stamp))
+        f.write("set style data histogram\nset style histogram cluster gap 1\n"
+                "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset yrange [0:*]\n"
+                "set grid ytics\nset key outside right top\n"
+                "set ylabel 'thousand requests/s'\n")
+        for p in pipelines:
+            f.write("set title '-P %d'\n" % p)
+            plots = []
+            for i, tg in enumerate(targets):
+                src = "'%s'" % dat[p] if i == 0 else "''"
+                xt = ":xtic(1)" if i == 0 else ""
+                plots.append("%s using %d%s title '%s'" % (src, i + 2, xt, TARGET_LABEL[tg]))
+            f.write("plot " + ", ".join(plots) + "\n")
+        f.write("unset multiplot\n")
+    cp = subprocess.run(["gnuplot", gp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if cp.returncode != 0:
+        warn("gnuplot failed: " + cp.stdout.decode(errors="replace")[:500])
+        return False
+    return True
+
+
+def throughput(args, procs, report):
+    targets = args.targets
+    ports = free_ports(6)
+    up_port, tw_port, tw_stats, rc_port, rn_port = ports[:5]
+    target_port = {"redis": up_port, "twemproxy": tw_port, "respite": rc_port,
+                   "respite-nocache": rn_port}
+    log("starting: upstream redis :%d" % up_port)
+    start_redis(procs, "redis", up_port)
+    if "twemproxy" in targets:
+        log("starting: twemproxy :%d" % tw_port)
+        start_twemproxy(procs, tw_port, tw_stats, up_port)
+    if "respite" in targets:
+        argv = respite_argv(args, rc_port, up_port, args.cache_max_memory, args.cache_ttl_ms)
+        log("starting: respite (cache) :%d: %s" % (rc_port, " ".join(argv[1:])))
+        procs.start("respite", argv, port=rc_port)
+    if "respite-nocache" in targets:
+        argv = respite_argv(args, rn_port, up_port, "0", args.cache_ttl_ms)
+        log("starting: respite (cache off) :%d: %s" % (rn_port, " ".join(argv[1:])))
+        procs.start("respite-nocache", argv, port=rn_port)
+
+    n = fill_keys(up_port, args.keys)
+    log("filled %d keys (%s .. %s, %d-byte values); upstream DBSIZE %s"
+        % (args.keys, KEY_FMT % 0, KEY_FMT % (args.keys - 1), VALUE_SIZE, n))
+
+    warm_notes = []
+    if "respite" in targets:
+        time.sleep(0.3)  # let respite's invalidation link come up before filling its cache
+        bad = warm_cache(rc_port, args.keys, with_mget=True)
+        before = proxy_info(rc_port)
+        bad += warm_cache(rc_port, args.keys)
+        after = proxy_info(rc_port)
+        hits = (info_int(after, "cache_hits") or 0) - (info_int(before, "cache_hits") or 0)
+        misses = (info_int(after, "cache_misses") or 0) - (info_int(before, "cache_misses") or 0)
+        keys = info_int(after, "cache_keys")
+        ok = bad == 0 and keys is not None and keys >= args.keys and misses == 0
+        line = ("warm check: %s: cache_keys=%s cache_bytes=%s; a second pass of %d GETs: "
+                "%d hits, %d misses; %d bad replies"
+                % ("PASS" if ok else "FAIL", keys, after.get("cache_bytes"), args.keys, hits,
+                   misses, bad))
+        log(line)
+        warm_notes.append(line)
+
+    pipelines = args.pipelines
+    runs = []  # dicts: round, test, pipeline, target, rps, p50, p99, errors, note, misses
+    dead = set()
+    total = args.rounds * len(args.tests) * len(pipelines) * len(targets)
+    k = 0
+    t0 = time.monotonic()
+    for r in range(args.rounds):
+        for test in args.tests:
+            for p in pipelines:
+                nreq = args.n_p1 if p == 1 else args.n_p16
+                order = targets[r % len(targets):] + targets[:r % len(targets)]
+                for tg in order:
+                    k += 1
+                    port = target_port[tg]
+                    if tg in dead or (tg != "redis" and not procs.alive(tg)):
+                        if tg not in dead:
+                            warn("%s is not running any more (exit status %s)\n%s"
+                                 % (tg, procs.running[tg][0].returncode, procs.log_tail(tg)))
+                        dead.add(tg)
+                        runs.append({"round": r + 1, "test": test, "pipeline": p, "target": tg,
+                                     "rps": None, "p50": None, "p99": None, "errors": 1,
+                                     "note": "target not running", "misses": None})
+                        continue
+                    misses = None
+                    if tg == "respite" and test in ("get", "mget"):
+                        warm_cache(port, args.keys)  # SET runs invalidated the keys
+                        before = proxy_info(port)
+                    res = run_benchmark(args, port, test, p, nreq)
+                    if tg == "respite" and test in ("get", "mget") and procs.alive(tg):
+                        after = proxy_info(port)
+                        misses = ((info_int(after, "cache_misses") or 0)
+                                  - (info_int(before, "cache_misses") or 0))
+                    res.update({"round": r + 1, "test": test, "pipeline": p, "target": tg,
+                                "misses": misses})
+                    runs.append(res)
+                    log("[%3d/%d round %d] %-6s -P%-2d %-20s %10s rps  p50 %6s  p99 %6s ms%s%s%s"
+                        % (k, total, r + 1, TEST_LABEL[test], p, TARGET_LABEL[tg],
+                           fmt_num(res["rps"], ",.0f"), fmt_num(res["p50"], ".3f"),
+                           fmt_num(res["p99"], ".3f"),
+                           "  ERRORS %d" % res["errors"] if res["errors"] else "",
+                           "  cache misses %d" % misses if misses else "",
+                           "  (%s)" % res["note"] if res["note"] else ""))
+    log("throughput runs took %.0f s" % (time.monotonic() - t0))
+    for name in ["respite", "respite-nocache", "twemproxy"]:
+        if name in procs.running and not procs.alive(name):
+            warn("%s died during the bench\n%s" % (name, procs.log_tail(name)))
+    procs.stop_all()
+
+    summary = {}
+    for test in args.tests:
+        for p in pipelines:
+            for tg in targets:
+                rs = [x for x in runs if x["test"] == test and x["pipeline"] == p
+                      and x["target"] == tg]
+                summary[(test, p, tg)] = {
+                    "rps": median([x["rps"] for x in rs]),
+                    "p50": median([x["p50"] for x in rs]),
+                    "p99": median([x["p99"] for x in rs]),
+                    "errors": sum(x["errors"] for x in rs),
+                    "runs": sum(1 for x in rs if x["rps"] is not None),
+                    "all_rps": [x["rps"] for x in rs],
+                    "misses": sum(x["misses"] or 0 for x in rs),
+                }
+    for key, s in summary.items():
+        test, p, tg = key
+        base = summary.get((test, p, "redis"), {}).get("rps")
+        tw = summary.get((test, p, "twemproxy"), {}).get("rps")
+        s["x_redis"] = s["rps"] / base if s["rps"] and base else None
+        s["x_twem"] = s["rps"] / tw if s["rps"] and tw else None
+
+    report["summary"] = summary
+    report["runs"] = runs
+    report["warm"] = warm_notes
+    report["pipelines"] = pipelines
+
+
+def table_lines(args, summary, pipelines):
+    hdr = "%-10s %-20s %12s %8s %8s %8s %8s %6s" % ("test", "target", "rps", "p50 ms", "p99 ms",
+                                                    "x redis", "x twem", "errors")
+    lines = [hdr, "-" * len(hdr)]
+    for test in args.tests:
+        for p in pipelines:
+            for tg in args.targets:
+                s = summary[(test, p, tg)]
+                lines.append("%-10s %-20s %12s %8s %8s %8s %8s %6d%s" % (
+                    "%s -P%d" % (TEST_LABEL[test], p), TARGET_LABEL[tg], fmt_num(s["rps"], ",.0f"),
+                    fmt_num(s["p50"], ".3f"), fmt_num(s["p99"], ".3f"),
+                    fmt_num(s["x_redis"], ".2f"), fmt_num(s["x_twem"], ".2f"), s["errors"],
+                    "  (cache misses during runs: %d)" % s["misses"] if s["misses"] else ""))
+            lines.append("")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+
+def vm_rss_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def memory_test(args, procs, report):
+    n = args.mem_entries
+    up_port, r_port = free_ports(2)
+    log("")
+    log("memory: loading %d entries (16-byte keys, 32-byte values) into a fresh upstream :%d"
+        % (n, up_port))
+    start_redis(procs, "mem-redis", up_port)
+    with Conn(up_port) as c:
+        used_before = info_int(parse_info(c.call("INFO", "memory")), "used_memory")
+    t0 = time.monotonic()
+    p = subprocess.Popen(["redis-cli", "-h", "127.0.0.1", "-p", str(up_port), "--pipe"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        chunk = 50000
+        for i in range(0, n, chunk):
+            p.stdin.write(b"".join(
+                b"*3\r\n$3\r\nSET\r\n$16\r\n%s\r\n$32\r\n%s\r\n"
+                % ((MEM_KEY_FMT % j).encode(), (MEM_VALUE_FMT % j).encode())
+                for j in range(i, min(i + chunk, n))))
+        p.stdin.close()
+        out = p.stdout.read().decode(errors="replace")
+        p.wait(timeout=300)
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    if p.returncode != 0 or "errors: 0," not in out:
+        raise RuntimeError("redis-cli --pipe failed: " + out[-300:])
+    with Conn(up_port) as c:
+        dbsize = c.call("DBSIZE")
+        used_after = info_int(parse_info(c.call("INFO", "memory")), "used_memory")
+    log("memory: loaded in %.1f s, DBSIZE %s" % (time.monotonic() - t0, dbsize))
+
+    argv = respite_argv(args, r_port, up_port, args.mem_cache, 600000)
+    log("memory: starting respite :%d: %s" % (r_port, " ".join(argv[1:])))
+    procs.start("mem-respite", argv, port=r_port)
+    pid = procs.pid("mem-respite")
+    time.sleep(0.5)
+    info0 = proxy_info(r_port)
+    rss_before = vm_rss_bytes(pid)
+    t0 = time.monotonic()
+    bad = 0
+    with Conn(r_port, timeout=120) as c:
+        batch = 2000
+        for i in range(0, n, batch):
+            idx = range(i, min(i + batch, n))
+            c.send(b"".join(encode("GET", MEM_KEY_FMT % j) for j in idx))
+            for j in idx:
+                v = c.read()
+                if v != (MEM_VALUE_FMT % j).encode():
+                    bad += 1
+    read_s = time.monotonic() - t0
+    time.sleep(0.5)
+    info1 = proxy_info(r_port)
+    rss_after = vm_rss_bytes(pid)
+    procs.stop("mem-respite")
+    procs.stop("mem-redis")
+
+    keys = info_int(info1, "cache_keys") or 0
+    cbytes = info_int(info1, "cache_bytes")
+    kv = 16 + 32
+    m = {"entries": n, "read_s": read_s, "bad": bad, "cache_keys": keys, "cache_bytes": cbytes,
+         "rss_before": rss_before, "rss_after": rss_after,
+         "misses": (info_int(info1, "cache_misses") or 0) - (info_int(info0, "cache_misses") or 0),
+         "acct": (cbytes - keys * kv) / keys if keys and cbytes is not None else None,
+         "rss": ((rss_after - rss_before) / keys - kv) if keys and rss_after and rss_before
+         else None,
+         "redis": ((used_after - used_before) / dbsize - kv) if used_after and dbsize else None}
+    report["memory"] = m
+
+
+def memory_lines(m):
+    if not m:
+        return []
+    mib = 1048576.0
+    return [
+        "memory per entry (%d entries, 16-byte keys, 32-byte values, read through respite with "
+        "pipelined GETs in %.1f s, %d bad replies, %d misses):"
+        % (m["entries"], m["read_s"], m["bad"], m["misses"]),
+        "  cache_keys %d, cache_bytes %s" % (m["cache_keys"], m["cache_bytes"]),
+        "  respite VmRSS %.1f MiB before, %.1f MiB after (+%.1f MiB)"
+        % (m["rss_before"] / mib, m["rss_after"] / mib, (m["rss_after"] - m["rss_before"]) / mib),
+        "  bytes per entry beyond key+value, as the cache accounts:  %s"
+        % fmt_num(m["acct"], ".1f"),
+        "  bytes per entry beyond key+value, from RSS growth:        %s"
+        % fmt_num(m["rss"], ".1f"),
+        "  (for comparison, the upstream redis-server, from used_memory: %s)"
+        % fmt_num(m["redis"], ".1f"),
+    ]
+
+
+def check_lines(args, report):
+    lines = ["acceptance (issue 4; ratios are medians, respite with its cache vs direct Redis):"]
+    fails = 0
+    summary = report.get("summary") or {}
+    for label, test, p, tg, need in THRESHOLDS:
+        s = summary.get((test, p, tg))
+        r = s and s.get("x_redis")
+        if r is None:
+            lines.append("  SKIP %-20s (not measured)" % label)
+            continue
+        ok = r >= need
+        fails += not ok
+        lines.append("  %s %-20s %.2f  (need >= %.2f)" % ("PASS" if ok else "FAIL", label, r, need))
+    if summary:
+        errors = sum(s["errors"] for s in summary.values())
+        fails += errors > 0
+        lines.append("  %s %-20s %d" % ("PASS" if errors == 0 else "FAIL", "benchmark errors",
+                                          errors))
+    m = report.get("memory")
+    for label, key in (("bytes/entry (cache)", "acct"), ("bytes/entry (RSS)", "rss")):
+        v = m and m.get(key)
+        if v is None:
+            lines.append("  SKIP %-20s (not measured)" % label)
+            continue
+        ok = v <= MAX_BYTES_PER_ENTRY
+        fails += not ok
+        lines.append("  %s %-20s %.1f  (need <= %d)" % ("PASS" if ok else "FAIL", label, v,
+                                                        MAX_BYTES_PER_ENTRY))
+    return lines, fails
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description="Benchmark respite against direct Redis and twemproxy on loopback "
+                    "(redis-benchmark, medians of interleaved rounds) and measure its memory "
+                    "per cached entry. Results go to build/bench/.")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 1 round, -n 10000/50000, 100k-entry memory test")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
+    ap.add_argument("--n-p1", type=int, default=None,
+                    help="requests per run at -P 1 (default 100000)")
+    ap.add_argument("--n-p16", type=int, default=None,
+                    help="requests per run at -P 16 (default 200000)")
+    ap.add_argument("--pipelines", default="1,16", help="pipeline depths (default 1,16)")
+    ap.add_argument("--targets", default=",".join(TARGETS),
+                    help="comma list of %s (default: all)" % ",".join(TARGETS))
+    ap.add_argument("--tests", default=",".join(TESTS), help="comma list of get,set,mget")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--keys", type=int, default=10000, help="keyspace (-r), default 10000")
+    ap.add_argument("--cache-max-memory", default="64mb", help="respite (cache) budget")
+    ap.add_argument("--cache-ttl-ms", type=int, default=600000,
+                    help="respite cache TTL during the bench (default 600000, so entries do not "
+                         "expire mid-run; the cache is re-warmed before every cached read run)")
+    ap.add_argument("--threads", type=int, default=None, help="respite --threads (default: "
+                    "respite's own default)")
+    ap.add_argument("--upstream-connections", type=int, default=None,
+                    help="respite --upstream-connections (default: respite's own default)")
+    ap.add_argument("--respite-arg", action="append", default=[],
+                    help="extra respite flags, e.g. --respite-arg='--threads 2' (repeatable)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory-per-entry test")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory-per-entry test")
+    ap.add_argument("--mem-entries", type=int, default=None,
+                    help="entries for the memory test (default 1000000)")
+    ap.add_argument("--mem-cache", default="1gb", help="respite cache budget in the memory test")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 when an acceptance threshold fails (default: always exit 0)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir with server logs")
+    args = ap.parse_args()
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    args.respite = os.environ.get("RESPITE_BENCH_BIN") or os.path.join(root, "build", "release",
+                                                                        "respite")
+    args.out_dir = os.environ.get("RESPITE_BENCH_OUT") or os.path.join(root, "build", "bench")
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.n_p1 is None:
+        args.n_p1 = 10000 if args.quick else 100000
+    if args.n_p16 is None:
+        args.n_p16 = 50000 if args.quick else 200000
+    if args.mem_entries is None:
+        args.mem_entries = 100000 if args.quick else 1000000
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    args.tests = [t.strip().lower() for t in args.tests.split(",") if t.strip()]
+    args.pipelines = [int(p) for p in args.pipelines.split(",") if p.strip()]
+    for t in args.targets:
+        if t not in TARGETS:
+            ap.error("unknown target %r" % t)
+    for t in args.tests:
+        if t not in TESTS:
+            ap.error("unknown test %r" % t)
+    if not os.access(args.respite, os.X_OK):
+        ap.error("no respite binary at %s (run scripts/bench, which builds it)" % args.respite)
+    for tool in ("redis-server", "redis-benchmark", "redis-cli", "nutcracker"):
+        if not shutil.which(tool):
+            ap.error("%s not found" % tool)
+
+    tmp = tempfile.mkdtemp(prefix="respite-bench-")
+    procs = Procs(tmp)
+    failed = [True]
+
+    def cleanup():
+        procs.stop_all()
+        if args.keep or failed[0]:
+            warn("logs kept in %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    atexit.register(cleanup)
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, on_signal)
+
+    now = datetime.datetime.now()
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    head = ["respite bench %s" % now.strftime("%Y-%m-%d %H:%M:%S")] + machine_lines()
+    head.append("respite:   %s" % args.respite)
+    head.append("command:   scripts/bench %s" % " ".join(sys.argv[1:]))
+    head.append("bench:     redis-benchmark -c %d -r %d -d %d, -n %d at -P 1 and %d at -P 16; "
+                "%d round(s), targets interleaved (order rotates per round); medians"
+                % (args.clients, args.keys, VALUE_SIZE, args.n_p1, args.n_p16, args.rounds))
+    head.append("           MGET10 = `MGET key:__rand_int__ x10` (redis-benchmark has no mget "
+                "test); respite (cache): --cache-max-memory %s --cache-ttl-ms %d, re-warmed "
+                "before each GET/MGET run" % (args.cache_max_memory, args.cache_ttl_ms))
+    for l in head:
+        log(l)
+    log("")
+
+    report = {}
+    try:
+        if not args.memory_only:
+            throughput(args, procs, report)
+        if not args.no_memory:
+            memory_test(args, procs, report)
+    except Exception as e:
+        warn("FAILED: %s" % e)
+        for name in list(procs.running):
+            t = procs.log_tail(name)
+            if t:
+                warn("log of %s:\n%s" % (name, t))
+        procs.stop_all()
+        if not report:
+            return 1
+
+    out = list(head)
+    out[3] = out[3] + "; %s (at end)" % " ".join(open("/proc/loadavg").read().split()[:3])
+    out.append("")
+    summary = report.get("summary")
+    if summary:
+        out += report.get("warm", [])
+        out.append("")
+        out += table_lines(args, summary, report["pipelines"])
+    out += memory_lines(report.get("memory"))
+    out.append("")
+    checks, fails = check_lines(args, report)
+    out += checks
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    base = os.path.join(args.out_dir, "bench-%s" % stamp)
+    with open(base + ".txt", "w") as f:
+        f.write("\n".join(out) + "\n")
+    files = [base + ".txt"]
+    if summary:
+        with open(base + ".csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["test", "pipeline", "target", "rps", "p50_ms", "p99_ms", "x_redis",
+                        "x_twemproxy", "runs", "errors", "cache_misses", "rps_per_round"])
+            for (test, p, tg), s in summary.items():
+                w.writerow([TEST_LABEL[test], p, tg, fmt_num(s["rps"], ".0f"),
+                            fmt_num(s["p50"], ".3f"), fmt_num(s["p99"], ".3f"),
+                            fmt_num(s["x_redis"], ".3f"), fmt_num(s["x_twem"], ".3f"), s["runs"],
+                            s["errors"], s["misses"],
+                            ";".join(fmt_num(x, ".0f") for x in s["all_rps"])])
+        files.append(base + ".csv")
+        with open(base + "-runs.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["round", "test", "pipeline", "target", "rps", "p50_ms", "p99_ms",
+                        "errors", "cache_misses", "note"])
+            for x in report["runs"]:
+                w.writerow([x["round"], TEST_LABEL[x["test"]], x["pipeline"], x["target"],
+                            fmt_num(x["rps"], ".0f"), fmt_num(x["p50"], ".3f"),
+                            fmt_num(x["p99"], ".3f"), x["errors"],
+                            "" if x["misses"] is None else x["misses"], x["note"]])
+        files.append(base + "-runs.csv")
+        if write_chart(base + ".png", stamp, summary, args.targets, args.tests,
+                       report["pipelines"], tmp):
+            files.append(base + ".png")
+    m = report.get("memory")
+    if m:
+        with open(base + "-memory.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            keys = ["entries", "cache_keys", "cache_bytes", "rss_before", "rss_after", "acct",
+                    "rss", "redis", "read_s", "bad", "misses"]
+            w.writerow(keys)
+            w.writerow([m[k] for k in keys])
+        files.append(base + "-memory.csv")
+
+    log("")
+    for l in out[len(head):]:
+        log(l)
+    log("")
+    log("written: " + ", ".join(os.path.relpath(p, root) for p in files))
+    failed[0] = False
+    if args.strict and fails:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
