@@ -72,7 +72,7 @@ TEST_CASE("cache: a miss starts one flight, later misses join it, landing fills"
   CHECK(c.flights() == 2);
 }
 
-TEST_CASE("cache: an invalidation during the flight detaches it; its fill is dropped") {
+TEST_CASE("cache: an invalidation during the flight detaches it and its fill is dropped") {
   const unsigned shards = GENERATE(1u, 4u);
   FakeClock clk;
   Cache<int> c(settings(shards));
@@ -151,7 +151,7 @@ TEST_CASE("cache: tracking invalidations name no db and cover every db") {
   CHECK(c.stats().cache_invalidations_local == 0);
 }
 
-TEST_CASE("cache: flush_db drops one db's entries and flights; flush_all everything") {
+TEST_CASE("cache: flush_db drops one db's entries and flights, flush_all everything") {
   const unsigned shards = GENERATE(1u, 3u);
   FakeClock clk;
   Cache<int> c(settings(shards));
@@ -337,7 +337,7 @@ TEST_CASE("cache: max_keys holds across shards") {
   CHECK(c.keys() >= 8);
 }
 
-TEST_CASE("cache: with single-flight off every miss fetches; invalidation still detaches all") {
+TEST_CASE("cache: with single-flight off every miss fetches, invalidation still detaches all") {
   FakeClock clk;
   Settings s = settings();
   s.single_flight = false;
