@@ -248,7 +248,7 @@ class TinyLfuPolicy final : public Policy {
  public:
   enum Segment : uint8_t { kWindow, kStaged, kProbation, kProtected };
 
-  TinyLfuPolicy(uint64_t seed) : seed_(seed) {}
+  explicit TinyLfuPolicy(uint64_t seed) : seed_(seed) {}
 
   void set_capacity(uint64_t bytes) override {
     window_target_ = bytes / 100;

@@ -119,6 +119,49 @@ bool Server::cached_get(ClientConn* c, const resp::Frame& f) {
   return true;
 }
 
+namespace {
+// A plain upstream GET for a ValueReader when the cache cannot be used.
+class DirectRead final : public ReplySink {
+ public:
+  explicit DirectRead(ValueReader* r) : r_(r) {}
+  void on_reply(std::string_view reply, bool failed) override {
+    resp::Value v;
+    if (failed || resp::decode(reply, v).status != resp::ScanResult::Status::Ok)
+      r_->on_value(false, {}, kFetchFailed);
+    else if (v.is_error()) r_->on_value(false, {}, reply);
+    else r_->on_value(v.is_null(), v.str, {});
+    delete this;
+  }
+
+ private:
+  ValueReader* r_;
+};
+}  // namespace
+
+void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
+  if (cache_ && tracking_up_ && cache_->enabled()) {
+    cache::Micros now = micros();
+    cache::Lookup r = cache_->get(db, key, now);
+    if (r.kind != cache::LookupKind::kMiss) {
+      reader->on_value(r.kind == cache::LookupKind::kNegative, r.value, {});
+      return;
+    }
+    CacheWaiter w;
+    w.reader = reader;
+    cache::Join j = cache_->join(db, key, w, now);
+    if (j.started) send_fetch(db, {key}, {j.id});
+    return;
+  }
+  UpstreamConn* u = shared_conn(2, 0);
+  if (!u) {
+    reader->on_value(false, {}, "-ERR upstream unavailable (reconnecting)\r\n");
+    return;
+  }
+  std::string req = "*2\r\n$3\r\nGET\r\n";
+  append_bulk_arg(req, key);
+  u->request(new DirectRead(reader), req, static_cast<int>(db));
+}
+
 bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
   if (f.argc() < 2 || !cache_usable(c)) return false;
   uint32_t db = static_cast<uint32_t>(c->db);
@@ -255,6 +298,10 @@ void Server::fetch_landed(FetchBatch* b, std::string_view first, const std::vect
 // Answers one waiter: a value (`missing` for nil), or `error` (a complete error reply).
 void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
                            std::string_view error) {
+  if (w.reader) {
+    w.reader->on_value(missing, value, error);
+    return;
+  }
   if (w.client) {
     ClientConn* c = w.client;
     scratch_.clear();

@@ -226,12 +226,23 @@ class UpstreamConn {
 
 struct MgetAssembly;
 
-// Who a cache flight answers: a GET's reply slot, or one position of an MGET.
+// Reads one key for a non-RESP front end (the HTTP lookup): through the cache and its
+// single-flight like a GET. Exactly one call per read_key().
+class ValueReader {
+ public:
+  virtual ~ValueReader() = default;
+  // `error` non-empty: the upstream failed or refused (a complete RESP error reply, or a short
+  // reason); else `missing` or `value`.
+  virtual void on_value(bool missing, std::string_view value, std::string_view error) = 0;
+};
+
+// Who a cache flight answers: a GET's reply slot, one position of an MGET, or a ValueReader.
 struct CacheWaiter {
   ClientConn* client = nullptr;  // GET: holds a reference
   uint64_t seq = 0;
   MgetAssembly* mget = nullptr;  // MGET: the reply being assembled
   uint32_t index = 0;
+  ValueReader* reader = nullptr;
 };
 
 class FetchBatch;
@@ -289,6 +300,9 @@ class Server {
   bool cached_get(ClientConn* c, const resp::Frame& f);
   bool cached_mget(ClientConn* c, const resp::Frame& f);
   bool cache_usable(const ClientConn* c) const;
+  // GET `key` in `db` for a ValueReader: from the cache, joining or starting a flight, or (cache
+  // off or link down) with a plain upstream GET.
+  void read_key(uint32_t db, std::string_view key, ValueReader* reader);
   // A write about to be forwarded: invalidates its keys now and returns what to invalidate
   // again when its reply arrives (nullptr when nothing is cached or it writes nothing).
   WriteInvalidation* invalidate_before_write(ClientConn* c, const resp::Frame& f,

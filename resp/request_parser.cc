@@ -15,7 +15,6 @@
 // skips them. So does this parser, so that what it accepts is what the upstream accepts.
 #include "resp/request_parser.h"
 
-#include <array>
 #include <cassert>
 #include <cstring>
 
@@ -79,6 +78,18 @@ size_t find_line_end(std::string_view buf, size_t from, char ch, size_t* resume)
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
+
+// Bytes that end an unquoted run of an inline argument: terminators and quotes. A plain array
+// so that the hot loop is a load and a test even in unoptimised builds.
+struct ByteSet {
+  bool has[256];
+};
+constexpr ByteSet make_special() {
+  ByteSet s{};
+  for (unsigned char c : {' ', '\t', '\r', '\n', '\0', '"', '\''}) s.has[c] = true;
+  return s;
+}
+constexpr ByteSet kSpecial = make_special();
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -205,12 +216,6 @@ Result RequestParser::parse_inline(std::string_view buf, Frame& frame) {
 // line) end an argument, so \v and \f are part of it although they are skipped between
 // arguments.
 bool RequestParser::split_inline(std::string_view line, Frame& frame) {
-  // Bytes that end an unquoted run: argument terminators and quotes.
-  static constexpr auto kSpecial = [] {
-    std::array<bool, 256> t{};
-    for (unsigned char c : {' ', '\t', '\r', '\n', '\0', '"', '\''}) t[c] = true;
-    return t;
-  }();
   std::string& out = frame.storage_;
   out.resize(line.size());  // unescaping never grows the text; the line is bounded and present
   char* const out_begin = out.data();
@@ -225,7 +230,7 @@ bool RequestParser::split_inline(std::string_view line, Frame& frame) {
     bool arg_done = false;
     while (!arg_done) {
       const char* run = p;
-      while (p < end && !kSpecial[static_cast<unsigned char>(*p)]) ++p;
+      while (p < end && !kSpecial.has[static_cast<unsigned char>(*p)]) ++p;
       std::memcpy(w, run, static_cast<size_t>(p - run));
       w += p - run;
       if (p == end) break;
