@@ -11,10 +11,10 @@
 //  - Every entry expires at min(now + ttl, fetch start + upstream PTTL).
 //
 // How the proxy drives it, per key of a GET or MGET:
-//   Lookup r = cache.get(db, key, now);
-//   hit/negative: answer from r.value now (copy it: it points into the entry). If r.refresh,
-//       FlightId id = cache.start_refresh(db, key, now); if id != kNoFlight send the fetch
-//       (GET + PTTL) tagged with id.
+//   Lookup r = cache.get_with(db, key, now, [&](const Lookup& v) { encode v.value (hit) or
+//       nil (negative) into the reply });   // f runs only on hit/negative, under the lock
+//   hit/negative: answered already. If r.refresh, FlightId id = cache.start_refresh(db, key,
+//       now); if id != kNoFlight send the fetch (GET + PTTL) tagged with id.
 //   miss: Join j = cache.join(db, key, waiter, now); if j.started send the fetch tagged j.id.
 //   fetch reply (a bulk or nil, with its PTTL):
 //       Landing<W> l = cache.land(id, Fetched{...}, now); answer every l.waiters with the reply.
@@ -27,16 +27,47 @@
 //       a null message: flush_all(Source::kTracking).
 //   a timer: expire_step(now, budget); abandon_started_before(now - timeout, fn).
 //
-// Threads: not thread-safe. The state is split into shards chosen by key hash, each with its
-// own store and flight table, so a per-shard lock can be added around each call: get, join,
-// start_refresh, land, abandon and invalidate touch exactly one shard; flush_*, expire_step,
-// settings and stats visit all of them.
+// MGET with an all-hit fast path: remember the reply buffer's size, write the array header, then
+// get_with() each key, encoding it inside f. If a key misses (with other threads it may have
+// been evicted or invalidated since any earlier look), cut the buffer back to the remembered
+// size and take the slow path for the whole command: get_with() each key again, copying hits
+// into the assembly inside f, and join() the misses. Never check "all hits?" in one pass and
+// encode in a second: nothing holds the entries between the two. (The aborted pass counts its
+// hits and its one miss in the stats again; that is the price of not locking several shards.)
+//
+// Threads. A Cache is either single-threaded or thread-safe, fixed at construction:
+//  - Settings::thread_safe, or more than one shard: every call may come from any thread. The
+//    state is split into shards by key hash, each with its own mutex, store, flight table and
+//    counters. get, get_with, join, start_refresh, land, abandon and invalidate lock exactly
+//    the key's (or flight's) shard; flush_db, flush_all, expire_step, apply, set_max_memory,
+//    set_ttl_ms, stats, bytes, keys, flights and abandon_started_before lock one shard at a
+//    time, so they see each shard consistent but not all shards at one instant. Single-flight
+//    holds across threads: the flight table is per shard, not per caller. No call returns a
+//    reference into shard state except get() (Lookup::value) and store(); the callbacks of
+//    get_with() run under the shard lock and those of abandon_started_before() outside it.
+//  - Otherwise (the default: one shard, thread_safe false) no lock is ever taken; the only cost
+//    is one well-predicted branch per call.
+//
+// Shard count: Settings::shards = 0 (the default) means 1 for a single-threaded cache and
+// kThreadSafeShards (16) for a thread-safe one. 16 because a call holds its shard for well under
+// a microsecond, so with the few event loops this proxy runs (at most about one per core) two
+// loops meet on one shard on roughly 1/16 of their calls at worst, and rarely wait even then;
+// more shards buy little and each one costs a mutex, an empty table and a flight map (a few
+// hundred bytes). A power of two, so picking a shard is a mask. The budgets (max_memory,
+// max_keys) are split evenly, so eviction is per shard: each shard runs the policy on its own
+// share, which approximates the global policy while each share holds a few hundred entries or
+// more (with 16 shards the seed-001 LRU experiment still keeps its hot keys at a 512kb budget;
+// see threads_test.cc). A max_keys below the shard count leaves some shards unable to hold any
+// key.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -44,6 +75,9 @@
 #include "cache/store.h"
 
 namespace cache {
+
+// Shards of a thread-safe cache when Settings::shards is 0 (see the header comment).
+inline constexpr unsigned kThreadSafeShards = 16;
 
 struct Settings {
   uint64_t max_memory = uint64_t{64} << 20;  // bytes; 0 = cache off (lookups miss, no fills)
@@ -55,7 +89,10 @@ struct Settings {
   PolicyParams policy_params;
   double xfetch_beta = 1.0;                  // 0 = no early refresh
   bool single_flight = true;                 // off only for the stampede demo
-  unsigned shards = 1;                       // fixed at construction; budgets split evenly
+  unsigned shards = 0;                       // fixed at construction; budgets split evenly;
+                                             // 0 = 1, or kThreadSafeShards if thread_safe
+  bool thread_safe = false;                  // fixed at construction; more than one shard
+                                             // implies it
   uint64_t seed = 0;                         // hashing and sampling; 0 = random per process
 };
 
@@ -79,7 +116,8 @@ struct Landing {
   bool found = false;     // false: unknown id (landed or abandoned already); nothing to do
   bool detached = false;  // an invalidation raced the fetch; nothing was stored
   bool filled = false;    // the value is cached now
-  std::vector<W> waiters; // everyone who joined, in join order
+  std::vector<W> waiters; // everyone who joined, in join order (owned: nothing points into
+                          // the cache)
 };
 
 // W: the proxy's waiter handle (who to answer: a client, a reply slot, an MGET position...).
@@ -88,7 +126,13 @@ template <class W>
 class Cache {
  public:
   explicit Cache(const Settings& s) : settings_(s) {
-    if (settings_.shards == 0) settings_.shards = 1;
+    if (settings_.shards == 0) settings_.shards = settings_.thread_safe ? kThreadSafeShards : 1;
+    if (settings_.shards > 1) settings_.thread_safe = true;
+    locking_ = settings_.thread_safe;
+    const unsigned n = settings_.shards;
+    pow2_ = (n & (n - 1)) == 0;
+    shard_mask_ = n - 1;
+    enabled_.store(settings_.max_memory != 0, std::memory_order_relaxed);
     uint64_t seed = settings_.seed;
     if (seed == 0) {
       std::random_device rd;
@@ -96,26 +140,61 @@ class Cache {
     }
     Rng seeds(seed);
     hash_seed_ = seeds.next();
-    for (unsigned i = 0; i < settings_.shards; i++) {
-      shards_.push_back(std::make_unique<Shard>(i, share(i), hash_seed_, seeds.next()));
+    for (unsigned i = 0; i < n; i++) {
+      shards_.push_back(std::make_unique<Shard>(i, share(i), knobs(), hash_seed_, seeds.next()));
     }
   }
+  Cache(const Cache&) = delete;
+  Cache& operator=(const Cache&) = delete;
 
-  bool enabled() const { return settings_.max_memory != 0; }
-  const Settings& settings() const { return settings_; }
+  bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
+  // A copy: apply() may change the settings from another thread. `shards` and `thread_safe` are
+  // the resolved values.
+  Settings settings() const {
+    Guard g(locking_ ? &settings_mu_ : nullptr);
+    return settings_;
+  }
+  bool thread_safe() const { return locking_; }
 
-  // Looks (db, key) up. Never allocates. See Lookup for how long r.value stays valid.
+  // Looks (db, key) up. Never allocates. r.value points into the entry (see Lookup): only for
+  // single-threaded caches. With other threads, the entry may be freed as soon as get()
+  // returns; use get_with().
   Lookup get(uint32_t db, std::string_view key, Micros now) {
     uint64_t h = hash(key);
-    return shard(h).store.get(db, key, h, now);
+    Shard& s = shard(h);
+    Guard g(lock_of(s));
+    return s.store.get(db, key, h, now);
+  }
+
+  // Looks (db, key) up like get() and, on a hit or a negative entry, calls f(const Lookup&)
+  // with the shard's lock held, so f may read v.value (encode it into the reply, copy it).
+  // f must be short and must not call into this cache (the lock is not recursive). Returns the
+  // lookup with `value` emptied (it is valid only inside f): kind and refresh. Never allocates
+  // (f aside).
+  template <class F>
+  Lookup get_with(uint32_t db, std::string_view key, Micros now, F&& f) {
+    static_assert(std::is_invocable_v<F&, const Lookup&>, "f(const Lookup&)");
+    uint64_t h = hash(key);
+    Shard& s = shard(h);
+    Guard g(lock_of(s));
+    Lookup r = s.store.get(db, key, h, now);
+    if (r.kind != LookupKind::kMiss) {
+      const Lookup& view = r;
+      f(view);
+    }
+    r.value = {};
+    return r;
   }
 
   // After a miss: joins the attached flight for (db, key), or starts one (started = true).
+  // With threads the entry may have been filled between the miss and this call; then this
+  // starts a fetch anyway (one extra upstream read, never a stale one).
   Join join(uint32_t db, std::string_view key, W waiter, Micros now) {
     uint64_t h = hash(key);
     Shard& s = shard(h);
+    Guard g(lock_of(s));
     Stats& st = s.store.counters();
-    if (settings_.single_flight) {
+    if (s.knobs.single_flight) {
       if (auto* f = s.flights.find(db, key)) {
         f->waiters.push_back(std::move(waiter));
         st.singleflight_joined++;
@@ -134,6 +213,7 @@ class Cache {
   FlightId start_refresh(uint32_t db, std::string_view key, Micros now) {
     uint64_t h = hash(key);
     Shard& s = shard(h);
+    Guard g(lock_of(s));
     if (s.flights.find(db, key)) return kNoFlight;
     Stats& st = s.store.counters();
     st.upstream_fetches++;
@@ -143,9 +223,10 @@ class Cache {
 
   // The fetch of flight `id` answered with a string or nil (and its PTTL). Takes the flight out
   // of the table and stores the value unless the flight was detached. Either way the waiters
-  // are returned, to be answered with this reply.
+  // are returned, to be answered with this reply (outside any cache lock: they are owned).
   Landing<W> land(FlightId id, const Fetched& f, Micros now) {
     Shard& s = shard_of_id(id);
+    Guard g(lock_of(s));
     auto flight = s.flights.take(id);
     Landing<W> out;
     if (!flight) return out;
@@ -157,7 +238,7 @@ class Cache {
       st.cache_fills_discarded++;
       return out;
     }
-    if (!enabled()) return out;
+    if (!s.knobs.enabled) return out;
     if (!f.missing && f.pttl_ms == -2) {
       st.cache_fills_rejected++;  // expired between GET and PTTL: the value is gone already
       return out;
@@ -168,7 +249,7 @@ class Cache {
     fill.key = flight->key;
     fill.negative = f.missing;
     fill.value = f.value;
-    fill.expiry_ms = settings_.ttl_ms ? now_ms + settings_.ttl_ms : kNoExpiry;
+    fill.expiry_ms = s.knobs.ttl_ms ? now_ms + s.knobs.ttl_ms : kNoExpiry;
     if (!f.missing && f.pttl_ms >= 0) {
       // From the fetch's start: the upstream counted its PTTL after that, so the key lives at
       // least that long and the entry cannot outlive it.
@@ -186,7 +267,9 @@ class Cache {
   // Takes the flight out; nothing is stored; answer the waiters with the error.
   Landing<W> abandon(FlightId id) {
     Landing<W> out;
-    auto flight = shard_of_id(id).flights.take(id);
+    Shard& s = shard_of_id(id);
+    Guard g(lock_of(s));
+    auto flight = s.flights.take(id);
     if (!flight) return out;
     out.found = true;
     out.detached = !flight->attached;
@@ -195,16 +278,23 @@ class Cache {
   }
 
   // The timeout sweep: abandons every flight started before `cutoff` and calls
-  // fn(FlightId, std::vector<W>&& waiters) for each. Returns how many.
+  // fn(FlightId, std::vector<W>&& waiters) for each, after releasing the shard's lock (fn may
+  // call into the cache). Returns how many.
   template <class F>
   size_t abandon_started_before(Micros cutoff, F&& fn) {
     size_t n = 0;
+    std::vector<std::pair<FlightId, std::vector<W>>> taken;
     for (auto& s : shards_) {
-      for (FlightId id : s->flights.started_before(cutoff)) {
-        auto flight = s->flights.take(id);
-        fn(id, std::move(flight->waiters));
-        n++;
+      {
+        Guard g(lock_of(*s));
+        for (FlightId id : s->flights.started_before(cutoff)) {
+          auto flight = s->flights.take(id);
+          taken.emplace_back(id, std::move(flight->waiters));
+        }
       }
+      for (auto& [id, waiters] : taken) fn(id, std::move(waiters));
+      n += taken.size();
+      taken.clear();
     }
     return n;
   }
@@ -214,6 +304,7 @@ class Cache {
   void invalidate(uint32_t db, std::string_view key, Source src) {
     uint64_t h = hash(key);
     Shard& s = shard(h);
+    Guard g(lock_of(s));
     s.store.erase(db, key, h);
     s.flights.detach(db, key);
     count_invalidation(s, src);
@@ -221,92 +312,148 @@ class Cache {
 
   void flush_db(uint32_t db, Source src) {
     for (auto& s : shards_) {
+      Guard g(lock_of(*s));
       s->store.erase_db(db);
       s->flights.detach_db(db);
+      if (s->index == 0) count_invalidation(*s, src);
     }
-    count_invalidation(*shards_[0], src);
   }
 
   void flush_all(Source src) {
     for (auto& s : shards_) {
+      Guard g(lock_of(*s));
       s->store.clear();
       s->flights.detach_all();
+      if (s->index == 0) count_invalidation(*s, src);
     }
-    count_invalidation(*shards_[0], src);
   }
 
   // Active expiry with bounded work: up to `max_slots` table slots, spread over the shards.
   size_t expire_step(Micros now, size_t max_slots) {
     size_t n = 0;
     size_t per = max_slots / shards_.size() + 1;
-    for (auto& s : shards_) n += s->store.expire_step(now, per);
+    for (auto& s : shards_) {
+      Guard g(lock_of(*s));
+      n += s->store.expire_step(now, per);
+    }
     return n;
   }
 
-  // Settings at runtime. `shards` and `seed` keep their construction values. Lower bounds
-  // evict at once; ttl_ms applies to new fills; a new policy re-threads the entries.
+  // Settings at runtime. `shards`, `thread_safe` and `seed` keep their construction values.
+  // Lower bounds evict at once; ttl_ms applies to new fills; a new policy re-threads the
+  // entries. Shards take the new settings one after another.
   void apply(const Settings& s, Micros now) {
-    unsigned shards = settings_.shards;
-    uint64_t seed = settings_.seed;
-    settings_ = s;
-    settings_.shards = shards;
-    settings_.seed = seed;
-    for (unsigned i = 0; i < shards_.size(); i++) shards_[i]->store.configure(share(i), now);
+    Guard g(locking_ ? &settings_mu_ : nullptr);
+    apply_locked(s, now);
   }
   void set_max_memory(uint64_t bytes, Micros now) {
+    Guard g(locking_ ? &settings_mu_ : nullptr);
     Settings s = settings_;
     s.max_memory = bytes;
-    apply(s, now);
+    apply_locked(s, now);
   }
-  void set_ttl_ms(uint64_t ms) { settings_.ttl_ms = ms; }
+  void set_ttl_ms(uint64_t ms) {
+    Guard g(locking_ ? &settings_mu_ : nullptr);
+    settings_.ttl_ms = ms;
+    for (auto& s : shards_) {
+      Guard sg(lock_of(*s));
+      s->knobs.ttl_ms = ms;
+    }
+  }
 
+  // Sums over the shards, each read under its lock.
   Stats stats() const {
     Stats total;
-    for (const auto& s : shards_) total += s->store.snapshot();
+    for (const auto& s : shards_) {
+      Guard g(lock_of(*s));
+      total += s->store.snapshot();
+    }
     return total;
   }
   uint64_t bytes() const {
     uint64_t n = 0;
-    for (const auto& s : shards_) n += s->store.bytes();
+    for (const auto& s : shards_) {
+      Guard g(lock_of(*s));
+      n += s->store.bytes();
+    }
     return n;
   }
   size_t keys() const {
     size_t n = 0;
-    for (const auto& s : shards_) n += s->store.keys();
+    for (const auto& s : shards_) {
+      Guard g(lock_of(*s));
+      n += s->store.keys();
+    }
     return n;
   }
   // Flights not yet landed or abandoned (detached ones included).
   size_t flights() const {
     size_t n = 0;
-    for (const auto& s : shards_) n += s->flights.size();
+    for (const auto& s : shards_) {
+      Guard g(lock_of(*s));
+      n += s->flights.size();
+    }
     return n;
   }
 
-  // For tests and diagnostics.
+  // For tests and diagnostics, with no other thread using the cache: no lock is taken.
   size_t shard_count() const { return shards_.size(); }
   const Store& store(size_t i) const { return shards_[i]->store; }
 
  private:
-  struct Shard {
-    Shard(unsigned i, const StoreConfig& c, uint64_t hash_seed, uint64_t rng_seed)
-        : index(i), store(c, hash_seed, rng_seed) {}
+  // What the per-key calls need of the settings, copied into each shard so that they read it
+  // under the shard's lock while apply() changes the settings.
+  struct Knobs {
+    uint64_t ttl_ms = 0;
+    bool single_flight = true;
+    bool enabled = true;
+  };
+
+  // One cache line or more each, so that shards used by different threads share none.
+  struct alignas(64) Shard {
+    Shard(unsigned i, const StoreConfig& c, const Knobs& k, uint64_t hash_seed, uint64_t rng_seed)
+        : index(i), knobs(k), store(c, hash_seed, rng_seed) {}
+    mutable std::mutex mu;
     unsigned index;
+    Knobs knobs;
     Store store;
     Flights<W> flights;
     uint64_t next_seq = 1;
   };
 
+  // Holds `m` for a scope, or nothing when `m` is null (a single-threaded cache).
+  class Guard {
+   public:
+    explicit Guard(std::mutex* m) : m_(m) {
+      if (m_) m_->lock();
+    }
+    ~Guard() {
+      if (m_) m_->unlock();
+    }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    std::mutex* m_;
+  };
+
+  std::mutex* lock_of(const Shard& s) const { return locking_ ? &s.mu : nullptr; }
+
   uint64_t hash(std::string_view key) const { return hash_bytes(key, hash_seed_); }
   // Bits 4..35 pick the shard: the table uses the top 32 bits and the slot tag the low 4.
-  Shard& shard(uint64_t h) {
-    return *shards_[shards_.size() == 1 ? 0 : static_cast<uint32_t>(h >> 4) % shards_.size()];
+  Shard& shard(uint64_t h) const {
+    const uint32_t x = static_cast<uint32_t>(h >> 4);
+    return *shards_[pow2_ ? (x & shard_mask_) : x % shards_.size()];
   }
-  Shard& shard_of_id(FlightId id) { return *shards_[id % shards_.size()]; }
+  Shard& shard_of_id(FlightId id) const {
+    return *shards_[pow2_ ? (id & shard_mask_) : id % shards_.size()];
+  }
   // seq * shards + index: never 0 (seq starts at 1), and land()/abandon() find the shard.
+  // Called with the shard's lock held.
   FlightId next_id(Shard& s) { return s.next_seq++ * shards_.size() + s.index; }
 
   // Shard i's part of the budgets: an even split, remainders to the first shards. A shard whose
-  // key share is 0 stores nothing.
+  // key share is 0 stores nothing. Reads settings_: construction, or settings_mu_ held.
   StoreConfig share(unsigned i) const {
     const uint64_t n = settings_.shards;
     StoreConfig c;
@@ -321,7 +468,32 @@ class Cache {
     c.policy_params = settings_.policy_params;
     return c;
   }
+  Knobs knobs() const {
+    Knobs k;
+    k.ttl_ms = settings_.ttl_ms;
+    k.single_flight = settings_.single_flight;
+    k.enabled = settings_.max_memory != 0;
+    return k;
+  }
 
+  // settings_mu_ held.
+  void apply_locked(const Settings& s, Micros now) {
+    const Settings fixed = settings_;
+    settings_ = s;
+    settings_.shards = fixed.shards;
+    settings_.thread_safe = fixed.thread_safe;
+    settings_.seed = fixed.seed;
+    enabled_.store(settings_.max_memory != 0, std::memory_order_relaxed);
+    const Knobs k = knobs();
+    for (unsigned i = 0; i < shards_.size(); i++) {
+      Shard& sh = *shards_[i];
+      Guard g(lock_of(sh));
+      sh.store.configure(share(i), now);
+      sh.knobs = k;
+    }
+  }
+
+  // The shard's lock held.
   void count_invalidation(Shard& s, Source src) {
     Stats& st = s.store.counters();
     if (src == Source::kLocal) {
@@ -331,7 +503,12 @@ class Cache {
     }
   }
 
+  mutable std::mutex settings_mu_;  // settings_ (thread-safe caches); taken before shard locks
   Settings settings_;
+  bool locking_ = false;
+  bool pow2_ = true;          // the shard count is a power of two (1 included)...
+  uint32_t shard_mask_ = 0;  // ...and this is it minus one: shard = bits & mask
+  std::atomic<bool> enabled_{false};
   uint64_t hash_seed_ = 0;
   std::vector<std::unique_ptr<Shard>> shards_;
 };

@@ -110,6 +110,7 @@ bool Server::cached_get(ClientConn* c, const resp::Frame& f) {
     return true;
   }
   CacheWaiter w;
+  w.owner = this;
   w.client = c;
   w.seq = c->reserve_slot();
   c->ref();
@@ -147,6 +148,7 @@ void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
       return;
     }
     CacheWaiter w;
+    w.owner = this;
     w.reader = reader;
     cache::Join j = cache_->join(db, key, w, now);
     if (j.started) send_fetch(db, {key}, {j.id});
@@ -201,6 +203,7 @@ bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
       --m->remaining;
     } else {
       CacheWaiter w;
+      w.owner = this;
       w.mget = m;
       w.index = static_cast<uint32_t>(i);
       cache::Join j = cache_->join(db, key, w, now);
@@ -226,7 +229,7 @@ void Server::send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
     if (!tracking_up_ || link_id_ < 0) {
       for (cache::FlightId id : ids) {
         cache::Landing<CacheWaiter> l = cache_->abandon(id);
-        for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, kFetchFailed);
+        for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed);
       }
       return;
     }
@@ -237,7 +240,7 @@ void Server::send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
     if (!fetch_) {  // connect failed synchronously
       for (cache::FlightId id : ids) {
         cache::Landing<CacheWaiter> l = cache_->abandon(id);
-        for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, kFetchFailed);
+        for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed);
       }
       return;
     }
@@ -265,7 +268,7 @@ void Server::fetch_landed(FetchBatch* b, std::string_view first, const std::vect
   auto abandon_all = [&](std::string_view err) {
     for (cache::FlightId id : ids) {
       cache::Landing<CacheWaiter> l = cache_->abandon(id);
-      for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, err);
+      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, err);
     }
   };
   if (failed) return abandon_all(error);
@@ -276,7 +279,7 @@ void Server::fetch_landed(FetchBatch* b, std::string_view first, const std::vect
     if (!val.is_null() && val.type != '$') {
       // Not a string (cannot happen for GET/MGET replies): relay as an error, cache nothing.
       cache::Landing<CacheWaiter> l = cache_->abandon(id);
-      for (CacheWaiter& w : l.waiters) answer_waiter(w, false, {}, kFetchFailed);
+      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed);
       return;
     }
     cache::Fetched fx;
@@ -284,7 +287,7 @@ void Server::fetch_landed(FetchBatch* b, std::string_view first, const std::vect
     fx.value = val.str;
     fx.pttl_ms = pttl;
     cache::Landing<CacheWaiter> l = cache_->land(id, fx, now);
-    for (CacheWaiter& w : l.waiters) answer_waiter(w, fx.missing, fx.value, {});
+    for (CacheWaiter& w : l.waiters) deliver_waiter(w, fx.missing, fx.value, {});
   };
   if (ids.size() == 1) {
     land_one(ids[0], v, pttls.empty() ? -1 : pttls[0]);
@@ -293,6 +296,16 @@ void Server::fetch_landed(FetchBatch* b, std::string_view first, const std::vect
   if (v.type != '*' || v.elements.size() != ids.size()) return abandon_all(kFetchFailed);
   for (size_t i = 0; i < ids.size(); ++i)
     land_one(ids[i], v.elements[i], i < pttls.size() ? pttls[i] : -1);
+}
+
+void Server::deliver_waiter(CacheWaiter& w, bool missing, std::string_view value,
+                            std::string_view error) {
+  if (!w.owner || w.owner == this) return answer_waiter(w, missing, value, error);
+  // The waiter joined from another loop: answer it there (its client and MGET are that loop's).
+  Server* owner = w.owner;
+  owner->post([owner, w, missing, v = std::string(value), e = std::string(error)]() mutable {
+    owner->answer_waiter(w, missing, v, e);
+  });
 }
 
 // Answers one waiter: a value (`missing` for nil), or `error` (a complete error reply).

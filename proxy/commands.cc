@@ -190,7 +190,13 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
     }
     for (size_t k = 0; k < which.size(); ++k) {
       std::string_view val = f.arg(3 + 2 * k + 1);
-      if (!which[k]->set(srv, val)) {
+      if (which[k]->set(srv, val)) {
+        // Every loop holds its own copy of the settings: the others apply it on their thread.
+        for (Server* other : srv.shared()->servers) {
+          if (other == &srv) continue;
+          other->post([other, t = which[k], v = std::string(val)] { t->set(*other, v); });
+        }
+      } else {
         w.error(fmt::format("ERR CONFIG SET failed (possibly related to argument '{}') - "
                             "invalid value '{}'",
                             which[k]->name, val));

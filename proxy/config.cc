@@ -91,6 +91,11 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       ->check(CLI::Range(1, 64));
   app.add_option("--maxclients", cfg.maxclients, "maximum connected clients")
       ->capture_default_str();
+  app.add_option("--http-port", cfg.http_port,
+                 "HTTP endpoint port for /lookup, /metrics and /healthz (0: off)")
+      ->capture_default_str()->check(CLI::Range(0, 65535));
+  app.add_option("--http-bind", cfg.http_bind,
+                 "address of the HTTP endpoint (default: the same as --bind)");
   app.add_option("--requirepass", cfg.requirepass,
                  "password clients must AUTH with (empty: no authentication)");
   app.add_option("--upstream", cfg.upstream, "upstream Redis as host:port")->capture_default_str();
@@ -214,6 +219,9 @@ std::vector<std::string> describe_config(const Config& c) {
       fmt::format("port {} bind {} threads {} maxclients {}", c.port, c.bind, c.threads,
                   c.maxclients),
       fmt::format("requirepass {}", mask(c.requirepass)),
+      c.http_port > 0 ? fmt::format("http-port {} http-bind {}", c.http_port,
+                                    c.http_bind.empty() ? c.bind : c.http_bind)
+                      : std::string("http-port 0 (HTTP endpoint off)"),
       fmt::format("upstream {} user {} password {} timeout {}ms connections {}", c.upstream,
                   c.upstream_user.empty() ? "(default)" : c.upstream_user,
                   mask(c.upstream_password), c.upstream_timeout_ms, c.upstream_connections),

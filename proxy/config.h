@@ -17,6 +17,10 @@ struct Config {
   int maxclients = 10000;
   std::string requirepass;
 
+  // HTTP endpoint (/lookup, /metrics, /healthz): off while http_port is 0.
+  int http_port = 0;
+  std::string http_bind;  // empty: the same address as `bind`
+
   // Upstream.
   std::string upstream = "127.0.0.1:6379";
   std::string upstream_host = "127.0.0.1";  // derived from `upstream`

@@ -3,13 +3,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 
 namespace respite {
 
 namespace {
-LogLevel g_level = LogLevel::Notice;
+std::atomic<LogLevel> g_level{LogLevel::Notice};
 FILE* g_out = nullptr;
 }  // namespace
 

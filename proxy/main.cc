@@ -1,6 +1,9 @@
 // respite: a Redis-protocol caching proxy.
 #include <cstdlib>
+#include <memory>
 #include <new>
+#include <thread>
+#include <vector>
 
 #include "proxy/alloc_count.h"
 #include "proxy/config.h"
@@ -34,6 +37,34 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "respite: cannot open logfile '{}'\n", cfg.logfile);
     return 1;
   }
-  respite::Server server(std::move(cfg));
-  return server.run();
+  // One cache for every loop; with several loops it takes per-shard locks.
+  respite::Shared shared;
+  cache::Settings cs;
+  cs.max_memory = cfg.cache_max_memory;
+  cs.ttl_ms = static_cast<uint64_t>(cfg.cache_ttl_ms);
+  cs.max_keys = cfg.cache_max_keys;
+  cs.max_value = cfg.cache_max_value;
+  cs.policy = *cache::parse_policy(cfg.cache_policy);
+  cs.policy_params.lfu_log_factor = cfg.cache_lfu_log_factor;
+  cs.policy_params.lfu_decay_time = cfg.cache_lfu_decay_time;
+  cs.xfetch_beta = cfg.xfetch_beta;
+  cs.single_flight = cfg.cache_single_flight;
+  respite::configure_cache_threads(cs, cfg.threads);
+  shared.cache = std::make_unique<cache::Cache<respite::CacheWaiter>>(cs);
+
+  std::vector<std::unique_ptr<respite::Server>> servers;
+  for (int i = 0; i < cfg.threads; ++i) {
+    servers.push_back(std::make_unique<respite::Server>(cfg, &shared, i));
+    shared.servers.push_back(servers.back().get());
+  }
+  shared.start_ms = uv_now(servers[0]->loop());
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int i = 1; i < cfg.threads; ++i)
+    threads.emplace_back([&, i] {
+      if (servers[static_cast<size_t>(i)]->run() != 0) failed = 1;
+    });
+  int rc = servers[0]->run();
+  for (auto& t : threads) t.join();
+  return rc != 0 ? rc : failed.load();
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/http.h"
 #include "proxy/log.h"
 
 namespace respite {
@@ -38,19 +39,16 @@ std::string peer_name(uv_tcp_t* t) {
 }
 }  // namespace
 
-Server::Server(Config cfg) : cfg_(std::move(cfg)) {
+Server::Server(Config cfg, Shared* shared, int index)
+    : cfg_(std::move(cfg)), shared_(shared), index_(index), cache_(shared->cache.get()) {
   uv_loop_init(&loop_);
-  cache::Settings cs;
-  cs.max_memory = cfg_.cache_max_memory;
-  cs.ttl_ms = static_cast<uint64_t>(cfg_.cache_ttl_ms);
-  cs.max_keys = cfg_.cache_max_keys;
-  cs.max_value = cfg_.cache_max_value;
-  cs.policy = *cache::parse_policy(cfg_.cache_policy);
-  cs.policy_params.lfu_log_factor = cfg_.cache_lfu_log_factor;
-  cs.policy_params.lfu_decay_time = cfg_.cache_lfu_decay_time;
-  cs.xfetch_beta = cfg_.xfetch_beta;
-  cs.single_flight = cfg_.cache_single_flight;
-  cache_ = std::make_unique<cache::Cache<CacheWaiter>>(cs);
+  uv_async_init(&loop_, &async_, on_async);  // before any other loop may post()
+  async_.data = this;
+}
+
+void configure_cache_threads(cache::Settings& s, int threads) {
+  // Several loops share the cache: shard it so loops rarely wait for one another.
+  s.shards = threads > 1 ? 16 : 1;
 }
 
 Server::~Server() { uv_loop_close(&loop_); }
@@ -71,22 +69,19 @@ int Server::run() {
   std::memcpy(&upstream_addr_, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
   uv_freeaddrinfo(gai.addrinfo);
 
-  sockaddr_storage bind_addr;
-  if (cfg_.bind.find(':') != std::string::npos)
-    rc = uv_ip6_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&bind_addr));
-  else
-    rc = uv_ip4_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&bind_addr));
-  if (rc != 0) {
-    log(LogLevel::Warning, "bad bind address {}: {}", cfg_.bind, uv_strerror(rc));
-    return 1;
-  }
   uv_tcp_init(&loop_, &listener_);
   listener_.data = this;
-  rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&bind_addr), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, on_connection);
-  if (rc != 0) {
-    log(LogLevel::Warning, "cannot listen on {}:{}: {}", cfg_.bind, cfg_.port, uv_strerror(rc));
+  if (cfg_.http_port > 0) http_ = std::make_unique<HttpServer>(this);
+  if (open_listener() != 0 || (http_ && !http_->start())) {
+    if (http_) http_->close();
+    {
+      std::lock_guard<std::mutex> lk(posted_mu_);
+      async_closed_ = true;
+    }
+    for (Server* other : shared_->servers)
+      if (other != this) other->post([other] { other->begin_shutdown(); });
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
     return 1;
   }
@@ -100,41 +95,102 @@ int Server::run() {
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
   sigterm_.data = sigint_.data = this;
-  uv_signal_start(&sigterm_, on_signal, SIGTERM);
-  uv_signal_start(&sigint_, on_signal, SIGINT);
+  if (index_ == 0) {  // one loop takes the signals and tells the others
+    uv_signal_start(&sigterm_, on_signal, SIGTERM);
+    uv_signal_start(&sigint_, on_signal, SIGINT);
+  }
 
-  start_ms = now();
   shared_conn(2, 0);  // connect eagerly so PROXY INFO and health reflect the upstream at once
-  log(LogLevel::Notice, "respite {} listening on {}:{}, upstream {}", RESPITE_VERSION, cfg_.bind,
-      cfg_.port, cfg_.upstream);
-  for (const auto& line : describe_config(cfg_)) log(LogLevel::Verbose, "config: {}", line);
-  log(LogLevel::Notice, "Ready to accept connections");
+  if (index_ == 0) {
+    log(LogLevel::Notice, "respite {} listening on {}:{} ({} thread{}), upstream {}",
+        RESPITE_VERSION, cfg_.bind, cfg_.port, cfg_.threads, cfg_.threads > 1 ? "s" : "",
+        cfg_.upstream);
+    for (const auto& line : describe_config(cfg_)) log(LogLevel::Verbose, "config: {}", line);
+    log(LogLevel::Notice, "Ready to accept connections");
+  }
 
   uv_run(&loop_, UV_RUN_DEFAULT);
 
   // Orderly teardown: every object frees itself in its close callback.
+  if (http_) http_->close();
   while (!clients_.empty()) clients_.back()->close();
-  for (auto& v : shared_)
+  for (auto& v : pool_)
     for (UpstreamConn*& u : v)
       if (u) u->close();
   while (!pinned_.empty()) pinned_.back()->close();
   if (fetch_) fetch_->close();
   if (link_) link_->close();
+  {
+    std::lock_guard<std::mutex> lk(posted_mu_);
+    async_closed_ = true;
+  }
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&cork_), reinterpret_cast<uv_handle_t*>(&timer_),
                          reinterpret_cast<uv_handle_t*>(&sigterm_),
-                         reinterpret_cast<uv_handle_t*>(&sigint_)})
+                         reinterpret_cast<uv_handle_t*>(&sigint_),
+                         reinterpret_cast<uv_handle_t*>(&async_)})
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
-  log(LogLevel::Notice, "respite is now ready to exit, bye bye...");
+  if (index_ == 0) log(LogLevel::Notice, "respite is now ready to exit, bye bye...");
   return 0;
+}
+
+// The listening socket. With several loops each opens its own on the same port with
+// SO_REUSEPORT and the kernel spreads connections over them (libuv 1.44 has no flag for it, so
+// the socket is made here and handed over with uv_tcp_open).
+int Server::open_listener() {
+  sockaddr_storage addr{};
+  int rc;
+  bool v6 = cfg_.bind.find(':') != std::string::npos;
+  if (v6) rc = uv_ip6_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&addr));
+  else rc = uv_ip4_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) {
+    log(LogLevel::Warning, "bad bind address {}: {}", cfg_.bind, uv_strerror(rc));
+    return rc;
+  }
+  if (cfg_.threads > 1) {
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, reinterpret_cast<sockaddr*>(&addr),
+             v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in)) != 0) {
+      rc = uv_translate_sys_error(errno);
+      if (fd >= 0) ::close(fd);
+    } else {
+      rc = uv_tcp_open(&listener_, fd);
+    }
+  } else {
+    rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
+  }
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, on_connection);
+  if (rc != 0)
+    log(LogLevel::Warning, "cannot listen on {}:{}: {}", cfg_.bind, cfg_.port, uv_strerror(rc));
+  return rc;
+}
+
+void Server::post(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lk(posted_mu_);
+  if (async_closed_) return;  // this loop has ended
+  posted_.push_back(std::move(fn));
+  uv_async_send(&async_);
+}
+
+void Server::on_async(uv_async_t* h) {
+  auto* srv = static_cast<Server*>(h->data);
+  {
+    std::lock_guard<std::mutex> lk(srv->posted_mu_);
+    srv->posted_spare_.swap(srv->posted_);
+  }
+  for (auto& fn : srv->posted_spare_) fn();
+  srv->posted_spare_.clear();
 }
 
 void Server::on_connection(uv_stream_t* s, int status) {
   auto* srv = static_cast<Server*>(s->data);
   if (status < 0) return;
-  auto* c = new ClientConn(srv, srv->next_client_id++);
+  auto* c = new ClientConn(srv, srv->shared_->next_client_id.fetch_add(1));
   if (uv_accept(s, reinterpret_cast<uv_stream_t*>(c->handle())) != 0) {
     c->server_index = SIZE_MAX;
     uv_close(reinterpret_cast<uv_handle_t*>(c->handle()), ClientConn::on_close);
@@ -144,7 +200,7 @@ void Server::on_connection(uv_stream_t* s, int status) {
   c->server_index = srv->clients_.size();
   srv->clients_.push_back(c);
   c->peer = peer_name(c->handle());
-  if (srv->clients_.size() > static_cast<size_t>(srv->cfg_.maxclients)) {
+  if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
     srv->stats_.rejected_connections++;
     c->immediate_reply() += "-ERR max number of clients reached\r\n";
     c->close_after_flush();
@@ -159,6 +215,7 @@ void Server::client_closed(ClientConn* c) {
     clients_[i] = clients_.back();
     clients_[i]->server_index = i;
     clients_.pop_back();
+    shared_->clients.fetch_sub(1);
   }
   c->server_index = SIZE_MAX;
 }
@@ -194,7 +251,7 @@ void Server::on_check(uv_check_t* h) {
 void Server::on_timer(uv_timer_t* h) {
   auto* srv = static_cast<Server*>(h->data);
   uint64_t now = srv->now();
-  for (auto& v : srv->shared_)
+  for (auto& v : srv->pool_)
     for (UpstreamConn* u : v)
       if (u) u->check_timeout(now);
   // check_timeout may close (and unlist) a pinned connection: iterate over a copy.
@@ -206,7 +263,7 @@ void Server::on_timer(uv_timer_t* h) {
   // Keep the RESP2 connections up (health), and RESP3 ones once a client has used them.
   if (!srv->shutting_down_) {
     for (int p = 0; p < 2; ++p) {
-      auto& v = srv->shared_[p];
+      auto& v = srv->pool_[p];
       for (size_t i = 0; i < v.size(); ++i)
         if (!v[i] && now >= srv->next_attempt_[p]) srv->shared_conn(p + 2, i);
     }
@@ -215,18 +272,20 @@ void Server::on_timer(uv_timer_t* h) {
     if (!srv->link_ && now >= srv->next_link_attempt_ && srv->upstream_connected()) srv->start_link();
     srv->cache_->expire_step(srv->micros(), 64);
   }
+  srv->pinned_count_.store(srv->pinned_.size(), std::memory_order_relaxed);
+  srv->upstream_up_.store(srv->upstream_connected(), std::memory_order_relaxed);
   if (srv->shutting_down_) srv->maybe_finish_shutdown();
 }
 
 UpstreamConn* Server::shared_conn(int proto, uint64_t client_id) {
-  auto& v = shared_[proto - 2];
+  auto& v = pool_[proto - 2];
   if (v.empty()) v.assign(static_cast<size_t>(cfg_.upstream_connections), nullptr);
   size_t idx = client_id % v.size();
   if (!v[idx]) {
     if (now() < next_attempt_[proto - 2] || shutting_down_) return nullptr;
     auto* u = new UpstreamConn(this, proto, nullptr, 0);
     v[idx] = u;
-    stats_.upstream_reconnects++;
+    stats_.upstream_connects++;
     u->connect();
   }
   return v[idx];
@@ -235,7 +294,7 @@ UpstreamConn* Server::shared_conn(int proto, uint64_t client_id) {
 UpstreamConn* Server::open_pinned(ClientConn* c) {
   auto* u = new UpstreamConn(this, c->proto, c, c->db);
   pinned_.push_back(u);
-  stats_.pinned_connections++;
+  stats_.pinned_connections_opened++;
   u->connect();
   if (u->closed()) return nullptr;
   return u;
@@ -243,6 +302,7 @@ UpstreamConn* Server::open_pinned(ClientConn* c) {
 
 void Server::upstream_up(UpstreamConn* u) {
   if (!u->owner()) backoff_ms_ = 0;
+  upstream_up_.store(upstream_connected(), std::memory_order_relaxed);
 }
 
 void Server::upstream_gone(UpstreamConn* u) {
@@ -267,7 +327,7 @@ void Server::upstream_gone(UpstreamConn* u) {
     return;
   }
   for (int p = 0; p < 2; ++p) {
-    for (UpstreamConn*& slot : shared_[p]) {
+    for (UpstreamConn*& slot : pool_[p]) {
       if (slot == u) {
         slot = nullptr;
         // A connection that never became ready means the upstream is down: back off.
@@ -279,7 +339,7 @@ void Server::upstream_gone(UpstreamConn* u) {
 }
 
 bool Server::upstream_connected() const {
-  for (UpstreamConn* u : shared_[0])
+  for (UpstreamConn* u : pool_[0])
     if (u && u->ready()) return true;
   return false;
 }
@@ -287,6 +347,8 @@ bool Server::upstream_connected() const {
 void Server::on_signal(uv_signal_t* h, int signum) {
   auto* srv = static_cast<Server*>(h->data);
   log(LogLevel::Warning, "Received {} scheduling shutdown...", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  for (Server* other : srv->shared_->servers)
+    if (other != srv) other->post([other] { other->begin_shutdown(); });
   srv->begin_shutdown();
 }
 
@@ -295,6 +357,7 @@ void Server::begin_shutdown() {
   shutting_down_ = true;
   shutdown_deadline_ = now() + kShutdownGraceMs;
   uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  if (http_) http_->begin_shutdown();
   // Stop reading; answer what is already in flight, then close.
   std::vector<ClientConn*> all = clients_;
   for (ClientConn* c : all) c->close_after_flush();
@@ -302,7 +365,8 @@ void Server::begin_shutdown() {
 }
 
 void Server::maybe_finish_shutdown() {
-  if (clients_.empty() || now() >= shutdown_deadline_) uv_stop(&loop_);
+  if ((clients_.empty() && (!http_ || http_->idle())) || now() >= shutdown_deadline_)
+    uv_stop(&loop_);
 }
 
 }  // namespace respite
@@ -327,7 +391,19 @@ void Server::flush_cache() { cache_->flush_all(cache::Source::kLocal); }
 std::string Server::info_text(const std::string& section) {
   auto want = [&](const char* s) { return section.empty() || section == "all" || section == s; };
   std::string out;
-  uint64_t uptime = (now() - start_ms) / 1000;
+  uint64_t uptime = (now() - shared_->start_ms) / 1000;
+  // Counters are per loop; INFO shows their sums.
+  auto total = [&](Counter Stats::*field) {
+    uint64_t n = 0;
+    for (Server* s : shared_->servers) n += (s->stats_.*field).get();
+    return n;
+  };
+  auto counters = [&](const char* sec) {
+#define RESPITE_STAT_LINE(name, section_, help) \
+  if (std::string_view(section_) == sec) out += fmt::format(#name ":{}\r\n", total(&Stats::name));
+    RESPITE_PROXY_STATS(RESPITE_STAT_LINE)
+#undef RESPITE_STAT_LINE
+  };
   if (want("server")) {
     out += fmt::format(
         "# Server\r\nrespite_version:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nbind:{}\r\n"
@@ -335,22 +411,25 @@ std::string Server::info_text(const std::string& section) {
         RESPITE_VERSION, getpid(), cfg_.port, cfg_.bind, uptime, cfg_.threads);
   }
   if (want("clients")) {
+    size_t pinned = 0;
+    for (Server* s : shared_->servers)
+      pinned += s == this ? pinned_.size() : s->pinned_count_.load(std::memory_order_relaxed);
     out += fmt::format("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\npinned_clients:{}\r\n\r\n",
-                       clients_.size(), cfg_.maxclients, pinned_.size());
+                       shared_->clients.load(), cfg_.maxclients, pinned);
   }
   if (want("stats")) {
-    out += fmt::format(
-        "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n"
-        "rejected_connections:{}\r\nforwarded_commands:{}\r\npinned_connections_opened:{}\r\n\r\n",
-        stats_.total_connections_received, stats_.total_commands_processed,
-        stats_.rejected_connections, stats_.forwarded_commands, stats_.pinned_connections);
+    out += "# Stats\r\n";
+    counters("stats");
+    out += "\r\n";
   }
   if (want("upstream")) {
-    out += fmt::format(
-        "# Upstream\r\nupstream:{}\r\nupstream_connected:{}\r\nupstream_version:{}\r\n"
-        "upstream_errors:{}\r\nupstream_timeouts:{}\r\nupstream_connects:{}\r\n\r\n",
-        cfg_.upstream, upstream_connected() ? 1 : 0, upstream_version, stats_.upstream_errors,
-        stats_.upstream_timeouts, stats_.upstream_reconnects);
+    bool connected = false;
+    for (Server* s : shared_->servers)
+      connected |= s == this ? upstream_connected() : s->upstream_up_.load(std::memory_order_relaxed);
+    out += fmt::format("# Upstream\r\nupstream:{}\r\nupstream_connected:{}\r\nupstream_version:{}\r\n",
+                       cfg_.upstream, connected ? 1 : 0, upstream_version);
+    counters("upstream");
+    out += "\r\n";
   }
   if (want("cache")) {
     out += "# Cache\r\n";

@@ -9,8 +9,11 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -243,6 +246,7 @@ struct CacheWaiter {
   MgetAssembly* mget = nullptr;  // MGET: the reply being assembled
   uint32_t index = 0;
   ValueReader* reader = nullptr;
+  Server* owner = nullptr;  // the loop the waiter lives on (single-flight spans loops)
 };
 
 class FetchBatch;
@@ -258,23 +262,62 @@ class FnSink final : public ReplySink {
   F f_;
 };
 
-struct Stats {
-  uint64_t total_connections_received = 0;
-  uint64_t total_commands_processed = 0;
-  uint64_t rejected_connections = 0;
-  uint64_t upstream_errors = 0;
-  uint64_t upstream_timeouts = 0;
-  uint64_t upstream_reconnects = 0;
-  uint64_t forwarded_commands = 0;
-  uint64_t pinned_connections = 0;
+// A counter written by one loop thread and read by any (PROXY INFO sums the loops): the
+// increment is a plain load and store, no locked instruction.
+class Counter {
+ public:
+  void operator++(int) { v_.store(v_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
 };
+
+// Per-loop counters, one list: (name, INFO section, help).
+#define RESPITE_PROXY_STATS(X)                                                                    \
+  X(total_connections_received, "stats", "Client connections accepted")                         \
+  X(total_commands_processed, "stats", "Commands received from clients")                         \
+  X(rejected_connections, "stats", "Connections refused by maxclients")                          \
+  X(forwarded_commands, "stats", "Commands forwarded to the upstream")                           \
+  X(pinned_connections_opened, "stats", "Dedicated upstream connections opened for clients")     \
+  X(upstream_errors, "upstream", "Upstream connections lost or refused")                         \
+  X(upstream_timeouts, "upstream", "Upstream requests that timed out")                           \
+  X(upstream_connects, "upstream", "Upstream connections opened")
+
+struct Stats {
+#define RESPITE_STAT_MEMBER(name, section, help) Counter name;
+  RESPITE_PROXY_STATS(RESPITE_STAT_MEMBER)
+#undef RESPITE_STAT_MEMBER
+};
+
+class Server;
+
+// What the event loops share: the one cache, and process-wide numbers.
+struct Shared {
+  std::unique_ptr<cache::Cache<CacheWaiter>> cache;
+  std::vector<Server*> servers;          // one per loop; fixed before any loop runs
+  std::atomic<int64_t> clients{0};       // connected clients, all loops (maxclients)
+  std::atomic<uint64_t> next_client_id{1};
+  uint64_t start_ms = 0;
+};
+
+// Cache settings that depend on the number of loops (shards, locking).
+void configure_cache_threads(cache::Settings& s, int threads);
+
+class HttpServer;
 
 class Server {
  public:
-  explicit Server(Config cfg);
+  // `index` 0 is the loop that handles signals; with --threads N there are N servers, each with
+  // its own loop, listener (SO_REUSEPORT) and upstream connections, sharing `shared`.
+  Server(Config cfg, Shared* shared, int index);
   ~Server();
   // Binds and runs until SIGTERM/SIGINT; returns the process exit code.
   int run();
+  // Runs `fn` on this server's loop thread (from any thread).
+  void post(std::function<void()> fn);
+  int index() const { return index_; }
+  Shared* shared() { return shared_; }
 
   uv_loop_t* loop() { return &loop_; }
   Config& config() { return cfg_; }
@@ -323,9 +366,8 @@ class Server {
   std::string upstream_version = "7.0.0";
 
   size_t connected_clients() const { return clients_.size(); }
-  uint64_t start_ms = 0;
-  uint64_t next_client_id = 1;
   bool shutting_down() const { return shutting_down_; }
+  void begin_shutdown();
 
   std::string info_text(const std::string& section);  // PROXY INFO
 
@@ -334,10 +376,21 @@ class Server {
   static void on_check(uv_check_t* h);
   static void on_timer(uv_timer_t* h);
   static void on_signal(uv_signal_t* h, int signum);
-  void begin_shutdown();
+  static void on_async(uv_async_t* h);
   void maybe_finish_shutdown();
+  int open_listener();
+  // Answers a waiter on the loop it belongs to.
+  void deliver_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error);
 
   Config cfg_;
+  Shared* shared_;
+  int index_;
+  uv_async_t async_;
+  std::atomic<size_t> pinned_count_{0};  // for other loops' PROXY INFO, refreshed by the timer
+  std::atomic<bool> upstream_up_{false};
+  std::mutex posted_mu_;
+  bool async_closed_ = false;
+  std::vector<std::function<void()>> posted_, posted_spare_;
   uv_loop_t loop_;
   uv_tcp_t listener_;
   uv_check_t cork_;
@@ -352,8 +405,8 @@ class Server {
   std::vector<UpstreamConn*> dirty_upstreams_;
   std::vector<ClientConn*> resume_spare_, client_spare_;
   std::vector<UpstreamConn*> upstream_spare_;
-  // shared_[proto-2][i]
-  std::vector<UpstreamConn*> shared_[2];
+  // pool_[proto-2][i]
+  std::vector<UpstreamConn*> pool_[2];
   std::vector<UpstreamConn*> pinned_;
   uint64_t next_attempt_[2] = {0, 0};  // per protocol: no new shared connection before this
 
@@ -364,7 +417,7 @@ class Server {
                   const std::vector<cache::FlightId>& ids);
   void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error);
   void apply_invalidation(const WriteInvalidation& inv, cache::Source src);
-  std::unique_ptr<cache::Cache<CacheWaiter>> cache_;
+  cache::Cache<CacheWaiter>* cache_;  // shared_->cache
   UpstreamConn* link_ = nullptr;   // SUBSCRIBE __redis__:invalidate
   UpstreamConn* fetch_ = nullptr;  // cache fetches, CLIENT TRACKING on REDIRECT <link id>
   int64_t link_id_ = -1;
@@ -375,6 +428,7 @@ class Server {
   std::string scratch_;  // reply encoding for flight answers
   uint64_t backoff_ms_ = 0;
   sockaddr_storage upstream_addr_{};
+  std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)
 };
 
 }  // namespace respite

@@ -6,10 +6,11 @@
 //  - Redis reports "too big inline request" / "too big ... count string" only while the line's
 //    terminator has not arrived and more than 64 KB are buffered. Here a line whose terminator
 //    lies beyond the limit is an error even when it arrives in one read: it is the answer Redis
-//    gives whenever the line reaches it in pieces of up to 64 KB, which is how it reads.
+//    gives whenever it sees a prefix of more than 64 KB without the terminator, and Redis reads
+//    16 KB at a time, so it almost always does.
 //  - Redis finds line ends with strchr, so a NUL byte before the terminator hides it: the
 //    request never completes and the connection waits until the limit error. The same happens
-//    here (the bytes are forwarded to a Redis that would see them the same way).
+//    here, so that nothing Redis would refuse to run gets run through respite.
 //
 // Redis does not check the byte after a header's CR nor the two bytes after a bulk payload; it
 // skips them. So does this parser, so that what it accepts is what the upstream accepts.

@@ -705,6 +705,11 @@ class ProxyTestCase(unittest.TestCase):
         cls.proxy = stack.enter_context(Respite(cls.upstream, cls.respite_args))
         cls.port = cls.proxy.port
 
+    def setUp(self):
+        if not self.proxy.alive():
+            self.fail(f"respite died before this test (rc={self.proxy.proc.popen.returncode}); "
+                      f"see the first failure of this class")
+
     def tearDown(self):
         self.proxy.assert_alive()
 

@@ -520,6 +520,34 @@ class Coherence(ProxyTestCase):
         c.cmd("MGET", key, "respite:coh:nothing")
         self.assertEqual(c.read_raw_replies(1), [b"*2\r\n$-1\r\n$-1\r\n"])
 
+    def test_mget_and_get_on_non_string_keys_like_redis(self):
+        """MGET answers nil for a non-string key while GET answers WRONGTYPE: a nil that MGET
+        returned for a set must not become a cached 'missing' entry, and an MGET whose only
+        uncached key is a set must not turn into an error. Replies are compared with what
+        redis-server answers directly to the same sequence."""
+        up = self.up()
+        up.delete("respite:coh:nsa", "respite:coh:nss", "respite:coh:nss2", "respite:coh:nsnope")
+        up.set("respite:coh:nsa", "1")
+        up.sadd("respite:coh:nss", "x")
+        up.sadd("respite:coh:nss2", "x")
+        seq = [("GET", "respite:coh:nsa"), ("MGET", "respite:coh:nsa", "respite:coh:nss"),
+               ("MGET", "respite:coh:nss", "respite:coh:nsa"),
+               ("MGET", "respite:coh:nsa", "respite:coh:nss2", "respite:coh:nsnope"),
+               ("MGET", "respite:coh:nsa", "respite:coh:nss2", "respite:coh:nsnope"),
+               ("GET", "respite:coh:nss2"), ("MGET", "respite:coh:nsa", "respite:coh:nss2"),
+               ("GET", "respite:coh:nss"), ("GET", "respite:coh:nss2")]
+        out = {}
+        for name, port in (("redis-server", self.upstream.port), ("respite", self.port)):
+            with RawConn(port) as c:
+                got = []
+                for cmd in seq:
+                    c.cmd(*cmd)
+                    got.append(c.read_raw_replies(1)[0])
+                out[name] = got
+        diffs = [(" ".join(cmd), r, p) for cmd, r, p in zip(seq, out["redis-server"], out["respite"])
+                 if r != p]
+        self.assertEqual(diffs, [], "(command, redis-server, respite)")
+
     @respite_only
     def test_big_value_relayed_not_cached(self):
         key = "respite:coh:big"

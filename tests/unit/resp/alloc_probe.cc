@@ -4,11 +4,22 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define RESPITE_ALLOC_PROBE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RESPITE_ALLOC_PROBE 0
+#endif
+#endif
+#ifndef RESPITE_ALLOC_PROBE
+#define RESPITE_ALLOC_PROBE 1
+#endif
+
 namespace {
 std::atomic<bool> armed{false};
 std::atomic<size_t> largest{0};
 
-void* allocate(size_t n) {
+[[maybe_unused]] void* allocate(size_t n) {
   if (armed.load(std::memory_order_relaxed)) {
     size_t cur = largest.load(std::memory_order_relaxed);
     while (n > cur && !largest.compare_exchange_weak(cur, n, std::memory_order_relaxed)) {
@@ -21,6 +32,7 @@ void* allocate(size_t n) {
 }  // namespace
 
 namespace alloc_probe {
+bool available() { return RESPITE_ALLOC_PROBE != 0; }
 void start() {
   largest.store(0);
   armed.store(true);
@@ -31,9 +43,12 @@ size_t stop() {
 }
 }  // namespace alloc_probe
 
+#if RESPITE_ALLOC_PROBE
+// The nothrow and aligned forms are left to the library: libstdc++'s nothrow forms call these.
 void* operator new(size_t n) { return allocate(n); }
 void* operator new[](size_t n) { return allocate(n); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
 void operator delete[](void* p, size_t) noexcept { std::free(p); }
+#endif
