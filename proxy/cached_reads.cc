@@ -42,29 +42,32 @@ struct MgetAssembly {
   std::string error;  // a failed fetch fails the whole MGET, as a lost connection would
 };
 
-// One fetch on the fetch connection: GET k + PTTL k, or MGET k1..kn + PTTL k1..kn. Receives the
-// 1 + n replies in order, then lands (or abandons) every flight.
+// One fetch on the fetch connection: GET k + PTTL k for each key (pipelined). GET per key, not
+// MGET, because MGET answers nil for a key of another type where GET answers WRONGTYPE: the
+// flight may be shared with GETs, and a nil must never be cached for a non-string key.
+// Receives the 2n replies in order, then lands (or abandons) every flight.
 class FetchBatch final : public ReplySink {
  public:
   FetchBatch(Server* s, std::vector<cache::FlightId> ids) : srv_(s), ids_(std::move(ids)) {
-    pttls_.reserve(ids_.size());
+    gets_.resize(ids_.size());
+    pttls_.assign(ids_.size(), -1);
   }
-  size_t replies() const { return 1 + ids_.size(); }
+  size_t replies() const { return 2 * ids_.size(); }
   const std::vector<cache::FlightId>& ids() const { return ids_; }
 
   void on_reply(std::string_view reply, bool failed) override {
-    ++got_;
-    if (failed) failed_ = true;
-    else if (got_ == 1) first_.assign(reply);
-    else {
+    size_t i = got_ / 2;
+    if (failed) {
+      failed_ = true;
+    } else if (got_ % 2 == 0) {
+      gets_[i].assign(reply);
+    } else {
       resp::Value v;
-      int64_t ttl = -1;
       if (resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
-        ttl = v.integer;
-      pttls_.push_back(ttl);
+        pttls_[i] = v.integer;
     }
-    if (got_ == replies()) {
-      srv_->fetch_landed(this, first_, pttls_, failed_, failed_ ? kFetchFailed : std::string_view());
+    if (++got_ == replies()) {
+      srv_->fetch_landed(this, gets_, pttls_, failed_);
       delete this;
     }
   }
@@ -72,7 +75,7 @@ class FetchBatch final : public ReplySink {
  private:
   Server* srv_;
   std::vector<cache::FlightId> ids_;
-  std::string first_;
+  std::vector<std::string> gets_;  // each GET's raw reply
   std::vector<int64_t> pttls_;
   size_t got_ = 0;
   bool failed_ = false;
@@ -219,41 +222,31 @@ bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
   CacheWaiter done;
   done.mget = m;
   done.index = UINT32_MAX;
-  answer_waiter(done, false, {}, {});
+  answer_waiter(done, false, {}, {}, false);
   return true;
 }
 
 void Server::send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
                         const std::vector<cache::FlightId>& ids) {
-  if (!fetch_) {
-    if (!tracking_up_ || link_id_ < 0) {
-      for (cache::FlightId id : ids) {
-        cache::Landing<CacheWaiter> l = cache_->abandon(id);
-        for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed);
-      }
-      return;
+  auto fail_all = [&] {
+    for (cache::FlightId id : ids) {
+      cache::Landing<CacheWaiter> l = cache_->abandon(id);
+      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed, false);
     }
+  };
+  if (!fetch_) {
+    if (!tracking_up_ || link_id_ < 0) return fail_all();
     fetch_ = new UpstreamConn(this, 2, nullptr, 0);
     fetch_->handshake(fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
                                   std::to_string(link_id_).size(), link_id_));
     fetch_->connect();
-    if (!fetch_) {  // connect failed synchronously
-      for (cache::FlightId id : ids) {
-        cache::Landing<CacheWaiter> l = cache_->abandon(id);
-        for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed);
-      }
-      return;
-    }
+    if (!fetch_) return fail_all();  // connect failed synchronously
   }
-  std::string req;
-  if (keys.size() == 1) {
-    req.append("*2\r\n$3\r\nGET\r\n");
-    append_bulk_arg(req, keys[0]);
-  } else {
-    fmt::format_to(std::back_inserter(req), "*{}\r\n$4\r\nMGET\r\n", keys.size() + 1);
-    for (std::string_view k : keys) append_bulk_arg(req, k);
-  }
+  std::string& req = fetch_scratch_;
+  req.clear();
   for (std::string_view k : keys) {
+    req.append("*2\r\n$3\r\nGET\r\n");
+    append_bulk_arg(req, k);
     req.append("*2\r\n$4\r\nPTTL\r\n");
     append_bulk_arg(req, k);
   }
@@ -261,56 +254,45 @@ void Server::send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
   fetch_->request(batch, req, static_cast<int>(db), batch->replies());
 }
 
-void Server::fetch_landed(FetchBatch* b, std::string_view first, const std::vector<int64_t>& pttls,
-                          bool failed, std::string_view error) {
+void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
+                          const std::vector<int64_t>& pttls, bool failed) {
   const auto& ids = b->ids();
   cache::Micros now = micros();
-  auto abandon_all = [&](std::string_view err) {
-    for (cache::FlightId id : ids) {
-      cache::Landing<CacheWaiter> l = cache_->abandon(id);
-      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, err);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    resp::Value v;
+    bool ok = !failed && resp::decode(gets[i], v).status == resp::ScanResult::Status::Ok;
+    if (!ok || (!v.is_null() && v.type != '$' && !v.is_error())) {
+      cache::Landing<CacheWaiter> l = cache_->abandon(ids[i]);
+      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed, false);
+      continue;
     }
-  };
-  if (failed) return abandon_all(error);
-  resp::Value v;
-  if (resp::decode(first, v).status != resp::ScanResult::Status::Ok) return abandon_all(kFetchFailed);
-  if (v.is_error()) return abandon_all(first);  // e.g. WRONGTYPE: relayed, never cached
-  auto land_one = [&](cache::FlightId id, const resp::Value& val, int64_t pttl) {
-    if (!val.is_null() && val.type != '$') {
-      // Not a string (cannot happen for GET/MGET replies): relay as an error, cache nothing.
-      cache::Landing<CacheWaiter> l = cache_->abandon(id);
-      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed);
-      return;
+    if (v.is_error()) {
+      // e.g. WRONGTYPE: relayed to GETs, nil for MGET positions (as MGET does), never cached.
+      cache::Landing<CacheWaiter> l = cache_->abandon(ids[i]);
+      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, gets[i], true);
+      continue;
     }
     cache::Fetched fx;
-    fx.missing = val.is_null();
-    fx.value = val.str;
-    fx.pttl_ms = pttl;
-    cache::Landing<CacheWaiter> l = cache_->land(id, fx, now);
-    for (CacheWaiter& w : l.waiters) deliver_waiter(w, fx.missing, fx.value, {});
-  };
-  if (ids.size() == 1) {
-    land_one(ids[0], v, pttls.empty() ? -1 : pttls[0]);
-    return;
+    fx.missing = v.is_null();
+    fx.value = v.str;
+    fx.pttl_ms = pttls[i];
+    cache::Landing<CacheWaiter> l = cache_->land(ids[i], fx, now);
+    for (CacheWaiter& w : l.waiters) deliver_waiter(w, fx.missing, fx.value, {}, false);
   }
-  if (v.type != '*' || v.elements.size() != ids.size()) return abandon_all(kFetchFailed);
-  for (size_t i = 0; i < ids.size(); ++i)
-    land_one(ids[i], v.elements[i], i < pttls.size() ? pttls[i] : -1);
 }
 
 void Server::deliver_waiter(CacheWaiter& w, bool missing, std::string_view value,
-                            std::string_view error) {
-  if (!w.owner || w.owner == this) return answer_waiter(w, missing, value, error);
+                            std::string_view error, bool key_error) {
+  if (!w.owner || w.owner == this) return answer_waiter(w, missing, value, error, key_error);
   // The waiter joined from another loop: answer it there (its client and MGET are that loop's).
   Server* owner = w.owner;
-  owner->post([owner, w, missing, v = std::string(value), e = std::string(error)]() mutable {
-    owner->answer_waiter(w, missing, v, e);
-  });
+  owner->post([owner, w, missing, v = std::string(value), e = std::string(error),
+               key_error]() mutable { owner->answer_waiter(w, missing, v, e, key_error); });
 }
 
 // Answers one waiter: a value (`missing` for nil), or `error` (a complete error reply).
 void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
-                           std::string_view error) {
+                           std::string_view error, bool key_error) {
   if (w.reader) {
     w.reader->on_value(missing, value, error);
     return;
@@ -331,7 +313,9 @@ void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
   }
   MgetAssembly* m = w.mget;
   if (w.index != UINT32_MAX) {
-    if (!error.empty()) {
+    if (key_error) {
+      m->missing[w.index] = true;  // MGET answers nil for a key holding another type
+    } else if (!error.empty()) {
       if (m->error.empty()) m->error.assign(error);
     } else if (missing) {
       m->missing[w.index] = true;

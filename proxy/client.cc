@@ -43,13 +43,32 @@ void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 
 void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* c = static_cast<ClientConn*>(s->data);
-  if (nread < 0) {
+  if (nread == UV_EOF) {
+    // Half-closed: answer what was sent, then close (the client may still be reading).
+    c->eof_ = true;
+    uv_read_stop(s);
+    c->reading_ = false;
+  } else if (nread < 0) {
     c->close();
     return;
+  } else if (nread == 0) {
+    return;
+  } else {
+    c->in_.commit(static_cast<size_t>(nread));
   }
-  if (nread == 0) return;
-  c->in_.commit(static_cast<size_t>(nread));
-  c->process_input();
+  // Commands run in the loop's check phase, after every socket that was readable in this turn
+  // has been read: an invalidation (or the loss of the invalidation link) that arrived
+  // together with a client's GET is applied before the GET is answered.
+  if (!c->input_queued_) {
+    c->input_queued_ = true;
+    c->ref();
+    c->server_->add_input(c);
+  }
+}
+
+void ClientConn::run_queued_input() {
+  input_queued_ = false;
+  process_input();
 }
 
 void ClientConn::process_input() {
@@ -88,6 +107,12 @@ void ClientConn::process_input() {
     in_.consume(r.consumed);
   }
   if (in_.empty()) in_.shrink_if_idle();
+  if (eof_ && !stalled_ && !closed()) {
+    // A pinned client's state (a blocking command, a subscription, a transaction) ends with its
+    // connection, as in Redis: drop it now rather than wait for a reply that may never come.
+    if (pinned) close();
+    else close_after_flush();
+  }
   unref();
 }
 

@@ -225,10 +225,16 @@ void Server::client_closed(ClientConn* c) {
 void Server::on_check(uv_check_t* h) {
   auto* srv = static_cast<Server*>(h->data);
   // The work lists are swapped with spares that keep their capacity: no allocation per turn.
-  for (int round = 0; round < 4; ++round) {
-    if (srv->resume_clients_.empty() && srv->dirty_upstreams_.empty() &&
-        srv->dirty_clients_.empty())
+  for (int round = 0; round < 64; ++round) {
+    if (srv->input_clients_.empty() && srv->resume_clients_.empty() &&
+        srv->dirty_upstreams_.empty() && srv->dirty_clients_.empty())
       break;
+    srv->input_spare_.swap(srv->input_clients_);
+    for (ClientConn* c : srv->input_spare_) {
+      c->run_queued_input();
+      c->unref();
+    }
+    srv->input_spare_.clear();
     srv->resume_spare_.swap(srv->resume_clients_);
     for (ClientConn* c : srv->resume_spare_) {
       c->resume();

@@ -137,6 +137,9 @@ class ClientConn {
   bool writing_active_ = false;
   bool dirty_ = false;
   bool stalled_ = false;  // input held back until in-flight requests on another conn finish
+  bool input_queued_ = false;  // read this turn, to be processed in the check phase
+  bool eof_ = false;           // the client half-closed: close once answered
+  void run_queued_input();
 
   Buffer in_;
   resp::RequestParser parser_;
@@ -351,8 +354,8 @@ class Server {
   WriteInvalidation* invalidate_before_write(ClientConn* c, const resp::Frame& f,
                                              const CommandInfo* ci);
   void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
-  void fetch_landed(FetchBatch* b, std::string_view first, const std::vector<int64_t>& pttls,
-                    bool failed, std::string_view error);
+  void fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
+                    const std::vector<int64_t>& pttls, bool failed);
   cache::Micros micros() const { return static_cast<cache::Micros>(uv_hrtime() / 1000); }
   bool tracking_up() const { return tracking_up_; }
 
@@ -360,6 +363,7 @@ class Server {
   void add_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
   void add_dirty(UpstreamConn* u) { dirty_upstreams_.push_back(u); }
   void add_resume(ClientConn* c) { resume_clients_.push_back(c); }
+  void add_input(ClientConn* c) { input_clients_.push_back(c); }
   void upstream_gone(UpstreamConn* u);
   void upstream_up(UpstreamConn* u);
   const sockaddr* upstream_addr() const { return reinterpret_cast<const sockaddr*>(&upstream_addr_); }
@@ -380,7 +384,8 @@ class Server {
   void maybe_finish_shutdown();
   int open_listener();
   // Answers a waiter on the loop it belongs to.
-  void deliver_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error);
+  void deliver_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
+                      bool key_error);
 
   Config cfg_;
   Shared* shared_;
@@ -402,6 +407,7 @@ class Server {
   std::vector<ClientConn*> clients_;
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> resume_clients_;
+  std::vector<ClientConn*> input_clients_, input_spare_;
   std::vector<UpstreamConn*> dirty_upstreams_;
   std::vector<ClientConn*> resume_spare_, client_spare_;
   std::vector<UpstreamConn*> upstream_spare_;
@@ -415,7 +421,10 @@ class Server {
   void link_down(const char* why);
   void send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
                   const std::vector<cache::FlightId>& ids);
-  void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error);
+  // `error`: a complete error reply; `key_error`: it is the upstream's answer about this key
+  // (WRONGTYPE), which an MGET turns into nil.
+  void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
+                     bool key_error);
   void apply_invalidation(const WriteInvalidation& inv, cache::Source src);
   cache::Cache<CacheWaiter>* cache_;  // shared_->cache
   UpstreamConn* link_ = nullptr;   // SUBSCRIBE __redis__:invalidate
@@ -425,7 +434,8 @@ class Server {
   uint64_t next_link_attempt_ = 0;
   uint64_t link_backoff_ms_ = 0;
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_, version_sink_;
-  std::string scratch_;  // reply encoding for flight answers
+  std::string scratch_;        // reply encoding for flight answers
+  std::string fetch_scratch_;  // fetch request encoding
   uint64_t backoff_ms_ = 0;
   sockaddr_storage upstream_addr_{};
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)

@@ -2,7 +2,6 @@
 
 import subprocess
 import threading
-import time
 
 import harness
 from harness import (HOST, REDIS_CLI, ProxyTestCase, RawConn, assert_same_as_redis, encode_command,

@@ -19,7 +19,7 @@ import time
 
 import harness
 from harness import (DIRECT, ProxyTestCase, RawConn, RedisServer, RespError, Respite, commandstats,
-                     encode_command, parse_info, proxy_info, respite_only)
+                     encode_command, proxy_info, respite_only)
 
 STAT_FIELDS = ["cache_hits", "cache_misses", "cache_keys", "cache_bytes", "cache_evictions",
                "cache_expired", "cache_invalidations_local", "cache_invalidations_tracking",

@@ -5,7 +5,7 @@ and compares everything received and whether the peer closed the connection.
 """
 
 import harness
-from harness import ProxyTestCase, assert_same_as_redis, encode_command, exchange
+from harness import ProxyTestCase, assert_same_as_redis, encode_command
 
 MB_ERR = b"-ERR Protocol error: invalid multibulk length\r\n"
 BULK_ERR = b"-ERR Protocol error: invalid bulk length\r\n"

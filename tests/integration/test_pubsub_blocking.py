@@ -1,6 +1,5 @@
 """Stateful commands that pin a client: SUBSCRIBE/PSUBSCRIBE and blocking pops."""
 
-import threading
 import time
 
 import harness

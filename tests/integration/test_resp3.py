@@ -2,7 +2,6 @@
 RESP3 clients side by side."""
 
 import threading
-import time
 
 import harness
 from harness import ProxyTestCase, Push, RawConn, encode_command
