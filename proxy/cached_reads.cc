@@ -167,48 +167,99 @@ void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
   u->request(new DirectRead(reader), req, static_cast<int>(db));
 }
 
+// Looks `key` up and, on a hit (value or cached nil), appends its reply to `out`; `*payload` is
+// where the value starts in `out` (for a hit) and `*refresh` whether XFetch asks for an early
+// refresh. The value is copied while the cache holds it.
+cache::LookupKind Server::lookup_into(uint32_t db, std::string_view key, cache::Micros now,
+                                      std::string& out, int proto, size_t* payload,
+                                      bool* refresh) {
+  cache::Lookup r = cache_->get(db, key, now);
+  if (r.kind == cache::LookupKind::kMiss) return r.kind;
+  resp::Writer w(out, proto);
+  if (r.kind == cache::LookupKind::kHit) {
+    fmt::format_to(std::back_inserter(out), "${}\r\n", r.value.size());
+    *payload = out.size();
+    out.append(r.value);
+    out.append("\r\n");
+  } else {
+    w.null();
+  }
+  *refresh = r.refresh;
+  return r.kind;
+}
+
 bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
   if (f.argc() < 2 || !cache_usable(c)) return false;
   uint32_t db = static_cast<uint32_t>(c->db);
   cache::Micros now = micros();
   size_t n = f.argc() - 1;
-  // First pass: all hits is the common case, answered without allocating.
-  bool all_hit = true;
-  for (size_t i = 1; i <= n && all_hit; ++i) {
-    cache::Lookup r = cache_->get(db, f.arg(i), now);
-    all_hit = r.kind != cache::LookupKind::kMiss;
-  }
-  if (all_hit) {
-    resp::Writer w(c->immediate_reply(), c->proto);
-    w.array(n);
-    for (size_t i = 1; i <= n; ++i) {
-      cache::Lookup r = cache_->get(db, f.arg(i), now);
-      if (r.kind == cache::LookupKind::kHit) w.bulk(r.value);
-      else w.null();
+  // One lookup per key. Hits are encoded into a reusable scratch buffer; when every key hits
+  // (the common case) that is the reply, with no allocation. At the first miss the request
+  // becomes an assembly that waits for the flights of the missing keys.
+  std::string& enc = mget_scratch_;
+  enc.clear();
+  resp::Writer(enc, c->proto).array(n);
+  auto& spans = mget_spans_;  // per key: payload (offset, length) in `enc`; offset SIZE_MAX: nil
+  spans.clear();
+  std::vector<std::string_view> refresh_keys;
+  std::vector<cache::FlightId> refresh_ids;
+  auto maybe_refresh = [&](std::string_view key, bool refresh) {
+    if (!refresh) return;
+    cache::FlightId id = cache_->start_refresh(db, key, now);
+    if (id != cache::kNoFlight) {
+      refresh_keys.push_back(key);
+      refresh_ids.push_back(id);
     }
+  };
+  size_t i = 0;
+  for (; i < n; ++i) {
+    size_t payload = SIZE_MAX;
+    bool refresh = false;
+    std::string_view key = f.arg(i + 1);
+    cache::LookupKind k = lookup_into(db, key, now, enc, c->proto, &payload, &refresh);
+    if (k == cache::LookupKind::kMiss) break;
+    spans.emplace_back(payload, payload == SIZE_MAX ? 0 : enc.size() - payload - 2);
+    maybe_refresh(key, refresh);
+  }
+  if (i == n) {
+    c->immediate_reply().append(enc);
+    if (!refresh_keys.empty()) send_fetch(db, refresh_keys, refresh_ids);
     return true;
   }
   auto* m = new MgetAssembly{c, c->reserve_slot(), 0, std::vector<std::string>(n),
                              std::vector<bool>(n, false), {}};
   c->ref();
   c->flights_waiting++;
+  // The keys before the miss: their values are in `enc`.
+  for (size_t k = 0; k < i; ++k) {
+    if (spans[k].first == SIZE_MAX) m->missing[k] = true;
+    else m->values[k].assign(enc, spans[k].first, spans[k].second);
+  }
   std::vector<std::string_view> fetch_keys;
   std::vector<cache::FlightId> fetch_ids;
-  m->remaining = static_cast<uint32_t>(n) + 1;  // +1 until the loop is done
-  for (size_t i = 0; i < n; ++i) {
-    std::string_view key = f.arg(i + 1);
-    cache::Lookup r = cache_->get(db, key, now);
-    if (r.kind == cache::LookupKind::kHit) {
-      m->values[i].assign(r.value);
+  m->remaining = static_cast<uint32_t>(n - i) + 1;  // +1 until the loop is done
+  for (size_t k = i; k < n; ++k) {
+    std::string_view key = f.arg(k + 1);
+    std::string& tmp = mget_value_scratch_;
+    tmp.clear();
+    size_t payload = SIZE_MAX;
+    bool refresh = false;
+    // The first key is known to miss; the others are looked up once here.
+    cache::LookupKind kind =
+        k == i ? cache::LookupKind::kMiss : lookup_into(db, key, now, tmp, 2, &payload, &refresh);
+    if (kind == cache::LookupKind::kHit) {
+      m->values[k].assign(tmp, payload, tmp.size() - payload - 2);
       --m->remaining;
-    } else if (r.kind == cache::LookupKind::kNegative) {
-      m->missing[i] = true;
+      maybe_refresh(key, refresh);
+    } else if (kind == cache::LookupKind::kNegative) {
+      m->missing[k] = true;
       --m->remaining;
+      maybe_refresh(key, refresh);
     } else {
       CacheWaiter w;
       w.owner = this;
       w.mget = m;
-      w.index = static_cast<uint32_t>(i);
+      w.index = static_cast<uint32_t>(k);
       cache::Join j = cache_->join(db, key, w, now);
       if (j.started) {
         fetch_keys.push_back(key);
@@ -216,9 +267,10 @@ bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
       }
     }
   }
+  fetch_keys.insert(fetch_keys.end(), refresh_keys.begin(), refresh_keys.end());
+  fetch_ids.insert(fetch_ids.end(), refresh_ids.begin(), refresh_ids.end());
   if (!fetch_keys.empty()) send_fetch(db, fetch_keys, fetch_ids);
-  // Release the +1: if every miss joined a flight that already landed synchronously (it
-  // cannot, fetches are asynchronous) this would answer now.
+  // Release the +1 (answers now if every missing key's flight has landed meanwhile).
   CacheWaiter done;
   done.mget = m;
   done.index = UINT32_MAX;
@@ -435,9 +487,12 @@ void Server::link_down(const char* why) {
   link_id_ = -1;
   if (cache_) cache_->flush_all(cache::Source::kLocal);
   if (fetch_) {
+    // Fetches in flight still answer their readers (the flush detached them: nothing they
+    // bring is cached); the connection closes once they are done.
     UpstreamConn* f = fetch_;
     fetch_ = nullptr;
-    f->close();
+    retired_.push_back(f);
+    f->retire();
   }
   link_backoff_ms_ = std::min<uint64_t>(500, std::max<uint64_t>(50, link_backoff_ms_ * 2));
   next_link_attempt_ = now() + link_backoff_ms_;

@@ -119,6 +119,7 @@ int Server::run() {
       if (u) u->close();
   while (!pinned_.empty()) pinned_.back()->close();
   if (fetch_) fetch_->close();
+  while (!retired_.empty()) retired_.back()->close();
   if (link_) link_->close();
   {
     std::lock_guard<std::mutex> lk(posted_mu_);
@@ -265,6 +266,9 @@ void Server::on_timer(uv_timer_t* h) {
   for (UpstreamConn* u : pinned)
     if (!u->closed()) u->check_timeout(now);
   if (srv->fetch_) srv->fetch_->check_timeout(now);
+  std::vector<UpstreamConn*> retired = srv->retired_;
+  for (UpstreamConn* u : retired)
+    if (!u->closed()) u->check_timeout(now);
   if (srv->link_) srv->link_->check_timeout(now);
   // Keep the RESP2 connections up (health), and RESP3 ones once a client has used them.
   if (!srv->shutting_down_) {
@@ -326,6 +330,7 @@ void Server::upstream_gone(UpstreamConn* u) {
     cache_->flush_all(cache::Source::kLocal);
     return;
   }
+  retired_.erase(std::remove(retired_.begin(), retired_.end(), u), retired_.end());
   auto it = std::find(pinned_.begin(), pinned_.end(), u);
   if (it != pinned_.end()) {
     *it = pinned_.back();

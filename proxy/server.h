@@ -186,6 +186,8 @@ class UpstreamConn {
   // Appends a request encoded from arguments (for re-encoding inline requests).
   static void encode_command(std::string& out, const resp::Frame& f);
 
+  // Closes once nothing is pending (a fetch connection replaced after the link dropped).
+  void retire();
   void flush();                        // called from the cork
   void check_timeout(uint64_t now);    // called from the server's timer
   uint64_t connected_at_ms = 0;
@@ -220,6 +222,7 @@ class UpstreamConn {
   uv_connect_t connect_req_;
   uv_write_t write_req_;
   bool handle_open_ = false;
+  bool retiring_ = false;
   bool writing_active_ = false;
   bool dirty_ = false;
   std::string out_;
@@ -429,6 +432,7 @@ class Server {
   cache::Cache<CacheWaiter>* cache_;  // shared_->cache
   UpstreamConn* link_ = nullptr;   // SUBSCRIBE __redis__:invalidate
   UpstreamConn* fetch_ = nullptr;  // cache fetches, CLIENT TRACKING on REDIRECT <link id>
+  std::vector<UpstreamConn*> retired_;  // old fetch connections finishing their fetches
   int64_t link_id_ = -1;
   bool tracking_up_ = false;
   uint64_t next_link_attempt_ = 0;
@@ -436,6 +440,10 @@ class Server {
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_, version_sink_;
   std::string scratch_;        // reply encoding for flight answers
   std::string fetch_scratch_;  // fetch request encoding
+  std::string mget_scratch_, mget_value_scratch_;
+  std::vector<std::pair<size_t, size_t>> mget_spans_;
+  cache::LookupKind lookup_into(uint32_t db, std::string_view key, cache::Micros now,
+                                std::string& out, int proto, size_t* payload, bool* refresh);
   uint64_t backoff_ms_ = 0;
   sockaddr_storage upstream_addr_{};
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)

@@ -191,6 +191,12 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     u->in_.consume(r.consumed);
   }
   if (u->in_.empty()) u->in_.shrink_if_idle(1 << 20);
+  if (u->retiring_ && u->pending_.empty() && u->state_ != State::Closed) u->close();
+}
+
+void UpstreamConn::retire() {
+  retiring_ = true;
+  if (pending_.empty()) close();
 }
 
 void UpstreamConn::deliver(Pending& p, std::string_view reply) {

@@ -16,9 +16,11 @@
 
 (c) A PNG per policy (gnuplot) of which key ranges the flood evicted, like seed 001's figure.
 
-Survivors are probed key by key after raising the cache budget (PROXY CONFIG SET
-cache-max-memory), so that probing never evicts anything itself: one GET through respite, then the
-upstream's INFO commandstats says whether that GET had to be fetched.
+Survivors are probed after raising the cache budget (PROXY CONFIG SET cache-max-memory), so that
+probing never evicts anything itself. In (a) each key is read alone and the upstream's INFO
+commandstats, read before and after, says whether it had to be fetched. In (b) the hot keys are
+re-read pipelined, the fetches counted by diffing INFO commandstats around the re-read (and
+respite's upstream_fetches); MONITOR on the upstream names the keys fetched, for the figure.
 """
 import argparse
 import os

@@ -103,7 +103,7 @@ struct Harness {
       if (v.kind == LookupKind::kNegative) {
         FUZZ_CHECK(it->second.negative);
       } else {
-        FUZZ_CHECK(!it->second.negative && v.value == it->second.value, v.value.size(),
+        FUZZ_CHECK(false, v.value.size(),
                    it->second.value.size());
       }
     });
@@ -224,7 +224,7 @@ struct Harness {
     size_t keys = 0;
     for (size_t i = 0; i < c.shard_count(); ++i) {
       const cache::Store& s = c.store(i);
-      FUZZ_CHECK(s.bytes() <= s.config().max_memory || s.keys() == 0, s.bytes(),
+      FUZZ_CHECK(s.bytes() <= s.config().max_memory, s.bytes(),
                  s.config().max_memory);
       FUZZ_CHECK(s.recount_bytes() == s.bytes(), s.recount_bytes(), s.bytes());
       if (s.config().max_keys) FUZZ_CHECK(s.keys() <= s.config().max_keys, s.keys());
