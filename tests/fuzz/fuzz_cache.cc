@@ -103,7 +103,7 @@ struct Harness {
       if (v.kind == LookupKind::kNegative) {
         FUZZ_CHECK(it->second.negative);
       } else {
-        FUZZ_CHECK(false, v.value.size(),
+        FUZZ_CHECK(!it->second.negative && v.value == it->second.value, v.value.size(),
                    it->second.value.size());
       }
     });

@@ -283,6 +283,25 @@ class RedisServer:
         return False
 
 
+# What AddressSanitizer, LeakSanitizer and UBSan print (a build with -DRESPITE_SANITIZE=ON,
+# scripts/test --sanitize). A report fails the test that stops that respite, even when the
+# process survived it (UBSan without halt_on_error) or it came at exit (leaks).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(log_path: Path, context: int = 60) -> str:
+    """The first sanitizer report in a log (with up to `context` lines from it), or ""."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            return "\n".join(lines[i:i + context])
+    return ""
+
+
 class Respite:
     """respite in front of an upstream RedisServer. In RESPITE_DIRECT mode nothing is started
     and port is the upstream's port."""
@@ -351,11 +370,17 @@ class Respite:
         rc = self.proc.stop(timeout=timeout)
         if crashed or os.environ.get("RESPITE_KEEP_LOGS"):
             sys.stderr.write(f"--- respite log tail (rc={rc}) ---\n{self.log_tail()}\n---\n")
+        report = sanitizer_report(self.proc.log_path)
+        if report:
+            raise AssertionError(f"sanitizer report in respite's log ({self.proc.log_path}):\n"
+                                 f"{report}")
         return rc
 
     def close(self):
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
