@@ -482,7 +482,7 @@ void Server::start_link() {
 }
 
 void Server::link_down(const char* why) {
-  if (tracking_up_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
+  if (tracking_up_ && !shutting_down_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
   tracking_up_ = false;
   link_id_ = -1;
   if (cache_) cache_->flush_all(cache::Source::kLocal);

@@ -143,6 +143,18 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
   app.add_option("--client-output-buffer-limit", cfg.client_output_buffer_limit_str,
                  "close a client whose unwritten replies exceed this (0: no limit)")
       ->capture_default_str();
+  app.add_option("--slowlog-log-slower-than", cfg.slowlog_log_slower_than,
+                 "forwarded commands whose upstream round trip exceeds this many microseconds "
+                 "are kept in PROXY SLOWLOG (negative: off)")
+      ->capture_default_str();
+  app.add_option("--slowlog-max-len", cfg.slowlog_max_len, "entries PROXY SLOWLOG keeps")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  app.add_option("--rate-limit", cfg.rate_limit,
+                 "requests per second each client connection may send (token bucket); excess "
+                 "requests get an error (0: no limit)")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--timeout", cfg.timeout, "close clients idle this many seconds (0: never)")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--log-level", cfg.log_level, "debug, verbose, notice or warning")
       ->capture_default_str();
   app.add_option("--logfile", cfg.logfile, "append logs to this file (default: stderr)");

@@ -54,6 +54,12 @@ struct Config {
   std::string client_output_buffer_limit_str = "64mb";
   uint64_t client_output_buffer_limit = 64ull << 20;
 
+  // Operations.
+  int64_t slowlog_log_slower_than = 10000;  // us; forwarded commands slower go to PROXY SLOWLOG
+  int slowlog_max_len = 128;
+  int64_t rate_limit = 0;  // requests per second per client connection; 0 = no limit
+  int64_t timeout = 0;     // seconds an idle client may stay connected; 0 = forever
+
   // Logging.
   std::string log_level = "notice";
   std::string logfile;

@@ -282,6 +282,20 @@ void Server::on_timer(uv_timer_t* h) {
     if (!srv->link_ && now >= srv->next_link_attempt_ && srv->upstream_connected()) srv->start_link();
     srv->cache_->expire_step(srv->micros(), 64);
   }
+  if (srv->cfg_.timeout > 0 && now >= srv->next_idle_check_ms_) {
+    // Redis's `timeout`: idle clients go, but not subscribers or clients blocked upstream.
+    srv->next_idle_check_ms_ = now + 1000;
+    uint64_t limit = static_cast<uint64_t>(srv->cfg_.timeout) * 1000;
+    std::vector<ClientConn*> idle;
+    for (ClientConn* c : srv->clients_)
+      if (now - c->last_cmd_ms > limit && !c->streaming && c->inflight == 0 && !c->pinned)
+        idle.push_back(c);
+    for (ClientConn* c : idle) {
+      srv->stats_.idle_timeouts++;
+      log(LogLevel::Verbose, "closing idle client id={} addr={}", c->id, c->peer);
+      c->close();
+    }
+  }
   srv->pinned_count_.store(srv->pinned_.size(), std::memory_order_relaxed);
   srv->upstream_up_.store(srv->upstream_connected(), std::memory_order_relaxed);
   if (srv->shutting_down_) srv->maybe_finish_shutdown();
@@ -441,6 +455,13 @@ std::string Server::info_text(const std::string& section) {
                        cfg_.upstream, connected ? 1 : 0, upstream_version);
     counters("upstream");
     out += "\r\n";
+  }
+  if (want("latency")) {
+    out += fmt::format(
+        "# Latency\r\nupstream_rtt_p50_us:{}\r\nupstream_rtt_p90_us:{}\r\nupstream_rtt_p99_us:{}\r\n"
+        "upstream_rtt_p999_us:{}\r\n\r\n",
+        latency_percentile(0.5), latency_percentile(0.9), latency_percentile(0.99),
+        latency_percentile(0.999));
   }
   if (want("cache")) {
     out += "# Cache\r\n";

@@ -113,6 +113,8 @@ class ClientConn {
   UpstreamConn* last_conn = nullptr;
   uint32_t inflight = 0;
   uint32_t flights_waiting = 0;  // cache misses of this client not answered yet
+  double rate_tokens = -1;       // --rate-limit token bucket (-1: not started)
+  uint64_t rate_refill_ms = 0;
   WriteInvalidation* multi_writes = nullptr;  // keys written by the queued transaction
   void on_flight_done();
 
@@ -174,7 +176,8 @@ class UpstreamConn {
 
   // Sends a client's request and relays the reply to the client's slot `seq` (`seq` = -1: stream
   // the reply, the client is in a streaming state). `raw` must be a complete RESP request.
-  void forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed = true);
+  void forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed = true,
+               const resp::Frame* f = nullptr);
   // Sends a command (or `nreplies` pipelined ones) respite itself needs; `sink` gets each reply.
   void request(ReplySink* sink, std::string_view raw, int db, size_t nreplies = 1);
   // A command sent first on (re)connect, e.g. CLIENT TRACKING; an error reply drops the link.
@@ -201,6 +204,11 @@ class UpstreamConn {
     ReplySink* sink;
     uint64_t deadline;   // ms; 0 = no deadline (blocking commands)
     WriteInvalidation* inv = nullptr;  // Relay of a write: invalidate again on its reply
+    uint64_t start_us = 0;             // Relay: when it was queued (latency, slowlog)
+    // Relay: the command name and first argument, truncated, for PROXY SLOWLOG.
+    uint8_t name_len = 0, arg_len = 0;
+    char name[15];
+    char arg[31];
   };
   static void on_connect(uv_connect_t* req, int status);
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -286,6 +294,8 @@ class Counter {
   X(rejected_connections, "stats", "Connections refused by maxclients")                          \
   X(forwarded_commands, "stats", "Commands forwarded to the upstream")                           \
   X(pinned_connections_opened, "stats", "Dedicated upstream connections opened for clients")     \
+  X(rate_limited, "stats", "Requests refused by rate-limit")                                     \
+  X(idle_timeouts, "stats", "Clients closed after being idle for timeout seconds")               \
   X(upstream_errors, "upstream", "Upstream connections lost or refused")                         \
   X(upstream_timeouts, "upstream", "Upstream requests that timed out")                           \
   X(upstream_connects, "upstream", "Upstream connections opened")
@@ -299,8 +309,23 @@ struct Stats {
 class Server;
 
 // What the event loops share: the one cache, and process-wide numbers.
+struct SlowEntry {
+  uint64_t id;
+  int64_t when;          // unix seconds
+  uint64_t duration_us;  // upstream round trip
+  std::string name, arg;
+  std::string peer, client_name;
+};
+
+// Upstream round-trip times in power-of-two microsecond buckets: bucket i counts replies that
+// took [2^(i-1), 2^i) us (bucket 0: under 1 us).
+constexpr int kLatencyBuckets = 32;
+
 struct Shared {
   std::unique_ptr<cache::Cache<CacheWaiter>> cache;
+  std::mutex slowlog_mu;
+  std::deque<SlowEntry> slowlog;  // newest first, at most slowlog-max-len
+  uint64_t slowlog_next_id = 0;
   std::vector<Server*> servers;          // one per loop; fixed before any loop runs
   std::atomic<int64_t> clients{0};       // connected clients, all loops (maxclients)
   std::atomic<uint64_t> next_client_id{1};
@@ -337,6 +362,7 @@ class Server {
 
   // Dispatch of one parsed request (commands.cc).
   void dispatch(ClientConn* c, const resp::Frame& f);
+  bool rate_allowed(ClientConn* c);
   // Sends a request upstream: on the client's pinned connection, on a new pinned one when the
   // command starts connection state, else on the shared one.
   void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
@@ -367,6 +393,12 @@ class Server {
   void add_dirty(UpstreamConn* u) { dirty_upstreams_.push_back(u); }
   void add_resume(ClientConn* c) { resume_clients_.push_back(c); }
   void add_input(ClientConn* c) { input_clients_.push_back(c); }
+  // A relayed reply arrived `us` microseconds after its request was queued.
+  void record_round_trip(uint64_t us, const ClientConn* c, std::string_view name,
+                         std::string_view arg);
+  Counter latency_[kLatencyBuckets];
+  uint64_t latency_percentile(double q) const;
+  std::vector<uint64_t> latency_histogram() const;  // summed over loops, per bucket
   void upstream_gone(UpstreamConn* u);
   void upstream_up(UpstreamConn* u);
   const sockaddr* upstream_addr() const { return reinterpret_cast<const sockaddr*>(&upstream_addr_); }
@@ -445,6 +477,7 @@ class Server {
   cache::LookupKind lookup_into(uint32_t db, std::string_view key, cache::Micros now,
                                 std::string& out, int proto, size_t* payload, bool* refresh);
   uint64_t backoff_ms_ = 0;
+  uint64_t next_idle_check_ms_ = 0;
   sockaddr_storage upstream_addr_{};
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)
 };

@@ -3,6 +3,8 @@
 // at the front of the pending queue (Redis answers in order).
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "proxy/log.h"
 #include "proxy/server.h"
 
@@ -67,14 +69,31 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
   u->mark_dirty();
 }
 
-void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed) {
+void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed,
+                           const resp::Frame* f) {
   if (!owner_ && db != db_) select_db(db);
   out_.append(raw);
   if (seq != kStreamSeq) {
     c->ref();
     uint64_t deadline =
         timed ? server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms) : 0;
-    pending_.push_back({Pending::Kind::Relay, c, seq, nullptr, deadline});
+    Pending& p = pending_.emplace_back();
+    p.kind = Pending::Kind::Relay;
+    p.client = c;
+    p.seq = seq;
+    p.sink = nullptr;
+    p.deadline = deadline;
+    p.start_us = uv_hrtime() / 1000;
+    if (f && f->argc() > 0) {
+      std::string_view n = f->arg(0).substr(0, sizeof p.name);
+      std::memcpy(p.name, n.data(), n.size());
+      p.name_len = static_cast<uint8_t>(n.size());
+      if (f->argc() > 1) {
+        std::string_view a = f->arg(1).substr(0, sizeof p.arg);
+        std::memcpy(p.arg, a.data(), a.size());
+        p.arg_len = static_cast<uint8_t>(a.size());
+      }
+    }
   }
   mark_dirty();
 }
@@ -203,6 +222,8 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   switch (p.kind) {
     case Pending::Kind::Relay:
       if (p.inv) server_->invalidate_after_write(p.inv);
+      server_->record_round_trip(uv_hrtime() / 1000 - p.start_us, p.client, {p.name, p.name_len},
+                                 {p.arg, p.arg_len});
       p.client->complete(p.seq, reply);
       p.client->on_forwarded_done(this);
       p.client->unref();
