@@ -280,6 +280,7 @@ bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
 
 void Server::send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
                         const std::vector<cache::FlightId>& ids) {
+  shared_->flights_started.fetch_add(ids.size(), std::memory_order_relaxed);
   auto fail_all = [&] {
     for (cache::FlightId id : ids) {
       cache::Landing<CacheWaiter> l = cache_->abandon(id);
@@ -395,31 +396,45 @@ void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
 
 // ---- writes ----
 
-WriteInvalidation* Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
-                                                   const CommandInfo* ci) {
-  if (!cache_ || !cache_->enabled() || !ci) return nullptr;
+Server::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
+                                                  const CommandInfo* ci) {
+  WritePlan plan;
+  if (!cache_->enabled() || !ci) return plan;
   std::string_view name = ci->name;
-  auto* inv = new WriteInvalidation;
-  inv->db = static_cast<uint32_t>(c->db);
-  if (name == "flushall" || name == "swapdb") {
-    inv->scope = WriteInvalidation::Scope::All;
-  } else if (name == "flushdb") {
-    inv->scope = WriteInvalidation::Scope::Db;
-  } else {
-    // The key specs' write bit, not the command's write flag: EVAL/FCALL and PFCOUNT write
-    // their keys without the flag.
-    std::vector<uint32_t> idx;
-    command_keys(*ci, f, idx, /*write_only=*/true);
-    if (idx.empty()) {
-      delete inv;
-      return nullptr;
-    }
-    // MOVE and COPY ... DB write a key in another database than the client's.
-    uint32_t db = (name == "move" || name == "copy") ? cache::kAllDbs : inv->db;
-    for (uint32_t i : idx) inv->keys.emplace_back(db, std::string(f.arg(i)));
+  plan.db = static_cast<uint32_t>(c->db);
+  plan.flights_at = shared_->flights_started.load(std::memory_order_relaxed);
+  if (name == "flushall" || name == "swapdb" || name == "flushdb") {
+    plan.heap = new WriteInvalidation;
+    plan.heap->db = plan.db;
+    plan.heap->scope = name == "flushdb" ? WriteInvalidation::Scope::Db : WriteInvalidation::Scope::All;
+    apply_invalidation(*plan.heap, cache::Source::kLocal);
+    return plan;
   }
-  apply_invalidation(*inv, cache::Source::kLocal);
-  return inv;
+  // The key specs' write bit, not the command's write flag: EVAL/FCALL and PFCOUNT write
+  // their keys without the flag.
+  auto& idx = write_keys_scratch_;
+  idx.clear();
+  command_keys(*ci, f, idx, /*write_only=*/true);
+  if (idx.empty()) return plan;
+  // MOVE and COPY ... DB write a key in another database than the client's.
+  bool any_db = name == "move" || name == "copy";
+  if (idx.size() == 1 && !any_db) {
+    plan.key_arg = static_cast<int>(idx[0]);
+    cache_->invalidate(plan.db, f.arg(idx[0]), cache::Source::kLocal);
+    return plan;
+  }
+  plan.heap = new WriteInvalidation;
+  plan.heap->db = plan.db;
+  uint32_t db = any_db ? cache::kAllDbs : plan.db;
+  for (uint32_t i : idx) plan.heap->keys.emplace_back(db, std::string(f.arg(i)));
+  apply_invalidation(*plan.heap, cache::Source::kLocal);
+  return plan;
+}
+
+void Server::invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) {
+  // Only a fetch started after the first invalidation can have raced the write.
+  if (shared_->flights_started.load(std::memory_order_relaxed) != flights_at)
+    cache_->invalidate(db, key, cache::Source::kLocal);
 }
 
 void Server::apply_invalidation(const WriteInvalidation& inv, cache::Source src) {

@@ -611,23 +611,34 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     default: break;
   }
   stats_.forwarded_commands++;
-  WriteInvalidation* inv = invalidate_before_write(c, f, ci);
+  WritePlan plan = invalidate_before_write(c, f, ci);
   if (c->in_multi || pin == Pin::Exec) {
     // A transaction's writes happen at EXEC: remember them and invalidate again on its reply.
-    if (inv) {
+    if (plan.key_arg >= 0) {
+      plan.heap = new WriteInvalidation;
+      plan.heap->db = plan.db;
+      plan.heap->keys.emplace_back(plan.db, std::string(f.arg(static_cast<size_t>(plan.key_arg))));
+      plan.key_arg = -1;
+    }
+    if (WriteInvalidation* inv = plan.heap) {
       if (!c->multi_writes) c->multi_writes = new WriteInvalidation(*inv);
       else if (inv->scope != WriteInvalidation::Scope::Keys || c->multi_writes->scope != WriteInvalidation::Scope::Keys)
         c->multi_writes->scope = WriteInvalidation::Scope::All;
       else c->multi_writes->keys.insert(c->multi_writes->keys.end(), inv->keys.begin(), inv->keys.end());
       delete inv;
-      inv = nullptr;
+      plan.heap = nullptr;
     }
     if (pin == Pin::Exec && c->multi_writes) {
-      inv = c->multi_writes;
+      plan.heap = c->multi_writes;
       c->multi_writes = nullptr;
-      if (cache_) apply_invalidation(*inv, cache::Source::kLocal);
+      apply_invalidation(*plan.heap, cache::Source::kLocal);
     }
   }
+  auto attach = [&](UpstreamConn* t) {
+    if (plan.heap) t->set_reply_invalidation(plan.heap);
+    else if (plan.key_arg >= 0)
+      t->set_reply_invalidation_key(plan.db, f.arg(static_cast<size_t>(plan.key_arg)), plan.flights_at);
+  };
   std::string_view raw = f.raw();
   std::string encoded;
   if (f.is_inline()) {
@@ -636,12 +647,12 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   }
   if (c->streaming) {
     target->forward(c, kStreamSeq, raw, c->db, false);
-    if (inv) target->set_reply_invalidation(inv);
+    attach(target);
     return;
   }
   uint64_t seq = c->reserve_slot();
   target->forward(c, seq, raw, c->db, pin != Pin::Blocking, &f);
-  if (inv) target->set_reply_invalidation(inv);
+  attach(target);
   c->last_conn = target;
   c->inflight++;
 }

@@ -186,6 +186,10 @@ class UpstreamConn {
   ReplySink* stream_sink = nullptr;
   // Keys to invalidate again when the reply of the next forwarded write arrives (or fails).
   void set_reply_invalidation(struct WriteInvalidation* inv);
+  // The common case without allocation: one key, kept in a FIFO byte arena until the reply.
+  // `flights_at` is Shared::flights_started when the write was sent: if no fetch started since,
+  // nothing can have raced the write and the second invalidation is skipped.
+  void set_reply_invalidation_key(uint32_t db, std::string_view key, uint64_t flights_at);
   // Appends a request encoded from arguments (for re-encoding inline requests).
   static void encode_command(std::string& out, const resp::Frame& f);
 
@@ -204,6 +208,10 @@ class UpstreamConn {
     ReplySink* sink;
     uint64_t deadline;   // ms; 0 = no deadline (blocking commands)
     WriteInvalidation* inv = nullptr;  // Relay of a write: invalidate again on its reply
+    bool inv_key = false;              // ...or this one key, the next inv_key_len arena bytes
+    uint32_t inv_key_len = 0;
+    uint32_t inv_db = 0;
+    uint64_t inv_flights_at = 0;
     uint64_t start_us = 0;             // Relay: when it was queued (latency, slowlog)
     // Relay: the command name and first argument, truncated, for PROXY SLOWLOG.
     uint8_t name_len = 0, arg_len = 0;
@@ -238,6 +246,9 @@ class UpstreamConn {
   Buffer in_;
   resp::ReplyScanner scanner_;
   std::deque<Pending> pending_;
+  std::string inv_arena_;  // keys of single-key writes in flight, in pending order
+  size_t inv_head_ = 0;
+  void reply_invalidation(Pending& p);
   friend class Server;
 };
 
@@ -323,6 +334,7 @@ constexpr int kLatencyBuckets = 32;
 
 struct Shared {
   std::unique_ptr<cache::Cache<CacheWaiter>> cache;
+  std::atomic<uint64_t> flights_started{0};  // cache fetches sent, all loops
   std::mutex slowlog_mu;
   std::deque<SlowEntry> slowlog;  // newest first, at most slowlog-max-len
   uint64_t slowlog_next_id = 0;
@@ -380,8 +392,14 @@ class Server {
   void read_key(uint32_t db, std::string_view key, ValueReader* reader);
   // A write about to be forwarded: invalidates its keys now and returns what to invalidate
   // again when its reply arrives (nullptr when nothing is cached or it writes nothing).
-  WriteInvalidation* invalidate_before_write(ClientConn* c, const resp::Frame& f,
-                                             const CommandInfo* ci);
+  struct WritePlan {
+    WriteInvalidation* heap = nullptr;  // several keys, a db or everything
+    int key_arg = -1;                   // or the one key at this argv index
+    uint32_t db = 0;
+    uint64_t flights_at = 0;
+  };
+  WritePlan invalidate_before_write(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
+  void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at);
   void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
   void fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
                     const std::vector<int64_t>& pttls, bool failed);
@@ -472,6 +490,7 @@ class Server {
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_, version_sink_;
   std::string scratch_;        // reply encoding for flight answers
   std::string fetch_scratch_;  // fetch request encoding
+  std::vector<uint32_t> write_keys_scratch_;
   std::string mget_scratch_, mget_value_scratch_;
   std::vector<std::pair<size_t, size_t>> mget_spans_;
   cache::LookupKind lookup_into(uint32_t db, std::string_view key, cache::Micros now,

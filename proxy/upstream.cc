@@ -106,6 +106,40 @@ void UpstreamConn::set_reply_invalidation(WriteInvalidation* inv) {
     server_->invalidate_after_write(inv);
 }
 
+void UpstreamConn::set_reply_invalidation_key(uint32_t db, std::string_view key,
+                                              uint64_t flights_at) {
+  if (pending_.empty() || pending_.back().kind != Pending::Kind::Relay || pending_.back().inv ||
+      pending_.back().inv_key) {
+    server_->invalidate_key_after_write(db, key, flights_at);
+    return;
+  }
+  Pending& p = pending_.back();
+  p.inv_key = true;
+  p.inv_key_len = static_cast<uint32_t>(key.size());
+  p.inv_db = db;
+  p.inv_flights_at = flights_at;
+  inv_arena_.append(key);
+}
+
+// The second invalidation of a write whose reply arrived (or whose connection failed: the write
+// may have been applied all the same).
+void UpstreamConn::reply_invalidation(Pending& p) {
+  if (p.inv) {
+    server_->invalidate_after_write(p.inv);
+    p.inv = nullptr;
+  }
+  if (p.inv_key) {
+    std::string_view key(inv_arena_.data() + inv_head_, p.inv_key_len);
+    server_->invalidate_key_after_write(p.inv_db, key, p.inv_flights_at);
+    inv_head_ += p.inv_key_len;
+    if (inv_head_ == inv_arena_.size()) {
+      inv_arena_.clear();
+      inv_head_ = 0;
+    }
+    p.inv_key = false;
+  }
+}
+
 void UpstreamConn::request(ReplySink* sink, std::string_view raw, int db, size_t nreplies) {
   if (!owner_ && db != db_) select_db(db);
   out_.append(raw);
@@ -221,7 +255,7 @@ void UpstreamConn::retire() {
 void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   switch (p.kind) {
     case Pending::Kind::Relay:
-      if (p.inv) server_->invalidate_after_write(p.inv);
+      reply_invalidation(p);
       server_->record_round_trip(uv_hrtime() / 1000 - p.start_us, p.client, {p.name, p.name_len},
                                  {p.arg, p.arg_len});
       p.client->complete(p.seq, reply);
@@ -267,7 +301,7 @@ void UpstreamConn::fail(std::string_view why) {
     switch (p.kind) {
       case Pending::Kind::Relay:
         // The write may have been applied even though its reply is lost.
-        if (p.inv) server_->invalidate_after_write(p.inv);
+        reply_invalidation(p);
         p.client->complete(p.seq, err);
         p.client->on_forwarded_done(this);
         p.client->unref();
