@@ -14,7 +14,8 @@
 //   Lookup r = cache.get_with(db, key, now, [&](const Lookup& v) { encode v.value (hit) or
 //       nil (negative) into the reply });   // f runs only on hit/negative, under the lock
 //   hit/negative: answered already. If r.refresh, FlightId id = cache.start_refresh(db, key,
-//       now); if id != kNoFlight send the fetch (GET + PTTL) tagged with id.
+//       now); if id != kNoFlight send the fetch (GET + PTTL) tagged with id. (A single-threaded
+//       cache may also use get() and copy r.value before its next call; see Lookup.)
 //   miss: Join j = cache.join(db, key, waiter, now); if j.started send the fetch tagged j.id.
 //   fetch reply (a bulk or nil, with its PTTL):
 //       Landing<W> l = cache.land(id, Fetched{...}, now); answer every l.waiters with the reply.
@@ -32,8 +33,9 @@
 // been evicted or invalidated since any earlier look), cut the buffer back to the remembered
 // size and take the slow path for the whole command: get_with() each key again, copying hits
 // into the assembly inside f, and join() the misses. Never check "all hits?" in one pass and
-// encode in a second: nothing holds the entries between the two. (The aborted pass counts its
-// hits and its one miss in the stats again; that is the price of not locking several shards.)
+// encode in a second: nothing holds the entries between the two. (The keys the aborted pass
+// looked up are counted twice in cache_hits/cache_misses; the price of not locking several
+// shards at once, and only paid when a key misses.)
 //
 // Threads. A Cache is either single-threaded or thread-safe, fixed at construction:
 //  - Settings::thread_safe, or more than one shard: every call may come from any thread. The
@@ -56,9 +58,11 @@
 // hundred bytes). A power of two, so picking a shard is a mask. The budgets (max_memory,
 // max_keys) are split evenly, so eviction is per shard: each shard runs the policy on its own
 // share, which approximates the global policy while each share holds a few hundred entries or
-// more (with 16 shards the seed-001 LRU experiment still keeps its hot keys at a 512kb budget;
-// see threads_test.cc). A max_keys below the shard count leaves some shards unable to hold any
-// key.
+// more. With 16 shards at a 512kb budget (~355 small entries a shard), seed 001's LRU
+// experiment read through the cache loses none of its touched keys to the flood; what sharding
+// does cost is the fill: keys split unevenly over shards (about +-5% there), so a fill to the
+// whole cache's capacity makes the fuller shards evict their oldest keys early (see
+// threads_test.cc). A max_keys below the shard count leaves some shards unable to hold any key.
 #pragma once
 
 #include <atomic>
@@ -143,6 +147,7 @@ class Cache {
     for (unsigned i = 0; i < n; i++) {
       shards_.push_back(std::make_unique<Shard>(i, share(i), knobs(), hash_seed_, seeds.next()));
     }
+    if (!locking_) solo_ = shards_[0].get();
   }
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
@@ -161,8 +166,8 @@ class Cache {
   // returns; use get_with().
   Lookup get(uint32_t db, std::string_view key, Micros now) {
     uint64_t h = hash(key);
+    if (solo_) return solo_->store.get(db, key, h, now);  // a tail call: no lock, no shard pick
     Shard& s = shard(h);
-    if (!locking_) return s.store.get(db, key, h, now);  // a tail call: the hit path as it was
     std::lock_guard<std::mutex> g(s.mu);
     return s.store.get(db, key, h, now);
   }
@@ -176,12 +181,12 @@ class Cache {
   Lookup get_with(uint32_t db, std::string_view key, Micros now, F&& f) {
     static_assert(std::is_invocable_v<F&, const Lookup&>, "f(const Lookup&)");
     uint64_t h = hash(key);
-    Shard& s = shard(h);
     Lookup r;
-    if (!locking_) {
-      r = s.store.get(db, key, h, now);
+    if (solo_) {
+      r = solo_->store.get(db, key, h, now);
       if (r.kind != LookupKind::kMiss) f(std::as_const(r));
     } else {
+      Shard& s = shard(h);
       std::lock_guard<std::mutex> g(s.mu);
       r = s.store.get(db, key, h, now);
       if (r.kind != LookupKind::kMiss) f(std::as_const(r));
@@ -510,6 +515,7 @@ class Cache {
   mutable std::mutex settings_mu_;  // settings_ (thread-safe caches); taken before shard locks
   Settings settings_;
   bool locking_ = false;
+  Shard* solo_ = nullptr;    // the only shard, when not locking (which implies one shard)
   bool pow2_ = true;          // the shard count is a power of two (1 included)...
   uint32_t shard_mask_ = 0;  // ...and this is it minus one: shard = bits & mask
   std::atomic<bool> enabled_{false};

@@ -40,6 +40,8 @@ struct Lookup {
   // than get() (fills, invalidations, flushes, expiry steps and settings may free the entry).
   // get() only ever removes the entry it looks up, and only if expired, so the views of an
   // MGET's keys looked up one after another with the same `now` all stay valid together.
+  // All of this holds only while no other thread uses the store: a thread-safe Cache hands
+  // the value out under its shard lock instead (Cache::get_with).
   std::string_view value;
   // kHit / kNegative: XFetch says this reader should start an early refresh.
   bool refresh = false;

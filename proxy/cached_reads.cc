@@ -101,11 +101,13 @@ bool Server::cached_get(ClientConn* c, const resp::Frame& f) {
   std::string_view key = f.arg(1);
   uint32_t db = static_cast<uint32_t>(c->db);
   cache::Micros now = micros();
-  cache::Lookup r = cache_->get(db, key, now);
-  if (r.kind != cache::LookupKind::kMiss) {
+  // The reply is encoded while the cache holds the entry (other loops may evict it).
+  cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {
     resp::Writer w(c->immediate_reply(), c->proto);
-    if (r.kind == cache::LookupKind::kHit) w.bulk(r.value);
+    if (v.kind == cache::LookupKind::kHit) w.bulk(v.value);
     else w.null();
+  });
+  if (r.kind != cache::LookupKind::kMiss) {
     if (r.refresh) {
       cache::FlightId id = cache_->start_refresh(db, key, now);
       if (id != cache::kNoFlight) send_fetch(db, {key}, {id});
@@ -145,9 +147,13 @@ class DirectRead final : public ReplySink {
 void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
   if (cache_ && tracking_up_ && cache_->enabled()) {
     cache::Micros now = micros();
-    cache::Lookup r = cache_->get(db, key, now);
+    std::string& value = mget_value_scratch_;
+    value.clear();
+    cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {
+      if (v.kind == cache::LookupKind::kHit) value.assign(v.value);
+    });
     if (r.kind != cache::LookupKind::kMiss) {
-      reader->on_value(r.kind == cache::LookupKind::kNegative, r.value, {});
+      reader->on_value(r.kind == cache::LookupKind::kNegative, value, {});
       return;
     }
     CacheWaiter w;
@@ -173,17 +179,16 @@ void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
 cache::LookupKind Server::lookup_into(uint32_t db, std::string_view key, cache::Micros now,
                                       std::string& out, int proto, size_t* payload,
                                       bool* refresh) {
-  cache::Lookup r = cache_->get(db, key, now);
-  if (r.kind == cache::LookupKind::kMiss) return r.kind;
-  resp::Writer w(out, proto);
-  if (r.kind == cache::LookupKind::kHit) {
-    fmt::format_to(std::back_inserter(out), "${}\r\n", r.value.size());
-    *payload = out.size();
-    out.append(r.value);
-    out.append("\r\n");
-  } else {
-    w.null();
-  }
+  cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {
+    if (v.kind == cache::LookupKind::kHit) {
+      fmt::format_to(std::back_inserter(out), "${}\r\n", v.value.size());
+      *payload = out.size();
+      out.append(v.value);
+      out.append("\r\n");
+    } else {
+      resp::Writer(out, proto).null();
+    }
+  });
   *refresh = r.refresh;
   return r.kind;
 }

@@ -48,7 +48,8 @@ Server::Server(Config cfg, Shared* shared, int index)
 
 void configure_cache_threads(cache::Settings& s, int threads) {
   // Several loops share the cache: shard it so loops rarely wait for one another.
-  s.shards = threads > 1 ? 16 : 1;
+  s.thread_safe = threads > 1;
+  s.shards = 0;  // the cache picks: one, or its thread-safe default
 }
 
 Server::~Server() { uv_loop_close(&loop_); }
