@@ -106,7 +106,7 @@ int Server::run() {
     log(LogLevel::Notice, "respite {} listening on {}:{} ({} thread{}), upstream {}",
         RESPITE_VERSION, cfg_.bind, cfg_.port, cfg_.threads, cfg_.threads > 1 ? "s" : "",
         cfg_.upstream);
-    for (const auto& line : describe_config(cfg_)) log(LogLevel::Verbose, "config: {}", line);
+    for (const auto& line : describe_config(cfg_)) log(LogLevel::Notice, "config: {}", line);
     log(LogLevel::Notice, "Ready to accept connections");
   }
 
