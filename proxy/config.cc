@@ -241,6 +241,8 @@ std::vector<std::string> describe_config(const Config& c) {
                   c.cache_max_memory, c.cache_ttl_ms, c.cache_max_keys, c.cache_max_value),
       fmt::format("cache-policy {} xfetch-beta {} cache-lfu-log-factor {} cache-lfu-decay-time {}",
                   c.cache_policy, c.xfetch_beta, c.cache_lfu_log_factor, c.cache_lfu_decay_time),
+      fmt::format("rate-limit {} timeout {} slowlog-log-slower-than {} slowlog-max-len {}",
+                  c.rate_limit, c.timeout, c.slowlog_log_slower_than, c.slowlog_max_len),
       fmt::format("proto-max-bulk-len {} client-query-buffer-limit {} "
                   "client-output-buffer-limit {} log-level {}",
                   c.proto_max_bulk_len, c.client_query_buffer_limit,
