@@ -664,7 +664,7 @@ void HttpConn::handle_request() {
     complete(seq, 405, kText, "method not allowed\n", "Allow: GET, HEAD\r\n");
     return;
   }
-  http_parser_url u;
+  http_parser_url u;  // 16-bit offsets: fine, the target is under kMaxHeaderBytes
   http_parser_url_init(&u);
   if (http_parser_parse_url(url_.data(), url_.size(), 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) {
     complete(seq, 400, kText, "malformed request target\n");

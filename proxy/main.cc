@@ -11,13 +11,22 @@
 #include "proxy/server.h"
 
 // Counting replacements of the global allocation functions (see alloc_count.h). A relaxed
-// increment is the only cost; the aligned and nothrow forms fall back to these.
+// increment is the only cost; the aligned forms keep the library's own pair.
 void* operator new(std::size_t n) {
   respite::g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t n) { return operator new(n); }
+// The nothrow forms too, so every new/delete pair goes through malloc/free (a sanitizer would
+// otherwise see a new from its own allocator freed by ours).
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  respite::g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(n ? n : 1);
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
