@@ -166,10 +166,10 @@ class Cache {
   // returns; use get_with().
   Lookup get(uint32_t db, std::string_view key, Micros now) {
     uint64_t h = hash(key);
-    if (solo_) return solo_->store.get(db, key, h, now);  // a tail call: no lock, no shard pick
+    if (solo_) return solo_->store.get(db, key, h, now, refreshing(*solo_, db, key));  // a tail call: no lock, no shard pick
     Shard& s = shard(h);
     std::lock_guard<std::mutex> g(s.mu);
-    return s.store.get(db, key, h, now);
+    return s.store.get(db, key, h, now, refreshing(s, db, key));
   }
 
   // Looks (db, key) up like get() and, on a hit or a negative entry, calls f(const Lookup&)
@@ -183,12 +183,12 @@ class Cache {
     uint64_t h = hash(key);
     Lookup r;
     if (solo_) {
-      r = solo_->store.get(db, key, h, now);
+      r = solo_->store.get(db, key, h, now, refreshing(*solo_, db, key));
       if (r.kind != LookupKind::kMiss) f(std::as_const(r));
     } else {
       Shard& s = shard(h);
       std::lock_guard<std::mutex> g(s.mu);
-      r = s.store.get(db, key, h, now);
+      r = s.store.get(db, key, h, now, refreshing(s, db, key));
       if (r.kind != LookupKind::kMiss) f(std::as_const(r));
     }
     r.value = {};
@@ -343,7 +343,7 @@ class Cache {
     size_t per = max_slots / shards_.size() + 1;
     for (auto& s : shards_) {
       Guard g(lock_of(*s));
-      n += s->store.expire_step(now, per);
+      n += s->store.expire_step(now, per, &Cache::refreshing_ctx, s.get());
     }
     return n;
   }
@@ -448,6 +448,14 @@ class Cache {
 
   std::mutex* lock_of(const Shard& s) const { return locking_ ? &s.mu : nullptr; }
 
+  // Whether a fetch of (db, key) is in flight (an expired entry is then served until it lands).
+  // Cheap in the steady state: no flights, no lookup.
+  static bool refreshing(Shard& s, uint32_t db, std::string_view key) {
+    return s.flights.size() != 0 && s.flights.find(db, key) != nullptr;
+  }
+  static bool refreshing_ctx(void* shard, uint32_t db, std::string_view key) {
+    return refreshing(*static_cast<Shard*>(shard), db, key);
+  }
   uint64_t hash(std::string_view key) const { return hash_bytes(key, hash_seed_); }
   // Bits 4..35 pick the shard: the table uses the top 32 bits and the slot tag the low 4.
   Shard& shard(uint64_t h) const {

@@ -1,5 +1,7 @@
 #include "cache/store.h"
 
+#include <algorithm>
+
 #include <cassert>
 #include <cstring>
 #include <new>
@@ -71,11 +73,11 @@ size_t Store::find_entry(const Entry* e) const {
   return i;
 }
 
-Lookup Store::get(uint32_t db, std::string_view key, uint64_t h, Micros now) {
+Lookup Store::get(uint32_t db, std::string_view key, uint64_t h, Micros now, bool refreshing) {
   size_t i = find(db, key, h);
   if (i != kNpos) {
     Entry* e = entry_at(slots_[i]);
-    if (!expired(*e, now)) {
+    if (!expired(*e, now) || (refreshing && in_refresh_grace(*e, now))) {
       policy_->on_hit(*e, h, now);
       stats_.cache_hits++;
       Lookup r;
@@ -97,10 +99,19 @@ bool Store::contains(uint32_t db, std::string_view key, Micros now) const {
   return i != kNpos && !expired(*entry_at(slots_[i]), now);
 }
 
+bool Store::in_refresh_grace(const Entry& e, Micros now) const {
+  return !e.is_volatile() && e.expiry_ms != kNoExpiry &&
+         static_cast<uint64_t>(now / 1000) < e.expiry_ms + kRefreshGraceMs;
+}
+
 bool Store::early_refresh(const Entry& e, Micros now) {
   const double beta = config_.xfetch_beta;
   if (!(beta > 0) || e.expiry_ms == kNoExpiry) return false;
-  const double delta = static_cast<double>(decode_fetch_us(e.fetch));
+  // delta is the recompute time. A loopback fetch takes ~100 us, which makes the early-refresh
+  // window narrower than the gap between two reads of even a hot key, so the entry would expire
+  // with no read inside it. A floor of a few ms widens the window to where reads land; the
+  // refresh is single-flighted, so refreshing a little early costs one fetch per TTL at most.
+  const double delta = std::max(kMinRefreshDeltaUs, static_cast<double>(decode_fetch_us(e.fetch)));
   if (delta <= 0) return false;
   const double expiry_us = static_cast<double>(e.expiry_ms) * 1000;
   const double t = static_cast<double>(now);
@@ -254,12 +265,15 @@ bool Store::maybe_shrink() {
   return cap_ > next_slots(0) && count_ * 4 < cap_ && rehash(fit_slots(count_ * 2));
 }
 
-size_t Store::expire_step(Micros now, size_t max_slots) {
+size_t Store::expire_step(Micros now, size_t max_slots, RefreshingFn refreshing, void* ctx) {
   size_t removed = 0;
   for (size_t n = 0; n < max_slots && count_ > 0; n++) {
     if (expire_cursor_ >= cap_) expire_cursor_ = 0;
     uintptr_t s = slots_[expire_cursor_];
-    if (s != 0 && expired(*entry_at(s), now)) {
+    // An entry being refreshed stays through its grace (get() serves it until the refresh lands).
+    if (s != 0 && expired(*entry_at(s), now) &&
+        !(refreshing && in_refresh_grace(*entry_at(s), now) &&
+          refreshing(ctx, static_cast<uint32_t>(entry_at(s)->db), entry_at(s)->key()))) {
       // Stay on this slot: the backward shift may have pulled another entry into it.
       erase_at(expire_cursor_);
       stats_.cache_expired++;

@@ -69,7 +69,13 @@ class Store final : private EntrySampler {
 
   // The live entry for (db, key), `h` being hash(key). A hit refreshes the entry for the policy;
   // an expired entry is removed (cache_expired) and reported as a miss. Never allocates.
-  Lookup get(uint32_t db, std::string_view key, uint64_t h, Micros now);
+  // `refreshing`: a fetch of this key is in flight. An entry past its expiry is then still
+  // served for up to kRefreshGraceMs, unless its expiry is the upstream key's own TTL: XFetch's
+  // promise that readers keep the current value until the refresh lands (coherence comes from
+  // invalidation, not from the TTL, so this only stretches respite's own freshness bound).
+  Lookup get(uint32_t db, std::string_view key, uint64_t h, Micros now, bool refreshing = false);
+  static constexpr uint64_t kRefreshGraceMs = 2000;
+  static constexpr double kMinRefreshDeltaUs = 5000;
   // Whether (db, key) has a live entry, without counting or touching it (tests, diagnostics).
   bool contains(uint32_t db, std::string_view key, Micros now) const;
 
@@ -88,7 +94,11 @@ class Store final : private EntrySampler {
 
   // Active expiry: looks at up to `max_slots` table slots from where the last call stopped and
   // removes expired entries. Returns how many it removed.
-  size_t expire_step(Micros now, size_t max_slots);
+  // `refreshing(ctx, db, key)`, when given, tells whether a fetch of the key is in flight: such
+  // an entry within its refresh grace is kept (get() serves it until the refresh lands).
+  using RefreshingFn = bool (*)(void* ctx, uint32_t db, std::string_view key);
+  size_t expire_step(Micros now, size_t max_slots, RefreshingFn refreshing = nullptr,
+                     void* ctx = nullptr);
 
   // New bounds or knobs. Evicts (forced, whatever the policy) until the new bounds hold; a
   // policy change re-threads the entries through the new policy.
@@ -130,6 +140,7 @@ class Store final : private EntrySampler {
   size_t growth_bytes(size_t n) const;
   bool expired(const Entry& e, Micros now) const;
   bool early_refresh(const Entry& e, Micros now);
+  bool in_refresh_grace(const Entry& e, Micros now) const;
   void shrink_to_bounds(Micros now);
 
   StoreConfig config_;

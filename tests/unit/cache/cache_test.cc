@@ -459,3 +459,41 @@ TEST_CASE("stats: one list drives the struct, the names and the enumeration") {
   sum += st;
   CHECK(sum.cache_hits == 14);
 }
+
+TEST_CASE("cache: an entry past respite's own TTL is served while its refresh is in flight") {
+  const unsigned shards = GENERATE(1u, 4u);
+  FakeClock clk;
+  Settings s = settings(shards);
+  s.ttl_ms = 500;
+  Cache<Waiter> c(s);
+  // "k" expires by respite's TTL; "v" by its upstream TTL (300 ms < 500 ms).
+  Join a = c.join(0, "k", {1, 0}, clk.now);
+  Join b = c.join(0, "v", {1, 1}, clk.now);
+  REQUIRE(c.land(a.id, value("old"), clk.now).filled);
+  REQUIRE(c.land(b.id, value("vol", 300), clk.now).filled);
+
+  clk.advance_ms(600);  // both expired
+  FlightId rk = c.start_refresh(0, "k", clk.now);
+  FlightId rv = c.start_refresh(0, "v", clk.now);
+  REQUIRE(rk != kNoFlight);
+  REQUIRE(rv != kNoFlight);
+  c.expire_step(clk.now, 1000);  // active expiry leaves the entry being refreshed alone
+  Lookup r = c.get(0, "k", clk.now);
+  CHECK(r.kind == LookupKind::kHit);
+  CHECK(r.value == "old");
+  // Never past the upstream's TTL: the key may be gone upstream.
+  CHECK(c.get(0, "v", clk.now).kind == LookupKind::kMiss);
+
+  REQUIRE(c.land(rk, value("new"), clk.now).filled);
+  CHECK(c.get(0, "k", clk.now).value == "new");
+
+  // Without a refresh in flight an expired entry is a miss, and the grace is bounded.
+  clk.advance_ms(600);
+  CHECK(c.get(0, "k", clk.now).kind == LookupKind::kMiss);
+  Join again = c.join(0, "k", {2, 0}, clk.now);
+  REQUIRE(c.land(again.id, value("x"), clk.now).filled);
+  clk.advance_ms(500 + static_cast<int64_t>(cache::Store::kRefreshGraceMs) + 1);
+  // Even with a refresh in flight, not beyond the grace.
+  REQUIRE(c.start_refresh(0, "k", clk.now) != kNoFlight);
+  CHECK(c.get(0, "k", clk.now).kind == LookupKind::kMiss);
+}
