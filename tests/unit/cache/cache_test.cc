@@ -394,7 +394,8 @@ TEST_CASE("cache: a miss joins an early refresh already in flight") {
   Join a = c.join(0, "k", 0, clk.now);
   c.land(a.id, value("v"), clk.now);
   FlightId r = c.start_refresh(0, "k", clk.now);
-  clk.advance_ms(10000);  // expired before the refresh landed
+  // Expired, and past the grace an entry being refreshed gets, before the refresh landed.
+  clk.advance_ms(10000 + static_cast<int64_t>(cache::Store::kRefreshGraceMs));
   REQUIRE(c.get(0, "k", clk.now).kind == LookupKind::kMiss);
   Join j = c.join(0, "k", 5, clk.now);
   CHECK_FALSE(j.started);
