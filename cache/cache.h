@@ -166,10 +166,10 @@ class Cache {
   // returns; use get_with().
   Lookup get(uint32_t db, std::string_view key, Micros now) {
     uint64_t h = hash(key);
-    if (solo_) return solo_->store.get(db, key, h, now, refreshing(*solo_, db, key));  // a tail call: no lock, no shard pick
+    if (solo_) return solo_->store.get(db, key, h, now, &Cache::refreshing_ctx, solo_);  // a tail call: no lock, no shard pick
     Shard& s = shard(h);
     std::lock_guard<std::mutex> g(s.mu);
-    return s.store.get(db, key, h, now, refreshing(s, db, key));
+    return s.store.get(db, key, h, now, &Cache::refreshing_ctx, &s);
   }
 
   // Looks (db, key) up like get() and, on a hit or a negative entry, calls f(const Lookup&)
@@ -183,12 +183,12 @@ class Cache {
     uint64_t h = hash(key);
     Lookup r;
     if (solo_) {
-      r = solo_->store.get(db, key, h, now, refreshing(*solo_, db, key));
+      r = solo_->store.get(db, key, h, now, &Cache::refreshing_ctx, solo_);
       if (r.kind != LookupKind::kMiss) f(std::as_const(r));
     } else {
       Shard& s = shard(h);
       std::lock_guard<std::mutex> g(s.mu);
-      r = s.store.get(db, key, h, now, refreshing(s, db, key));
+      r = s.store.get(db, key, h, now, &Cache::refreshing_ctx, &s);
       if (r.kind != LookupKind::kMiss) f(std::as_const(r));
     }
     r.value = {};

@@ -73,11 +73,13 @@ size_t Store::find_entry(const Entry* e) const {
   return i;
 }
 
-Lookup Store::get(uint32_t db, std::string_view key, uint64_t h, Micros now, bool refreshing) {
+Lookup Store::get(uint32_t db, std::string_view key, uint64_t h, Micros now,
+                  RefreshingFn refreshing, void* ctx) {
   size_t i = find(db, key, h);
   if (i != kNpos) {
     Entry* e = entry_at(slots_[i]);
-    if (!expired(*e, now) || (refreshing && in_refresh_grace(*e, now))) {
+    if (!expired(*e, now) ||
+        (refreshing && in_refresh_grace(*e, now) && refreshing(ctx, db, key))) {
       policy_->on_hit(*e, h, now);
       stats_.cache_hits++;
       Lookup r;

@@ -69,11 +69,14 @@ class Store final : private EntrySampler {
 
   // The live entry for (db, key), `h` being hash(key). A hit refreshes the entry for the policy;
   // an expired entry is removed (cache_expired) and reported as a miss. Never allocates.
-  // `refreshing`: a fetch of this key is in flight. An entry past its expiry is then still
+  // `refreshing(ctx, db, key)`: a fetch of this key is in flight. An entry past its expiry is then still
   // served for up to kRefreshGraceMs, unless its expiry is the upstream key's own TTL: XFetch's
   // promise that readers keep the current value until the refresh lands (coherence comes from
   // invalidation, not from the TTL, so this only stretches respite's own freshness bound).
-  Lookup get(uint32_t db, std::string_view key, uint64_t h, Micros now, bool refreshing = false);
+  // Asked only for an expired entry, so the hit path pays nothing for it.
+  using RefreshingFn = bool (*)(void* ctx, uint32_t db, std::string_view key);
+  Lookup get(uint32_t db, std::string_view key, uint64_t h, Micros now,
+             RefreshingFn refreshing = nullptr, void* ctx = nullptr);
   static constexpr uint64_t kRefreshGraceMs = 2000;
   static constexpr double kMinRefreshDeltaUs = 5000;
   // Whether (db, key) has a live entry, without counting or touching it (tests, diagnostics).
@@ -96,7 +99,6 @@ class Store final : private EntrySampler {
   // removes expired entries. Returns how many it removed.
   // `refreshing(ctx, db, key)`, when given, tells whether a fetch of the key is in flight: such
   // an entry within its refresh grace is kept (get() serves it until the refresh lands).
-  using RefreshingFn = bool (*)(void* ctx, uint32_t db, std::string_view key);
   size_t expire_step(Micros now, size_t max_slots, RefreshingFn refreshing = nullptr,
                      void* ctx = nullptr);
 
