@@ -58,6 +58,7 @@ class FetchBatch final : public ReplySink {
   void on_reply(std::string_view reply, bool failed) override {
     size_t i = got_ / 2;
     if (failed) {
+      if (!failed_) why_.assign(reply);
       failed_ = true;
     } else if (got_ % 2 == 0) {
       gets_[i].assign(reply);
@@ -67,7 +68,7 @@ class FetchBatch final : public ReplySink {
         pttls_[i] = v.integer;
     }
     if (++got_ == replies()) {
-      srv_->fetch_landed(this, gets_, pttls_, failed_);
+      srv_->fetch_landed(this, gets_, pttls_, failed_, why_);
       delete this;
     }
   }
@@ -79,6 +80,7 @@ class FetchBatch final : public ReplySink {
   std::vector<int64_t> pttls_;
   size_t got_ = 0;
   bool failed_ = false;
+  std::string why_;
 };
 
 bool Server::cache_usable(const ClientConn* c) const {
@@ -132,7 +134,9 @@ class DirectRead final : public ReplySink {
   explicit DirectRead(ValueReader* r) : r_(r) {}
   void on_reply(std::string_view reply, bool failed) override {
     resp::Value v;
-    if (failed || resp::decode(reply, v).status != resp::ScanResult::Status::Ok)
+    if (failed)
+      r_->on_value(false, {}, fmt::format("-ERR upstream unavailable ({})\r\n", reply));
+    else if (resp::decode(reply, v).status != resp::ScanResult::Status::Ok)
       r_->on_value(false, {}, kFetchFailed);
     else if (v.is_error()) r_->on_value(false, {}, reply);
     else r_->on_value(v.is_null(), v.str, {});
@@ -313,15 +317,18 @@ void Server::send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
 }
 
 void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
-                          const std::vector<int64_t>& pttls, bool failed) {
+                          const std::vector<int64_t>& pttls, bool failed, std::string_view why) {
   const auto& ids = b->ids();
   cache::Micros now = micros();
+  std::string failure = failed && !why.empty()
+                            ? fmt::format("-ERR upstream unavailable ({})\r\n", why)
+                            : std::string(kFetchFailed);
   for (size_t i = 0; i < ids.size(); ++i) {
     resp::Value v;
     bool ok = !failed && resp::decode(gets[i], v).status == resp::ScanResult::Status::Ok;
     if (!ok || (!v.is_null() && v.type != '$' && !v.is_error())) {
       cache::Landing<CacheWaiter> l = cache_->abandon(ids[i]);
-      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed, false);
+      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, failure, false);
       continue;
     }
     if (v.is_error()) {

@@ -73,7 +73,24 @@ void ClientConn::run_queued_input() {
 
 void ClientConn::process_input() {
   ref();  // dispatch may close us; stay alive until the loop below is done
+  // Fairness: at most kCommandsPerTurn commands per client per loop turn (about what Redis runs
+  // from one 16 KB read), and no more than kMaxOwedReplies replies owed at once, so one client
+  // flooding pipelined requests cannot starve the others or pile up replies upstream.
+  size_t budget = kCommandsPerTurn;
   while (!closed() && !stalled_ && !close_when_flushed_ && !in_.empty()) {
+    if (budget-- == 0 || slots_.size() >= kMaxOwedReplies) {
+      if (slots_.size() >= kMaxOwedReplies) {
+        // Stop reading too: a client that sends without reading must not grow our input.
+        owed_full_ = true;
+        if (reading_) {
+          uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+          reading_ = false;
+        }
+      } else {
+        server_->defer_input(this);
+      }
+      break;
+    }
     std::string_view buf = in_.readable();
     resp::Result r = parser_.parse(buf, frame_);
     if (r.status == resp::Status::NeedMore) {
@@ -88,6 +105,13 @@ void ClientConn::process_input() {
       immediate_reply() += resp::error_text(r.error, r.bad);
       in_.consume(in_.size());
       close_after_flush();
+      break;
+    }
+    if (r.consumed > server_->config().client_query_buffer_limit) {
+      // As Redis: one request larger than the query buffer limit closes the client.
+      log(LogLevel::Warning, "closing client id={} addr={}: query buffer over {} bytes", id, peer,
+          server_->config().client_query_buffer_limit);
+      close();
       break;
     }
     if (frame_.argc() == 0) {
@@ -107,6 +131,16 @@ void ClientConn::process_input() {
     in_.consume(r.consumed);
   }
   if (in_.empty()) in_.shrink_if_idle();
+  // Input backpressure: with this much unprocessed input, stop reading until it is worked off.
+  if (!closed() && !eof_ && !close_when_flushed_) {
+    if (reading_ && in_.size() > kInputHighWater) {
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+      reading_ = false;
+    } else if (!reading_ && !owed_full_ && in_.size() <= kInputHighWater / 2 &&
+               uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) {
+      reading_ = true;
+    }
+  }
   if (eof_ && !stalled_ && !closed()) {
     // A pinned client's state (a blocking command, a subscription, a transaction) ends with its
     // connection, as in Redis: drop it now rather than wait for a reply that may never come.
@@ -150,7 +184,7 @@ void ClientConn::complete(uint64_t seq, std::string_view reply) {
     if (!slots_.front().drop) out_.append(reply);
     slots_.pop_front();
     ++head_seq_;
-    drain_ready();
+    drain_ready();  // also lets a client held back by kMaxOwedReplies go on
     mark_dirty();
   } else {
     Slot& s = slots_[idx];
@@ -164,6 +198,13 @@ void ClientConn::drain_ready() {
     if (!slots_.front().drop) out_.append(slots_.front().data);
     slots_.pop_front();
     ++head_seq_;
+  }
+  if (owed_full_ && slots_.size() < kMaxOwedReplies / 2 && !closed()) {
+    owed_full_ = false;
+    if (!reading_ && !eof_ && !close_when_flushed_ &&
+        uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0)
+      reading_ = true;
+    server_->defer_input(this);
   }
 }
 

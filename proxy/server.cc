@@ -87,6 +87,8 @@ int Server::run() {
     return 1;
   }
 
+  uv_idle_init(&loop_, &idle_);
+  idle_.data = this;
   uv_check_init(&loop_, &cork_);
   cork_.data = this;
   uv_check_start(&cork_, on_check);
@@ -129,7 +131,8 @@ int Server::run() {
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&cork_), reinterpret_cast<uv_handle_t*>(&timer_),
                          reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&sigint_),
-                         reinterpret_cast<uv_handle_t*>(&async_)})
+                         reinterpret_cast<uv_handle_t*>(&async_),
+                         reinterpret_cast<uv_handle_t*>(&idle_)})
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
@@ -224,8 +227,23 @@ void Server::client_closed(ClientConn* c) {
 
 // The cork: runs once per loop turn after I/O. Clients held back by a barrier go first (they may
 // queue upstream requests), then every upstream connection and every client is written once.
+void Server::defer_input(ClientConn* c) {
+  if (c->input_queued_) return;
+  c->input_queued_ = true;
+  c->ref();
+  deferred_input_.push_back(c);
+  uv_idle_start(&idle_, on_idle);
+}
+
 void Server::on_check(uv_check_t* h) {
   auto* srv = static_cast<Server*>(h->data);
+  // Input deferred in the previous turn goes first, after this turn's reads were queued.
+  if (!srv->deferred_input_.empty()) {
+    srv->input_clients_.insert(srv->input_clients_.end(), srv->deferred_input_.begin(),
+                               srv->deferred_input_.end());
+    srv->deferred_input_.clear();
+    uv_idle_stop(&srv->idle_);
+  }
   // The work lists are swapped with spares that keep their capacity: no allocation per turn.
   for (int round = 0; round < 64; ++round) {
     if (srv->input_clients_.empty() && srv->resume_clients_.empty() &&

@@ -48,8 +48,8 @@ constexpr uint64_t kStreamSeq = UINT64_MAX;
 class ReplySink {
  public:
   virtual ~ReplySink() = default;
-  // `reply` is one complete RESP reply; empty with `failed` set when the connection failed or
-  // timed out before it arrived.
+  // `reply` is one complete RESP reply; with `failed` set (the connection failed or timed out
+  // before it arrived) it is the reason instead, e.g. "timeout: no reply within 2000 ms".
   virtual void on_reply(std::string_view reply, bool failed) = 0;
 };
 
@@ -140,6 +140,10 @@ class ClientConn {
   bool dirty_ = false;
   bool stalled_ = false;  // input held back until in-flight requests on another conn finish
   bool input_queued_ = false;  // read this turn, to be processed in the check phase
+  bool owed_full_ = false;     // held back: kMaxOwedReplies replies owed
+  static constexpr size_t kCommandsPerTurn = 256;
+  static constexpr size_t kMaxOwedReplies = 4096;
+  static constexpr size_t kInputHighWater = 1 << 20;
   bool eof_ = false;           // the client half-closed: close once answered
   void run_queued_input();
 
@@ -239,6 +243,8 @@ class UpstreamConn {
   uv_write_t write_req_;
   bool handle_open_ = false;
   bool retiring_ = false;
+  bool close_started_ = false;
+  bool closing_on_purpose_ = false;
   bool writing_active_ = false;
   bool dirty_ = false;
   std::string out_;
@@ -402,7 +408,7 @@ class Server {
   void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at);
   void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
   void fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
-                    const std::vector<int64_t>& pttls, bool failed);
+                    const std::vector<int64_t>& pttls, bool failed, std::string_view why);
   cache::Micros micros() const { return static_cast<cache::Micros>(uv_hrtime() / 1000); }
   bool tracking_up() const { return tracking_up_; }
 
@@ -411,6 +417,8 @@ class Server {
   void add_dirty(UpstreamConn* u) { dirty_upstreams_.push_back(u); }
   void add_resume(ClientConn* c) { resume_clients_.push_back(c); }
   void add_input(ClientConn* c) { input_clients_.push_back(c); }
+  // Input left for the next loop turn (the per-turn command budget ran out).
+  void defer_input(ClientConn* c);
   // A relayed reply arrived `us` microseconds after its request was queued.
   void record_round_trip(uint64_t us, const ClientConn* c, std::string_view name,
                          std::string_view arg);
@@ -460,7 +468,9 @@ class Server {
   std::vector<ClientConn*> clients_;
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> resume_clients_;
-  std::vector<ClientConn*> input_clients_, input_spare_;
+  std::vector<ClientConn*> input_clients_, input_spare_, deferred_input_;
+  uv_idle_t idle_;  // active while input is deferred: the next poll must not block
+  static void on_idle(uv_idle_t*) {}
   std::vector<UpstreamConn*> dirty_upstreams_;
   std::vector<ClientConn*> resume_spare_, client_spare_;
   std::vector<UpstreamConn*> upstream_spare_;

@@ -290,9 +290,11 @@ void UpstreamConn::fail(std::string_view why) {
   if (state_ == State::Closed) return;
   bool was_ready = state_ == State::Ready;
   state_ = State::Closed;
-  server_->stats().upstream_errors++;
-  log(was_ready ? LogLevel::Warning : LogLevel::Verbose, "upstream connection {}: {}",
-      owner_ ? "(pinned)" : "(shared)", why);
+  if (!closing_on_purpose_) {
+    server_->stats().upstream_errors++;
+    log(was_ready ? LogLevel::Warning : LogLevel::Verbose, "upstream connection {}: {}",
+        owner_ ? "(pinned)" : "(shared)", why);
+  }
   std::string err = fmt::format("-ERR upstream unavailable ({})\r\n", why);
   std::deque<Pending> pending;
   pending.swap(pending_);
@@ -307,7 +309,7 @@ void UpstreamConn::fail(std::string_view why) {
         p.client->unref();
         break;
       case Pending::Kind::Sink:
-        p.sink->on_reply({}, true);
+        p.sink->on_reply(why, true);
         break;
       default:
         break;
@@ -317,14 +319,17 @@ void UpstreamConn::fail(std::string_view why) {
 }
 
 void UpstreamConn::close() {
-  if (state_ != State::Closed) {
-    // A deliberate close (pin released): nothing is owed, but be safe.
-    if (!pending_.empty()) {
-      fail("closed");
-      return;
-    }
-    state_ = State::Closed;
+  if (state_ != State::Closed && !pending_.empty()) {
+    // Closed on purpose (its client left) with replies still owed: those clients get errors.
+    closing_on_purpose_ = true;
+    fail("closed");
+    return;
   }
+  // close() can re-enter itself (failing the pending requests may release the pin, which
+  // closes this connection): the first call does the work, exactly once.
+  if (close_started_) return;
+  close_started_ = true;
+  state_ = State::Closed;
   if (owner_) {
     ClientConn* c = owner_;
     owner_ = nullptr;
