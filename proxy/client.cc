@@ -77,6 +77,7 @@ void ClientConn::process_input() {
   // from one 16 KB read), and no more than kMaxOwedReplies replies owed at once, so one client
   // flooding pipelined requests cannot starve the others or pile up replies upstream.
   size_t budget = kCommandsPerTurn;
+  bool need_more = false;  // the buffer ends in an incomplete request: keep reading
   while (!closed() && !stalled_ && !close_when_flushed_ && !in_.empty()) {
     if (budget-- == 0 || slots_.size() >= kMaxOwedReplies) {
       if (slots_.size() >= kMaxOwedReplies) {
@@ -94,6 +95,7 @@ void ClientConn::process_input() {
     std::string_view buf = in_.readable();
     resp::Result r = parser_.parse(buf, frame_);
     if (r.status == resp::Status::NeedMore) {
+      need_more = true;
       if (in_.size() > server_->config().client_query_buffer_limit) {
         log(LogLevel::Warning, "closing client id={}: query buffer over {} bytes", id,
             server_->config().client_query_buffer_limit);
@@ -133,7 +135,7 @@ void ClientConn::process_input() {
   if (in_.empty()) in_.shrink_if_idle();
   // Input backpressure: with this much unprocessed input, stop reading until it is worked off.
   if (!closed() && !eof_ && !close_when_flushed_) {
-    if (reading_ && in_.size() > kInputHighWater) {
+    if (reading_ && !need_more && in_.size() > kInputHighWater) {
       uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
       reading_ = false;
     } else if (!reading_ && !owed_full_ && in_.size() <= kInputHighWater / 2 &&
