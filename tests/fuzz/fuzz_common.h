@@ -3,7 +3,23 @@
 // sanitizer allocator's malloc hook, so it works under ASan, which owns operator new).
 #pragma once
 
+// The fuzz build (clang, ASan) has the sanitizer allocator's hooks; the plain replay build of
+// the same targets (fuzz_replay.cc, in the default unit run) counts through a replaced
+// operator new instead.
+#if defined(__SANITIZE_ADDRESS__)
+#define FUZZ_SANITIZER_HOOKS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FUZZ_SANITIZER_HOOKS 1
+#endif
+#endif
+#ifndef FUZZ_SANITIZER_HOOKS
+#define FUZZ_SANITIZER_HOOKS 0
+#endif
+
+#if FUZZ_SANITIZER_HOOKS
 #include <sanitizer/allocator_interface.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
@@ -43,7 +59,11 @@ inline void on_malloc(const volatile void*, size_t n) {
   if (armed && n > largest) largest = n;
 }
 inline void on_free(const volatile void*) {}
-inline void install() { __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free); }
+inline void install() {
+#if FUZZ_SANITIZER_HOOKS
+  __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+#endif
+}
 struct Scope {  // arms the probe for the lifetime of the scope
   Scope() {
     largest = 0;
