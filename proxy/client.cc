@@ -66,6 +66,11 @@ void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   }
 }
 
+void ClientConn::consume_input(size_t n) {
+  in_.consume(n);
+  held_bytes_ = held_bytes_ > n ? held_bytes_ - n : 0;
+}
+
 void ClientConn::run_queued_input() {
   input_queued_ = false;
   process_input();
@@ -106,6 +111,7 @@ void ClientConn::process_input() {
     if (r.status == resp::Status::Error) {
       immediate_reply() += resp::error_text(r.error, r.bad);
       in_.consume(in_.size());
+      held_bytes_ = 0;
       close_after_flush();
       break;
     }
@@ -117,7 +123,7 @@ void ClientConn::process_input() {
       break;
     }
     if (frame_.argc() == 0) {
-      in_.consume(r.consumed);
+      consume_input(r.consumed);
       continue;
     }
     last_cmd_ms = server_->now();
@@ -130,7 +136,7 @@ void ClientConn::process_input() {
       break;
     }
     if (stalled_) break;  // the request stays in the buffer and is dispatched again on resume
-    in_.consume(r.consumed);
+    consume_input(r.consumed);
   }
   if (in_.empty()) in_.shrink_if_idle();
   // Input backpressure: with this much unprocessed input, stop reading until it is worked off.
@@ -152,9 +158,19 @@ void ClientConn::process_input() {
   unref();
 }
 
+void ClientConn::stall() {
+  if (!stalled_ && held_bytes_ == 0) held_since_ms_ = server_->now();
+  stalled_ = true;
+}
+
+uint64_t ClientConn::arrived_ms() const {
+  return held_bytes_ ? held_since_ms_ : server_->now();
+}
+
 void ClientConn::resume() {
   if (!stalled_ || closed()) return;
   stalled_ = false;
+  held_bytes_ = in_.size();  // everything read so far waited behind the stall
   process_input();
 }
 

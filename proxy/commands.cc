@@ -588,6 +588,19 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     c->stall();
     return;
   }
+  // The deadline counts from the request's arrival (ClientConn::arrived_ms). One that already
+  // passed while the request was held is answered here: forwarding it would only time out the
+  // shared connection, and every other client's requests on it, a moment later.
+  uint64_t deadline = 0;
+  if (pin != Pin::Blocking && pin != Pin::Stream && !c->streaming) {
+    const auto timeout = static_cast<uint64_t>(cfg_.upstream_timeout_ms);
+    deadline = c->arrived_ms() + timeout;
+    if (deadline <= now()) {
+      stats_.upstream_timeouts++;
+      error(c, fmt::format("ERR upstream unavailable (timeout: no reply within {} ms)", timeout));
+      return;
+    }
+  }
   if (!target && needs_pin) {
     c->pinned = target = open_pinned(c);
   }
@@ -646,12 +659,12 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     raw = encoded;
   }
   if (c->streaming) {
-    target->forward(c, kStreamSeq, raw, c->db, false);
+    target->forward(c, kStreamSeq, raw, c->db, 0);
     attach(target);
     return;
   }
   uint64_t seq = c->reserve_slot();
-  target->forward(c, seq, raw, c->db, pin != Pin::Blocking, &f);
+  target->forward(c, seq, raw, c->db, deadline, &f);
   attach(target);
   c->last_conn = target;
   c->inflight++;

@@ -82,8 +82,14 @@ class ClientConn {
   void resume();                // called from the cork: process input held back by a barrier
   // Holds the current request (and what follows) until this client's requests in flight on
   // another upstream connection are answered, so its commands run upstream in the order sent.
-  void stall() { stalled_ = true; }
+  void stall();
   bool stalled() const { return stalled_; }
+  // When the request being dispatched arrived, as its upstream deadline's start: input held
+  // back by a stall counts from the stall's start (for bytes read during the stall that is
+  // earlier than their own arrival: stricter, never later), anything else from now. So a
+  // request pipelined behind a slow cache miss is answered within --upstream-timeout-ms of
+  // being sent, not one timeout for the miss plus one of its own.
+  uint64_t arrived_ms() const;
 
   // Client state visible to dispatch.
   uint64_t id;
@@ -139,6 +145,8 @@ class ClientConn {
   bool writing_active_ = false;
   bool dirty_ = false;
   bool stalled_ = false;  // input held back until in-flight requests on another conn finish
+  uint64_t held_since_ms_ = 0;  // when the first stall of the held input began
+  size_t held_bytes_ = 0;       // bytes of in_ that were held by a stall and are not consumed
   bool input_queued_ = false;  // read this turn, to be processed in the check phase
   bool owed_full_ = false;     // held back: kMaxOwedReplies replies owed
   static constexpr size_t kCommandsPerTurn = 256;
@@ -146,6 +154,7 @@ class ClientConn {
   static constexpr size_t kInputHighWater = 1 << 20;
   bool eof_ = false;           // the client half-closed: close once answered
   void run_queued_input();
+  void consume_input(size_t n);
 
   Buffer in_;
   resp::RequestParser parser_;
@@ -180,7 +189,8 @@ class UpstreamConn {
 
   // Sends a client's request and relays the reply to the client's slot `seq` (`seq` = -1: stream
   // the reply, the client is in a streaming state). `raw` must be a complete RESP request.
-  void forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed = true,
+  // `deadline` (loop ms, 0: none) is when the client gets a timeout error instead of a reply.
+  void forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, uint64_t deadline,
                const resp::Frame* f = nullptr);
   // Sends a command (or `nreplies` pipelined ones) respite itself needs; `sink` gets each reply.
   void request(ReplySink* sink, std::string_view raw, int db, size_t nreplies = 1);

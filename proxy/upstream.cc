@@ -69,14 +69,12 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
   u->mark_dirty();
 }
 
-void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, bool timed,
-                           const resp::Frame* f) {
+void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, int db,
+                           uint64_t deadline, const resp::Frame* f) {
   if (!owner_ && db != db_) select_db(db);
   out_.append(raw);
   if (seq != kStreamSeq) {
     c->ref();
-    uint64_t deadline =
-        timed ? server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms) : 0;
     Pending& p = pending_.emplace_back();
     p.kind = Pending::Kind::Relay;
     p.client = c;
