@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
+#include <new>
 #include <vector>
 
 namespace cache {
@@ -181,17 +183,36 @@ class SampledPolicy final : public ListPolicy {
 
 // Count-min sketch of 4-bit counters for W-TinyLFU: four counters per key, all in one 64-byte
 // block (one cache line per access); conservative update; every counter halves after
-// 10 x (expected entries) additions so old popularity fades.
+// 40 x words (5 to 10 x entries) additions so old popularity fades.
 class FrequencySketch {
  public:
   // `words` is a power of two, at least 8 (one block), or 0 for no sketch (all estimates 0).
-  // 16 counters a word, about 4 per expected entry.
+  // 16 counters a word, 2 to 4 per entry (TinyLfuPolicy::sketch_words_for).
   void resize(uint64_t words) {
     std::vector<uint64_t>(words).swap(table_);
     block_mask_ = words ? words / 8 - 1 : 0;
     additions_ = 0;
     period_ = words * 4 * 10;
   }
+  // Doubles the table keeping every estimate: a key's block index gains one high bit, so
+  // block b moves to b or b + old block count, and both start as copies of b. False (and
+  // unchanged) if the memory is not there.
+  bool grow() {
+    const size_t n = table_.size();
+    if (n == 0) return false;
+    try {
+      std::vector<uint64_t> t(2 * n);
+      std::copy(table_.begin(), table_.end(), t.begin());
+      std::copy(table_.begin(), table_.end(), t.begin() + static_cast<std::ptrdiff_t>(n));
+      table_.swap(t);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    block_mask_ = table_.size() / 8 - 1;
+    period_ = table_.size() * 4 * 10;
+    return true;
+  }
+  uint64_t words() const { return table_.size(); }
   uint64_t memory() const { return table_.capacity() * sizeof(uint64_t); }
   void clear() {
     std::fill(table_.begin(), table_.end(), 0);
@@ -253,19 +274,28 @@ class TinyLfuPolicy final : public Policy {
   void set_capacity(uint64_t bytes) override {
     window_target_ = bytes / 100;
     protected_target_ = (bytes - window_target_) / 10 * 8;
-    // About two bytes of sketch per entry the budget can hold at ~128 bytes an entry, so at
-    // most 1/64 of the budget (32 MB at most); none at all below 4 KB.
-    uint64_t words = 0;
+    // The sketch starts at one block and doubles as entries arrive (reserve), keeping 2 to 4
+    // counters an entry (1 to 2 bytes); never past 1/64 of the budget nor 32 MB; no sketch at
+    // all below 4 KB.
+    max_words_ = 0;
     if (bytes / 512 >= 8) {
-      words = 8;
-      while (words * 2 <= bytes / 512 && words < (uint64_t{1} << 22)) words *= 2;
+      max_words_ = 8;
+      while (max_words_ * 2 <= bytes / 512 && max_words_ < (uint64_t{1} << 22)) max_words_ *= 2;
     }
-    if (words != sketch_words_) {
-      sketch_words_ = words;
-      sketch_.resize(words);
-    }
+    const uint64_t start = max_words_ ? 8 : 0;
+    if (sketch_.words() == 0 ? start != 0 : (start == 0 || sketch_.words() > max_words_))
+      sketch_.resize(start);
   }
   uint64_t memory() const override { return sketch_.memory(); }
+  uint64_t memory_for(size_t entries) const override {
+    const uint64_t w = sketch_words_for(entries);
+    return w > sketch_.words() ? w * sizeof(uint64_t) : memory();
+  }
+  void reserve(size_t entries) override {
+    const uint64_t w = sketch_words_for(entries);
+    while (sketch_.words() < w && sketch_.grow()) {
+    }
+  }
 
   void on_insert(Entry& e, uint64_t, Micros) override {
     e.meta8b = kWindow;
@@ -346,6 +376,13 @@ class TinyLfuPolicy final : public Policy {
  private:
   static uint64_t charge(const Entry& e) { return entry_charge(e.key_len, e.value_len); }
   unsigned frequency(const Entry& e) const { return sketch_.estimate(hash_bytes(e.key(), seed_)); }
+  // A power of two within [current, max_words_] with at most eight entries a word: 2 to 4
+  // counters an entry, so the sketch costs 1 to 2 bytes an entry.
+  uint64_t sketch_words_for(size_t entries) const {
+    uint64_t w = sketch_.words();
+    while (w != 0 && w < max_words_ && w * 8 < entries) w *= 2;
+    return w;
+  }
 
   uint64_t seed_;
   List window_, staged_, probation_, protected_;
@@ -353,7 +390,7 @@ class TinyLfuPolicy final : public Policy {
   uint64_t protected_bytes_ = 0;
   uint64_t window_target_ = 0;
   uint64_t protected_target_ = 0;
-  uint64_t sketch_words_ = 0;
+  uint64_t max_words_ = 0;
   FrequencySketch sketch_;
 };
 

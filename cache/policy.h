@@ -70,6 +70,13 @@ class Policy {
   virtual void clear() = 0;
   // Bytes of policy-owned structures beyond the entries (the TinyLFU sketch).
   virtual uint64_t memory() const { return 0; }
+  // Structures sized by the number of entries (the sketch) grow as the store fills, so their
+  // bytes are a per-entry cost, not a share of the budget charged up front. memory_for(n) is
+  // what memory() will be once reserve(n) has run with n entries stored; the store makes room
+  // for the difference, then calls reserve(n) before inserting the n-th entry. reserve() may
+  // allocate (fill path only); if that fails it keeps the current size.
+  virtual uint64_t memory_for(size_t entries) const { (void)entries; return memory(); }
+  virtual void reserve(size_t entries) { (void)entries; }
 };
 
 // `sampler` and `rng` must outlive the policy; `hash_seed` is the store's, for re-hashing keys.

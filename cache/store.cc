@@ -141,7 +141,10 @@ bool Store::put(const Fill& f, uint64_t h, Micros now) {
   // Make room before inserting, so bytes() never exceeds the budget, not even for a moment.
   for (;;) {
     const bool keys_ok = config_.max_keys == 0 || count_ < config_.max_keys;
-    if (keys_ok && bytes() + charge + growth_bytes(count_ + 1) <= config_.max_memory) break;
+    const uint64_t policy_growth = policy_->memory_for(count_ + 1) - policy_bytes_;
+    if (keys_ok && bytes() + charge + growth_bytes(count_ + 1) + policy_growth <=
+                       config_.max_memory)
+      break;
     // After many evictions the table may be mostly empty: give that back before evicting more.
     if (keys_ok && maybe_shrink()) continue;
     Entry* v = policy_->victim(now, false);
@@ -160,6 +163,8 @@ bool Store::put(const Fill& f, uint64_t h, Micros now) {
     return false;
   }
   assert((reinterpret_cast<uintptr_t>(mem) & 15) == 0);
+  policy_->reserve(count_ + 1);
+  policy_bytes_ = policy_->memory();
 
   Entry* e = new (mem) Entry();
   e->expiry_ms = f.expiry_ms > kNoExpiry ? kNoExpiry : f.expiry_ms;
@@ -312,6 +317,7 @@ void Store::configure(const StoreConfig& config, Micros now) {
   } else {
     policy_->set_capacity(config_.max_memory);
   }
+  policy_->reserve(count_);
   policy_bytes_ = policy_->memory();
   shrink_to_bounds(now);
 }
