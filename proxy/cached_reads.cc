@@ -150,7 +150,7 @@ class DirectRead final : public ReplySink {
 
 void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
   if (cache_ && tracking_up_ && cache_->enabled()) {
-    cache::Micros now = micros();
+    cache::Micros now = tick_micros();  // HTTP lookups run outside the check phase
     std::string& value = mget_value_scratch_;
     value.clear();
     cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {

@@ -237,6 +237,7 @@ void Server::defer_input(ClientConn* c) {
 
 void Server::on_check(uv_check_t* h) {
   auto* srv = static_cast<Server*>(h->data);
+  srv->tick_micros();
   // Input deferred in the previous turn goes first, after this turn's reads were queued.
   if (!srv->deferred_input_.empty()) {
     srv->input_clients_.insert(srv->input_clients_.end(), srv->deferred_input_.begin(),
@@ -299,7 +300,7 @@ void Server::on_timer(uv_timer_t* h) {
   }
   if (!srv->shutting_down_ && srv->cache_->enabled()) {
     if (!srv->link_ && now >= srv->next_link_attempt_ && srv->upstream_connected()) srv->start_link();
-    srv->cache_->expire_step(srv->micros(), 64);
+    srv->cache_->expire_step(srv->tick_micros(), 64);
   }
   if (srv->cfg_.timeout > 0 && now >= srv->next_idle_check_ms_) {
     // Redis's `timeout`: idle clients go, but not subscribers or clients blocked upstream.

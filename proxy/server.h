@@ -419,7 +419,12 @@ class Server {
   void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
   void fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
                     const std::vector<int64_t>& pttls, bool failed, std::string_view why);
-  cache::Micros micros() const { return static_cast<cache::Micros>(uv_hrtime() / 1000); }
+  // The clock in microseconds, read once per batch of request work (each check phase, each
+  // upstream read, each timer tick, each HTTP lookup) rather than once per request: reading it
+  // per request was 5-8% of a pipelined GET or SET profile. Entries expire and round trips are
+  // timed with the precision of one such batch, as Redis uses one time snapshot per command.
+  cache::Micros micros() const { return clock_us_; }
+  cache::Micros tick_micros() { return clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000); }
   bool tracking_up() const { return tracking_up_; }
 
   void client_closed(ClientConn* c);
@@ -517,6 +522,7 @@ class Server {
                                 std::string& out, int proto, size_t* payload, bool* refresh);
   uint64_t backoff_ms_ = 0;
   uint64_t next_idle_check_ms_ = 0;
+  cache::Micros clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000);  // see micros()
   sockaddr_storage upstream_addr_{};
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)
 };

@@ -81,7 +81,7 @@ void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, in
     p.seq = seq;
     p.sink = nullptr;
     p.deadline = deadline;
-    p.start_us = uv_hrtime() / 1000;
+    p.start_us = static_cast<uint64_t>(server_->micros());
     if (f && f->argc() > 0) {
       std::string_view n = f->arg(0).substr(0, sizeof p.name);
       std::memcpy(p.name, n.data(), n.size());
@@ -218,6 +218,7 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     return;
   }
   if (nread == 0) return;
+  u->server_->tick_micros();  // replies below land fills and time round trips with it
   u->in_.commit(static_cast<size_t>(nread));
   while (u->state_ != State::Closed && !u->in_.empty()) {
     std::string_view buf = u->in_.readable();
@@ -254,7 +255,7 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   switch (p.kind) {
     case Pending::Kind::Relay:
       reply_invalidation(p);
-      server_->record_round_trip(uv_hrtime() / 1000 - p.start_us, p.client, {p.name, p.name_len},
+      server_->record_round_trip(static_cast<uint64_t>(server_->micros()) - p.start_us, p.client, {p.name, p.name_len},
                                  {p.arg, p.arg_len});
       p.client->complete(p.seq, reply);
       p.client->on_forwarded_done(this);

@@ -41,6 +41,10 @@ TARGET_LABEL = {
     "respite": "respite (cache)",
     "respite-nocache": "respite (cache off)",
 }
+# --ab-threads N adds this target: respite with its cache and --threads N, interleaved with the
+# others in the same rounds, so the thread default is chosen from one run's medians.
+AB_THREADS = "respite-threads"
+CACHED = ("respite", AB_THREADS)
 TESTS = ["get", "set", "mget"]
 TEST_LABEL = {"get": "GET", "set": "SET", "mget": "MGET10"}
 
@@ -300,13 +304,14 @@ def start_twemproxy(procs, port, stats_port, upstream_port):
                               "-v", "4"], port=port)
 
 
-def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms):
+def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms, threads=None):
     argv = [args.respite, "--port", str(port), "--bind", "127.0.0.1",
             "--upstream", "127.0.0.1:%d" % upstream_port,
             "--cache-max-memory", cache_max_memory, "--cache-ttl-ms", str(cache_ttl_ms),
             "--log-level", "warning"]
-    if args.threads:
-        argv += ["--threads", str(args.threads)]
+    threads = threads or args.threads
+    if threads:
+        argv += ["--threads", str(threads)]
     if args.upstream_connections:
         argv += ["--upstream-connections", str(args.upstream_connections)]
     for extra in args.respite_arg:
@@ -493,9 +498,9 @@ def write_chart(path_png, stamp, summary, targets, tests, pipelines, tmp):
 def throughput(args, procs, report):
     targets = args.targets
     ports = free_ports(6)
-    up_port, tw_port, tw_stats, rc_port, rn_port = ports[:5]
+    up_port, tw_port, tw_stats, rc_port, rn_port, rt_port = ports[:6]
     target_port = {"redis": up_port, "twemproxy": tw_port, "respite": rc_port,
-                   "respite-nocache": rn_port}
+                   "respite-nocache": rn_port, AB_THREADS: rt_port}
     log("starting: upstream redis :%d" % up_port)
     start_redis(procs, "redis", up_port)
     if "twemproxy" in targets:
@@ -509,26 +514,32 @@ def throughput(args, procs, report):
         argv = respite_argv(args, rn_port, up_port, "0", args.cache_ttl_ms)
         log("starting: respite (cache off) :%d: %s" % (rn_port, " ".join(argv[1:])))
         procs.start("respite-nocache", argv, port=rn_port)
+    if AB_THREADS in targets:
+        argv = respite_argv(args, rt_port, up_port, args.cache_max_memory, args.cache_ttl_ms,
+                            threads=args.ab_threads)
+        log("starting: %s :%d: %s" % (TARGET_LABEL[AB_THREADS], rt_port, " ".join(argv[1:])))
+        procs.start(AB_THREADS, argv, port=rt_port)
 
     n = fill_keys(up_port, args.keys)
     log("filled %d keys (%s .. %s, %d-byte values); upstream DBSIZE %s"
         % (args.keys, KEY_FMT % 0, KEY_FMT % (args.keys - 1), VALUE_SIZE, n))
 
     warm_notes = []
-    if "respite" in targets:
+    for tg in [t for t in CACHED if t in targets]:
+        wport = target_port[tg]
         time.sleep(0.3)  # let respite's invalidation link come up before filling its cache
-        bad = warm_cache(rc_port, args.keys, with_mget=True)
-        before = proxy_info(rc_port)
-        bad += warm_cache(rc_port, args.keys)
-        after = proxy_info(rc_port)
+        bad = warm_cache(wport, args.keys, with_mget=True)
+        before = proxy_info(wport)
+        bad += warm_cache(wport, args.keys)
+        after = proxy_info(wport)
         hits = (info_int(after, "cache_hits") or 0) - (info_int(before, "cache_hits") or 0)
         misses = (info_int(after, "cache_misses") or 0) - (info_int(before, "cache_misses") or 0)
         keys = info_int(after, "cache_keys")
         ok = bad == 0 and keys is not None and keys >= args.keys and misses == 0
-        line = ("warm check: %s: cache_keys=%s cache_bytes=%s; a second pass of %d GETs: "
+        line = ("warm check (%s): %s: cache_keys=%s cache_bytes=%s; a second pass of %d GETs: "
                 "%d hits, %d misses; %d bad replies"
-                % ("PASS" if ok else "FAIL", keys, after.get("cache_bytes"), args.keys, hits,
-                   misses, bad))
+                % (TARGET_LABEL[tg], "PASS" if ok else "FAIL", keys, after.get("cache_bytes"),
+                   args.keys, hits, misses, bad))
         log(line)
         warm_notes.append(line)
 
@@ -556,11 +567,11 @@ def throughput(args, procs, report):
                                      "note": "target not running", "misses": None})
                         continue
                     misses = None
-                    if tg == "respite" and test in ("get", "mget"):
+                    if tg in CACHED and test in ("get", "mget"):
                         warm_cache(port, args.keys)  # SET runs invalidated the keys
                         before = proxy_info(port)
                     res = run_benchmark(args, port, test, p, nreq)
-                    if tg == "respite" and test in ("get", "mget") and procs.alive(tg):
+                    if tg in CACHED and test in ("get", "mget") and procs.alive(tg):
                         after = proxy_info(port)
                         misses = ((info_int(after, "cache_misses") or 0)
                                   - (info_int(before, "cache_misses") or 0))
@@ -575,7 +586,7 @@ def throughput(args, procs, report):
                            "  cache misses %d" % misses if misses else "",
                            "  (%s)" % res["note"] if res["note"] else ""))
     log("throughput runs took %.0f s" % (time.monotonic() - t0))
-    for name in ["respite", "respite-nocache", "twemproxy"]:
+    for name in ["respite", "respite-nocache", AB_THREADS, "twemproxy"]:
         if name in procs.running and not procs.alive(name):
             warn("%s died during the bench\n%s" % (name, procs.log_tail(name)))
     procs.stop_all()
@@ -782,6 +793,9 @@ def main():
                          "expire mid-run; the cache is re-warmed before every cached read run)")
     ap.add_argument("--threads", type=int, default=None, help="respite --threads (default: "
                     "respite's own default)")
+    ap.add_argument("--ab-threads", type=int, default=None, metavar="N",
+                    help="also run respite (cache) with --threads N as one more target in the "
+                         "same interleaved rounds (an A/B of the thread count)")
     ap.add_argument("--upstream-connections", type=int, default=None,
                     help="respite --upstream-connections (default: respite's own default)")
     ap.add_argument("--respite-arg", action="append", default=[],
@@ -814,6 +828,9 @@ def main():
     for t in args.targets:
         if t not in TARGETS:
             ap.error("unknown target %r" % t)
+    if args.ab_threads:
+        args.targets.append(AB_THREADS)
+        TARGET_LABEL[AB_THREADS] = "respite (cache, %d thr)" % args.ab_threads
     for t in args.tests:
         if t not in TESTS:
             ap.error("unknown test %r" % t)
