@@ -7,6 +7,7 @@
 #include "proxy/command_table.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "resp/reply_view.h"
 #include "resp/reply_writer.h"
 #include "resp/value.h"
 
@@ -63,9 +64,8 @@ class FetchBatch final : public ReplySink {
     } else if (got_ % 2 == 0) {
       gets_[i].assign(reply);
     } else {
-      resp::Value v;
-      if (resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
-        pttls_[i] = v.integer;
+      resp::ReplyItem v;
+      if (resp::ReplyView(reply).next(v) && v.type == ':') pttls_[i] = v.n;
     }
     if (++got_ == replies()) {
       srv_->fetch_landed(this, gets_, pttls_, failed_, why_);
@@ -324,9 +324,9 @@ void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
                             ? fmt::format("-ERR upstream unavailable ({})\r\n", why)
                             : std::string(kFetchFailed);
   for (size_t i = 0; i < ids.size(); ++i) {
-    resp::Value v;
-    bool ok = !failed && resp::decode(gets[i], v).status == resp::ScanResult::Status::Ok;
-    if (!ok || (!v.is_null() && v.type != '$' && !v.is_error())) {
+    resp::ReplyItem v;  // the GET reply, read in place (a bulk, nil, or an error)
+    bool ok = !failed && resp::ReplyView(gets[i]).next(v) && !v.is_aggregate();
+    if (!ok || (!v.null && v.type != '$' && !v.is_error())) {
       cache::Landing<CacheWaiter> l = cache_->abandon(ids[i]);
       for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, failure, false);
       continue;
@@ -338,7 +338,7 @@ void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
       continue;
     }
     cache::Fetched fx;
-    fx.missing = v.is_null();
+    fx.missing = v.null;
     fx.value = v.str;
     fx.pttl_ms = pttls[i];
     cache::Landing<CacheWaiter> l = cache_->land(ids[i], fx, now);
@@ -472,17 +472,21 @@ void Server::start_link() {
   if (!link_msg_sink_) {
     auto on_message = [this](std::string_view reply, bool failed) {
       if (failed) return;
-      resp::Value v;
-      if (resp::decode(reply, v).status != resp::ScanResult::Status::Ok) return;
-      // ["message", "__redis__:invalidate", [keys...] | nil]
-      if (v.type != '*' || v.elements.size() != 3 || !ieq(v.elements[0].str, "message")) return;
-      const resp::Value& keys = v.elements[2];
-      if (keys.is_null()) {
+      // ["message", "__redis__:invalidate", [keys...] | nil], read in place: one arrives for
+      // every write of a key the cache read, so it must not cost allocations.
+      resp::ReplyView view(reply);
+      resp::ReplyItem it;
+      if (!view.next(it) || it.type != '*' || it.n != 3) return;
+      if (!view.next(it) || !it.is_string() || !ieq(it.str, "message")) return;
+      if (!view.next(it) || !view.next(it)) return;  // the channel, then the keys
+      if (it.null) {
         cache_->flush_all(cache::Source::kTracking);  // FLUSHALL/FLUSHDB upstream
         return;
       }
-      for (const resp::Value& k : keys.elements)
-        cache_->invalidate(cache::kAllDbs, k.str, cache::Source::kTracking);
+      if (!it.is_aggregate()) return;
+      resp::ReplyItem key;
+      for (int64_t i = 0; i < it.n && view.next(key); ++i)
+        if (key.is_string()) cache_->invalidate(cache::kAllDbs, key.str, cache::Source::kTracking);
     };
     link_msg_sink_ = std::make_unique<FnSink<decltype(on_message)>>(on_message);
     auto on_id = [this](std::string_view reply, bool failed) {

@@ -11,10 +11,7 @@
 
 namespace resp {
 
-namespace {
-
-// A decimal integer with an optional leading '-', fitting in int64.
-bool parse_int(std::string_view s, int64_t& out) {
+bool parse_int64(std::string_view s, int64_t& out) {
   if (s.empty()) return false;
   size_t i = 0;
   bool negative = s[0] == '-';
@@ -30,6 +27,19 @@ bool parse_int(std::string_view s, int64_t& out) {
   out = negative ? static_cast<int64_t>(0 - v) : static_cast<int64_t>(v);
   return true;
 }
+
+bool parse_aggregate_count(char type, std::string_view text, int64_t& count) {
+  if (!parse_int64(text, count)) return false;  // also rejects streamed `*?`
+  if (count == -1 && type == '*') return true;   // RESP2 null array
+  if (count < 0) return false;
+  if (type == '%' || type == '|') {
+    if (count > std::numeric_limits<int64_t>::max() / 2) return false;
+    count *= 2;
+  }
+  return true;
+}
+
+namespace {
 
 // `(`: an optional '-' and at least one digit, of any length.
 bool valid_big_number(std::string_view s) {
@@ -130,7 +140,7 @@ ScanResult ReplyScanner::scan(std::string_view buf) {
         break;
       case ':': {
         int64_t v;
-        if (!parse_int(text, v)) return error();
+        if (!parse_int64(text, v)) return error();
         break;
       }
       case '_':
@@ -149,7 +159,7 @@ ScanResult ReplyScanner::scan(std::string_view buf) {
       case '!':
       case '=': {
         int64_t len;
-        if (!parse_int(text, len)) return error();  // also rejects streamed `$?`
+        if (!parse_int64(text, len)) return error();  // also rejects streamed `$?`
         if (len == -1 && type == '$') break;         // RESP2 null bulk
         if (len < 0 || len > max_bulk_) return error();
         const size_t end = next + static_cast<size_t>(len);
@@ -168,13 +178,8 @@ ScanResult ReplyScanner::scan(std::string_view buf) {
       case '%':
       case '|': {
         int64_t count;
-        if (!parse_int(text, count)) return error();  // also rejects streamed `*?`
-        if (count == -1 && type == '*') break;         // RESP2 null array
-        if (count < 0) return error();
-        if (type == '%' || type == '|') {
-          if (count > std::numeric_limits<int64_t>::max() / 2) return error();
-          count *= 2;
-        }
+        if (!parse_aggregate_count(type, text, count)) return error();
+        if (count == -1) break;  // RESP2 null array
         if (count == 0) {
           // An empty aggregate is a whole value; an empty attribute annotates the next one.
           value_ended = type != '|';

@@ -28,6 +28,13 @@ struct ScanResult {
   bool is_error = false;
 };
 
+// A RESP integer line: an optional leading '-' and decimal digits, fitting in int64.
+bool parse_int64(std::string_view s, int64_t& out);
+// The count of an aggregate header (`type` one of * ~ > % |): -1 for the RESP2 null array
+// (`*-1` only), else >= 0, with `%` and `|` counting keys and values (2 per pair). False if
+// `text` is no such count.
+bool parse_aggregate_count(char type, std::string_view text, int64_t& count);
+
 class ReplyScanner {
  public:
   explicit ReplyScanner(size_t max_depth = 128, int64_t max_bulk = 4LL * 1024 * 1024 * 1024)

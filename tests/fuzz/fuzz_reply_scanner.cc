@@ -6,6 +6,7 @@
 //     push/error flags, and the same bytes left over at the end (fresh heap copy per call, as in
 //     fuzz_request_parser);
 //   - decode() on the same bytes agrees with scan(): same status, same consumed;
+//   - resp::ReplyView walks each decoded reply as decode()'s tree in pre-order, to its end;
 //   - writer round trip: each decoded value re-encoded with resp::Writer (RESP3, attributes
 //     written back as `|` headers) scans as exactly one reply of exactly the encoded size, and so
 //     does its RESP2 encoding; decoding the RESP3 encoding and encoding again gives the same
@@ -21,6 +22,7 @@
 #include "resp/reply_writer.h"
 #include "resp/value.h"
 #include "fuzz_common.h"
+#include "reply_view_check.h"
 
 namespace {
 
@@ -214,6 +216,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
                static_cast<size_t>(base[i].status));
     if (d.status != St::Ok) break;
     FUZZ_CHECK(d.consumed == base[i].consumed, d.consumed, base[i].consumed);
+    if (std::string e = reply_view_check::check(data.substr(starts[i], d.consumed), v); !e.empty())
+      fuzz::fail(e.c_str(), starts[i], d.consumed);
 
     const std::string e3 = encoded(v, 3);
     check_one_reply(e3, depth);
