@@ -83,5 +83,6 @@ bool arity_ok(const CommandInfo& cmd, size_t argc);
 
 // Number of entries (for tests).
 size_t command_count();
+const CommandInfo& command_at(size_t i);  // i < command_count(), in name order
 
 }  // namespace respite

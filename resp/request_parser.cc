@@ -41,10 +41,13 @@ bool parse_ll(std::string_view s, int64_t& out) {
   }
   if (s[i] < '1' || s[i] > '9') return false;
   uint64_t v = 0;
+  // Up to 19 digits cannot overflow uint64 (< 10^19 < 2^64): only longer strings need the
+  // per-digit check (with its division); counts and lengths are short.
+  const bool may_overflow = s.size() - i > 19;
   for (; i < s.size(); ++i) {
     if (s[i] < '0' || s[i] > '9') return false;
     unsigned d = static_cast<unsigned>(s[i] - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
+    if (may_overflow && v > (UINT64_MAX - d) / 10) return false;
     v = v * 10 + d;
   }
   if (negative) {

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <cctype>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -352,5 +353,23 @@ TEST_CASE("random argv never yields a position outside argv", "[command_table]")
     Keys w;
     respite::command_keys(*c, r.frame(), w, true);
     REQUIRE(w.size() <= out.size());
+  }
+}
+
+TEST_CASE("command table: every entry is found by its name, in any case, and by its parts") {
+  for (size_t i = 0; i < respite::command_count(); ++i) {
+    const CommandInfo& c = respite::command_at(i);
+    INFO(c.name);
+    const size_t bar = c.name.find('|');
+    if (bar == std::string_view::npos) {
+      CHECK(lookup_command(c.name) == &c);
+      std::string upper(c.name);
+      for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      CHECK(lookup_command(upper) == &c);
+      CHECK(lookup_command(std::string(c.name) + "x") != &c);
+    } else {
+      CHECK(lookup_command(c.name.substr(0, bar), c.name.substr(bar + 1)) == &c);
+      CHECK(lookup_command(c.name) == nullptr);  // "client|kill" is not a command name
+    }
   }
 }
