@@ -23,6 +23,7 @@
 
 #include "cache/stats.h"
 #include "proxy/buffer.h"
+#include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 
@@ -927,36 +928,8 @@ bool HttpServer::start() {
   return true;
 }
 
-// Like the RESP listener: with several loops each opens its own socket on the port with
-// SO_REUSEPORT (libuv 1.44 has no flag for it).
 int HttpServer::open_listener(const std::string& bind, int port) {
-  sockaddr_storage addr{};
-  bool v6 = bind.find(':') != std::string::npos;
-  int rc = v6 ? uv_ip6_addr(bind.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr))
-              : uv_ip4_addr(bind.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) {
-    log(LogLevel::Warning, "bad http-bind address {}: {}", bind, uv_strerror(rc));
-    return rc;
-  }
-  if (server_->config().threads > 1) {
-    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        ::bind(fd, reinterpret_cast<sockaddr*>(&addr),
-               v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in)) != 0) {
-      rc = uv_translate_sys_error(errno);
-      if (fd >= 0) ::close(fd);
-    } else {
-      rc = uv_tcp_open(&listener_, fd);
-    }
-  } else {
-    rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
-  }
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, on_connection);
-  if (rc != 0)
-    log(LogLevel::Warning, "cannot listen for HTTP on {}:{}: {}", bind, port, uv_strerror(rc));
-  return rc;
+  return listen_tcp(&listener_, bind, port, server_->config().threads > 1, on_connection, "HTTP");
 }
 
 void HttpServer::on_connection(uv_stream_t* s, int status) {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/http.h"
+#include "proxy/listener.h"
 #include "proxy/log.h"
 
 namespace respite {
@@ -141,38 +142,8 @@ int Server::run() {
   return 0;
 }
 
-// The listening socket. With several loops each opens its own on the same port with
-// SO_REUSEPORT and the kernel spreads connections over them (libuv 1.44 has no flag for it, so
-// the socket is made here and handed over with uv_tcp_open).
 int Server::open_listener() {
-  sockaddr_storage addr{};
-  int rc;
-  bool v6 = cfg_.bind.find(':') != std::string::npos;
-  if (v6) rc = uv_ip6_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in6*>(&addr));
-  else rc = uv_ip4_addr(cfg_.bind.c_str(), cfg_.port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) {
-    log(LogLevel::Warning, "bad bind address {}: {}", cfg_.bind, uv_strerror(rc));
-    return rc;
-  }
-  if (cfg_.threads > 1) {
-    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, reinterpret_cast<sockaddr*>(&addr),
-             v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in)) != 0) {
-      rc = uv_translate_sys_error(errno);
-      if (fd >= 0) ::close(fd);
-    } else {
-      rc = uv_tcp_open(&listener_, fd);
-    }
-  } else {
-    rc = uv_tcp_bind(&listener_, reinterpret_cast<sockaddr*>(&addr), 0);
-  }
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 511, on_connection);
-  if (rc != 0)
-    log(LogLevel::Warning, "cannot listen on {}:{}: {}", cfg_.bind, cfg_.port, uv_strerror(rc));
-  return rc;
+  return listen_tcp(&listener_, cfg_.bind, cfg_.port, cfg_.threads > 1, on_connection, "");
 }
 
 void Server::post(std::function<void()> fn) {
