@@ -15,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -417,6 +418,7 @@ class Server {
   WritePlan invalidate_before_write(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
   void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at);
   void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
+  void recycle(FetchBatch* b);  // a landed batch goes back to batch_pool_
   void fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
                     const std::vector<int64_t>& pttls, bool failed, std::string_view why);
   // The clock in microseconds, read once per batch of request work (each check phase, each
@@ -497,8 +499,14 @@ class Server {
   // Cache and its coherence machinery.
   void start_link();
   void link_down(const char* why);
-  void send_fetch(uint32_t db, const std::vector<std::string_view>& keys,
-                  const std::vector<cache::FlightId>& ids);
+  void send_fetch(uint32_t db, std::span<const std::string_view> keys,
+                  std::span<const cache::FlightId> ids);
+  // Landed fetch batches, kept for reuse (FetchBatch::reset); owned, deleted with the server.
+  struct BatchPool : std::vector<FetchBatch*> {
+    ~BatchPool();
+  };
+  static constexpr size_t kBatchPoolMax = 4096;
+  BatchPool batch_pool_;
   // `error`: a complete error reply; `key_error`: it is the upstream's answer about this key
   // (WRONGTYPE), which an MGET turns into nil.
   void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
