@@ -234,23 +234,31 @@ class Cache {
   // of the table and stores the value unless the flight was detached. Either way the waiters
   // are returned, to be answered with this reply (outside any cache lock: they are owned).
   Landing<W> land(FlightId id, const Fetched& f, Micros now) {
+    Landing<W> out;
+    land(id, f, now, out);
+    return out;
+  }
+  // The same into `out`, whose waiter list is cleared and refilled: a caller that keeps one
+  // Landing for every fill reuses its capacity and landing allocates nothing.
+  void land(FlightId id, const Fetched& f, Micros now, Landing<W>& out) {
+    out.found = out.detached = out.filled = false;
+    out.waiters.clear();
     Shard& s = shard_of_id(id);
     Guard g(lock_of(s));
     auto flight = s.flights.take(id);
-    Landing<W> out;
-    if (!flight) return out;
+    if (!flight) return;
     out.found = true;
-    out.waiters = std::move(flight->waiters);
+    take_waiters(*flight, out.waiters);
     Stats& st = s.store.counters();
     if (!flight->attached) {
       out.detached = true;
       st.cache_fills_discarded++;
-      return out;
+      return;
     }
-    if (!s.knobs.enabled) return out;
+    if (!s.knobs.enabled) return;
     if (!f.missing && f.pttl_ms == -2) {
       st.cache_fills_rejected++;  // expired between GET and PTTL: the value is gone already
-      return out;
+      return;
     }
     const uint64_t now_ms = static_cast<uint64_t>(now / 1000);
     Fill fill;
@@ -269,21 +277,25 @@ class Cache {
     }
     fill.fetch_us = now > flight->started ? static_cast<uint64_t>(now - flight->started) : 0;
     out.filled = s.store.put(fill, s.store.hash(fill.key), now);
-    return out;
   }
 
   // The fetch of flight `id` failed (error or non-string reply, timeout, connection lost).
   // Takes the flight out; nothing is stored; answer the waiters with the error.
   Landing<W> abandon(FlightId id) {
     Landing<W> out;
+    abandon(id, out);
+    return out;
+  }
+  void abandon(FlightId id, Landing<W>& out) {
+    out.found = out.detached = out.filled = false;
+    out.waiters.clear();
     Shard& s = shard_of_id(id);
     Guard g(lock_of(s));
     auto flight = s.flights.take(id);
-    if (!flight) return out;
+    if (!flight) return;
     out.found = true;
     out.detached = !flight->attached;
-    out.waiters = std::move(flight->waiters);
-    return out;
+    take_waiters(*flight, out.waiters);
   }
 
   // The timeout sweep: abandons every flight started before `cutoff` and calls
@@ -298,7 +310,8 @@ class Cache {
         Guard g(lock_of(*s));
         for (FlightId id : s->flights.started_before(cutoff)) {
           auto flight = s->flights.take(id);
-          taken.emplace_back(id, std::move(flight->waiters));
+          taken.emplace_back(id, std::vector<W>());
+          take_waiters(*flight, taken.back().second);
         }
       }
       for (auto& [id, waiters] : taken) fn(id, std::move(waiters));
@@ -410,6 +423,13 @@ class Cache {
   const Store& store(size_t i) const { return shards_[i]->store; }
 
  private:
+  // Moves a flight's waiters (pool-allocated, see node_pool.h) into a caller's list.
+  template <class Flight>
+  static void take_waiters(Flight& f, std::vector<W>& out) {
+    out.reserve(out.size() + f.waiters.size());
+    for (W& w : f.waiters) out.push_back(std::move(w));
+    f.waiters.clear();
+  }
   // What the per-key calls need of the settings, copied into each shard so that they read it
   // under the shard's lock while apply() changes the settings.
   struct Knobs {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cache/entry.h"
+#include "cache/node_pool.h"
 #include "cache/store.h"
 
 namespace cache {
@@ -23,7 +24,12 @@ inline constexpr FlightId kNoFlight = 0;
 template <class W>
 class Flights {
  public:
+  // Nodes, keys and waiter lists come from the table's NodePool (node_pool.h says why).
+  using Key = std::basic_string<char, std::char_traits<char>, PoolAlloc<char>>;
+  using Waiters = std::vector<W, PoolAlloc<W>>;
+
   struct Flight {
+    explicit Flight(NodePool* pool) : key(PoolAlloc<char>(pool)), waiters(PoolAlloc<W>(pool)) {}
     FlightId id = kNoFlight;
     uint32_t db = 0;
     // Cleared by an invalidation of its key, db or everything: the fetch may have read the value
@@ -31,8 +37,8 @@ class Flights {
     bool attached = true;
     bool refresh = false;  // started by XFetch, not by a miss
     Micros started = 0;
-    std::string key;
-    std::vector<W> waiters;
+    Key key;
+    Waiters waiters;
     Flight* next = nullptr;  // next attached flight for the same key (another db, or another
                              // flight of this one when single-flight is off)
   };
@@ -53,7 +59,7 @@ class Flights {
 
   // A new attached flight; it goes in front of any other for the same key.
   Flight& start(FlightId id, uint32_t db, std::string_view key, Micros now, bool refresh) {
-    Flight& f = by_id_[id];
+    Flight& f = by_id_.try_emplace(id, &pool_).first->second;
     f.id = id;
     f.db = db;
     f.refresh = refresh;
@@ -144,13 +150,17 @@ class Flights {
   }
 
  private:
-  using KeyMap = std::unordered_map<std::string_view, Flight*>;
+  using KeyMap = std::unordered_map<std::string_view, Flight*, std::hash<std::string_view>,
+                                    std::equal_to<std::string_view>,
+                                    PoolAlloc<std::pair<const std::string_view, Flight*>>>;
+  using IdMap = std::unordered_map<FlightId, Flight, std::hash<FlightId>, std::equal_to<FlightId>,
+                                   PoolAlloc<std::pair<const FlightId, Flight>>>;
 
   // The map's key views the head flight's string; when the head changes, so must the view
   // (node handles: no allocation).
   void rekey(typename KeyMap::iterator it, Flight* head) {
     auto node = by_key_.extract(it);
-    node.key() = head->key;
+    node.key() = std::string_view(head->key);
     node.mapped() = head;
     by_key_.insert(std::move(node));
   }
@@ -169,8 +179,11 @@ class Flights {
     f->next = nullptr;
   }
 
-  std::unordered_map<FlightId, Flight> by_id_;  // every flight; nodes keep addresses stable
-  KeyMap by_key_;                               // attached flights, chained per key
+  NodePool pool_;  // before the maps: they give their nodes back to it when destroyed
+  IdMap by_id_{PoolAlloc<std::pair<const FlightId, Flight>>(&pool_)};  // every flight; nodes
+                                                                       // keep addresses stable
+  KeyMap by_key_{PoolAlloc<std::pair<const std::string_view, Flight*>>(&pool_)};  // attached
+                                                                   // flights, chained per key
 };
 
 }  // namespace cache

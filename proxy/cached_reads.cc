@@ -344,20 +344,30 @@ void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
                           const std::vector<int64_t>& pttls, bool failed, std::string_view why) {
   const auto& ids = b->ids();
   cache::Micros now = micros();
-  std::string failure = failed && !why.empty()
-                            ? fmt::format("-ERR upstream unavailable ({})\r\n", why)
-                            : std::string(kFetchFailed);
+  // One Landing for all of this batch's flights, and landing_ (with its capacity) unless a
+  // delivery re-entered here: filling the cache then allocates nothing but the entries.
+  cache::Landing<CacheWaiter> local;
+  const bool mine = !landing_busy_;
+  cache::Landing<CacheWaiter>& l = mine ? landing_ : local;
+  landing_busy_ = true;
+  std::string failure;  // the error for failed fetches, made on first use
+  auto failure_text = [&]() -> std::string_view {
+    if (failure.empty())
+      failure = failed && !why.empty() ? fmt::format("-ERR upstream unavailable ({})\r\n", why)
+                                       : std::string(kFetchFailed);
+    return failure;
+  };
   for (size_t i = 0; i < ids.size(); ++i) {
     resp::ReplyItem v;  // the GET reply, read in place (a bulk, nil, or an error)
     bool ok = !failed && resp::ReplyView(gets[i]).next(v) && !v.is_aggregate();
     if (!ok || (!v.null && v.type != '$' && !v.is_error())) {
-      cache::Landing<CacheWaiter> l = cache_->abandon(ids[i]);
-      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, failure, false);
+      cache_->abandon(ids[i], l);
+      for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, failure_text(), false);
       continue;
     }
     if (v.is_error()) {
       // e.g. WRONGTYPE: relayed to GETs, nil for MGET positions (as MGET does), never cached.
-      cache::Landing<CacheWaiter> l = cache_->abandon(ids[i]);
+      cache_->abandon(ids[i], l);
       for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, gets[i], true);
       continue;
     }
@@ -365,9 +375,10 @@ void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
     fx.missing = v.null;
     fx.value = v.str;
     fx.pttl_ms = pttls[i];
-    cache::Landing<CacheWaiter> l = cache_->land(ids[i], fx, now);
+    cache_->land(ids[i], fx, now, l);
     for (CacheWaiter& w : l.waiters) deliver_waiter(w, fx.missing, fx.value, {}, false);
   }
+  if (mine) landing_busy_ = false;
 }
 
 void Server::deliver_waiter(CacheWaiter& w, bool missing, std::string_view value,

@@ -23,6 +23,7 @@
 #include "cache/cache.h"
 #include "proxy/buffer.h"
 #include "proxy/config.h"
+#include "proxy/ring_queue.h"
 #include "resp/reply_scanner.h"
 #include "resp/request_parser.h"
 
@@ -170,7 +171,7 @@ class ClientConn {
     std::string data;
   };
   std::string discard_;  // sink for replies the client asked not to get
-  std::deque<Slot> slots_;
+  RingQueue<Slot> slots_;
   uint64_t head_seq_ = 0;  // sequence number of slots_.front()
   uint64_t next_seq_ = 0;
 };
@@ -262,7 +263,7 @@ class UpstreamConn {
   std::string writing_;
   Buffer in_;
   resp::ReplyScanner scanner_;
-  std::deque<Pending> pending_;
+  RingQueue<Pending> pending_;
   std::string inv_arena_;  // keys of single-key writes in flight, in pending order
   size_t inv_head_ = 0;
   void reply_invalidation(Pending& p);
@@ -507,6 +508,8 @@ class Server {
   };
   static constexpr size_t kBatchPoolMax = 4096;
   BatchPool batch_pool_;
+  cache::Landing<CacheWaiter> landing_;  // reused by fetch_landed (its waiter list's capacity)
+  bool landing_busy_ = false;
   // `error`: a complete error reply; `key_error`: it is the upstream's answer about this key
   // (WRONGTYPE), which an MGET turns into nil.
   void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,

@@ -295,10 +295,11 @@ void UpstreamConn::fail(std::string_view why) {
         owner_ ? "(pinned)" : "(shared)", why);
   }
   std::string err = fmt::format("-ERR upstream unavailable ({})\r\n", why);
-  std::deque<Pending> pending;
+  RingQueue<Pending> pending;
   pending.swap(pending_);
   out_.clear();
-  for (Pending& p : pending) {
+  for (size_t i = 0; i < pending.size(); ++i) {
+    Pending& p = pending[i];
     switch (p.kind) {
       case Pending::Kind::Relay:
         // The write may have been applied even though its reply is lost.
