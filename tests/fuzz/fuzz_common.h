@@ -4,7 +4,7 @@
 #pragma once
 
 // The fuzz build (clang, ASan) has the sanitizer allocator's hooks; the plain replay build of
-// the same targets (fuzz_replay.cc, in the default unit run) counts through a replaced
+// the same targets (replay_main.cc, in the default unit run) counts through a replaced
 // operator new instead.
 #if defined(__SANITIZE_ADDRESS__)
 #define FUZZ_SANITIZER_HOOKS 1
