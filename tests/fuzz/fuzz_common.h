@@ -3,6 +3,8 @@
 // sanitizer allocator's malloc hook, so it works under ASan, which owns operator new).
 #pragma once
 
+#include <cstddef>
+
 // The fuzz build (clang, ASan) has the sanitizer allocator's hooks; the plain replay build of
 // the same targets (replay_main.cc, in the default unit run) counts through a replaced
 // operator new instead.
@@ -18,7 +20,14 @@
 #endif
 
 #if FUZZ_SANITIZER_HOOKS
+#if __has_include(<sanitizer/allocator_interface.h>)
 #include <sanitizer/allocator_interface.h>
+#else
+// g++ ships no such header, but its libasan has the function (the sanitizers' common ABI).
+extern "C" int __sanitizer_install_malloc_and_free_hooks(
+    void (*malloc_hook)(const volatile void*, std::size_t),
+    void (*free_hook)(const volatile void*));
+#endif
 #endif
 
 #include <cstddef>
