@@ -87,7 +87,7 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
   app.add_option("--port", cfg.port, "TCP port to listen on")->capture_default_str();
   app.add_option("--bind", cfg.bind, "address to listen on (loopback by default)")
       ->capture_default_str();
-  app.add_option("--threads", cfg.threads, "event-loop threads")->capture_default_str()
+  app.add_option("--threads", cfg.threads, "event-loop threads, one listener each (1 unless respite has cores of its own)")->capture_default_str()
       ->check(CLI::Range(1, 64));
   app.add_option("--maxclients", cfg.maxclients, "maximum connected clients")
       ->capture_default_str();
