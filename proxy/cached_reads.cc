@@ -53,6 +53,13 @@ class FetchBatch final : public ReplySink {
   // Batches are reused (Server::batch_pool_), keeping their buffers' capacity: a cache miss
   // then costs no short-lived allocations, which would otherwise be freed between the entries
   // filled meanwhile and fragment the heap (several bytes of RSS per cached entry).
+  // Before going back to the pool: a reply far above the usual size is not kept.
+  void trim() {
+    for (std::string& g : gets_)
+      if (g.capacity() > kKeepReplyBytes) std::string().swap(g);
+    if (why_.capacity() > kKeepReplyBytes) std::string().swap(why_);
+  }
+  static constexpr size_t kKeepReplyBytes = 4096;
   void reset(std::span<const cache::FlightId> ids) {
     ids_.assign(ids.begin(), ids.end());
     gets_.resize(ids_.size());
@@ -296,8 +303,12 @@ bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
 }
 
 void Server::recycle(FetchBatch* b) {
-  if (batch_pool_.size() < kBatchPoolMax) batch_pool_.push_back(b);
-  else delete b;
+  if (batch_pool_.size() >= kBatchPoolMax) {
+    delete b;
+    return;
+  }
+  b->trim();
+  batch_pool_.push_back(b);
 }
 
 Server::BatchPool::~BatchPool() {

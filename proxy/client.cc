@@ -170,7 +170,11 @@ uint64_t ClientConn::arrived_ms() const {
 void ClientConn::resume() {
   if (!stalled_ || closed()) return;
   stalled_ = false;
-  held_bytes_ = in_.size();  // everything read so far waited behind the stall
+  // What was read by now waited behind the stall. A new stall inside that input keeps the
+  // first one's start for it, but does not extend it to input read after this point (whose
+  // own wait then counts from its dispatch): the held range only shrinks, so an old start
+  // can never date a client's later pipelining.
+  if (held_bytes_ == 0) held_bytes_ = in_.size();
   process_input();
 }
 

@@ -1,6 +1,9 @@
 // respite: a Redis-protocol caching proxy.
 #include <cstdlib>
 #include <memory>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <new>
 #include <thread>
 #include <vector>
@@ -33,6 +36,16 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // Fixed thresholds instead of glibc's adaptive ones. Adaptively, freeing one large mmapped
+  // buffer (a queue or buffer grown by a pipelining burst) raises the mmap threshold to its
+  // size, so the next bursts' buffers come from the heap and stay resident after they are
+  // freed: RSS after bursts of 100k pipelined commands stayed ~20 MB up. With these, blocks of
+  // 256 KB and more are mapped and unmapped, and free memory above 1 MB at the top of the heap
+  // is given back.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+#endif
   respite::Config cfg;
   int code = 0;
   if (!respite::parse_config(argc, argv, cfg, code)) return code;

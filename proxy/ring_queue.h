@@ -41,6 +41,8 @@ class RingQueue {
   static constexpr size_t kKeepIdle = 1024;
 
   void pop_front() {
+    { [[maybe_unused]] T gone = std::move(buf_[head_]); }  // takes what it owned (assigning
+                                                            // T{} leaves a string its buffer)
     buf_[head_] = T{};
     head_ = (head_ + 1) & (buf_.size() - 1);
     if (--size_ == 0) {

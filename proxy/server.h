@@ -191,8 +191,11 @@ class UpstreamConn {
 
   // Sends a client's request and relays the reply to the client's slot `seq` (`seq` = -1: stream
   // the reply, the client is in a streaming state). `raw` must be a complete RESP request.
-  // `deadline` (loop ms, 0: none) is when the client gets a timeout error instead of a reply.
-  void forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, uint64_t deadline,
+  // `answer_by` (loop ms, 0: untimed, e.g. blocking commands) is when the client gets a timeout
+  // error if no reply came. The connection fails when its oldest request has waited a whole
+  // --upstream-timeout-ms since it was sent; a request that arrived earlier (held behind the
+  // client's cache misses) is answered at `answer_by` on its own, its late reply discarded.
+  void forward(ClientConn* c, uint64_t seq, std::string_view raw, int db, uint64_t answer_by,
                const resp::Frame* f = nullptr);
   // Sends a command (or `nreplies` pipelined ones) respite itself needs; `sink` gets each reply.
   void request(ReplySink* sink, std::string_view raw, int db, size_t nreplies = 1);
@@ -223,6 +226,8 @@ class UpstreamConn {
     uint64_t seq;
     ReplySink* sink;
     uint64_t deadline;   // ms; 0 = no deadline (blocking commands)
+    uint64_t answer_by = 0;  // Relay: the client's timeout, when before `deadline` (else 0)
+    bool answered = false;   // ...and it has been answered with that timeout
     WriteInvalidation* inv = nullptr;  // Relay of a write: invalidate again on its reply
     bool inv_key = false;              // ...or this one key, the next inv_key_len arena bytes
     uint32_t inv_key_len = 0;
@@ -264,6 +269,7 @@ class UpstreamConn {
   Buffer in_;
   resp::ReplyScanner scanner_;
   RingQueue<Pending> pending_;
+  size_t answer_by_pending_ = 0;  // Relays with an answer_by not reached yet (check_timeout)
   std::string inv_arena_;  // keys of single-key writes in flight, in pending order
   size_t inv_head_ = 0;
   void reply_invalidation(Pending& p);

@@ -70,7 +70,7 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
 }
 
 void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, int db,
-                           uint64_t deadline, const resp::Frame* f) {
+                           uint64_t answer_by, const resp::Frame* f) {
   if (!owner_ && db != db_) select_db(db);
   out_.append(raw);
   if (seq != kStreamSeq) {
@@ -80,7 +80,13 @@ void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, in
     p.client = c;
     p.seq = seq;
     p.sink = nullptr;
-    p.deadline = deadline;
+    p.deadline =
+        answer_by ? server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)
+                  : 0;
+    if (answer_by && answer_by < p.deadline) {
+      p.answer_by = answer_by;
+      answer_by_pending_++;
+    }
     p.start_us = static_cast<uint64_t>(server_->micros());
     if (f && f->argc() > 0) {
       std::string_view n = f->arg(0).substr(0, sizeof p.name);
@@ -257,7 +263,8 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
       reply_invalidation(p);
       server_->record_round_trip(static_cast<uint64_t>(server_->micros()) - p.start_us, p.client, {p.name, p.name_len},
                                  {p.arg, p.arg_len});
-      p.client->complete(p.seq, reply);
+      if (p.answer_by && !p.answered) answer_by_pending_--;
+      if (!p.answered) p.client->complete(p.seq, reply);  // else: answered with its timeout
       p.client->on_forwarded_done(this);
       p.client->unref();
       break;
@@ -282,6 +289,20 @@ void UpstreamConn::check_timeout(uint64_t now) {
   if (p.deadline != 0 && now > p.deadline) {
     server_->stats().upstream_timeouts++;
     fail(fmt::format("timeout: no reply within {} ms", server_->config().upstream_timeout_ms));
+    return;
+  }
+  // Requests that waited in their client before being sent: answer them when their own time is
+  // up; the connection keeps their place so the late reply is consumed (and a write's keys
+  // invalidated again) when it comes.
+  for (size_t i = 0; answer_by_pending_ > 0 && i < pending_.size(); ++i) {
+    Pending& q = pending_[i];
+    if (q.kind != Pending::Kind::Relay || q.answer_by == 0 || q.answered || now <= q.answer_by)
+      continue;
+    q.answered = true;
+    answer_by_pending_--;
+    server_->stats().upstream_timeouts++;
+    q.client->complete(q.seq, fmt::format("-ERR upstream unavailable (timeout: no reply within "
+                                          "{} ms)\r\n", server_->config().upstream_timeout_ms));
   }
 }
 
@@ -297,6 +318,7 @@ void UpstreamConn::fail(std::string_view why) {
   std::string err = fmt::format("-ERR upstream unavailable ({})\r\n", why);
   RingQueue<Pending> pending;
   pending.swap(pending_);
+  answer_by_pending_ = 0;
   out_.clear();
   for (size_t i = 0; i < pending.size(); ++i) {
     Pending& p = pending[i];
@@ -304,7 +326,7 @@ void UpstreamConn::fail(std::string_view why) {
       case Pending::Kind::Relay:
         // The write may have been applied even though its reply is lost.
         reply_invalidation(p);
-        p.client->complete(p.seq, err);
+        if (!p.answered) p.client->complete(p.seq, err);
         p.client->on_forwarded_done(this);
         p.client->unref();
         break;

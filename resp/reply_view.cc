@@ -14,7 +14,7 @@ bool ReplyView::next(ReplyItem& out) {
   const void* cr = std::memchr(base + pos_, '\r', size - pos_);
   if (cr == nullptr) return false;
   const size_t eol = static_cast<size_t>(static_cast<const char*>(cr) - base);
-  if (eol + 1 >= size || base[eol + 1] != '\n') return false;
+  if (eol == pos_ || eol + 1 >= size || base[eol + 1] != '\n') return false;  // no type byte
   const char type = base[pos_];
   const std::string_view line(base + pos_ + 1, eol - pos_ - 1);
   size_t after = eol + 2;

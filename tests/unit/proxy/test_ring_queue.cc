@@ -51,3 +51,12 @@ TEST_CASE("ring queue: emplace_back gives a fresh element; a big idle array is r
   CHECK(q.capacity() == 8);  // a small one stays for the next requests
   CHECK(q.emplace_back().empty());  // popped elements were reset
 }
+
+TEST_CASE("ring queue: a popped element gives back what it owned") {
+  RingQueue<std::string> q;
+  q.push_back(std::string(1 << 20, 'x'));
+  q.push_back("small");
+  q.pop_front();
+  q.pop_front();
+  for (int i = 0; i < 2; ++i) CHECK(q.emplace_back().capacity() < 1000);
+}
