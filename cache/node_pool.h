@@ -21,7 +21,7 @@ namespace cache {
 class NodePool {
  public:
   static constexpr size_t kMaxBlock = 256;
-  static constexpr size_t kMaxFree = 8192;
+  static constexpr size_t kMaxFree = 2048;  // per class: at most ~8 MB over 16 shards
 
   NodePool() = default;
   NodePool(const NodePool&) = delete;
