@@ -150,7 +150,7 @@ class DirectRead final : public ReplySink {
   void on_reply(std::string_view reply, bool failed) override {
     resp::Value v;
     if (failed)
-      r_->on_value(false, {}, fmt::format("-ERR upstream unavailable ({})\r\n", reply));
+      r_->on_value(false, {}, upstream_error(reply));
     else if (resp::decode(reply, v).status != resp::ScanResult::Status::Ok)
       r_->on_value(false, {}, kFetchFailed);
     else if (v.is_error()) r_->on_value(false, {}, reply);
@@ -364,8 +364,7 @@ void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
   std::string failure;  // the error for failed fetches, made on first use
   auto failure_text = [&]() -> std::string_view {
     if (failure.empty())
-      failure = failed && !why.empty() ? fmt::format("-ERR upstream unavailable ({})\r\n", why)
-                                       : std::string(kFetchFailed);
+      failure = failed && !why.empty() ? upstream_error(why) : std::string(kFetchFailed);
     return failure;
   };
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -46,6 +46,11 @@ uint64_t now_ms(uv_loop_t* loop);
 // Sequence number for a request whose replies are streamed (subscribed or MONITOR clients).
 constexpr uint64_t kStreamSeq = UINT64_MAX;
 
+// The reply a client gets when the upstream could not answer: "-ERR upstream unavailable (why)".
+std::string upstream_error(std::string_view why);
+// The reason given when a request got no reply within --upstream-timeout-ms.
+std::string timeout_reason(int timeout_ms);
+
 // Receives a reply that respite itself asked for (cache fetches, control commands).
 class ReplySink {
  public:

@@ -261,8 +261,8 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   switch (p.kind) {
     case Pending::Kind::Relay:
       reply_invalidation(p);
-      server_->record_round_trip(static_cast<uint64_t>(server_->micros()) - p.start_us, p.client, {p.name, p.name_len},
-                                 {p.arg, p.arg_len});
+      server_->record_round_trip(static_cast<uint64_t>(server_->micros()) - p.start_us, p.client,
+                                 {p.name, p.name_len}, {p.arg, p.arg_len});
       if (p.answer_by && !p.answered) answer_by_pending_--;
       if (!p.answered) p.client->complete(p.seq, reply);  // else: answered with its timeout
       p.client->on_forwarded_done(this);
@@ -283,12 +283,20 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   }
 }
 
+std::string upstream_error(std::string_view why) {
+  return fmt::format("-ERR upstream unavailable ({})\r\n", why);
+}
+
+std::string timeout_reason(int timeout_ms) {
+  return fmt::format("timeout: no reply within {} ms", timeout_ms);
+}
+
 void UpstreamConn::check_timeout(uint64_t now) {
   if (state_ == State::Closed || pending_.empty()) return;
   const Pending& p = pending_.front();
   if (p.deadline != 0 && now > p.deadline) {
     server_->stats().upstream_timeouts++;
-    fail(fmt::format("timeout: no reply within {} ms", server_->config().upstream_timeout_ms));
+    fail(timeout_reason(server_->config().upstream_timeout_ms));
     return;
   }
   // Requests that waited in their client before being sent: answer them when their own time is
@@ -301,8 +309,8 @@ void UpstreamConn::check_timeout(uint64_t now) {
     q.answered = true;
     answer_by_pending_--;
     server_->stats().upstream_timeouts++;
-    q.client->complete(q.seq, fmt::format("-ERR upstream unavailable (timeout: no reply within "
-                                          "{} ms)\r\n", server_->config().upstream_timeout_ms));
+    q.client->complete(q.seq,
+                       upstream_error(timeout_reason(server_->config().upstream_timeout_ms)));
   }
 }
 
@@ -315,7 +323,7 @@ void UpstreamConn::fail(std::string_view why) {
     log(was_ready ? LogLevel::Warning : LogLevel::Verbose, "upstream connection {}: {}",
         owner_ ? "(pinned)" : "(shared)", why);
   }
-  std::string err = fmt::format("-ERR upstream unavailable ({})\r\n", why);
+  std::string err = upstream_error(why);
   RingQueue<Pending> pending;
   pending.swap(pending_);
   answer_by_pending_ = 0;

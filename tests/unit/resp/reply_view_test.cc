@@ -64,16 +64,15 @@ TEST_CASE("reply view: the items of an invalidation message", "[reply_view]") {
 
 TEST_CASE("reply view: every truncation stops inside the bytes, never past them",
           "[reply_view]") {
-  // Under the sanitizer build an out-of-bounds read here is a failure of its own.
+  // Under the sanitizer build (scripts/test runs the unit tests there too) an out-of-bounds
+  // read here is a failure of its own; in any build a cut reply must not walk as the whole.
   for (const std::string& r : replies()) {
+    resp::Value whole;
+    REQUIRE(resp::decode(r, whole).status == resp::ScanResult::Status::Ok);
     for (size_t cut = 0; cut < r.size(); ++cut) {
       const std::string part = r.substr(0, cut);  // a heap copy of exactly `cut` bytes
-      resp::ReplyView view(part);
-      resp::ReplyItem it;
-      size_t items = 0;
-      while (view.next(it)) ++items;
       INFO(r << " cut at " << cut);
-      CHECK(items <= r.size());
+      CHECK(reply_view_check::check(part, whole) != "");
     }
   }
 }
