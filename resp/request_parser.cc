@@ -60,6 +60,31 @@ bool parse_ll(std::string_view s, int64_t& out) {
   return true;
 }
 
+// The common case of a header line ("*3\r\n", "$16\r\n"), read in one pass instead of two
+// memchr calls and parse_ll: `from` is the first byte after the type byte. Succeeds only for a
+// line that is entirely here and that the general path would accept with the same value: 1 to 18
+// digits without a leading zero (or a lone "0"), then CR, then at least one more byte. Anything
+// else (a sign, a NUL, a short buffer, a long number) returns false and takes the general path,
+// which owns every error and every wait.
+bool quick_header(std::string_view buf, size_t from, size_t* cr, int64_t* value) {
+  const char* const begin = buf.data() + from;
+  const char* const end = buf.data() + buf.size();
+  const char* p = begin;
+  uint64_t v = 0;
+  while (p < end && p - begin < 19) {
+    const unsigned d = static_cast<unsigned char>(*p) - static_cast<unsigned>('0');
+    if (d > 9) break;
+    v = v * 10 + d;
+    ++p;
+  }
+  const size_t digits = static_cast<size_t>(p - begin);
+  if (digits == 0 || digits > 18 || (*begin == '0' && digits > 1)) return false;
+  if (end - p < 2 || *p != '\r') return false;
+  *cr = static_cast<size_t>(p - buf.data());
+  *value = static_cast<int64_t>(v);
+  return true;
+}
+
 // Index of the first `ch` at or after `from`, as strchr would see it: kNotFound when the bytes
 // end first or a NUL comes first. `*resume` is where a later search (with more bytes) may start.
 size_t find_line_end(std::string_view buf, size_t from, char ch, size_t* resume) {
@@ -294,21 +319,25 @@ bool RequestParser::split_inline(std::string_view line, Frame& frame) {
 Result RequestParser::parse_multibulk(std::string_view buf, Frame& frame) {
   size_t resume = 0;
   if (declared_ < 0) {
-    size_t cr = find_line_end(buf, scan_ > 0 ? scan_ : 1, '\r', &resume);
-    if (cr == kNotFound) {
-      if (buf.size() > limits_.max_inline) return fail(ErrorCode::TooBigMultibulk, frame);
-      scan_ = resume;
-      return need_more(buf.size() + 1, frame);
-    }
-    if (cr > limits_.max_inline) return fail(ErrorCode::TooBigMultibulk, frame);
-    if (cr + 1 >= buf.size()) {  // the LF (or whatever Redis would skip) is not here yet
-      scan_ = cr;
-      return need_more(cr + 2, frame);
-    }
+    size_t cr = 0;
     int64_t count = 0;
-    if (!parse_ll(buf.substr(1, cr - 1), count) || count > limits_.max_multibulk) {
-      return fail(ErrorCode::InvalidMultibulkLength, frame);
+    if (!quick_header(buf, 1, &cr, &count) || cr > limits_.max_inline) {
+      cr = find_line_end(buf, scan_ > 0 ? scan_ : 1, '\r', &resume);
+      if (cr == kNotFound) {
+        if (buf.size() > limits_.max_inline) return fail(ErrorCode::TooBigMultibulk, frame);
+        scan_ = resume;
+        return need_more(buf.size() + 1, frame);
+      }
+      if (cr > limits_.max_inline) return fail(ErrorCode::TooBigMultibulk, frame);
+      if (cr + 1 >= buf.size()) {  // the LF (or whatever Redis would skip) is not here yet
+        scan_ = cr;
+        return need_more(cr + 2, frame);
+      }
+      if (!parse_ll(buf.substr(1, cr - 1), count)) {
+        return fail(ErrorCode::InvalidMultibulkLength, frame);
+      }
     }
+    if (count > limits_.max_multibulk) return fail(ErrorCode::InvalidMultibulkLength, frame);
     if (limits_.unauthenticated && count > limits_.unauth_max_multibulk) {
       return fail(ErrorCode::UnauthenticatedMultibulk, frame);
     }
@@ -333,25 +362,29 @@ Result RequestParser::parse_multibulk(std::string_view buf, Frame& frame) {
 
   while (static_cast<int64_t>(partial_.size()) < declared_) {
     if (bulklen_ < 0) {
-      size_t cr = find_line_end(buf, scan_, '\r', &resume);
-      if (cr == kNotFound) {
-        if (buf.size() - pos_ > limits_.max_inline) {
-          return fail(ErrorCode::TooBigBulkCount, frame);
-        }
-        scan_ = resume;
-        return need_more(buf.size() + 1, frame);
-      }
-      if (cr - pos_ > limits_.max_inline) return fail(ErrorCode::TooBigBulkCount, frame);
-      if (cr + 1 >= buf.size()) {
-        scan_ = cr;
-        return need_more(cr + 2, frame);
-      }
-      if (buf[pos_] != '$') return fail(ErrorCode::ExpectedDollar, frame, buf[pos_]);
+      size_t cr = 0;
       int64_t len = 0;
-      if (!parse_ll(buf.substr(pos_ + 1, cr - pos_ - 1), len) || len < 0 ||
-          len > limits_.max_bulk) {
-        return fail(ErrorCode::InvalidBulkLength, frame);
+      if (pos_ >= buf.size() || buf[pos_] != '$' || !quick_header(buf, pos_ + 1, &cr, &len) ||
+          cr - pos_ > limits_.max_inline) {
+        cr = find_line_end(buf, scan_, '\r', &resume);
+        if (cr == kNotFound) {
+          if (buf.size() - pos_ > limits_.max_inline) {
+            return fail(ErrorCode::TooBigBulkCount, frame);
+          }
+          scan_ = resume;
+          return need_more(buf.size() + 1, frame);
+        }
+        if (cr - pos_ > limits_.max_inline) return fail(ErrorCode::TooBigBulkCount, frame);
+        if (cr + 1 >= buf.size()) {
+          scan_ = cr;
+          return need_more(cr + 2, frame);
+        }
+        if (buf[pos_] != '$') return fail(ErrorCode::ExpectedDollar, frame, buf[pos_]);
+        if (!parse_ll(buf.substr(pos_ + 1, cr - pos_ - 1), len) || len < 0) {
+          return fail(ErrorCode::InvalidBulkLength, frame);
+        }
       }
+      if (len > limits_.max_bulk) return fail(ErrorCode::InvalidBulkLength, frame);
       if (limits_.unauthenticated && len > limits_.unauth_max_bulk) {
         return fail(ErrorCode::UnauthenticatedBulk, frame);
       }

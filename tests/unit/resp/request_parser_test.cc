@@ -238,6 +238,17 @@ const std::vector<Sample>& corpus() {
     v.push_back({"bulk len empty", "*1\r\n$\r\n", {err(E::InvalidBulkLength)}});
     v.push_back({"bulk len leading zero", "*1\r\n$01\r\nx\r\n", {err(E::InvalidBulkLength)}});
     v.push_back({"bulk len over 512MB", "*1\r\n$536870913\r\n", {err(E::InvalidBulkLength)}});
+    // The one-pass header reader takes up to 18 digits; 19 and more go the general way. Both
+    // must give the same answers.
+    v.push_back({"bulk len 18 digits", "*1\r\n$100000000000000000\r\n",
+                 {err(E::InvalidBulkLength)}});
+    v.push_back({"bulk len 19 digits", "*1\r\n$1000000000000000000\r\n",
+                 {err(E::InvalidBulkLength)}});
+    v.push_back({"count 18 digits", "*100000000000000000\r\n",
+                 {err(E::InvalidMultibulkLength)}});
+    v.push_back({"count 19 digits", "*1000000000000000000\r\n",
+                 {err(E::InvalidMultibulkLength)}});
+    v.push_back({"bulk len digits then NUL", "*1\r\n$4\0\r\nPING\r\n"s, {more()}});
     v.push_back({"expected $ (Redis's test)", "*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n",
                  {err(E::ExpectedDollar, 'f')}});
     v.push_back({"expected $ waits for the line", "*2\r\n$3\r\nGET\r\n:1", {more()}});
