@@ -18,6 +18,10 @@ upstream, a subscriber whose upstream dies and serving again "eventually" (10 s)
   acknowledged it and a timed-out write gets an error, never +OK; with the default timeout a
   write fails in < 2.5 s (stopped or killed upstream) and writes are served again within 3 s of
   the restart.
+- HeldRequestTimeout (a relay that holds a live upstream's replies): a request held behind its
+  client's cache miss and sent late gets its timeout error at arrival + timeout, and the
+  connection it shares stays up: another client's request sent after it gets its real reply,
+  and the late reply is consumed, not delivered.
 - ClientFaults (one respite for the class): clients that close mid-pipeline (10 x 10k GET/SET,
   upstream running or stopped): RSS, /proc/<pid>/fd and connected_clients back to baseline; a
   client that never reads, sending GETs of a 10 KB value (cache hits) or GETRANGEs of it
@@ -600,6 +604,135 @@ class SlowUpstream(ProcsPerTest):
 
 
 # --------------------------------------------------------------------------------------------
+
+
+class ReplyHoldingRelay:
+    """A TCP relay between respite and a real redis-server that can hold the upstream's replies
+    (the bytes Redis sends back) while requests keep flowing: an upstream that is alive and
+    working but whose answers are late, with the test deciding exactly which replies pass."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.lock = threading.Lock()
+        self.holding = False
+        self.pairs: list[list] = []        # [client socket, server socket, held bytes]
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        with contextlib.suppress(OSError):
+            while True:
+                c, _ = self.listener.accept()
+                u = socket.create_connection((HOST, self.upstream_port))
+                pair = [c, u, bytearray()]
+                with self.lock:
+                    self.pairs.append(pair)
+                threading.Thread(target=self._pump_requests, args=(pair,), daemon=True).start()
+                threading.Thread(target=self._pump_replies, args=(pair,), daemon=True).start()
+
+    @staticmethod
+    def _pump_requests(pair):
+        c, u, _ = pair
+        with contextlib.suppress(OSError):
+            while data := c.recv(65536):
+                u.sendall(data)
+        with contextlib.suppress(OSError):
+            u.shutdown(socket.SHUT_WR)
+
+    def _pump_replies(self, pair):
+        c, u, held = pair
+        with contextlib.suppress(OSError):
+            while data := u.recv(65536):
+                with self.lock:
+                    if self.holding:
+                        held += data
+                    else:
+                        c.sendall(data)
+        with contextlib.suppress(OSError):
+            c.shutdown(socket.SHUT_WR)
+
+    def hold(self):
+        with self.lock:
+            self.holding = True
+
+    def release(self, keep_holding: bool):
+        """Delivers every reply held so far; with keep_holding, later ones are held again."""
+        with self.lock:
+            for c, _, held in self.pairs:
+                with contextlib.suppress(OSError):
+                    c.sendall(bytes(held))
+                held.clear()
+            self.holding = keep_holding
+
+    def held_bytes(self) -> int:
+        with self.lock:
+            return sum(len(h) for _, _, h in self.pairs)
+
+    def close(self):
+        self.listener.close()
+        with self.lock:
+            for c, u, _ in self.pairs:
+                for sock in (c, u):
+                    with contextlib.suppress(OSError):
+                        sock.close()
+
+
+@respite_only
+class HeldRequestTimeout(unittest.TestCase):
+    """A request held behind its client's cache miss is answered at --upstream-timeout-ms after
+    its arrival, but it was sent upstream later, on a connection other clients share: its
+    timeout must not fail that connection while the upstream is merely slow (the connection's
+    own deadline counts from the send). The upstream here is alive; only its replies are late,
+    held by a relay."""
+
+    def test_held_request_times_out_alone(self):
+        stack = contextlib.ExitStack()
+        self.addCleanup(stack.close)
+        upstream = stack.enter_context(RedisServer())
+        relay = ReplyHoldingRelay(upstream.port)
+        stack.callback(relay.close)
+        proxy = stack.enter_context(Respite(None, ["--upstream-timeout-ms", str(TIMEOUT_MS)],
+                                            upstream_addr=f"{HOST}:{relay.port}"))
+        direct_set(upstream.port, {"held:miss": "m"})
+        a, b = RawConn(proxy.port, 10.0), RawConn(proxy.port, 10.0)
+        stack.callback(a.close)
+        stack.callback(b.close)
+        self.assertEqual(a.call("PING"), "PONG")
+        self.assertEqual(b.call("SET", "held:b", "0"), "OK")
+        self.assertTrue(wait_until(lambda: proxy_info(proxy.port).get("tracking_link") == "up", 5))
+        before = proxy_info(proxy.port)
+
+        relay.hold()
+        t0 = time.monotonic()
+        # The GET misses and goes upstream; the INCR waits behind it inside respite.
+        a.send(encode_command("GET", "held:miss") + encode_command("INCR", "held:a"))
+        self.assertTrue(wait_until(lambda: relay.held_bytes() > 0, 2), "the GET never went out")
+        time.sleep(0.6 * TIMEOUT_S - (time.monotonic() - t0))
+        relay.release(keep_holding=True)  # the GET's reply passes; the INCR goes out now, late
+        self.assertEqual(a.read_reply(timeout=2), b"m")
+        b.send(encode_command("INCR", "held:b"))  # shares the connection, sent after the INCR
+        r = a.read_reply(timeout=2 * TIMEOUT_S)
+        took = time.monotonic() - t0
+        self.assertIsInstance(r, RespError, f"the held INCR: {r!r}")
+        self.assertIn("timeout", str(r).lower())
+        self.assertLess(took, TIMEOUT_S + SLACK_S, "the held INCR answered late")
+        self.assertGreater(took, TIMEOUT_S * 0.9, "the held INCR answered early")
+        # Still inside B's own deadline (its INCR went out ~0.6 timeouts in): let replies pass.
+        time.sleep(max(0.0, 1.3 * TIMEOUT_S - (time.monotonic() - t0)))
+        relay.release(keep_holding=False)
+        self.assertEqual(b.read_reply(timeout=2), 1, "B's request failed with A's timeout")
+        # A's late INCR reply is consumed, never delivered; its write happened.
+        self.assertEqual(a.call("INCR", "held:a"), 2)
+        self.assertEqual(b.call("GET", "held:b"), b"1")
+        self.assertEqual(a.read_for(0.05), b"", "extra bytes after the last reply")
+        after = proxy_info(proxy.port)
+        for name in ("upstream_errors", "upstream_connects"):
+            self.assertEqual(after.get(name), before.get(name),
+                             f"{name} changed: the shared connection was dropped")
+        print(f"\n  held INCR: timeout error after {took * 1000:.0f} ms "
+              f"(--upstream-timeout-ms {TIMEOUT_MS}); the shared connection stayed up and "
+              f"served B's INCR sent after it")
 
 
 @respite_only
