@@ -231,10 +231,20 @@ class FrequencySketch {
 
   void add(uint64_t h) {
     if (table_.empty()) return;  // no sketch: every key looks equally rare
-    unsigned m = estimate(h);
+    // Conservative update: only the counters at the minimum grow. The four counters sit in
+    // four different words, so each is read once and written at most once.
+    size_t w[4];
+    unsigned sh[4], c[4];
+    unsigned m = 15;
+    for (int i = 0; i < 4; i++) {
+      w[i] = word(h, i);
+      sh[i] = shift(h, i);
+      c[i] = static_cast<unsigned>((table_[w[i]] >> sh[i]) & 15);
+      if (c[i] < m) m = c[i];
+    }
     if (m == 15) return;
     for (int i = 0; i < 4; i++) {
-      if (get(h, i) == m) table_[word(h, i)] += uint64_t{1} << shift(h, i);
+      if (c[i] == m) table_[w[i]] += uint64_t{1} << sh[i];
     }
     if (++additions_ >= period_) {
       for (uint64_t& w : table_) w = (w >> 1) & 0x7777777777777777ull;

@@ -22,11 +22,7 @@ bool ieq(std::string_view a, std::string_view b) {
   return true;
 }
 
-void append_bulk_arg(std::string& out, std::string_view a) {
-  fmt::format_to(std::back_inserter(out), "${}\r\n", a.size());
-  out.append(a);
-  out.append("\r\n");
-}
+void append_bulk_arg(std::string& out, std::string_view a) { resp::Writer(out, 2).bulk(a); }
 
 const std::string_view kFetchFailed = "-ERR upstream unavailable (fetch failed)\r\n";
 
@@ -200,10 +196,8 @@ cache::LookupKind Server::lookup_into(uint32_t db, std::string_view key, cache::
                                       bool* refresh) {
   cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {
     if (v.kind == cache::LookupKind::kHit) {
-      fmt::format_to(std::back_inserter(out), "${}\r\n", v.value.size());
-      *payload = out.size();
-      out.append(v.value);
-      out.append("\r\n");
+      resp::Writer(out, proto).bulk(v.value);  // a bulk in both protocols
+      *payload = out.size() - v.value.size() - 2;
     } else {
       resp::Writer(out, proto).null();
     }

@@ -4,17 +4,26 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "resp/request_parser.h"
 
 namespace resp {
 
+namespace {
+// "<type><n>\r\n" into `buf` (at least 24 bytes); returns its length.
+size_t format_header(char* buf, char type, int64_t n) {
+  buf[0] = type;
+  char* p = std::to_chars(buf + 1, buf + 22, n).ptr;  // int64 takes at most 20 characters
+  p[0] = '\r';
+  p[1] = '\n';
+  return static_cast<size_t>(p + 2 - buf);
+}
+}  // namespace
+
 void Writer::header(char type, int64_t n) {
   char buf[24];
-  buf[0] = type;
-  auto res = std::to_chars(buf + 1, buf + sizeof(buf), n);
-  out_.append(buf, res.ptr);
-  out_.append("\r\n", 2);
+  out_.append(buf, format_header(buf, type, n));
 }
 
 void Writer::line(char type, std::string_view s) {
@@ -37,7 +46,16 @@ void Writer::error(std::string_view s) {
 void Writer::integer(int64_t v) { header(':', v); }
 
 void Writer::bulk(std::string_view s) {
-  header('$', static_cast<int64_t>(s.size()));
+  // Cached hits are mostly small values: one append for header, payload and CRLF.
+  char buf[128];
+  size_t h = format_header(buf, '$', static_cast<int64_t>(s.size()));
+  if (s.size() <= sizeof(buf) - 2 - h) {
+    std::memcpy(buf + h, s.data(), s.size());
+    std::memcpy(buf + h + s.size(), "\r\n", 2);
+    out_.append(buf, h + s.size() + 2);
+    return;
+  }
+  out_.append(buf, h);
   out_.append(s);
   out_.append("\r\n", 2);
 }
