@@ -7,6 +7,7 @@
 
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "resp/reply_writer.h"
 
 namespace respite {
 
@@ -154,13 +155,7 @@ void UpstreamConn::request(ReplySink* sink, std::string_view raw, int db, size_t
 }
 
 void UpstreamConn::encode_command(std::string& out, const resp::Frame& f) {
-  out.append(fmt::format("*{}\r\n", f.argc()));
-  for (size_t i = 0; i < f.argc(); ++i) {
-    std::string_view a = f.arg(i);
-    out.append(fmt::format("${}\r\n", a.size()));
-    out.append(a);
-    out.append("\r\n");
-  }
+  resp::Writer(out, 2).command(f);
 }
 
 void UpstreamConn::mark_dirty() {
