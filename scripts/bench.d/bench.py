@@ -27,6 +27,7 @@ import csv
 import datetime
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -592,7 +593,8 @@ def throughput(args, procs, report):
                         runs.append({"round": r + 1, "test": test, "pipeline": p, "target": tg,
                                      "rps": None, "p50": None, "p99": None, "errors": 1,
                                      "note": "target not running", "misses": None,
-                                     "cpu_proxy": None, "cpu_redis": None})
+                                     "cpu_proxy": None, "cpu_redis": None,
+                                     "cpu_client": None})
                         continue
                     misses = None
                     if tg in CACHED and test in ("get", "mget"):
@@ -602,7 +604,11 @@ def throughput(args, procs, report):
                     if tg != "redis":
                         cpu_pids["proxy"] = procs.pid(tg)
                     cpu0 = {who: cpu_ticks(pid) for who, pid in cpu_pids.items()}
+                    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     res = run_benchmark(args, port, test, p, nreq)
+                    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # + the finished client
+                    res["cpu_client"] = ((ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
+                                         * 1e6 / nreq if nreq else None)
                     for who, pid in cpu_pids.items():
                         t1 = cpu_ticks(pid)
                         res["cpu_" + who] = (None if t1 is None or cpu0[who] is None or not nreq
@@ -615,10 +621,11 @@ def throughput(args, procs, report):
                                 "misses": misses})
                     runs.append(res)
                     log("[%3d/%d round %d] %-6s -P%-2d %-20s %10s rps  p50 %6s  p99 %6s ms  "
-                        "cpu us/req proxy %5s redis %5s%s%s%s"
+                        "cpu us/req client %5s proxy %5s redis %5s%s%s%s"
                         % (k, total, r + 1, TEST_LABEL[test], p, TARGET_LABEL[tg],
                            fmt_num(res["rps"], ",.0f"), fmt_num(res["p50"], ".3f"),
-                           fmt_num(res["p99"], ".3f"), fmt_num(res.get("cpu_proxy"), ".2f"),
+                           fmt_num(res["p99"], ".3f"), fmt_num(res.get("cpu_client"), ".2f"),
+                           fmt_num(res.get("cpu_proxy"), ".2f"),
                            fmt_num(res.get("cpu_redis"), ".2f"),
                            "  ERRORS %d" % res["errors"] if res["errors"] else "",
                            "  cache misses %d" % misses if misses else "",
@@ -645,6 +652,7 @@ def throughput(args, procs, report):
                     "misses": sum(x["misses"] or 0 for x in rs),
                     "cpu_proxy": median([x.get("cpu_proxy") for x in rs]),
                     "cpu_redis": median([x.get("cpu_redis") for x in rs]),
+                    "cpu_client": median([x.get("cpu_client") for x in rs]),
                 }
     by_round = {(x["test"], x["pipeline"], x["target"], x["round"]): x["rps"] for x in runs}
 
@@ -662,6 +670,7 @@ def throughput(args, procs, report):
         test, p, tg = key
         s["x_redis"], s["x_redis_rounds"] = paired(test, p, tg, "redis")
         s["x_twem"], s["x_twem_rounds"] = paired(test, p, tg, "twemproxy")
+        s["ceiling"] = cpu_ceiling(s, summary.get((test, p, "redis")))
 
     report["summary"] = summary
     report["runs"] = runs
@@ -669,27 +678,48 @@ def throughput(args, procs, report):
     report["pipelines"] = pipelines
 
 
+def cpu_ceiling(s, direct):
+    """The ratio to direct Redis that the measured CPU costs allow on this machine's cores, if
+    the scheduler packed them perfectly: each process is limited to one core, and all of them
+    together to os.cpu_count(). Direct Redis: client + Redis; through a proxy: client + proxy +
+    Redis. A proxy that reaches its ceiling loses nothing to waiting; one far below it does."""
+    if not direct or s is direct:
+        return None
+    d = [direct.get("cpu_client"), direct.get("cpu_redis")]
+    v = [s.get("cpu_client"), s.get("cpu_proxy"), s.get("cpu_redis")]
+    if any(x is None for x in d + v) or max(d) <= 0:
+        return None
+    cores = os.cpu_count() or 1
+    best_direct = min(1 / max(d), cores / sum(d))
+    best_proxy = min(1 / max(max(v), 1e-9), cores / max(sum(v), 1e-9))
+    return best_proxy / best_direct
+
+
 def table_lines(args, summary, pipelines):
     hdr = "%-10s %-20s %12s %8s %8s %8s %8s %6s  %s" % (
         "test", "target", "rps", "p50 ms", "p99 ms", "x redis", "x twem", "errors",
-        "cpu us/req: proxy redis")
+        "cpu us/req: client proxy redis  ceiling")
     lines = [hdr, "-" * len(hdr)]
     for test in args.tests:
         for p in pipelines:
             for tg in args.targets:
                 s = summary[(test, p, tg)]
-                lines.append("%-10s %-20s %12s %8s %8s %8s %8s %6d  %17s %5s%s" % (
+                lines.append("%-10s %-20s %12s %8s %8s %8s %8s %6d  %18s %5s %5s %8s%s" % (
                     "%s -P%d" % (TEST_LABEL[test], p), TARGET_LABEL[tg], fmt_num(s["rps"], ",.0f"),
                     fmt_num(s["p50"], ".3f"), fmt_num(s["p99"], ".3f"),
                     fmt_num(s["x_redis"], ".2f"), fmt_num(s["x_twem"], ".2f"), s["errors"],
-                    fmt_num(s["cpu_proxy"], ".2f"), fmt_num(s["cpu_redis"], ".2f"),
+                    fmt_num(s["cpu_client"], ".2f"), fmt_num(s["cpu_proxy"], ".2f"),
+                    fmt_num(s["cpu_redis"], ".2f"), fmt_num(s["ceiling"], ".2f"),
                     "  (cache misses during runs: %d)" % s["misses"] if s["misses"] else ""))
             lines.append("")
     lines.append("rps, p50, p99, cpu: medians over the rounds. x redis, x twem: the median over "
                  "the rounds of each round's own ratio")
     lines.append("(the two runs were next to each other). cpu us/req: CPU time (user + system) "
-                 "the proxy and the upstream Redis")
-    lines.append("spent per request during the run, from /proc/<pid>/stat.")
+                 "redis-benchmark, the proxy and the")
+    lines.append("upstream Redis spent per request during the run. ceiling: the ratio to direct "
+                 "Redis those costs allow on %d cores" % (os.cpu_count() or 1))
+    lines.append("with perfect scheduling (each process at most one core); a proxy near its "
+                 "ceiling is CPU-bound, not waiting.")
     lines.append("")
     return lines
 
@@ -837,7 +867,7 @@ def main():
                     "per cached entry. Results go to build/bench/.")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 round, -n 10000/50000, 100k-entry memory test")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7)")
     ap.add_argument("--n-p1", type=int, default=None,
                     help="requests per run at -P 1 (default 300000)")
     ap.add_argument("--n-p16", type=int, default=None,
@@ -876,7 +906,7 @@ def main():
                                                                         "respite")
     args.out_dir = os.environ.get("RESPITE_BENCH_OUT") or os.path.join(root, "build", "bench")
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 5
+        args.rounds = 1 if args.quick else 7
     # Runs of about two seconds each: at 100k-1.6M requests/s, shorter runs (they were 100k and
     # 200k requests, well under a second at -P 16) mostly measured warm-up and whatever else the
     # machine was doing in that instant.
@@ -977,7 +1007,8 @@ def main():
             w = csv.writer(f)
             w.writerow(["test", "pipeline", "target", "rps", "p50_ms", "p99_ms", "x_redis",
                         "x_twemproxy", "runs", "errors", "cache_misses", "rps_per_round",
-                        "x_redis_per_round", "cpu_us_per_req_proxy", "cpu_us_per_req_redis"])
+                        "x_redis_per_round", "cpu_us_per_req_proxy", "cpu_us_per_req_redis",
+                        "cpu_us_per_req_client", "cpu_ceiling"])
             for (test, p, tg), s in summary.items():
                 w.writerow([TEST_LABEL[test], p, tg, fmt_num(s["rps"], ".0f"),
                             fmt_num(s["p50"], ".3f"), fmt_num(s["p99"], ".3f"),
@@ -985,20 +1016,21 @@ def main():
                             s["errors"], s["misses"],
                             ";".join(fmt_num(x, ".0f") for x in s["all_rps"]),
                             ";".join("%.3f" % x for x in s["x_redis_rounds"]),
-                            fmt_num(s["cpu_proxy"], ".3f"), fmt_num(s["cpu_redis"], ".3f")])
+                            fmt_num(s["cpu_proxy"], ".3f"), fmt_num(s["cpu_redis"], ".3f"),
+                            fmt_num(s["cpu_client"], ".3f"), fmt_num(s["ceiling"], ".3f")])
         files.append(base + ".csv")
         with open(base + "-runs.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["round", "test", "pipeline", "target", "rps", "p50_ms", "p99_ms",
                         "errors", "cache_misses", "cpu_us_per_req_proxy", "cpu_us_per_req_redis",
-                        "note"])
+                        "cpu_us_per_req_client", "note"])
             for x in report["runs"]:
                 w.writerow([x["round"], TEST_LABEL[x["test"]], x["pipeline"], x["target"],
                             fmt_num(x["rps"], ".0f"), fmt_num(x["p50"], ".3f"),
                             fmt_num(x["p99"], ".3f"), x["errors"],
                             "" if x["misses"] is None else x["misses"],
                             fmt_num(x.get("cpu_proxy"), ".3f"), fmt_num(x.get("cpu_redis"), ".3f"),
-                            x["note"]])
+                            fmt_num(x.get("cpu_client"), ".3f"), x["note"]])
         files.append(base + "-runs.csv")
         if write_chart(base + ".png", stamp, summary, args.targets, args.tests,
                        report["pipelines"], tmp):
