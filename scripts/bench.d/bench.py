@@ -650,9 +650,10 @@ def throughput(args, procs, report):
                     "runs": sum(1 for x in rs if x["rps"] is not None),
                     "all_rps": [x["rps"] for x in rs],
                     "misses": sum(x["misses"] or 0 for x in rs),
-                    "cpu_proxy": median([x.get("cpu_proxy") for x in rs]),
-                    "cpu_redis": median([x.get("cpu_redis") for x in rs]),
-                    "cpu_client": median([x.get("cpu_client") for x in rs]),
+                    # CPU of runs that completed only (a failed run's CPU is not per request)
+                    "cpu_proxy": median([x.get("cpu_proxy") for x in rs if x["rps"]]),
+                    "cpu_redis": median([x.get("cpu_redis") for x in rs if x["rps"]]),
+                    "cpu_client": median([x.get("cpu_client") for x in rs if x["rps"]]),
                 }
     by_round = {(x["test"], x["pipeline"], x["target"], x["round"]): x["rps"] for x in runs}
 
@@ -670,7 +671,8 @@ def throughput(args, procs, report):
         test, p, tg = key
         s["x_redis"], s["x_redis_rounds"] = paired(test, p, tg, "redis")
         s["x_twem"], s["x_twem_rounds"] = paired(test, p, tg, "twemproxy")
-        s["ceiling"] = cpu_ceiling(s, summary.get((test, p, "redis")))
+        threads = (args.ab_threads if tg == AB_THREADS else args.threads) or 1
+        s["ceiling"] = cpu_ceiling(s, summary.get((test, p, "redis")), threads)
 
     report["summary"] = summary
     report["runs"] = runs
@@ -678,20 +680,29 @@ def throughput(args, procs, report):
     report["pipelines"] = pipelines
 
 
-def cpu_ceiling(s, direct):
+def usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_ceiling(s, direct, proxy_threads=1):
     """The ratio to direct Redis that the measured CPU costs allow on this machine's cores, if
     the scheduler packed them perfectly: each process is limited to one core, and all of them
     together to os.cpu_count(). Direct Redis: client + Redis; through a proxy: client + proxy +
-    Redis. A proxy that reaches its ceiling loses nothing to waiting; one far below it does."""
+    Redis. A proxy that reaches its ceiling loses nothing to waiting; one far below it does.
+    A proxy with N event loops may use N cores."""
     if not direct or s is direct:
         return None
     d = [direct.get("cpu_client"), direct.get("cpu_redis")]
     v = [s.get("cpu_client"), s.get("cpu_proxy"), s.get("cpu_redis")]
     if any(x is None for x in d + v) or max(d) <= 0:
         return None
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     best_direct = min(1 / max(d), cores / sum(d))
-    best_proxy = min(1 / max(max(v), 1e-9), cores / max(sum(v), 1e-9))
+    per_process = max(v[0], v[1] / max(proxy_threads, 1), v[2])
+    best_proxy = min(1 / max(per_process, 1e-9), cores / max(sum(v), 1e-9))
     return best_proxy / best_direct
 
 
@@ -717,7 +728,7 @@ def table_lines(args, summary, pipelines):
     lines.append("(the two runs were next to each other). cpu us/req: CPU time (user + system) "
                  "redis-benchmark, the proxy and the")
     lines.append("upstream Redis spent per request during the run. ceiling: the ratio to direct "
-                 "Redis those costs allow on %d cores" % (os.cpu_count() or 1))
+                 "Redis those costs allow on %d cores" % usable_cores())
     lines.append("with perfect scheduling (each process at most one core); a proxy near its "
                  "ceiling is CPU-bound, not waiting.")
     lines.append("")

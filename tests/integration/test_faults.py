@@ -670,6 +670,8 @@ class ReplyHoldingRelay:
             return sum(len(h) for _, _, h in self.pairs)
 
     def close(self):
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
         self.listener.close()
         with self.lock:
             for c, u, _ in self.pairs:
@@ -708,7 +710,7 @@ class HeldRequestTimeout(unittest.TestCase):
         # The GET misses and goes upstream; the INCR waits behind it inside respite.
         a.send(encode_command("GET", "held:miss") + encode_command("INCR", "held:a"))
         self.assertTrue(wait_until(lambda: relay.held_bytes() > 0, 2), "the GET never went out")
-        time.sleep(0.6 * TIMEOUT_S - (time.monotonic() - t0))
+        time.sleep(max(0.0, 0.6 * TIMEOUT_S - (time.monotonic() - t0)))
         relay.release(keep_holding=True)  # the GET's reply passes; the INCR goes out now, late
         self.assertEqual(a.read_reply(timeout=2), b"m")
         b.send(encode_command("INCR", "held:b"))  # shares the connection, sent after the INCR
