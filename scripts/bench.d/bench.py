@@ -38,6 +38,9 @@ import tempfile
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from resp_client import Conn, RespError, encode, parse_info  # noqa: E402
+
 # redis-benchmark -r N expands __rand_int__ to a 12-digit zero-padded number in [0, N).
 KEY_FMT = "key:%012d"
 VALUE_SIZE = 32
@@ -81,92 +84,7 @@ def warn(msg):
 
 
 # ---------------------------------------------------------------------------------------------
-# A minimal RESP2 client (pipelining: send many commands, then read as many replies).
-
-class RespError(str):
-    pass
-
-
-def encode(*args):
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        elif isinstance(a, int):
-            a = b"%d" % a
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(parts)
-
-
-class Conn:
-    def __init__(self, port, timeout=30.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = bytearray()
-        self.pos = 0
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        if self.pos > (1 << 20):
-            del self.buf[:self.pos]
-            self.pos = 0
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("connection closed by server")
-        self.buf += chunk
-
-    def _line(self):
-        while True:
-            i = self.buf.find(b"\r\n", self.pos)
-            if i >= 0:
-                line = bytes(self.buf[self.pos:i])
-                self.pos = i + 2
-                return line
-            self._fill()
-
-    def read(self):
-        line = self._line()
-        t, rest = line[:1], line[1:]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            return RespError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) - self.pos < n + 2:
-                self._fill()
-            v = bytes(self.buf[self.pos:self.pos + n])
-            self.pos += n + 2
-            return v
-        if t == b"*":
-            n = int(rest)
-            if n < 0:
-                return None
-            return [self.read() for _ in range(n)]
-        raise ConnectionError("unexpected reply line %r" % line[:60])
-
-    def call(self, *args):
-        self.send(encode(*args))
-        return self.read()
-
+# RESP: the scripts' shared client (scripts/lib/resp_client.py).
 
 def pipelined(conn, commands, batch=1000):
     """Sends commands (encoded) in batches and returns every reply, in order."""
@@ -176,17 +94,6 @@ def pipelined(conn, commands, batch=1000):
         conn.send(b"".join(part))
         out.extend(conn.read() for _ in part)
     return out
-
-
-def parse_info(text):
-    d = {}
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    for line in text.splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, v = line.split(":", 1)
-            d[k.strip()] = v.strip()
-    return d
 
 
 def proxy_info(port):
