@@ -1,8 +1,11 @@
 // Client connections: read, parse, hand each request to dispatch, write replies in order.
 #include <cassert>
+#include <random>
 
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "resp/reply_view.h"
+#include "resp/reply_writer.h"
 
 namespace respite {
 
@@ -79,13 +82,13 @@ void ClientConn::run_queued_input() {
 void ClientConn::process_input() {
   ref();  // dispatch may close us; stay alive until the loop below is done
   // Fairness: at most kCommandsPerTurn commands per client per loop turn (about what Redis runs
-  // from one 16 KB read), and no more than kMaxOwedReplies replies owed at once, so one client
+  // from one 16 KB read), and no more than owed_limit() replies owed at once, so one client
   // flooding pipelined requests cannot starve the others or pile up replies upstream.
   size_t budget = kCommandsPerTurn;
   bool need_more = false;  // the buffer ends in an incomplete request: keep reading
   while (!closed() && !stalled_ && !close_when_flushed_ && !in_.empty()) {
-    if (budget-- == 0 || slots_.size() >= kMaxOwedReplies) {
-      if (slots_.size() >= kMaxOwedReplies) {
+    if (budget-- == 0 || slots_.size() >= owed_limit()) {
+      if (slots_.size() >= owed_limit()) {
         // Stop reading too: a client that sends without reading must not grow our input.
         owed_full_ = true;
         if (reading_) {
@@ -206,7 +209,7 @@ void ClientConn::complete(uint64_t seq, std::string_view reply) {
     if (!slots_.front().drop) out_.append(reply);
     slots_.pop_front();
     ++head_seq_;
-    drain_ready();  // also lets a client held back by kMaxOwedReplies go on
+    drain_ready();  // also lets a client held back by owed_limit() go on
     mark_dirty();
   } else {
     Slot& s = slots_[idx];
@@ -221,7 +224,7 @@ void ClientConn::drain_ready() {
     slots_.pop_front();
     ++head_seq_;
   }
-  if (owed_full_ && slots_.size() < kMaxOwedReplies / 2 && !closed()) {
+  if (owed_full_ && slots_.size() < owed_limit() / 2 && !closed()) {
     owed_full_ = false;
     if (!reading_ && !eof_ && !close_when_flushed_ &&
         uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0)
@@ -245,9 +248,91 @@ std::string& ClientConn::immediate_reply() {
   return slots_.back().data;
 }
 
+namespace {
+// The subscription count an (un)subscribe reply carries: ["unsubscribe", channel, 3] as an
+// array (RESP2) or a push (RESP3). `shard` for ssubscribe/sunsubscribe (counted apart), `leave`
+// for the unsubscribe kinds. False for anything else (messages, other replies).
+bool subscription_count(std::string_view reply, int64_t* count, bool* shard, bool* leave) {
+  struct Kind {
+    std::string_view name;
+    bool shard, leave;
+  };
+  static constexpr Kind kKinds[] = {
+      {"subscribe", false, false},  {"psubscribe", false, false},  {"ssubscribe", true, false},
+      {"unsubscribe", false, true}, {"punsubscribe", false, true}, {"sunsubscribe", true, true}};
+  resp::ReplyView view(reply);
+  resp::ReplyItem it;
+  if (!view.next(it) || (it.type != '*' && it.type != '>') || it.null || it.n != 3) return false;
+  if (!view.next(it) || !it.is_string()) return false;
+  const Kind* kind = nullptr;
+  for (const Kind& k : kKinds)
+    if (it.str == k.name) kind = &k;
+  if (!kind) return false;
+  if (!view.next(it)) return false;                          // the channel (or nil)
+  if (!view.next(it) || it.type != ':' || !view.at_end()) return false;
+  *count = it.n;
+  *shard = kind->shard;
+  *leave = kind->leave;
+  return true;
+}
+
+// A token nobody else can guess (a publisher could otherwise fake the barrier's answer).
+std::string new_barrier_token(uint64_t client_id) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("respite-barrier-{:x}-{:016x}", client_id, rng());
+}
+}  // namespace
+
 void ClientConn::stream(std::string_view message) {
+  if (leaving_stream && (message == barrier_reply_ || message == barrier_reply_subscribed_)) {
+    end_leaving_stream();  // the barrier's answer is respite's own: not the client's
+    return;
+  }
+  int64_t count = 0;
+  bool shard = false, leave = false;
+  if (streaming && !monitor && subscription_count(message, &count, &shard, &leave)) {
+    (shard ? ssub_count : sub_count) = count;
+    if (leave && sub_count == 0 && ssub_count == 0 && !leaving_stream) begin_leaving_stream();
+  }
   if (reply_mode != ReplyMode::On) return;  // Redis drops pushed messages under CLIENT REPLY OFF
   immediate_reply().append(message);
+}
+
+void ClientConn::begin_leaving_stream() {
+  // A transaction or WATCH sent in stream mode is still open upstream: a PING would be queued
+  // in it. Stay in stream mode (correct, only pinned) until RESET or the end.
+  if (!pinned || in_multi || watching) return;
+  leaving_stream = true;
+  const std::string token = new_barrier_token(id);
+  // PING's answer: the token as a bulk; as ["pong", token] to a RESP2 client that subscribed
+  // again before the PING ran.
+  barrier_reply_.clear();
+  resp::Writer(barrier_reply_, 2).bulk(token);
+  barrier_reply_subscribed_ = "*2\r\n$4\r\npong\r\n" + barrier_reply_;
+  std::string ping;
+  resp::Writer(ping, 2).command({"PING", token});
+  pinned->forward(this, kStreamSeq, ping, db, 0);
+}
+
+void ClientConn::end_leaving_stream() {
+  leaving_stream = false;
+  barrier_reply_.clear();
+  barrier_reply_subscribed_.clear();
+  if (sub_count == 0 && ssub_count == 0) {  // not subscribed again meanwhile
+    streaming = false;
+    maybe_release_pin();
+  }
+  if (stalled_ && !closed()) {
+    ref();
+    server_->add_resume(this);
+  }
+}
+
+void ClientConn::clear_stream_state() {
+  streaming = monitor = leaving_stream = false;
+  sub_count = ssub_count = 0;
+  barrier_reply_.clear();
+  barrier_reply_subscribed_.clear();
 }
 
 void ClientConn::on_forwarded_done(UpstreamConn* conn) {

@@ -79,6 +79,8 @@ class ClientConn {
   std::string& immediate_reply();
   // An out-of-band message (pub/sub, MONITOR) on the pinned connection: after everything owed.
   void stream(std::string_view message);
+  // Resets the pub/sub bookkeeping above (RESET, a closed pin).
+  void clear_stream_state();
 
   // Called by an upstream connection when a relayed request of this client was answered.
   void on_forwarded_done(UpstreamConn* conn);
@@ -115,6 +117,17 @@ class ClientConn {
   bool in_multi = false;
   bool watching = false;
   bool streaming = false;      // subscribed or MONITOR: replies are not 1:1 with requests
+  bool monitor = false;        // MONITOR streams until RESET or the end
+  // Leaving subscribed mode. The upstream counts subscriptions in every (un)subscribe reply
+  // (channels + patterns, and shard channels apart); when both reach 0 the client is a normal
+  // client again upstream. Requests it sent in stream mode may still be owed replies that no
+  // pending slot stands for, so a barrier (a PING with a token of respite's own) goes out on
+  // the pinned connection and the client's next requests wait; when the PING's answer comes,
+  // everything sent before it has been answered: the client leaves stream mode (and its pin,
+  // unless something else holds it) if it did not subscribe again meanwhile.
+  int64_t sub_count = 0;
+  int64_t ssub_count = 0;
+  bool leaving_stream = false;
   bool sticky_pin = false;     // CLIENT TRACKING/REPLY etc.: pinned until the client leaves
   void maybe_release_pin();
 
@@ -140,6 +153,10 @@ class ClientConn {
   void process_input();
   void mark_dirty();
   void drain_ready();
+  void begin_leaving_stream();
+  void end_leaving_stream();
+  std::string barrier_reply_;             // the barrier PING's answer, as the upstream sends it
+  std::string barrier_reply_subscribed_;  // ...to a RESP2 client in subscribed mode
 
   Server* server_;
   uv_tcp_t tcp_;
@@ -155,9 +172,18 @@ class ClientConn {
   uint64_t held_since_ms_ = 0;  // when the first stall of the held input began
   size_t held_bytes_ = 0;       // bytes of in_ that were held by a stall and are not consumed
   bool input_queued_ = false;  // read this turn, to be processed in the check phase
-  bool owed_full_ = false;     // held back: kMaxOwedReplies replies owed
+  bool owed_full_ = false;     // held back: owed_limit() replies owed
   static constexpr size_t kCommandsPerTurn = 256;
   static constexpr size_t kMaxOwedReplies = 4096;
+  // A client whose replies pile up unread gets few requests in flight: its replies travel the
+  // upstream connection it shares with other clients, ahead of theirs, and 4096 owed 10 KB
+  // replies are 40 MB for everyone else to wait behind. Its output still grows (so the output
+  // buffer limit still closes it), 32 replies per round trip.
+  static constexpr size_t kBackedUpOutput = 1 << 20;
+  static constexpr size_t kBackedUpOwed = 32;
+  size_t owed_limit() const {
+    return out_.size() + writing_.size() > kBackedUpOutput ? kBackedUpOwed : kMaxOwedReplies;
+  }
   static constexpr size_t kInputHighWater = 1 << 20;
   bool eof_ = false;           // the client half-closed: close once answered
   void run_queued_input();

@@ -122,6 +122,101 @@ class PubSub(ProxyTestCase):
             self.assertEqual(sub.read_for(0.1), b"")
 
 
+class LeavingSubscribedMode(ProxyTestCase):
+    """A client that unsubscribes from everything is a normal client again: upstream at once,
+    and in respite once a barrier shows that every reply it was owed in stream mode came back
+    (then its pin goes, and its GETs use the cache)."""
+
+    def pinned_clients(self):
+        return int(parse_info(self.px().execute_command("PROXY", "INFO", "clients"))
+                   .get("pinned_clients", -1))
+
+    def cache_hits(self):
+        return int(parse_info(self.px().execute_command("PROXY", "INFO", "cache"))
+                   .get("cache_hits", 0))
+
+    def wait_unpinned(self, timeout=3.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pinned_clients() == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def test_unsubscribe_all_then_normal_commands(self):
+        with RawConn(self.port) as c:
+            c.cmd("SUBSCRIBE", "respite:leave:a", "respite:leave:b")
+            self.assertEqual(c.read_raw_replies(2), [msg(b"subscribe", b"respite:leave:a", 1),
+                                                     msg(b"subscribe", b"respite:leave:b", 2)])
+            c.cmd("UNSUBSCRIBE")  # all of them, in the upstream's order
+            got = c.read_replies(2)
+            self.assertEqual(sorted(r[1] for r in got), [b"respite:leave:a", b"respite:leave:b"])
+            self.assertEqual([(r[0], r[2]) for r in got], [(b"unsubscribe", 1), (b"unsubscribe", 0)])
+            self.assertEqual(c.call("SET", "respite:leave:k", "v1"), "OK")
+            self.assertEqual(c.call("GET", "respite:leave:k"), b"v1")
+            self.assertEqual(c.call("PING"), "PONG")  # normal mode: not ["pong", ""]
+            self.assertEqual(c.read_for(0.1), b"", "a reply nobody asked for (the barrier's?)")
+            if self.proxy.direct:
+                return
+            self.assertTrue(self.wait_unpinned(), "the client kept its pinned connection")
+            before = self.cache_hits()
+            for _ in range(3):
+                self.assertEqual(c.call("GET", "respite:leave:k"), b"v1")
+            self.assertGreaterEqual(self.cache_hits() - before, 2,
+                                    "GETs after leaving subscribed mode do not use the cache")
+            self.up().set("respite:leave:k", "v2")  # written behind respite's back
+            deadline = time.monotonic() + 2
+            while c.call("GET", "respite:leave:k") != b"v2" and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(c.call("GET", "respite:leave:k"), b"v2")
+
+    def test_requests_pipelined_after_the_last_unsubscribe(self):
+        with RawConn(self.port) as c:
+            c.cmd("SUBSCRIBE", "respite:leave:p")
+            c.read_raw_replies(1)
+            c.send(encode_command("UNSUBSCRIBE", "respite:leave:p") +
+                   encode_command("SET", "respite:leave:pk", "1") +
+                   encode_command("INCR", "respite:leave:pk") +
+                   encode_command("GET", "respite:leave:pk"))
+            # Read only the first two, then pipeline more while respite may still be waiting
+            # for its barrier: they must wait, and come back in order.
+            self.assertEqual(c.read_raw_replies(2), [msg(b"unsubscribe", b"respite:leave:p", 0),
+                                                     b"+OK\r\n"])
+            c.send(encode_command("INCR", "respite:leave:pk") +
+                   encode_command("GET", "respite:leave:pk") + encode_command("PING"))
+            self.assertEqual(c.read_replies(5), [2, b"2", 3, b"3", "PONG"])
+            self.assertEqual(c.read_for(0.1), b"")
+
+    def test_subscribing_again_in_the_same_pipeline_stays_subscribed(self):
+        with RawConn(self.port) as c:
+            c.cmd("SUBSCRIBE", "respite:leave:x")
+            c.read_raw_replies(1)
+            c.send(encode_command("UNSUBSCRIBE", "respite:leave:x") +
+                   encode_command("SUBSCRIBE", "respite:leave:y"))
+            self.assertEqual(c.read_raw_replies(2), [msg(b"unsubscribe", b"respite:leave:x", 0),
+                                                     msg(b"subscribe", b"respite:leave:y", 1)])
+            self.assertEqual(self.up().publish("respite:leave:y", "still"), 1)
+            self.assertEqual(c.read_raw_replies(1), [msg(b"message", b"respite:leave:y", b"still")])
+            c.cmd("PING")  # subscribed (RESP2): ["pong", ""]
+            self.assertEqual(c.read_raw_replies(1), [b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"])
+            self.assertEqual(c.read_for(0.1), b"", "a reply nobody asked for (the barrier's?)")
+
+    def test_resp3_push_unsubscribe(self):
+        with RawConn(self.port) as c:
+            self.assertIsInstance(c.call("HELLO", "3"), dict)
+            c.cmd("SUBSCRIBE", "respite:leave:r3")
+            self.assertEqual(c.read_raw_replies(1),
+                             [b">3\r\n$9\r\nsubscribe\r\n$16\r\nrespite:leave:r3\r\n:1\r\n"])
+            c.cmd("UNSUBSCRIBE", "respite:leave:r3")
+            self.assertEqual(c.read_raw_replies(1),
+                             [b">3\r\n$11\r\nunsubscribe\r\n$16\r\nrespite:leave:r3\r\n:0\r\n"])
+            self.assertEqual(c.call("SET", "respite:leave:r3k", "w"), "OK")
+            self.assertEqual(c.call("GET", "respite:leave:r3k"), b"w")
+            self.assertEqual(c.read_for(0.1), b"")
+            if not self.proxy.direct:
+                self.assertTrue(self.wait_unpinned(), "the RESP3 client kept its pin")
+
+
 class Blocking(ProxyTestCase):
 
     def test_blpop_unblocks_on_push_through_respite(self):
