@@ -290,7 +290,7 @@ void ClientConn::stream(std::string_view message) {
   }
   int64_t count = 0;
   bool shard = false, leave = false;
-  if (streaming && !monitor && subscription_count(message, &count, &shard, &leave)) {
+  if (streaming && !keep_streaming && subscription_count(message, &count, &shard, &leave)) {
     (shard ? ssub_count : sub_count) = count;
     if (leave && sub_count == 0 && ssub_count == 0 && !leaving_stream) begin_leaving_stream();
   }
@@ -329,7 +329,7 @@ void ClientConn::end_leaving_stream() {
 }
 
 void ClientConn::clear_stream_state() {
-  streaming = monitor = leaving_stream = false;
+  streaming = keep_streaming = leaving_stream = false;
   sub_count = ssub_count = 0;
   barrier_reply_.clear();
   barrier_reply_subscribed_.clear();

@@ -618,11 +618,13 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
       break;
     case Pin::Stream:
       c->streaming = true;
-      if (ieq(f.arg(0), "monitor")) c->monitor = true;
+      if (ieq(f.arg(0), "monitor")) c->keep_streaming = true;
       break;
     case Pin::Sticky: c->sticky_pin = true; break;
     default: break;
   }
+  if (c->streaming && f.argc() >= 2 && ieq(f.arg(0), "client") && ieq(f.arg(1), "reply"))
+    c->keep_streaming = true;
   stats_.forwarded_commands++;
   WritePlan plan = invalidate_before_write(c, f, ci);
   if (c->in_multi || pin == Pin::Exec) {

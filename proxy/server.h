@@ -117,7 +117,9 @@ class ClientConn {
   bool in_multi = false;
   bool watching = false;
   bool streaming = false;      // subscribed or MONITOR: replies are not 1:1 with requests
-  bool monitor = false;        // MONITOR streams until RESET or the end
+  // MONITOR, or CLIENT REPLY sent upstream while subscribed (RESP3; the barrier PING below would
+  // get no answer): streams until RESET or the end.
+  bool keep_streaming = false;
   // Leaving subscribed mode. The upstream counts subscriptions in every (un)subscribe reply
   // (channels + patterns, and shard channels apart); when both reach 0 the client is a normal
   // client again upstream. Requests it sent in stream mode may still be owed replies that no
