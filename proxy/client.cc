@@ -1,11 +1,8 @@
 // Client connections: read, parse, hand each request to dispatch, write replies in order.
 #include <cassert>
-#include <random>
 
 #include "proxy/log.h"
 #include "proxy/server.h"
-#include "resp/reply_view.h"
-#include "resp/reply_writer.h"
 
 namespace respite {
 
@@ -248,91 +245,9 @@ std::string& ClientConn::immediate_reply() {
   return slots_.back().data;
 }
 
-namespace {
-// The subscription count an (un)subscribe reply carries: ["unsubscribe", channel, 3] as an
-// array (RESP2) or a push (RESP3). `shard` for ssubscribe/sunsubscribe (counted apart), `leave`
-// for the unsubscribe kinds. False for anything else (messages, other replies).
-bool subscription_count(std::string_view reply, int64_t* count, bool* shard, bool* leave) {
-  struct Kind {
-    std::string_view name;
-    bool shard, leave;
-  };
-  static constexpr Kind kKinds[] = {
-      {"subscribe", false, false},  {"psubscribe", false, false},  {"ssubscribe", true, false},
-      {"unsubscribe", false, true}, {"punsubscribe", false, true}, {"sunsubscribe", true, true}};
-  resp::ReplyView view(reply);
-  resp::ReplyItem it;
-  if (!view.next(it) || (it.type != '*' && it.type != '>') || it.null || it.n != 3) return false;
-  if (!view.next(it) || !it.is_string()) return false;
-  const Kind* kind = nullptr;
-  for (const Kind& k : kKinds)
-    if (it.str == k.name) kind = &k;
-  if (!kind) return false;
-  if (!view.next(it)) return false;                          // the channel (or nil)
-  if (!view.next(it) || it.type != ':' || !view.at_end()) return false;
-  *count = it.n;
-  *shard = kind->shard;
-  *leave = kind->leave;
-  return true;
-}
-
-// A token nobody else can guess (a publisher could otherwise fake the barrier's answer).
-std::string new_barrier_token(uint64_t client_id) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("respite-barrier-{:x}-{:016x}", client_id, rng());
-}
-}  // namespace
-
 void ClientConn::stream(std::string_view message) {
-  if (leaving_stream && (message == barrier_reply_ || message == barrier_reply_subscribed_)) {
-    end_leaving_stream();  // the barrier's answer is respite's own: not the client's
-    return;
-  }
-  int64_t count = 0;
-  bool shard = false, leave = false;
-  if (streaming && !keep_streaming && subscription_count(message, &count, &shard, &leave)) {
-    (shard ? ssub_count : sub_count) = count;
-    if (leave && sub_count == 0 && ssub_count == 0 && !leaving_stream) begin_leaving_stream();
-  }
   if (reply_mode != ReplyMode::On) return;  // Redis drops pushed messages under CLIENT REPLY OFF
   immediate_reply().append(message);
-}
-
-void ClientConn::begin_leaving_stream() {
-  // A transaction or WATCH sent in stream mode is still open upstream: a PING would be queued
-  // in it. Stay in stream mode (correct, only pinned) until RESET or the end.
-  if (!pinned || in_multi || watching) return;
-  leaving_stream = true;
-  const std::string token = new_barrier_token(id);
-  // PING's answer: the token as a bulk; as ["pong", token] to a RESP2 client that subscribed
-  // again before the PING ran.
-  barrier_reply_.clear();
-  resp::Writer(barrier_reply_, 2).bulk(token);
-  barrier_reply_subscribed_ = "*2\r\n$4\r\npong\r\n" + barrier_reply_;
-  std::string ping;
-  resp::Writer(ping, 2).command({"PING", token});
-  pinned->forward(this, kStreamSeq, ping, db, 0);
-}
-
-void ClientConn::end_leaving_stream() {
-  leaving_stream = false;
-  barrier_reply_.clear();
-  barrier_reply_subscribed_.clear();
-  if (sub_count == 0 && ssub_count == 0) {  // not subscribed again meanwhile
-    streaming = false;
-    maybe_release_pin();
-  }
-  if (stalled_ && !closed()) {
-    ref();
-    server_->add_resume(this);
-  }
-}
-
-void ClientConn::clear_stream_state() {
-  streaming = keep_streaming = leaving_stream = false;
-  sub_count = ssub_count = 0;
-  barrier_reply_.clear();
-  barrier_reply_subscribed_.clear();
 }
 
 void ClientConn::on_forwarded_done(UpstreamConn* conn) {

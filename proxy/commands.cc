@@ -577,10 +577,6 @@ Pin classify(const resp::Frame& f, const CommandInfo* ci) {
 }  // namespace
 
 void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
-  if (c->leaving_stream) {  // until the barrier's answer (ClientConn::end_leaving_stream)
-    c->stall();
-    return;
-  }
   Pin pin = classify(f, ci);
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
                    pin == Pin::Stream || pin == Pin::Sticky;
@@ -616,15 +612,10 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     case Pin::Unwatch:
       if (!c->in_multi) c->watching = false;
       break;
-    case Pin::Stream:
-      c->streaming = true;
-      if (ieq(f.arg(0), "monitor")) c->keep_streaming = true;
-      break;
+    case Pin::Stream: c->streaming = true; break;
     case Pin::Sticky: c->sticky_pin = true; break;
     default: break;
   }
-  if (c->streaming && f.argc() >= 2 && ieq(f.arg(0), "client") && ieq(f.arg(1), "reply"))
-    c->keep_streaming = true;
   stats_.forwarded_commands++;
   WritePlan plan = invalidate_before_write(c, f, ci);
   if (c->in_multi || pin == Pin::Exec) {
@@ -722,8 +713,7 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
       c->pinned = nullptr;
       u->close();
     }
-    c->in_multi = c->watching = c->sticky_pin = false;
-    c->clear_stream_state();
+    c->in_multi = c->watching = c->streaming = c->sticky_pin = false;
     c->db = 0;
     c->proto = 2;
     c->name.clear();

@@ -79,8 +79,6 @@ class ClientConn {
   std::string& immediate_reply();
   // An out-of-band message (pub/sub, MONITOR) on the pinned connection: after everything owed.
   void stream(std::string_view message);
-  // Resets the pub/sub bookkeeping above (RESET, a closed pin).
-  void clear_stream_state();
 
   // Called by an upstream connection when a relayed request of this client was answered.
   void on_forwarded_done(UpstreamConn* conn);
@@ -117,19 +115,6 @@ class ClientConn {
   bool in_multi = false;
   bool watching = false;
   bool streaming = false;      // subscribed or MONITOR: replies are not 1:1 with requests
-  // MONITOR, or CLIENT REPLY sent upstream while subscribed (RESP3; the barrier PING below would
-  // get no answer): streams until RESET or the end.
-  bool keep_streaming = false;
-  // Leaving subscribed mode. The upstream counts subscriptions in every (un)subscribe reply
-  // (channels + patterns, and shard channels apart); when both reach 0 the client is a normal
-  // client again upstream. Requests it sent in stream mode may still be owed replies that no
-  // pending slot stands for, so a barrier (a PING with a token of respite's own) goes out on
-  // the pinned connection and the client's next requests wait; when the PING's answer comes,
-  // everything sent before it has been answered: the client leaves stream mode (and its pin,
-  // unless something else holds it) if it did not subscribe again meanwhile.
-  int64_t sub_count = 0;
-  int64_t ssub_count = 0;
-  bool leaving_stream = false;
   bool sticky_pin = false;     // CLIENT TRACKING/REPLY etc.: pinned until the client leaves
   void maybe_release_pin();
 
@@ -155,10 +140,6 @@ class ClientConn {
   void process_input();
   void mark_dirty();
   void drain_ready();
-  void begin_leaving_stream();
-  void end_leaving_stream();
-  std::string barrier_reply_;             // the barrier PING's answer, as the upstream sends it
-  std::string barrier_reply_subscribed_;  // ...to a RESP2 client in subscribed mode
 
   Server* server_;
   uv_tcp_t tcp_;
