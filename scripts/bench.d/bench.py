@@ -12,7 +12,7 @@ next (direct Redis went 55k / 136k / 83k requests/s in three rounds of one run).
 that noise out of the ratios: direct Redis runs right next to each proxy in every round (the order
 goes forward, then backward: twemproxy, redis, respite, ... / ..., respite, redis, twemproxy), and
 a ratio is the median over the rounds of that round's own ratio, not a ratio of two medians taken
-from different moments. Each run also records the CPU time the proxy and Redis spent on it
+from different moments. Each run also records the CPU time the client, the proxy and Redis spent on it
 (/proc/<pid>/stat), per request: a cost that does not depend on how fast the machine was.
 
 Memory: loads N entries (16-byte keys, 32-byte values) into a fresh upstream with
