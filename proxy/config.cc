@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
@@ -33,6 +35,42 @@ bool parse_memory_size(const std::string& s, uint64_t& out) {
   else return false;
   if (v && mul > UINT64_MAX / v) return false;
   out = v * mul;
+  return true;
+}
+
+bool parse_output_limit(const std::string& s, uint64_t& hard, uint64_t& soft, uint64_t& seconds) {
+  std::vector<std::string> w;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t b = s.find_first_not_of(" \t", i);
+    if (b == std::string::npos) break;
+    size_t e = s.find_first_of(" \t", b);
+    w.push_back(s.substr(b, e == std::string::npos ? std::string::npos : e - b));
+    i = e == std::string::npos ? s.size() : e;
+  }
+  if (!w.empty()) {
+    std::string cls = w[0];
+    for (char& ch : cls) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (cls == "normal") w.erase(w.begin());
+    else if (cls == "replica" || cls == "slave" || cls == "pubsub") return false;
+  }
+  uint64_t h = 0, so = 0, sec = 0;
+  if (w.size() == 1) {
+    if (!parse_memory_size(w[0], h)) return false;
+  } else if (w.size() == 3) {
+    if (!parse_memory_size(w[0], h) || !parse_memory_size(w[1], so)) return false;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(w[2].c_str(), &end, 10);
+    if (w[2].empty() || *end != '\0' || errno != 0 || !std::isdigit(static_cast<unsigned char>(w[2][0])))
+      return false;
+    sec = v;
+  } else {
+    return false;
+  }
+  hard = h;
+  soft = so;
+  seconds = sec;
   return true;
 }
 
@@ -96,6 +134,10 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       ->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_option("--http-bind", cfg.http_bind,
                  "address of the HTTP endpoint (default: the same as --bind)");
+  app.add_option("--http-metrics-auth", cfg.http_metrics_auth,
+                 "yes|no: /metrics needs the password too (default: yes when requirepass is set)");
+  app.add_option("--http-max-value", cfg.http_max_value_str,
+                 "/lookup answers 413 for larger values")->capture_default_str();
   app.add_option("--requirepass", cfg.requirepass,
                  "password clients must AUTH with (empty: no authentication)");
   app.add_option("--upstream", cfg.upstream, "upstream Redis as host:port")->capture_default_str();
@@ -141,7 +183,9 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
   app.add_option("--client-query-buffer-limit", cfg.client_query_buffer_limit_str,
                  "close a client whose unparsed input exceeds this")->capture_default_str();
   app.add_option("--client-output-buffer-limit", cfg.client_output_buffer_limit_str,
-                 "close a client whose unwritten replies exceed this (0: no limit)")
+                 "Redis's form 'normal <hard> <soft> <seconds>': close a client whose unwritten "
+                 "replies exceed hard, or soft for that many seconds (0: no limit); the largest "
+                 "single reply queued is not counted")
       ->capture_default_str();
   app.add_option("--slowlog-log-slower-than", cfg.slowlog_log_slower_than,
                  "forwarded commands whose upstream round trip exceeds this many microseconds "
@@ -215,11 +259,22 @@ std::string finalize_config(Config& cfg) {
       {"proto-max-bulk-len", cfg.proto_max_bulk_len_str, cfg.proto_max_bulk_len},
       {"client-query-buffer-limit", cfg.client_query_buffer_limit_str,
        cfg.client_query_buffer_limit},
-      {"client-output-buffer-limit", cfg.client_output_buffer_limit_str,
-       cfg.client_output_buffer_limit},
+      {"http-max-value", cfg.http_max_value_str, cfg.http_max_value},
   };
   for (auto& s : sizes)
     if (!parse_memory_size(s.in, s.out)) return fmt::format("bad size for {}: '{}'", s.name, s.in);
+  if (!parse_output_limit(cfg.client_output_buffer_limit_str, cfg.client_output_buffer_limit,
+                          cfg.client_output_buffer_soft, cfg.client_output_buffer_soft_seconds))
+    return fmt::format("bad client-output-buffer-limit: '{}' (normal <hard> <soft> <seconds>)",
+                       cfg.client_output_buffer_limit_str);
+  {
+    std::string m = cfg.http_metrics_auth;
+    for (char& ch : m) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (m.empty()) cfg.http_metrics_needs_auth = !cfg.requirepass.empty();
+    else if (m == "yes") cfg.http_metrics_needs_auth = true;
+    else if (m == "no") cfg.http_metrics_needs_auth = false;
+    else return fmt::format("http-metrics-auth must be yes or no, not '{}'", cfg.http_metrics_auth);
+  }
   if (cfg.port < 0 || cfg.port > 65535) return "--port out of range";
   if (!cache::parse_policy(cfg.cache_policy)) return fmt::format("unknown cache-policy '{}'", cfg.cache_policy);
   return "";
@@ -244,9 +299,10 @@ std::vector<std::string> describe_config(const Config& c) {
       fmt::format("rate-limit {} timeout {} slowlog-log-slower-than {} slowlog-max-len {}",
                   c.rate_limit, c.timeout, c.slowlog_log_slower_than, c.slowlog_max_len),
       fmt::format("proto-max-bulk-len {} client-query-buffer-limit {} "
-                  "client-output-buffer-limit {} log-level {}",
+                  "client-output-buffer-limit normal {} {} {} log-level {}",
                   c.proto_max_bulk_len, c.client_query_buffer_limit,
-                  c.client_output_buffer_limit, c.log_level),
+                  c.client_output_buffer_limit, c.client_output_buffer_soft,
+                  c.client_output_buffer_soft_seconds, c.log_level),
   };
 }
 

@@ -20,6 +20,12 @@ struct Config {
   // HTTP endpoint (/lookup, /metrics, /healthz): off while http_port is 0.
   int http_port = 0;
   std::string http_bind;  // empty: the same address as `bind`
+  // /metrics needs the password too: "yes", "no", or "" (yes when requirepass is set).
+  std::string http_metrics_auth;
+  bool http_metrics_needs_auth = false;  // derived
+  // Larger values get 413 from /lookup (the JSON response is bounded by this).
+  std::string http_max_value_str = "1mb";
+  uint64_t http_max_value = 1ull << 20;
 
   // Upstream.
   std::string upstream = "127.0.0.1:6379";
@@ -27,7 +33,9 @@ struct Config {
   int upstream_port = 6379;                 // derived from `upstream`
   std::string upstream_user;
   std::string upstream_password;
-  int upstream_timeout_ms = 2000;
+  // Above what Redis itself may take for one command (a script runs past lua-time-limit's 5 s,
+  // KEYS or a big DEL for seconds): a request is failed only when it is surely lost.
+  int upstream_timeout_ms = 30000;
   int upstream_connections = 1;  // shared connections per protocol
   int databases = 16;
 
@@ -49,10 +57,15 @@ struct Config {
   uint64_t proto_max_bulk_len = 512ull << 20;
   std::string client_query_buffer_limit_str = "1gb";
   uint64_t client_query_buffer_limit = 1ull << 30;
-  // Close a client whose unwritten replies exceed this (0: no limit), so a client that sends but
-  // never reads cannot grow respite's memory without bound.
-  std::string client_output_buffer_limit_str = "64mb";
-  uint64_t client_output_buffer_limit = 64ull << 20;
+  // Redis's client-output-buffer-limit for normal clients: close a client whose unwritten
+  // replies exceed `hard` at once, or stay above `soft` for `soft_seconds` (0: no such limit),
+  // so a client that sends but never reads cannot grow respite's memory without bound. The one
+  // largest reply queued is not counted: a client that reads gets a single reply of any size.
+  // Given as "normal <hard> <soft> <seconds>", "<hard> <soft> <seconds>" or "<hard>".
+  std::string client_output_buffer_limit_str = "normal 64mb 16mb 60";
+  uint64_t client_output_buffer_limit = 64ull << 20;  // hard
+  uint64_t client_output_buffer_soft = 16ull << 20;
+  uint64_t client_output_buffer_soft_seconds = 60;
 
   // Operations.
   int64_t slowlog_log_slower_than = 10000;  // us; forwarded commands slower go to PROXY SLOWLOG
@@ -74,6 +87,10 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code);
 // Redis's memory units: "512kb", "64mb", "1gb", "100" (bytes). k/m/g are powers of 1000, kb/mb/gb
 // of 1024, case-insensitive. Returns false on malformed input.
 bool parse_memory_size(const std::string& s, uint64_t& out);
+
+// Redis's client-output-buffer-limit value: "normal <hard> <soft> <seconds>", "<hard> <soft>
+// <seconds>", or one size (hard only). Other classes than normal are refused.
+bool parse_output_limit(const std::string& s, uint64_t& hard, uint64_t& soft, uint64_t& seconds);
 
 // Resolves derived fields (upstream host/port, sizes). Returns an error text or "".
 std::string finalize_config(Config& cfg);
