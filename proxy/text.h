@@ -1,0 +1,47 @@
+// Small string helpers shared by the command handlers: one home for each.
+#pragma once
+
+#include <cctype>
+#include <charconv>
+#include <string>
+#include <string_view>
+
+namespace respite {
+
+// ASCII case-insensitive equality (command names, options).
+inline bool ieq(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+inline std::string lower(std::string_view s) {
+  std::string r(s);
+  for (char& ch : r) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return r;
+}
+
+// Redis's string2ll for arguments: no leading zeros, no '+', fits in a long long.
+inline bool parse_ll(std::string_view s, long long& out) {
+  if (s.empty() || s.size() > 20) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size() && !(s.size() > 1 && s[0] == '0') &&
+         !(s.size() > 1 && s[0] == '-' && s[1] == '0');
+}
+
+// Compares a secret in time that depends on the lengths only, never on where the first
+// difference is (passwords from clients, as Redis's time-independent strcmp).
+inline bool secret_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  size_t n = a.size() > b.size() ? a.size() : b.size();
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+}  // namespace respite
