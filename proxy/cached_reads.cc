@@ -97,8 +97,9 @@ class FetchBatch final : public ReplySink {
 bool Server::cache_usable(const ClientConn* c) const {
   // A client with forwarded requests in flight reads through its upstream connection, so a
   // GET pipelined after its own SET sees the SET.
+  // A reply held by a tracking barrier: the write's invalidations may not have arrived yet.
   return cache_ && tracking_up_ && cache_->enabled() && !c->pinned && c->inflight == 0 &&
-         !c->in_multi && !c->streaming;
+         c->barriers == 0 && !c->in_multi && !c->streaming;
 }
 
 void ClientConn::on_flight_done() {
@@ -380,18 +381,29 @@ void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
     fx.value = v.str;
     fx.pttl_ms = pttls[i];
     cache_->land(ids[i], fx, now, l);
-    for (CacheWaiter& w : l.waiters) deliver_waiter(w, fx.missing, fx.value, {}, false);
+    std::shared_ptr<const std::string> shared_value;  // one copy for every other loop
+    for (CacheWaiter& w : l.waiters) deliver_waiter(w, fx.missing, fx.value, {}, false, &shared_value);
   }
   if (mine) landing_busy_ = false;
 }
 
 void Server::deliver_waiter(CacheWaiter& w, bool missing, std::string_view value,
-                            std::string_view error, bool key_error) {
+                            std::string_view error, bool key_error,
+                            std::shared_ptr<const std::string>* shared_value) {
   if (!w.owner || w.owner == this) return answer_waiter(w, missing, value, error, key_error);
   // The waiter joined from another loop: answer it there (its client and MGET are that loop's).
+  // The value is copied once per landing for all of them, not once per waiter.
+  std::shared_ptr<const std::string> v;
+  if (shared_value) {
+    if (!*shared_value) *shared_value = std::make_shared<const std::string>(value);
+    v = *shared_value;
+  } else {
+    v = std::make_shared<const std::string>(value);
+  }
   Server* owner = w.owner;
-  owner->post([owner, w, missing, v = std::string(value), e = std::string(error),
-               key_error]() mutable { owner->answer_waiter(w, missing, v, e, key_error); });
+  owner->post([owner, w, missing, v, e = std::string(error), key_error]() mutable {
+    owner->answer_waiter(w, missing, *v, e, key_error);
+  });
 }
 
 // Answers one waiter: a value (`missing` for nil), or `error` (a complete error reply).
@@ -403,20 +415,25 @@ void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
   }
   if (w.client) {
     ClientConn* c = w.client;
-    scratch_.clear();
-    if (!error.empty()) scratch_.assign(error);
-    else {
-      resp::Writer wr(scratch_, c->proto);
-      if (missing) wr.null();
-      else wr.bulk(value);
+    // A client closed meanwhile (e.g. at its output limit while earlier waiters of this very
+    // flight were answered) gets nothing: no copy of the value is made for it.
+    if (!c->closed()) {
+      scratch_.clear();
+      if (!error.empty()) scratch_.assign(error);
+      else {
+        resp::Writer wr(scratch_, c->proto);
+        if (missing) wr.null();
+        else wr.bulk(value);
+      }
+      c->complete(w.seq, scratch_);
+      if (scratch_.capacity() > kKeepScratch) std::string().swap(scratch_);
     }
-    c->complete(w.seq, scratch_);
     c->on_flight_done();
     c->unref();
     return;
   }
   MgetAssembly* m = w.mget;
-  if (w.index != UINT32_MAX) {
+  if (w.index != UINT32_MAX && !m->client->closed()) {
     if (key_error) {
       m->missing[w.index] = true;  // MGET answers nil for a key holding another type
     } else if (!error.empty()) {
@@ -429,17 +446,20 @@ void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
   }
   if (--m->remaining > 0) return;
   ClientConn* c = m->client;
-  scratch_.clear();
-  if (!m->error.empty()) scratch_.assign(m->error);
-  else {
-    resp::Writer wr(scratch_, c->proto);
-    wr.array(m->values.size());
-    for (size_t i = 0; i < m->values.size(); ++i) {
-      if (m->missing[i]) wr.null();
-      else wr.bulk(m->values[i]);
+  if (!c->closed()) {
+    scratch_.clear();
+    if (!m->error.empty()) scratch_.assign(m->error);
+    else {
+      resp::Writer wr(scratch_, c->proto);
+      wr.array(m->values.size());
+      for (size_t i = 0; i < m->values.size(); ++i) {
+        if (m->missing[i]) wr.null();
+        else wr.bulk(m->values[i]);
+      }
     }
+    c->complete(m->seq, scratch_);
+    if (scratch_.capacity() > kKeepScratch) std::string().swap(scratch_);
   }
-  c->complete(m->seq, scratch_);
   c->on_flight_done();
   c->unref();
   delete m;
@@ -547,6 +567,7 @@ void Server::start_link() {
   }
   link_->stream_sink = link_msg_sink_.get();
   link_->request(link_id_sink_.get(), "*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n", 0);
+  poll_swapdb(link_);  // before SUBSCRIBE: INFO is not allowed on a subscribed connection
   link_->request(link_sub_sink_.get(), "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n", 0);
   link_->connect();
 }

@@ -3,6 +3,8 @@
 
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "resp/reply_view.h"
+#include "resp/reply_writer.h"
 
 namespace respite {
 
@@ -44,6 +46,13 @@ void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* c = static_cast<ClientConn*>(s->data);
   if (nread == UV_EOF) {
+    // A pinned client's state (a blocking command, a subscription, a transaction) ends with its
+    // connection, as in Redis, even while its input is held back: a departed client's BLPOP
+    // must be cancelled upstream before anything more is popped for it.
+    if (c->pinned) {
+      c->close();
+      return;
+    }
     // Half-closed: answer what was sent, then close (the client may still be reading).
     c->eof_ = true;
     uv_read_stop(s);
@@ -83,7 +92,7 @@ void ClientConn::process_input() {
   // flooding pipelined requests cannot starve the others or pile up replies upstream.
   size_t budget = kCommandsPerTurn;
   bool need_more = false;  // the buffer ends in an incomplete request: keep reading
-  while (!closed() && !stalled_ && !close_when_flushed_ && !in_.empty()) {
+  while (!closed() && !stalled_ && !hold_for_stream_ && !close_when_flushed_ && !in_.empty()) {
     if (budget-- == 0 || slots_.size() >= owed_limit()) {
       if (slots_.size() >= owed_limit()) {
         // Stop reading too: a client that sends without reading must not grow our input.
@@ -128,13 +137,7 @@ void ClientConn::process_input() {
     }
     last_cmd_ms = server_->now();
     server_->dispatch(this, frame_);
-    uint64_t olimit = server_->config().client_output_buffer_limit;
-    if (olimit && out_.size() + writing_.size() > olimit) {
-      log(LogLevel::Warning, "closing client id={} addr={}: output buffer over {} bytes", id, peer,
-          olimit);
-      close();
-      break;
-    }
+    if (enforce_output_limit()) break;
     if (stalled_) break;  // the request stays in the buffer and is dispatched again on resume
     consume_input(r.consumed);
   }
@@ -203,21 +206,58 @@ void ClientConn::complete(uint64_t seq, std::string_view reply) {
   size_t idx = seq - head_seq_;
   if (idx >= slots_.size()) return;
   if (idx == 0) {
-    if (!slots_.front().drop) out_.append(reply);
+    if (!slots_.front().drop) {
+      out_.append(reply);
+      note_reply(reply.size());
+    }
     slots_.pop_front();
     ++head_seq_;
     drain_ready();  // also lets a client held back by owed_limit() go on
     mark_dirty();
   } else {
     Slot& s = slots_[idx];
-    s.data.assign(reply);
+    if (!s.drop) {
+      s.data.assign(reply);
+      s.counted = reply.size();
+      slot_bytes_ += reply.size();
+      note_reply(reply.size());
+    }
     s.ready = true;
   }
+  // Checked as each reply lands, so a client owed thousands of copies of one big value is
+  // closed at the limit instead of after receiving them all.
+  enforce_output_limit();
+}
+
+bool ClientConn::enforce_output_limit() {
+  if (closed()) return true;
+  const Config& cfg = server_->config();
+  uint64_t hard = cfg.client_output_buffer_limit, soft = cfg.client_output_buffer_soft;
+  if (!hard && !soft) return false;
+  size_t total = out_.size() + writing_.size() + slot_bytes_;
+  size_t counted = total > largest_reply_ ? total - largest_reply_ : 0;
+  bool over = hard && counted > hard;
+  if (!over && soft && counted > soft) {
+    uint64_t now = server_->now();
+    if (soft_limit_since_ == 0) soft_limit_since_ = now;
+    else over = now - soft_limit_since_ >= cfg.client_output_buffer_soft_seconds * 1000;
+  } else if (!over) {
+    soft_limit_since_ = 0;
+  }
+  if (!over) return false;
+  log(LogLevel::Warning,
+      "closing client id={} addr={}: output buffer {} bytes over client-output-buffer-limit "
+      "(largest reply {} bytes not counted)",
+      id, peer, counted, largest_reply_);
+  close();
+  return true;
 }
 
 void ClientConn::drain_ready() {
   while (!slots_.empty() && slots_.front().ready) {
-    if (!slots_.front().drop) out_.append(slots_.front().data);
+    Slot& s = slots_.front();
+    if (!s.drop) out_.append(s.data);
+    slot_bytes_ -= s.counted;
     slots_.pop_front();
     ++head_seq_;
   }
@@ -246,8 +286,80 @@ std::string& ClientConn::immediate_reply() {
 }
 
 void ClientConn::stream(std::string_view message) {
+  if (!stream_locals_.empty() && stream_token_answer(message)) return;
   if (reply_mode != ReplyMode::On) return;  // Redis drops pushed messages under CLIENT REPLY OFF
   immediate_reply().append(message);
+  note_reply(message.size());
+  enforce_output_limit();
+}
+
+void ClientConn::stream_local(std::string reply, StreamAfter then) {
+  if (!pinned || pinned->closed()) {
+    // Nothing owed can still come: write it now.
+    stream_locals_.push_back({std::move(reply), then, 0});
+    finish_stream_local();
+    return;
+  }
+  if (stream_token_.empty()) {
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = uv_hrtime() ^ (id * 0x9e3779b97f4a7c15ull), b = a * 0xbf58476d1ce4e5b9ull + id;
+    for (int i = 0; i < 16; ++i) {
+      stream_token_.push_back(hex[(a >> (4 * i)) & 15]);
+      stream_token_.push_back(hex[(b >> (4 * i)) & 15]);
+    }
+    stream_token_.insert(0, "respite-barrier-");
+  }
+  std::string ping;
+  resp::Writer(ping, 2).command({"PING", stream_token_});
+  pinned->forward(this, kStreamSeq, ping, db, 0);
+  stream_locals_.push_back({std::move(reply), then,
+                            server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+  if (then != StreamAfter::None) hold_for_stream_ = true;  // what follows QUIT/RESET waits
+}
+
+bool ClientConn::stream_token_answer(std::string_view message) {
+  // PING's answer in subscribed RESP2 is ["pong", token]; in RESP3 and under MONITOR the
+  // token as a bulk. Compared whole: a MONITOR line quoting the PING never matches.
+  std::string a, b;
+  resp::Writer(a, 2).bulk(stream_token_);
+  resp::Writer wb(b, 2);
+  wb.array(2);
+  wb.bulk("pong");
+  wb.bulk(stream_token_);
+  if (message != a && message != b) return false;
+  finish_stream_local();
+  return true;
+}
+
+void ClientConn::stream_token_expired(uint64_t now) {
+  while (!stream_locals_.empty() && !closed() && stream_locals_.front().deadline != 0 &&
+         now > stream_locals_.front().deadline)
+    finish_stream_local();
+}
+
+void ClientConn::finish_stream_local() {
+  if (stream_locals_.empty() || closed()) return;
+  StreamLocal l = std::move(stream_locals_.front());
+  stream_locals_.pop_front();
+  switch (l.then) {
+    case StreamAfter::None:
+      immediate_reply().append(l.reply);
+      break;
+    case StreamAfter::Quit:
+      immediate_reply().append(l.reply);
+      close_after_flush();
+      break;
+    case StreamAfter::Reset:
+      server_->reset_client(this);
+      immediate_reply().append(l.reply);
+      break;
+  }
+  if (hold_for_stream_ && !closed()) {
+    hold_for_stream_ = false;
+    for (const StreamLocal& s : stream_locals_)
+      if (s.then != StreamAfter::None) hold_for_stream_ = true;
+    if (!hold_for_stream_) server_->defer_input(this);  // go on with what was read meanwhile
+  }
 }
 
 void ClientConn::on_forwarded_done(UpstreamConn* conn) {
@@ -277,14 +389,7 @@ void ClientConn::mark_dirty() {
 }
 
 void ClientConn::flush() {
-  if (closed()) return;
-  uint64_t limit = server_->config().client_output_buffer_limit;
-  if (limit && out_.size() + writing_.size() > limit) {
-    log(LogLevel::Warning, "closing client id={} addr={}: output buffer over {} bytes", id, peer,
-        limit);
-    close();
-    return;
-  }
+  if (enforce_output_limit()) return;
   if (writing_active_) return;
   if (!out_.empty()) {
     uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
@@ -297,6 +402,7 @@ void ClientConn::flush() {
     if (static_cast<size_t>(n) == out_.size()) {
       out_.clear();
       if (out_.capacity() > (1u << 20)) std::string().swap(out_);
+      if (slot_bytes_ == 0) largest_reply_ = 0;
     } else {
       writing_.swap(out_);
       out_.clear();
@@ -318,6 +424,8 @@ void ClientConn::on_write(uv_write_t* req, int status) {
   auto* c = static_cast<ClientConn*>(req->handle->data);
   c->writing_active_ = false;
   c->writing_.clear();
+  if (c->writing_.capacity() > (1u << 20)) std::string().swap(c->writing_);
+  if (c->out_.empty() && c->slot_bytes_ == 0) c->largest_reply_ = 0;
   if (status < 0) c->close();
   else c->flush();
   c->unref();
@@ -340,6 +448,8 @@ void ClientConn::close() {
     reading_ = false;
   }
   slots_.clear();
+  slot_bytes_ = 0;
+  stream_locals_.clear();
   delete multi_writes;
   multi_writes = nullptr;
   if (pinned) {
@@ -355,6 +465,41 @@ void ClientConn::on_close(uv_handle_t* h) {
   auto* c = static_cast<ClientConn*>(h->data);
   c->closed_ = true;
   c->unref();
+}
+
+}  // namespace respite
+
+namespace respite {
+
+void ClientConn::on_exec_reply(std::string_view reply) {
+  // A committed transaction answers with an array of one reply per queued command; an aborted
+  // or discarded one with an error or nil, and then none of its SELECTs ran.
+  if (multi_selects.empty()) return;
+  auto selects = std::move(multi_selects);
+  multi_selects.clear();
+  resp::ReplyView view(reply);
+  resp::ReplyItem it;
+  if (!view.next(it) || it.null || (it.type != '*')) return;
+  // Walk the top-level elements, skipping nested ones by counting what is still owed.
+  uint32_t pos = 0;
+  size_t next = 0;
+  while (pos < static_cast<uint32_t>(it.n) && next < selects.size()) {
+    resp::ReplyItem e;
+    if (!view.next(e)) return;
+    bool ok = e.type == '+' && e.str == "OK";
+    int64_t owed = e.is_aggregate() ? e.n : 0;
+    while (owed > 0) {  // skip the element's children
+      resp::ReplyItem ch;
+      if (!view.next(ch)) return;
+      --owed;
+      if (ch.is_aggregate()) owed += ch.n;
+    }
+    if (selects[next].first == pos) {
+      if (ok) db = selects[next].second;
+      ++next;
+    }
+    ++pos;
+  }
 }
 
 }  // namespace respite

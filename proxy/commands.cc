@@ -372,6 +372,22 @@ Pin classify(const resp::Frame& f, const CommandInfo* ci) {
 }
 }  // namespace
 
+namespace {
+// Writes whose keys respite cannot know from the arguments (a script's or function's writes
+// to keys it did not declare, SORT ... STORE): their invalidations come only from the
+// tracking link, so their reply waits for it (Server::tracking_barrier).
+bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
+  if (!ci) return false;
+  std::string_view n = ci->name;
+  if (n == "eval" || n == "evalsha" || n == "fcall") return true;
+  if (n == "sort") {
+    for (size_t i = 2; i < f.argc(); ++i)
+      if (ieq(f.arg(i), "store")) return true;
+  }
+  return false;
+}
+}  // namespace
+
 void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   Pin pin = classify(f, ci);
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
@@ -397,10 +413,49 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     error(c, "ERR upstream unavailable (reconnecting)");
     return;
   }
+  const bool was_in_multi = c->in_multi;
+  const bool unkeyed_write = writes_unknown_keys(f, ci);
+  const bool is_exec = pin == Pin::Exec && was_in_multi && ieq(f.arg(0), "exec");
+  uint8_t after = 0;
+  std::string_view exec_replacement;
+  if (is_exec) {
+    if (c->multi_failed) {
+      // A command of this transaction was refused before it reached Redis: discard what was
+      // queued and answer EXEC as Redis answers a transaction with a refused command.
+      exec_replacement = "*1\r\n$7\r\nDISCARD\r\n";
+      after |= UpstreamConn::kAfterExecAbort;
+    } else {
+      if (!c->multi_selects.empty()) after |= UpstreamConn::kAfterExec;
+      if (c->multi_barrier) after |= UpstreamConn::kAfterBarrier;
+    }
+  } else if (was_in_multi && pin != Pin::Exec) {
+    // Queued: remember what EXEC's reply must tell us about (a SELECT moves the client; a
+    // script's writes need the tracking barrier).
+    long long n;
+    if (ci && ci->name == "select" && f.argc() == 2 && parse_ll(f.arg(1), n) && n >= 0 &&
+        n < INT32_MAX)
+      c->multi_selects.emplace_back(c->multi_count, static_cast<int>(n));
+    if (unkeyed_write) c->multi_barrier = true;
+    c->multi_count++;
+  } else if (unkeyed_write) {
+    after |= UpstreamConn::kAfterBarrier;
+  }
   switch (pin) {
-    case Pin::Multi: c->in_multi = true; break;
+    case Pin::Multi:
+      if (!c->in_multi) {
+        c->in_multi = true;
+        c->multi_failed = c->multi_barrier = false;
+        c->multi_selects.clear();
+        c->multi_count = 0;
+      }
+      break;
     case Pin::Exec:
-      if (c->in_multi) c->in_multi = c->watching = false;
+      if (c->in_multi) {
+        c->in_multi = c->watching = false;
+        c->multi_failed = c->multi_barrier = false;
+        c->multi_count = 0;
+        if (!is_exec) c->multi_selects.clear();  // DISCARD: none of them ran
+      }
       break;
     case Pin::Watch:
       if (!c->in_multi) c->watching = true;
@@ -443,7 +498,9 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   };
   std::string_view raw = f.raw();
   std::string encoded;
-  if (f.is_inline()) {
+  if (!exec_replacement.empty()) {
+    raw = exec_replacement;
+  } else if (f.is_inline()) {
     UpstreamConn::encode_command(encoded, f);
     raw = encoded;
   }
@@ -454,6 +511,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   }
   uint64_t seq = c->reserve_slot();
   target->forward(c, seq, raw, c->db, answer_by, &f);
+  target->set_after(after, is_exec || unkeyed_write || (ci && ci->is(kWrite)));
   attach(target);
   c->last_conn = target;
   c->inflight++;
@@ -479,12 +537,68 @@ bool Server::rate_allowed(ClientConn* c) {
   return true;
 }
 
+void Server::reset_client(ClientConn* c) {
+  if (c->pinned) {
+    UpstreamConn* u = c->pinned;
+    c->pinned = nullptr;
+    u->close();
+  }
+  c->in_multi = c->watching = c->streaming = c->sticky_pin = false;
+  c->multi_failed = c->multi_barrier = false;
+  c->multi_selects.clear();
+  c->multi_count = 0;
+  delete c->multi_writes;
+  c->multi_writes = nullptr;
+  c->db = 0;
+  c->proto = 2;
+  c->name.clear();
+  c->reply_mode = ClientConn::ReplyMode::On;
+  if (!config().requirepass.empty()) c->set_authenticated(false);
+}
+
+namespace {
+// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: the reply's kind, or empty for other commands.
+std::string_view unsubscribe_kind(std::string_view cmd) {
+  if (ieq(cmd, "unsubscribe")) return "unsubscribe";
+  if (ieq(cmd, "punsubscribe")) return "punsubscribe";
+  if (ieq(cmd, "sunsubscribe")) return "sunsubscribe";
+  return {};
+}
+
+// What Redis answers an (un)subscribed-from-nothing client: one message per channel named, or
+// one with a nil channel when none is named, each with a count of 0. Written as one reply
+// (CLIENT REPLY SKIP drops all of it, as Redis drops the command's output).
+void unsubscribe_locally(ClientConn* c, const resp::Frame& f, std::string_view kind) {
+  std::string out;
+  resp::Writer w(out, c->proto);
+  size_t n = f.argc() > 1 ? f.argc() - 1 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    w.push(3);
+    w.bulk(kind);
+    if (f.argc() > 1) w.bulk(f.arg(i + 1));
+    else w.null();
+    w.integer(0);
+  }
+  c->immediate_reply().append(out);
+}
+}  // namespace
+
 void Server::dispatch(ClientConn* c, const resp::Frame& f) {
   stats_.total_commands_processed++;
   std::string_view cmd = f.arg(0);
 
-  if (cfg_.rate_limit > 0 && !rate_allowed(c)) {
-    error(c, "ERR rate limit exceeded");
+  // EXEC and DISCARD end a transaction whatever the rate: a refused one would leave it open.
+  if (cfg_.rate_limit > 0 && !(c->in_multi && (ieq(cmd, "exec") || ieq(cmd, "discard"))) &&
+      !rate_allowed(c)) {
+    // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
+    if (c->in_multi) c->multi_failed = true;
+    if (c->streaming) {
+      std::string e;
+      resp::Writer(e, c->proto).error("ERR rate limit exceeded");
+      c->stream_local(std::move(e), ClientConn::StreamAfter::None);
+    } else {
+      error(c, "ERR rate limit exceeded");
+    }
     return;
   }
 
@@ -495,28 +609,47 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
   }
 
   if (ieq(cmd, "quit")) {
-    resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+    std::string ok;
+    resp::Writer(ok, c->proto).simple("OK");
+    // A streaming client may still be owed replies the stream has not brought yet.
+    if (c->streaming) return c->stream_local(std::move(ok), ClientConn::StreamAfter::Quit);
+    c->immediate_reply().append(ok);
     c->close_after_flush();
     return;
   }
   if (ieq(cmd, "reset")) {
+    if (c->streaming) {
+      return c->stream_local("+RESET\r\n", ClientConn::StreamAfter::Reset);
+    }
     if (c->inflight > 0) {
       c->stall();  // after what is owed: then the pinned connection can go
       return;
     }
-    if (c->pinned) {
-      UpstreamConn* u = c->pinned;
-      c->pinned = nullptr;
-      u->close();
-    }
-    c->in_multi = c->watching = c->streaming = c->sticky_pin = false;
-    c->db = 0;
-    c->proto = 2;
-    c->name.clear();
-    c->reply_mode = ClientConn::ReplyMode::On;
-    if (!config().requirepass.empty()) c->set_authenticated(false);
+    reset_client(c);
     resp::Writer(c->immediate_reply(), c->proto).simple("RESET");
     return;
+  }
+
+  // Commands whose reply count is not one never reach a shared connection, where an extra or a
+  // missing reply would be handed to another client's request.
+  if (!c->streaming) {
+    std::string_view kind = unsubscribe_kind(cmd);
+    if (!kind.empty() && !c->in_multi) return unsubscribe_locally(c, f, kind);
+  }
+  switch (cmd.size()) {
+    case 4:
+      if (ieq(cmd, "sync")) return error(c, "NOMASTERLINK Can't SYNC while not connected with my master");
+      break;
+    case 5:
+      if (ieq(cmd, "psync")) return error(c, "NOMASTERLINK Can't SYNC while not connected with my master");
+      break;
+    case 8:
+      // REPLCONF ACK and GETACK are answered by nothing, in Redis too.
+      if (ieq(cmd, "replconf") && f.argc() >= 2 && (ieq(f.arg(1), "ack") || ieq(f.arg(1), "getack")))
+        return;
+      break;
+    default:
+      break;
   }
 
   // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form.
@@ -548,7 +681,7 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
           if (f.argc() != 2) return arity_error(c, cmd);
           long long n;
           if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
-          if (n < 0 || n >= config().databases) return error(c, "ERR DB index is out of range");
+          if (n < 0 || n >= databases()) return error(c, "ERR DB index is out of range");
           if (c->pinned) {
             forward(c, f, nullptr);  // the pinned connection switches database itself
             if (!c->stalled()) c->db = static_cast<int>(n);

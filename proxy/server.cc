@@ -11,6 +11,8 @@
 #include "proxy/http.h"
 #include "proxy/listener.h"
 #include "proxy/log.h"
+#include "proxy/text.h"
+#include "resp/reply_view.h"
 
 namespace respite {
 
@@ -42,6 +44,7 @@ std::string peer_name(uv_tcp_t* t) {
 
 Server::Server(Config cfg, Shared* shared, int index)
     : cfg_(std::move(cfg)), shared_(shared), index_(index), cache_(shared->cache.get()) {
+  databases_ = cfg_.databases;
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &async_, on_async);  // before any other loop may post()
   async_.data = this;
@@ -273,6 +276,15 @@ void Server::on_timer(uv_timer_t* h) {
     if (!srv->link_ && now >= srv->next_link_attempt_ && srv->upstream_connected()) srv->start_link();
     srv->cache_->expire_step(srv->tick_micros(), 64);
   }
+  if (now >= srv->next_swapdb_poll_ms_) {
+    srv->next_swapdb_poll_ms_ = now + kSwapdbPollMs;
+    if (!srv->shutting_down_ && srv->cache_->enabled() && srv->tracking_up_) srv->poll_swapdb();
+    // Replies of streaming clients waiting for a token that never came (an error in its place).
+    std::vector<ClientConn*> waiting;
+    for (ClientConn* c : srv->clients_)
+      if (c->stream_waiting()) waiting.push_back(c);
+    for (ClientConn* c : waiting) c->stream_token_expired(now);
+  }
   if (srv->cfg_.timeout > 0 && now >= srv->next_idle_check_ms_) {
     // Redis's `timeout`: idle clients go, but not subscribers or clients blocked upstream.
     srv->next_idle_check_ms_ = now + 1000;
@@ -310,6 +322,7 @@ UpstreamConn* Server::open_pinned(ClientConn* c) {
   auto* u = new UpstreamConn(this, c->proto, c, c->db);
   pinned_.push_back(u);
   stats_.pinned_connections_opened++;
+  learn_upstream_client_id(u);
   u->connect();
   if (u->closed()) return nullptr;
   return u;
@@ -317,6 +330,8 @@ UpstreamConn* Server::open_pinned(ClientConn* c) {
 
 void Server::upstream_up(UpstreamConn* u) {
   if (!u->owner()) backoff_ms_ = 0;
+  if (!u->owner() && u != link_ && u != fetch_) ask_databases(u);
+  if (!u->owner() && u != link_ && u != fetch_) read_upstream_version(u);
   upstream_up_.store(upstream_connected(), std::memory_order_relaxed);
 }
 
@@ -352,6 +367,35 @@ void Server::upstream_gone(UpstreamConn* u) {
       }
     }
   }
+}
+
+// SELECT is checked against the upstream's own number of databases, so a SELECT it would refuse
+// never reaches a shared connection (where its failure would fail every client on it).
+void Server::ask_databases(UpstreamConn* u) {
+  if (!databases_sink_) {
+    auto on_reply = [this](std::string_view reply, bool failed) {
+      if (failed) return;
+      resp::ReplyView view(reply);
+      resp::ReplyItem it;
+      bool name_seen = false;
+      while (view.next(it)) {
+        if (it.is_error()) {
+          log(LogLevel::Verbose, "the upstream refuses CONFIG GET databases: SELECT accepts 0-{}",
+              cfg_.databases - 1);
+          return;
+        }
+        if (!it.is_string()) continue;
+        if (name_seen) {
+          long long n = 0;
+          if (parse_ll(it.str, n) && n > 0 && n <= INT32_MAX) databases_ = static_cast<int>(n);
+          return;
+        }
+        name_seen = ieq(it.str, "databases");
+      }
+    };
+    databases_sink_ = std::make_unique<FnSink<decltype(on_reply)>>(on_reply);
+  }
+  u->request(databases_sink_.get(), "*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$9\r\ndatabases\r\n", 0);
 }
 
 bool Server::upstream_connected() const {

@@ -79,6 +79,20 @@ class ClientConn {
   std::string& immediate_reply();
   // An out-of-band message (pub/sub, MONITOR) on the pinned connection: after everything owed.
   void stream(std::string_view message);
+  // A reply respite makes for a streaming client (QUIT, RESET, a rate-limit error): it must
+  // follow the replies still owed on the stream, whose number respite cannot know (UNSUBSCRIBE
+  // with no arguments answers once per channel). A `PING <token>` goes down the pinned
+  // connection; when its answer comes back through the stream, everything sent before it has
+  // been answered, and `reply` is written (then QUIT closes, RESET resets). Input waits
+  // meanwhile. Without an answer within --upstream-timeout-ms (an error in its place, e.g.
+  // -BUSY), the reply is written then.
+  enum class StreamAfter : uint8_t { None, Quit, Reset };
+  void stream_local(std::string reply, StreamAfter then);
+  // Checks a message of the stream against the outstanding token; true when it was the token's
+  // answer (consumed, not relayed).
+  bool stream_token_answer(std::string_view message);
+  void stream_token_expired(uint64_t now);  // from the server's timer
+  bool stream_waiting() const { return !stream_locals_.empty(); }
 
   // Called by an upstream connection when a relayed request of this client was answered.
   void on_forwarded_done(UpstreamConn* conn);
@@ -115,6 +129,13 @@ class ClientConn {
   bool in_multi = false;
   bool watching = false;
   bool streaming = false;      // subscribed or MONITOR: replies are not 1:1 with requests
+  bool multi_failed = false;   // a command of the open transaction was refused: EXEC aborts
+  bool multi_barrier = false;  // the open transaction holds a write respite cannot key (EVAL)
+  std::vector<std::pair<uint32_t, int>> multi_selects;  // (position in the transaction, db)
+  uint32_t multi_count = 0;    // commands queued since MULTI
+  uint32_t barriers = 0;       // replies held until the tracking link caught up (no cache use)
+  // EXEC's reply arrived: SELECTs the transaction ran move the client to their db.
+  void on_exec_reply(std::string_view reply);
   bool sticky_pin = false;     // CLIENT TRACKING/REPLY etc.: pinned until the client leaves
   void maybe_release_pin();
 
@@ -169,6 +190,26 @@ class ClientConn {
   }
   static constexpr size_t kInputHighWater = 1 << 20;
   bool eof_ = false;           // the client half-closed: close once answered
+  // Output accounting for client-output-buffer-limit: replies waiting in ready slots, and the
+  // largest single reply queued since the output was last empty (not counted: see Config).
+  size_t slot_bytes_ = 0;
+  size_t largest_reply_ = 0;
+  uint64_t soft_limit_since_ = 0;  // when the output went over the soft limit (0: it is not)
+  void note_reply(size_t n) {
+    if (n > largest_reply_) largest_reply_ = n;
+  }
+  // Closes the client when its output is over the limit; true if it did.
+  bool enforce_output_limit();
+  // Stream-local replies waiting for their token (stream_local).
+  struct StreamLocal {
+    std::string reply;
+    StreamAfter then;
+    uint64_t deadline;
+  };
+  std::deque<StreamLocal> stream_locals_;
+  std::string stream_token_;  // random hex, made on first use
+  bool hold_for_stream_ = false;  // a QUIT or RESET waits for its token: no input until then
+  void finish_stream_local();
   void run_queued_input();
   void consume_input(size_t n);
 
@@ -182,6 +223,7 @@ class ClientConn {
   struct Slot {
     bool ready = false;
     bool drop = false;  // CLIENT REPLY OFF/SKIP: answered upstream, never written
+    size_t counted = 0;  // bytes of `data` in slot_bytes_ (replies that completed here)
     std::string data;
   };
   std::string discard_;  // sink for replies the client asked not to get
@@ -202,6 +244,9 @@ class UpstreamConn {
   int proto() const { return proto_; }
   ClientConn* owner() const { return owner_; }
   size_t pending() const { return pending_.size(); }
+  // A pinned connection's client id on the upstream (-1 until known): CLIENT ID is its first
+  // request (Server::learn_upstream_client_id), so CLIENT UNBLOCK of its owner can name it.
+  int64_t upstream_client_id = -1;
 
   // Sends a client's request and relays the reply to the client's slot `seq` (`seq` = -1: stream
   // the reply, the client is in a streaming state). `raw` must be a complete RESP request.
@@ -223,6 +268,11 @@ class UpstreamConn {
   // `flights_at` is Shared::flights_started when the write was sent: if no fetch started since,
   // nothing can have raced the write and the second invalidation is skipped.
   void set_reply_invalidation_key(uint32_t db, std::string_view key, uint64_t flights_at);
+  // What happens when the reply of the Relay just forwarded arrives (kAfter* bits).
+  void set_after(uint8_t bits, bool write);
+  static constexpr uint8_t kAfterBarrier = 1;    // held until the tracking links caught up
+  static constexpr uint8_t kAfterExec = 2;       // EXEC: the client learns its SELECTs
+  static constexpr uint8_t kAfterExecAbort = 4;  // a DISCARD sent for EXEC: -EXECABORT
   // Appends a request encoded from arguments (for re-encoding inline requests).
   static void encode_command(std::string& out, const resp::Frame& f);
 
@@ -248,6 +298,8 @@ class UpstreamConn {
     uint32_t inv_db = 0;
     uint64_t inv_flights_at = 0;
     uint64_t start_us = 0;             // Relay: when it was queued (latency, slowlog)
+    uint8_t after = 0;                 // Relay: kAfter* work on its reply
+    bool write = false;                // Relay: it may write (a timeout says so)
     // Relay: the command name and first argument, truncated, for PROXY SLOWLOG.
     uint8_t name_len = 0, arg_len = 0;
     char name[15];
@@ -283,6 +335,7 @@ class UpstreamConn {
   Buffer in_;
   resp::ReplyScanner scanner_;
   RingQueue<Pending> pending_;
+  uint64_t last_read_ms_ = 0;     // when bytes last arrived (a silent connection is dead)
   size_t answer_by_pending_ = 0;  // Relays with an answer_by not reached yet (check_timeout)
   std::string inv_arena_;  // keys of single-key writes in flight, in pending order
   size_t inv_head_ = 0;
@@ -347,7 +400,12 @@ class Counter {
   X(idle_timeouts, "stats", "Clients closed after being idle for timeout seconds")               \
   X(upstream_errors, "upstream", "Upstream connections lost or refused")                         \
   X(upstream_timeouts, "upstream", "Upstream requests that timed out")                           \
-  X(upstream_connects, "upstream", "Upstream connections opened")
+  X(upstream_connects, "upstream", "Upstream connections opened")                              \
+  X(upstream_protocol_violations, "upstream",                                                    \
+    "Upstream connections closed for a reply nobody was waiting for")                            \
+  X(tracking_barriers, "upstream",                                                               \
+    "Replies held until the invalidation link caught up (writes with unknown keys)")             \
+  X(swapdb_flushes, "upstream", "Cache flushes after a SWAPDB seen in the upstream's stats")
 
 struct Stats {
 #define RESPITE_STAT_MEMBER(name, section, help) Counter name;
@@ -412,6 +470,8 @@ class Server {
 
   // Dispatch of one parsed request (commands.cc).
   void dispatch(ClientConn* c, const resp::Frame& f);
+  // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
+  void reset_client(ClientConn* c);
   bool rate_allowed(ClientConn* c);
   // Sends a request upstream: on the client's pinned connection, on a new pinned one when the
   // command starts connection state, else on the shared one.
@@ -449,6 +509,17 @@ class Server {
   cache::Micros micros() const { return clock_us_; }
   cache::Micros tick_micros() { return clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000); }
   bool tracking_up() const { return tracking_up_; }
+  // A reply of a write whose keys respite cannot know (EVAL, FCALL, SORT ... STORE): the
+  // invalidations Redis made for it are written to the tracking links before the answer to a
+  // PING sent there after the reply arrived. `reply` goes to `c`'s slot `seq` once every loop's
+  // link has answered that PING (at once when no link is up: the cache is not used then).
+  void tracking_barrier(ClientConn* c, uint64_t seq, std::string_view reply);
+  // One loop's part of a barrier: `done` runs on this loop once its link answered a PING.
+  void link_ping(std::function<void()> done);
+  // The number of databases the upstream has (CONFIG GET databases at connect; --databases
+  // until it answered or when it refuses CONFIG).
+  int databases() const { return databases_; }
+  void ask_databases(UpstreamConn* u);
 
   void client_closed(ClientConn* c);
   void add_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
@@ -467,8 +538,15 @@ class Server {
   void upstream_up(UpstreamConn* u);
   const sockaddr* upstream_addr() const { return reinterpret_cast<const sockaddr*>(&upstream_addr_); }
   std::string upstream_version = "7.0.0";
+  // INFO server's redis_version into upstream_version, on a shared connection that has just
+  // connected (every reconnect: the upstream may have been restarted as another version); and
+  // CLIENT ID on a new pinned connection (client_commands.cc).
+  void read_upstream_version(UpstreamConn* u);
+  void learn_upstream_client_id(UpstreamConn* u);
 
   size_t connected_clients() const { return clients_.size(); }
+  // This loop's clients (CLIENT LIST/KILL/UNBLOCK; only on this loop's thread).
+  const std::vector<ClientConn*>& clients() const { return clients_; }
   bool shutting_down() const { return shutting_down_; }
   void begin_shutdown();
 
@@ -484,7 +562,7 @@ class Server {
   int open_listener();
   // Answers a waiter on the loop it belongs to.
   void deliver_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
-                      bool key_error);
+                      bool key_error, std::shared_ptr<const std::string>* shared_value = nullptr);
 
   Config cfg_;
   Shared* shared_;
@@ -545,6 +623,7 @@ class Server {
   uint64_t link_backoff_ms_ = 0;
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_, version_sink_;
   std::string scratch_;        // reply encoding for flight answers
+  static constexpr size_t kKeepScratch = 1 << 20;  // a larger one is not kept after use
   std::string fetch_scratch_;  // fetch request encoding
   std::vector<uint32_t> write_keys_scratch_;
   std::string mget_scratch_, mget_value_scratch_;
@@ -553,6 +632,18 @@ class Server {
                                 std::string& out, int proto, size_t* payload, bool* refresh);
   uint64_t backoff_ms_ = 0;
   uint64_t next_idle_check_ms_ = 0;
+  int databases_ = 16;
+  // SWAPDB made directly on Redis sends no invalidation: its call count in INFO commandstats
+  // is polled on the link, and a change flushes the cache.
+  // Sends INFO commandstats on `via` (the link before it subscribes: the count to compare
+  // with is known before anything is cached), or on the first shared connection.
+  void poll_swapdb(UpstreamConn* via = nullptr);
+  int64_t swapdb_calls_ = -1;  // -1: not read yet on this link
+  bool swapdb_poll_pending_ = false;
+  uint64_t next_swapdb_poll_ms_ = 0;
+  std::unique_ptr<ReplySink> swapdb_sink_;
+  std::unique_ptr<ReplySink> databases_sink_;
+  static constexpr uint64_t kSwapdbPollMs = 100;
   cache::Micros clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000);  // see micros()
   sockaddr_storage upstream_addr_{};
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)

@@ -3,6 +3,7 @@
 // at the front of the pending queue (Redis answers in order).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "proxy/log.h"
@@ -101,6 +102,12 @@ void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, in
     }
   }
   mark_dirty();
+}
+
+void UpstreamConn::set_after(uint8_t bits, bool write) {
+  if (pending_.empty() || pending_.back().kind != Pending::Kind::Relay) return;
+  pending_.back().after = bits;
+  pending_.back().write = write;
 }
 
 void UpstreamConn::set_reply_invalidation(WriteInvalidation* inv) {
@@ -220,6 +227,7 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   }
   if (nread == 0) return;
   u->server_->tick_micros();  // replies below land fills and time round trips with it
+  u->last_read_ms_ = u->server_->now();
   u->in_.commit(static_cast<size_t>(nread));
   while (u->state_ != State::Closed && !u->in_.empty()) {
     std::string_view buf = u->in_.readable();
@@ -231,8 +239,12 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     }
     std::string_view reply = buf.substr(0, r.consumed);
     // Push messages (RESP3 pub/sub, invalidations) are out of band: never the answer to the
-    // request at the front.
-    if (!r.is_push && !u->pending_.empty()) {
+    // request at the front. On the invalidation link (RESP2, subscribed) a published message
+    // is an array too: it is recognised by its "message" kind, so a PING sent there is never
+    // answered by an invalidation.
+    bool out_of_band = r.is_push || u->pending_.empty() ||
+                       (u->stream_sink && reply.starts_with("*3\r\n$7\r\nmessage\r\n"));
+    if (!out_of_band) {
       Pending p = u->pending_.front();
       u->pending_.pop_front();
       u->deliver(p, reply);
@@ -240,6 +252,17 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
       u->owner_->stream(reply);
     } else if (u->stream_sink) {
       u->stream_sink->on_reply(reply, false);
+    } else {
+      // A shared connection answers exactly one reply per request. One more (a command whose
+      // reply count is not one got here) or a push would be handed to the next client's
+      // request: the connection goes instead, and its requests fail.
+      u->server_->stats().upstream_protocol_violations++;
+      log(LogLevel::Warning,
+          "upstream connection (shared): a {} nobody was waiting for; closing it and failing its "
+          "{} pending requests",
+          r.is_push ? "push message" : "reply", u->pending_.size());
+      u->fail("protocol violation: unexpected reply");
+      return;
     }
     u->in_.consume(r.consumed);
   }
@@ -259,7 +282,15 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
       server_->record_round_trip(static_cast<uint64_t>(server_->micros()) - p.start_us, p.client,
                                  {p.name, p.name_len}, {p.arg, p.arg_len});
       if (p.answer_by && !p.answered) answer_by_pending_--;
-      if (!p.answered) p.client->complete(p.seq, reply);  // else: answered with its timeout
+      if (!p.answered) {  // else: answered with its timeout
+        if (p.after & kAfterExec) p.client->on_exec_reply(reply);
+        if (p.after & kAfterExecAbort)
+          p.client->complete(p.seq, "-EXECABORT Transaction discarded because of previous errors.\r\n");
+        else if ((p.after & kAfterBarrier) && !p.client->closed())
+          server_->tracking_barrier(p.client, p.seq, reply);
+        else
+          p.client->complete(p.seq, reply);
+      }
       p.client->on_forwarded_done(this);
       p.client->unref();
       break;
@@ -288,24 +319,39 @@ std::string timeout_reason(int timeout_ms) {
 
 void UpstreamConn::check_timeout(uint64_t now) {
   if (state_ == State::Closed || pending_.empty()) return;
-  const Pending& p = pending_.front();
-  if (p.deadline != 0 && now > p.deadline) {
+  const uint64_t timeout = static_cast<uint64_t>(server_->config().upstream_timeout_ms);
+  const Pending& front = pending_.front();
+  // A slow request (a long script, KEYS) delays only the requests behind it: each of them is
+  // answered with a timeout error at its own deadline, and the connection stays, so their late
+  // replies are consumed in order and whatever follows is answered normally. The connection is
+  // given up only when it has been silent for twice the timeout while a request waited for
+  // that long: the upstream is gone, not busy. Internal requests (handshakes, cache fetches)
+  // cannot be answered early: theirs is the connection's deadline.
+  bool silent = now - std::max(last_read_ms_, connected_at_ms) > 2 * timeout;
+  if (front.deadline != 0 && now > front.deadline &&
+      (front.kind != Pending::Kind::Relay || (silent && now > front.deadline + timeout))) {
     server_->stats().upstream_timeouts++;
     fail(timeout_reason(server_->config().upstream_timeout_ms));
     return;
   }
-  // Requests that waited in their client before being sent: answer them when their own time is
-  // up; the connection keeps their place so the late reply is consumed (and a write's keys
-  // invalidated again) when it comes.
-  for (size_t i = 0; answer_by_pending_ > 0 && i < pending_.size(); ++i) {
+  if (answer_by_pending_ == 0 && !(front.kind == Pending::Kind::Relay && front.deadline != 0 &&
+                                   now > front.deadline && !front.answered))
+    return;
+  for (size_t i = 0; i < pending_.size(); ++i) {
     Pending& q = pending_[i];
-    if (q.kind != Pending::Kind::Relay || q.answer_by == 0 || q.answered || now <= q.answer_by)
+    if (q.kind != Pending::Kind::Relay || q.answered || q.deadline == 0) continue;
+    uint64_t due = q.answer_by ? q.answer_by : q.deadline;
+    if (now <= due) {
+      // Later requests were sent later, so they are not due either (unless held ones wait).
+      if (answer_by_pending_ == 0) break;
       continue;
+    }
     q.answered = true;
-    answer_by_pending_--;
+    if (q.answer_by) answer_by_pending_--;
     server_->stats().upstream_timeouts++;
-    q.client->complete(q.seq,
-                       upstream_error(timeout_reason(server_->config().upstream_timeout_ms)));
+    std::string why = timeout_reason(server_->config().upstream_timeout_ms);
+    if (q.write) why += "; the command may still be applied";
+    q.client->complete(q.seq, upstream_error(why));
   }
 }
 
