@@ -49,11 +49,15 @@ struct QueryParam {
 // malformed percent-escape anywhere.
 bool parse_query(std::string_view query, std::vector<QueryParam>& out);
 
+// JSON and base64 (proxy/http_json.cc).
 bool valid_utf8(std::string_view s);
-// Appends `s` as a JSON string literal (with the quotes). Invalid UTF-8 bytes become \ufffd;
-// returns false when there were any.
+// Appends `s` as a JSON string literal (with the quotes), in one pass over the bytes: control
+// characters as \n \r \t \b \f or \u00xx, '"' and '\' escaped, valid UTF-8 as is, every byte
+// that is not part of valid UTF-8 as \ufffd; returns false when there were any of those.
 bool append_json_string(std::string& out, std::string_view s);
 void append_base64(std::string& out, std::string_view bytes);
+// Standard alphabet, padding optional; false on any other character or a malformed end.
+bool base64_decode(std::string_view in, std::string& out);
 // Appends `"name": "..."` and, when `bytes` is not valid UTF-8, `, "name_base64": "..."`.
 void append_json_bytes_field(std::string& out, std::string_view name, std::string_view bytes);
 
