@@ -26,6 +26,7 @@
 #include "proxy/listener.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
+#include "proxy/text.h"
 
 namespace respite {
 
@@ -41,7 +42,7 @@ constexpr uint64_t kLingerMs = 2000;           // after a final response: drain 
 constexpr uint64_t kSweepMs = 1000;
 
 // Every status the endpoint sends.
-constexpr int kStatuses[] = {200, 400, 404, 405, 409, 413, 431, 503};
+constexpr int kStatuses[] = {200, 400, 401, 404, 405, 409, 413, 431, 503};
 constexpr size_t kNumStatuses = std::size(kStatuses);
 
 // Process-wide (every loop's endpoint adds to them; /metrics shows the sums).
@@ -62,6 +63,7 @@ const char* reason(int status) {
   switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
@@ -75,6 +77,8 @@ const char* reason(int status) {
 constexpr std::string_view kJson = "application/json";
 constexpr std::string_view kText = "text/plain; charset=utf-8";
 constexpr std::string_view kPrometheus = "text/plain; version=0.0.4; charset=utf-8";
+constexpr std::string_view kAuthenticate = "WWW-Authenticate: Basic realm=\"respite\"\r\n";
+constexpr size_t kMaxHeaderName = 32;  // longer names are kept only as "not Authorization"
 
 // How the response ends the exchange.
 enum class Persist : uint8_t {
@@ -320,7 +324,9 @@ class HttpConn {
   static const http_parser_settings& settings();
   static int cb_message_begin(http_parser* p);
   static int cb_url(http_parser* p, const char* at, size_t len);
-  static int cb_header_bytes(http_parser* p, const char* at, size_t len);
+  static int cb_header_field(http_parser* p, const char* at, size_t len);
+  static int cb_header_value(http_parser* p, const char* at, size_t len);
+  static bool count_header_bytes(HttpConn* c, size_t len);
   static int cb_headers_complete(http_parser* p);
   static int cb_body(http_parser* p, const char* at, size_t len);
   static int cb_message_complete(http_parser* p);
@@ -336,6 +342,7 @@ class HttpConn {
                 std::string_view extra_headers = {});
   void drain_ready();
   void mark_dirty();
+  bool authorized() const;
   bool backlogged() const {
     return slots_.size() >= kMaxOwed || out_.size() + writing_.size() >= kMaxUnwritten;
   }
@@ -354,6 +361,11 @@ class HttpConn {
   uint64_t body_bytes_ = 0;
   int too_large_ = 0;  // 431 or 413 once a limit is crossed
   bool keep_alive_ = false;
+  std::string header_name_;      // the header being read (up to kMaxHeaderName + 1 bytes)
+  bool in_header_value_ = false;  // its value has begun
+  bool value_is_auth_ = false;    // ... and it is an Authorization header
+  int auth_headers_ = 0;          // Authorization headers seen
+  std::string auth_;              // the (first) Authorization header's value
 
   std::deque<Slot> slots_;
   uint64_t head_seq_ = 0;
@@ -378,8 +390,8 @@ const http_parser_settings& HttpConn::settings() {
     http_parser_settings_init(&v);
     v.on_message_begin = cb_message_begin;
     v.on_url = cb_url;
-    v.on_header_field = cb_header_bytes;
-    v.on_header_value = cb_header_bytes;
+    v.on_header_field = cb_header_field;
+    v.on_header_value = cb_header_value;
     v.on_headers_complete = cb_headers_complete;
     v.on_body = cb_body;
     v.on_message_complete = cb_message_complete;
@@ -482,6 +494,11 @@ int HttpConn::cb_message_begin(http_parser* p) {
   c->header_bytes_ = 0;
   c->body_bytes_ = 0;
   c->too_large_ = 0;
+  c->header_name_.clear();
+  c->in_header_value_ = false;
+  c->value_is_auth_ = false;
+  c->auth_headers_ = 0;
+  c->auth_.clear();
   return 0;
 }
 
@@ -496,13 +513,35 @@ int HttpConn::cb_url(http_parser* p, const char* at, size_t len) {
   return 0;
 }
 
-int HttpConn::cb_header_bytes(http_parser* p, const char*, size_t len) {
-  auto* c = static_cast<HttpConn*>(p->data);
+bool HttpConn::count_header_bytes(HttpConn* c, size_t len) {
   c->header_bytes_ += len;
-  if (c->header_bytes_ > kMaxHeaderBytes) {
-    c->too_large_ = 431;
-    return 1;
+  if (c->header_bytes_ <= kMaxHeaderBytes) return true;
+  c->too_large_ = 431;
+  return false;
+}
+
+// A name or value may come in several pieces (split across reads): a field piece after a value
+// starts the next header.
+int HttpConn::cb_header_field(http_parser* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  if (!count_header_bytes(c, len)) return 1;
+  if (c->in_header_value_) {
+    c->header_name_.clear();
+    c->in_header_value_ = false;
   }
+  if (c->header_name_.size() <= kMaxHeaderName)
+    c->header_name_.append(at, std::min(len, kMaxHeaderName + 1 - c->header_name_.size()));
+  return 0;
+}
+
+int HttpConn::cb_header_value(http_parser* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  if (!count_header_bytes(c, len)) return 1;
+  if (!c->in_header_value_) {
+    c->in_header_value_ = true;
+    c->value_is_auth_ = ieq(c->header_name_, "authorization") && ++c->auth_headers_ == 1;
+  }
+  if (c->value_is_auth_) c->auth_.append(at, len);  // bounded by kMaxHeaderBytes
   return 0;
 }
 
@@ -571,6 +610,15 @@ void HttpConn::handle_request() {
     query = std::string_view(url_.data() + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
 
   Server* server = srv_->server();
+  const Config& cfg = server->config();
+  bool needs_auth = path == "/lookup" || (path == "/metrics" && cfg.http_metrics_needs_auth);
+  if (needs_auth && !cfg.requirepass.empty() && !authorized()) {
+    bool offered = auth_headers_ > 0;
+    complete(seq, 401, kJson,
+             json_error(401, offered ? "invalid password" : "authentication required"),
+             kAuthenticate);
+    return;
+  }
   if (path == "/lookup") {
     handle_lookup(seq, query);
   } else if (path == "/metrics") {
@@ -582,6 +630,11 @@ void HttpConn::handle_request() {
   } else {
     complete(seq, 404, kText, "not found\n");
   }
+}
+
+bool HttpConn::authorized() const {
+  return auth_headers_ == 1 &&
+         http::authorization_matches(auth_, srv_->server()->config().requirepass);
 }
 
 void HttpConn::handle_lookup(uint64_t seq, std::string_view query) {

@@ -10,6 +10,11 @@
 //   GET /healthz              200 "ok" when the upstream answers, else 503.
 //   HEAD on any of them       the same status and headers, no body. Other methods: 405.
 //
+// Authentication: with requirepass set, /lookup (and /metrics, unless http-metrics-auth is no)
+// needs the password: `Authorization: Basic base64(user:password)` (any user name) or
+// `Authorization: Bearer <password>`; otherwise 401 with `WWW-Authenticate: Basic
+// realm="respite"` and a JSON error. /healthz is always open.
+//
 // Connections are kept alive (HTTP/1.1 default, HTTP/1.0 with Connection: keep-alive); pipelined
 // requests are answered in order. Limits: request line + headers kMaxHeaderBytes (431), body
 // kMaxBodyBytes (413), a parse error 400; each of those, and a connection over maxclients (503),
@@ -60,6 +65,11 @@ void append_base64(std::string& out, std::string_view bytes);
 bool base64_decode(std::string_view in, std::string& out);
 // Appends `"name": "..."` and, when `bytes` is not valid UTF-8, `, "name_base64": "..."`.
 void append_json_bytes_field(std::string& out, std::string_view name, std::string_view bytes);
+
+// True when an Authorization header value carries `password` (proxy/http_auth.cc): "Basic"
+// with base64 of `user:password` (any user name) or "Bearer <password>"; scheme names are
+// case-insensitive. Passwords are compared with secret_equal.
+bool authorization_matches(std::string_view header_value, std::string_view password);
 
 // PROXY INFO text (`# Section` lines, `name:value` lines) to Prometheus text format 0.0.4: every
 // numeric field becomes respite_<name> with # HELP and # TYPE. Cache fields take their kind and

@@ -131,6 +131,22 @@ class HttpCase(ProxyTestCase):
         self.addCleanup(s.close)
         return s
 
+    def get_auth(self, path, authorization=None, method="GET"):
+        c = self.http()
+        c.request(method, path, headers={"Authorization": authorization} if authorization else {})
+        r = c.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+
+    def assert_401(self, status, headers, body, head=False):
+        self.assertEqual(status, 401, body)
+        self.assertEqual(headers.get("www-authenticate"), 'Basic realm="respite"')
+        self.assertEqual(headers.get("content-type"), "application/json")
+        if not head:
+            doc = json.loads(body)
+            self.assertEqual(doc["status"], 401)
+            self.assertTrue(doc["error"])
+            self.assertNotIn("value", doc)
+
     def wait_tracking_up(self, timeout=10.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -496,6 +512,91 @@ class Limits(HttpCase):
                 break
             time.sleep(0.05)
         self.assertEqual(status, 200)
+
+
+PASSWORD = "http-s3cret"
+
+
+def basic_auth(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@respite_only
+class Auth(HttpCase):
+    """With --requirepass: /lookup and (by default) /metrics need the password, /healthz not."""
+    respite_extra_args = ["--requirepass", PASSWORD]
+
+    def test_lookup_needs_the_password(self):
+        self.up().set("secret-key", "secret value")
+        path = "/lookup?key=secret-key"
+        self.assert_401(*self.get_auth(path))
+        self.assert_401(*self.get_auth(path + "&db=1"))
+        self.assert_401(*self.get_auth(path, method="HEAD"), head=True)
+        for wrong in [basic_auth("default", "wrong"), basic_auth("default", PASSWORD + "x"),
+                      basic_auth("default", ""), "Bearer wrong", "Bearer " + PASSWORD[:-1],
+                      "Bearer", "Basic !!!", "Digest " + PASSWORD, PASSWORD]:
+            with self.subTest(authorization=wrong):
+                self.assert_401(*self.get_auth(path, wrong))
+        for right in [basic_auth("default", PASSWORD), basic_auth("someone", PASSWORD),
+                      "Bearer " + PASSWORD, "bearer " + PASSWORD]:
+            with self.subTest(authorization=right):
+                status, headers, body = self.get_auth(path, right)
+                self.assertEqual(status, 200, body)
+                self.assertEqual(json.loads(body),
+                                 {"key": "secret-key", "value": "secret value", "status": 200})
+
+    def test_authorization_header_edge_cases(self):
+        self.up().set("ak", "v")
+        # An empty Authorization value, and a second Authorization header: refused.
+        for headers in [b"Authorization:\r\nX-Other: " + PASSWORD.encode() + b"\r\n",
+                        b"Authorization: Bearer " + PASSWORD.encode() + b"\r\n"
+                        b"Authorization: Bearer wrong\r\n"]:
+            s = self.raw()
+            s.sendall(b"GET /lookup?key=ak HTTP/1.1\r\n" + headers + b"\r\n")
+            self.assert_401(*read_http_response(s.makefile("rb")))
+        # After a header with an empty value, Authorization is still recognised.
+        s = self.raw()
+        s.sendall(b"GET /lookup?key=ak HTTP/1.1\r\nX-Empty:\r\nAuthorization: Bearer " +
+                  PASSWORD.encode() + b"\r\n\r\n")
+        self.assertEqual(read_http_response(s.makefile("rb"))[0], 200)
+        # The header split into one-byte pieces (names and values arrive in parts), then a
+        # second request on the same connection without it: the password is per request.
+        s = self.raw()
+        req = (b"GET /lookup?key=ak HTTP/1.1\r\nX-A: 1\r\nAuthorization: Bearer " +
+               PASSWORD.encode() + b"\r\nX-B: 2\r\n\r\n")
+        for i in range(len(req)):
+            s.sendall(req[i:i + 1])
+            time.sleep(0.001)
+        f = s.makefile("rb")
+        status, _, body = read_http_response(f)
+        self.assertEqual((status, json.loads(body)["value"]), (200, "v"))
+        s.sendall(b"GET /lookup?key=ak HTTP/1.1\r\n\r\n")
+        self.assert_401(*read_http_response(f))
+
+    def test_healthz_is_open(self):
+        self.assertEqual(self.get_auth("/healthz")[:3:2], (200, b"ok\n"))
+
+    def test_metrics_need_the_password_by_default(self):
+        self.assert_401(*self.get_auth("/metrics"))
+        status, headers, body = self.get_auth("/metrics", "Bearer " + PASSWORD)
+        self.assertEqual(status, 200)
+        self.assertIn(b"respite_up 1", body)
+        values, _ = parse_metrics(body.decode())
+        self.assertGreaterEqual(values['respite_http_responses_total{code="401"}'], 1)
+
+
+@respite_only
+class AuthMetricsOpen(HttpCase):
+    """--http-metrics-auth no: /metrics is open, /lookup still needs the password."""
+    respite_extra_args = ["--requirepass", PASSWORD, "--http-metrics-auth", "no"]
+
+    def test_metrics_open_lookup_not(self):
+        status, _, body = self.get_auth("/metrics")
+        self.assertEqual(status, 200, body)
+        self.assertIn(b"respite_up 1", body)
+        self.up().set("k", "v")
+        self.assert_401(*self.get_auth("/lookup?key=k"))
+        self.assertEqual(self.get_auth("/lookup?key=k", "Bearer " + PASSWORD)[0], 200)
 
 
 @respite_only
