@@ -7,7 +7,8 @@
 // ordered queue; /metrics and /healthz fill theirs at once, /lookup when its value arrives. Ready
 // slots at the front move to `out_`, written once per loop turn by the endpoint's cork (a
 // uv_check handle), like the RESP side. Too many owed responses or too much unwritten output
-// pauses reading until the client catches up.
+// pauses reading until the client catches up. A found value waits in its slot as bytes and is
+// rendered to JSON only when it reaches the front and the unwritten output is under the bound.
 #include "proxy/http.h"
 
 #include <http_parser.h>
@@ -35,8 +36,9 @@ namespace {
 constexpr size_t kMaxHeaderBytes = 32 * 1024;  // request target + header names and values
 constexpr size_t kMaxBodyBytes = 64 * 1024;    // bodies are read and ignored, never stored
 constexpr size_t kReadChunk = 16 * 1024;
-constexpr size_t kMaxOwed = 128;               // responses owed before reading pauses
-constexpr size_t kMaxUnwritten = 4u << 20;     // unwritten bytes before reading pauses
+constexpr size_t kMaxOwed = 16;                // requests in flight before reading pauses
+constexpr size_t kMaxUnwritten = 4u << 20;     // unwritten bytes before reading (and rendering
+                                               // found values) pauses
 constexpr uint64_t kIdleTimeoutMs = 60000;     // no request taken, no byte written: close
 constexpr uint64_t kLingerMs = 2000;           // after a final response: drain input, then close
 constexpr uint64_t kSweepMs = 1000;
@@ -310,9 +312,11 @@ class HttpConn {
   struct Slot {
     bool ready = false;
     bool head = false;
+    bool found = false;  // ready: a found value, rendered when written (`key`, `value`)
     Persist persist = Persist::kKeep;
     PendingLookup* lookup = nullptr;
-    std::string data;
+    std::string data;    // ready and not `found`: the whole response
+    std::string key, value;
   };
 
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
@@ -341,11 +345,11 @@ class HttpConn {
   void complete(uint64_t seq, int status, std::string_view ctype, std::string_view body,
                 std::string_view extra_headers = {});
   void drain_ready();
+  void render_found(Slot& s);
   void mark_dirty();
   bool authorized() const;
-  bool backlogged() const {
-    return slots_.size() >= kMaxOwed || out_.size() + writing_.size() >= kMaxUnwritten;
-  }
+  size_t unwritten() const { return out_.size() + writing_.size(); }
+  bool backlogged() const { return slots_.size() >= kMaxOwed || unwritten() >= kMaxUnwritten; }
   void start_linger();
 
   HttpServer* srv_;
@@ -681,8 +685,20 @@ void HttpConn::handle_lookup(uint64_t seq, std::string_view query) {
 
 void HttpConn::lookup_done(PendingLookup* lk, bool missing, std::string_view value,
                            std::string_view error) {
-  if (lk->seq < head_seq_ || lk->seq - head_seq_ >= slots_.size()) return;
-  slots_[lk->seq - head_seq_].lookup = nullptr;
+  if (closing_ || lk->seq < head_seq_ || lk->seq - head_seq_ >= slots_.size()) return;
+  Slot& slot = slots_[lk->seq - head_seq_];
+  slot.lookup = nullptr;
+  uint64_t max_value = srv_->server()->config().http_max_value;
+  if (error.empty() && !missing && value.size() <= max_value) {
+    // Kept as bytes; the JSON (up to 6 bytes per byte) is made when it is its turn to be written.
+    slot.found = true;
+    slot.ready = true;
+    slot.key = std::move(lk->key);
+    slot.value.assign(value);
+    drain_ready();
+    mark_dirty();
+    return;
+  }
   std::string body = "{";
   http::append_json_bytes_field(body, "key", lk->key);
   int status;
@@ -699,13 +715,26 @@ void HttpConn::lookup_done(PendingLookup* lk, bool missing, std::string_view val
     status = 404;
     body += ", \"status\": 404, \"error\": \"not found\"";
   } else {
-    status = 200;
-    body += ", ";
-    http::append_json_bytes_field(body, "value", value);
-    body += ", \"status\": 200";
+    status = 413;  // not encoded: a bound on the response
+    fmt::format_to(std::back_inserter(body),
+                   ", \"status\": 413, \"error\": \"value too large ({} bytes, http-max-value "
+                   "{})\"",
+                   value.size(), max_value);
   }
   body += "}";
   complete(lk->seq, status, kJson, body);
+}
+
+// {"key": K, "value": V, "status": 200}, headers and all, onto `out_`.
+void HttpConn::render_found(Slot& s) {
+  std::string body;
+  body.reserve(s.key.size() + s.value.size() + 48);  // exact when nothing needs escaping
+  body += '{';
+  http::append_json_bytes_field(body, "key", s.key);
+  body += ", ";
+  http::append_json_bytes_field(body, "value", s.value);
+  body += ", \"status\": 200}";
+  append_response(out_, 200, kJson, body, s.head, s.persist);
 }
 
 void HttpConn::complete(uint64_t seq, int status, std::string_view ctype, std::string_view body,
@@ -724,9 +753,17 @@ void HttpConn::complete(uint64_t seq, int status, std::string_view ctype, std::s
   mark_dirty();
 }
 
+// Ready responses at the front move to `out_`, in order; a found value is rendered only while
+// the unwritten output is under kMaxUnwritten (flush comes back here as the writes complete).
 void HttpConn::drain_ready() {
   while (!slots_.empty() && slots_.front().ready) {
-    out_.append(slots_.front().data);
+    Slot& s = slots_.front();
+    if (s.found) {
+      if (unwritten() >= kMaxUnwritten) return;
+      render_found(s);
+    } else {
+      out_.append(s.data);
+    }
     slots_.pop_front();
     ++head_seq_;
   }
@@ -751,7 +788,11 @@ void HttpConn::mark_dirty() {
 
 void HttpConn::flush() {
   if (closing_) return;
-  if (!writing_active_ && !out_.empty()) {
+  // Written at once in full, the output makes room for found values waiting to be rendered:
+  // again (each round renders at least one response or stops).
+  while (!writing_active_) {
+    drain_ready();
+    if (out_.empty()) break;
     uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
     int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
     if (n == UV_EAGAIN) n = 0;
@@ -776,7 +817,7 @@ void HttpConn::flush() {
     }
   }
   if (writing_active_ || !out_.empty()) return;
-  // Everything ready is written.
+  // Everything ready is written (a found value waits only while output is unwritten).
   if (done_) {
     if (slots_.empty()) start_linger();
     return;
@@ -792,6 +833,7 @@ void HttpConn::on_write(uv_write_t* req, int status) {
   auto* c = static_cast<HttpConn*>(req->handle->data);
   c->writing_active_ = false;
   c->writing_.clear();
+  if (c->writing_.capacity() > (1u << 20)) std::string().swap(c->writing_);
   if (c->closing_) return;
   if (status < 0) {
     c->close();

@@ -15,11 +15,17 @@
 // `Authorization: Bearer <password>`; otherwise 401 with `WWW-Authenticate: Basic
 // realm="respite"` and a JSON error. /healthz is always open.
 //
+// A value longer than http-max-value bytes gets 413 (JSON error, the value is not encoded).
+//
 // Connections are kept alive (HTTP/1.1 default, HTTP/1.0 with Connection: keep-alive); pipelined
-// requests are answered in order. Limits: request line + headers kMaxHeaderBytes (431), body
-// kMaxBodyBytes (413), a parse error 400; each of those, and a connection over maxclients (503),
-// closes the connection after the response. At most `maxclients` HTTP connections per process
-// (counted apart from RESP clients).
+// requests are answered in order. At most kMaxOwed requests are in flight per connection, and
+// nothing more is read or parsed while that many are owed or the connection's unwritten output
+// is over kMaxUnwritten (a /lookup's JSON is rendered only when its turn to be written comes and
+// that output is under the bound), so a client that pipelines without reading holds a bounded
+// amount of memory. Limits: request line + headers kMaxHeaderBytes (431), body kMaxBodyBytes
+// (413), a parse error 400; each of those, and a connection over maxclients (503), closes the
+// connection after the response. At most `maxclients` HTTP connections per process (counted
+// apart from RESP clients).
 //
 // Values are bytes, JSON strings are Unicode: valid UTF-8 passes through (control characters,
 // '"' and '\' escaped); when a value or key is not valid UTF-8, each offending byte becomes

@@ -521,6 +521,15 @@ def basic_auth(user, password):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def status_kb(pid, field):
+    """A /proc/<pid>/status size field (VmRSS, VmHWM) in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
 @respite_only
 class Auth(HttpCase):
     """With --requirepass: /lookup and (by default) /metrics need the password, /healthz not."""
@@ -597,6 +606,79 @@ class AuthMetricsOpen(HttpCase):
         self.up().set("k", "v")
         self.assert_401(*self.get_auth("/lookup?key=k"))
         self.assertEqual(self.get_auth("/lookup?key=k", "Bearer " + PASSWORD)[0], 200)
+
+
+@respite_only
+class MaxValue(HttpCase):
+    respite_extra_args = ["--http-max-value", "1000"]
+
+    def test_value_over_http_max_value_is_413(self):
+        self.up().set("at-limit", b"\x01" * 1000)
+        self.up().set("over-limit", b"\x01" * 1001)
+        status, _, body = self.lookup("at-limit")
+        self.assertEqual(status, 200, body[:200])
+        self.assertEqual(json.loads(body)["value"], "\x01" * 1000)
+        c = self.http()
+        status, headers, body = self.lookup("over-limit", conn=c)
+        self.assertEqual(status, 413, body[:200])
+        self.assertEqual(headers["content-type"], "application/json")
+        doc = json.loads(body)
+        self.assertEqual((doc["status"], doc["key"]), (413, "over-limit"))
+        self.assertIn("1001", doc["error"])
+        self.assertNotIn("value", doc)
+        # The connection stays usable.
+        self.assertEqual(self.lookup("at-limit", conn=c)[0], 200)
+
+
+@respite_only
+class PipelinedBigValues(HttpCase):
+    """128 pipelined /lookups of a 1 MiB value of control bytes (each ~5.6 MB of JSON) on one
+    connection that does not read: respite stays responsive and its memory bounded."""
+
+    def test_flood_of_big_lookups_from_a_client_that_does_not_read(self):
+        value = bytes(range(32)) * (1 << 15)  # 1 MiB, every byte escaped as \u00XX or \n...
+        self.assertEqual(len(value), 1 << 20)
+        self.up().set("big-ctl", value)
+        self.up().set("probe-k", "probe-v")
+        probe = RawConn(self.port, timeout=5)
+        self.addCleanup(probe.close)
+        self.assertEqual(probe.call("PING"), "PONG")
+        flood = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(flood.close)
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        flood.settimeout(10)
+        flood.connect((HOST, self.http_port))
+        flood.sendall(b"GET /lookup?key=big-ctl HTTP/1.1\r\nHost: x\r\n\r\n" * 128)
+        worst, worst_what, rss_max = 0.0, None, 0
+        for i in range(20):
+            time.sleep(0.15)
+            cmd = ("PING",) if i % 2 == 0 else ("GET", "probe-k")
+            t0 = time.monotonic()
+            try:
+                reply = probe.call(*cmd, timeout=5)
+            except TimeoutError:
+                self.fail(f"probe {i} {cmd} got no reply within 5 s")
+            took = time.monotonic() - t0
+            self.assertEqual(reply, "PONG" if i % 2 == 0 else b"probe-v")
+            if took > worst:
+                worst, worst_what = took, (i, cmd)
+            rss_max = max(rss_max, status_kb(self.proxy.pid, "VmRSS"))
+        hwm = status_kb(self.proxy.pid, "VmHWM")
+        print(f"\n  worst probe {worst * 1000:.1f} ms {worst_what}; VmRSS max {rss_max // 1024} MB, "
+              f"VmHWM {hwm // 1024} MB", flush=True)
+        self.assertLess(worst, 1.0, f"a RESP probe waited {worst:.2f} s {worst_what}")
+        self.assertLess(hwm, 300 * 1024, f"respite's peak RSS {hwm // 1024} MB")
+        # The flood connection still gets its answers, in order, once it reads (past the first
+        # batch of owed requests: parsing resumed).
+        f = flood.makefile("rb")
+        for n in range(24):
+            status, _, body = read_http_response(f)
+            self.assertEqual(status, 200, n)
+            if n in (0, 23):
+                doc = json.loads(body)
+                self.assertEqual(doc["value"].encode("latin-1"), value)
+        flood.close()
+        self.assertEqual(probe.call("GET", "probe-k"), b"probe-v")
 
 
 @respite_only
