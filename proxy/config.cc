@@ -51,7 +51,10 @@ bool parse_output_limit(const std::string& s, uint64_t& hard, uint64_t& soft, ui
   if (!w.empty()) {
     std::string cls = w[0];
     for (char& ch : cls) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (cls == "normal") w.erase(w.begin());
+    if (cls == "normal") {
+      w.erase(w.begin());
+      if (w.size() != 3) return false;  // as Redis: the class takes all three values
+    }
     else if (cls == "replica" || cls == "slave" || cls == "pubsub") return false;
   }
   uint64_t h = 0, so = 0, sec = 0;

@@ -1,0 +1,176 @@
+"""Output buffer limits (client-output-buffer-limit, Redis's hard/soft/seconds form).
+
+- A client that never reads, with 4,000 pipelined GETs of one uncached 2 MB value (one cache
+  fetch, 4,000 waiters): closed near the hard limit as the waiters are answered, respite's RSS
+  stays under 300 MB, and other clients keep being answered (each probe within 1 s).
+- A client that reads gets a single 100 MB value through respite (the largest reply queued is
+  not counted against the limit), from the cache path (GET) and as a relayed reply (GETRANGE).
+- The soft limit: output above `soft` for `seconds` closes a client that stopped reading.
+- The setting's forms: "normal H S T", "H S T", "H"; other classes are refused at start.
+
+Every loop is bounded by a count or a deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import (DIRECT, HOST, RawConn, RedisServer, Respite, encode_command, proxy_info,
+                     respite_bin, respite_only)
+
+MB = 1 << 20
+
+
+def status_bytes(pid: int, field: str) -> int:
+    """VmRSS (now) or VmHWM (the peak since start) of a process."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def closed_by_respite(port: int, deadline: float) -> bool:
+    """True once respite counts no client but the one asking (the socket itself may take long
+    to drain through its tiny receive buffer, so respite is asked instead)."""
+    while time.monotonic() < deadline:
+        if proxy_info(port).get("connected_clients") == "1":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def get_bulk(port: int, *args, timeout: float = 60.0) -> bytes:
+    """One bulk reply read straight into a buffer of its declared size (fast for 100 MB)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(encode_command(*args))
+        head = b""
+        while not head.endswith(b"\r\n"):
+            ch = s.recv(1)
+            if not ch:
+                raise AssertionError(f"closed after {head!r}")
+            head += ch
+        if not head.startswith(b"$"):
+            raise AssertionError(f"not a bulk: {head!r}")
+        n = int(head[1:-2])
+        buf = bytearray(n + 2)
+        view, got = memoryview(buf), 0
+        while got < n + 2:
+            r = s.recv_into(view[got:])
+            if not r:
+                raise AssertionError(f"closed after {got} of {n} bytes")
+            got += r
+        return bytes(buf[:n])
+
+
+@respite_only
+class NeverReadingClient(unittest.TestCase):
+    def test_4000_waiters_of_one_big_fetch(self):
+        with RedisServer() as up, Respite(up) as px:
+            with RawConn(up.port) as c:
+                c.call("SET", "big", b"x" * (2 * MB))
+            base = status_bytes(px.pid, "VmRSS")
+            hog = socket.create_connection((HOST, px.port))
+            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            hog.sendall(encode_command("GET", "big") * 4000)
+            worst, peak = 0.0, base
+            stop = time.monotonic() + 4.0
+            with RawConn(px.port, timeout=5) as probe:
+                for i in range(200):
+                    if time.monotonic() > stop:
+                        break
+                    t = time.monotonic()
+                    self.assertEqual(probe.call("SET", f"p{i}", i), "OK")
+                    self.assertEqual(probe.call("GET", f"p{i}"), str(i).encode())
+                    worst = max(worst, time.monotonic() - t)
+                    time.sleep(0.01)
+            self.assertTrue(closed_by_respite(px.port, time.monotonic() + 10),
+                            "the never-reading client was not closed")
+            hog.close()
+            peak = status_bytes(px.pid, "VmHWM")  # the high-water mark: no sample can miss it
+            print(f"\n4000 x GET of 2 MB, never read: RSS {base / MB:.0f} -> peak {peak / MB:.0f} "
+                  f"MB, slowest probe {worst * 1000:.0f} ms")
+            self.assertLess(peak, 300 * MB)
+            self.assertLess(worst, 1.0, "other clients stalled")
+            self.assertIn("output buffer", px.log_tail(200))
+            px.assert_alive()
+
+
+@respite_only
+class LargeReplies(unittest.TestCase):
+    def test_reader_gets_100mb_value(self):
+        value = b"v" * (100 * MB)
+        with RedisServer() as up, Respite(up) as px:
+            with RawConn(up.port, timeout=30) as c:
+                c.call("SET", "huge", value)
+            got = get_bulk(px.port, "GET", "huge")  # the cache path (too big to cache)
+            self.assertEqual(got, value)
+            got = get_bulk(px.port, "GETRANGE", "huge", 0, -1)  # relayed
+            self.assertEqual(got, value)
+            with RawConn(px.port) as c:
+                self.assertEqual(c.call("PING"), "PONG")
+            px.assert_alive()
+
+    def test_two_big_replies_queued_close_a_client_that_does_not_read(self):
+        # The largest reply is free; what is queued beside it counts: 3 x 40 MB unread is 80 MB
+        # counted, over the 64 MB hard limit.
+        with RedisServer() as up, Respite(up) as px:
+            with RawConn(up.port, timeout=30) as c:
+                c.call("SET", "v40", b"w" * (40 * MB))
+            hog = socket.create_connection((HOST, px.port))
+            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            hog.sendall(encode_command("GETRANGE", "v40", 0, -1) * 3)
+            self.assertTrue(closed_by_respite(px.port, time.monotonic() + 20))
+            hog.close()
+            with RawConn(px.port) as c:
+                self.assertEqual(c.call("PING"), "PONG")
+
+
+@respite_only
+class SoftLimit(unittest.TestCase):
+    def test_soft_limit_closes_after_its_seconds(self):
+        with RedisServer() as up, Respite(up, ["--client-output-buffer-limit",
+                                                "normal 0 1mb 1"]) as px:
+            with RawConn(up.port) as c:
+                c.call("SET", "k", b"s" * 100_000)
+            hog = socket.create_connection((HOST, px.port))
+            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            t0 = time.monotonic()
+            # 30 x 100 KB unread: 3 MB over the 1 MB soft limit, no hard limit. A few more sent
+            # later land after the soft limit's second has passed.
+            hog.sendall(encode_command("GETRANGE", "k", 0, -1) * 30)
+            closed = False
+            for _ in range(50):
+                time.sleep(0.1)
+                try:
+                    hog.sendall(encode_command("GETRANGE", "k", 0, -1))
+                except OSError:
+                    closed = True
+                    break
+            closed = closed or closed_by_respite(px.port, time.monotonic() + 5)
+            self.assertTrue(closed, "soft limit did not close the client")
+            self.assertGreaterEqual(time.monotonic() - t0, 1.0, "closed before the soft seconds")
+            hog.close()
+
+
+class SettingForms(unittest.TestCase):
+    @respite_only
+    def test_forms(self):
+        for ok in ("normal 64mb 16mb 60", "64mb 16mb 60", "32mb", "0 0 0", "NORMAL 1gb 0 0"):
+            with RedisServer() as up, Respite(up, ["--client-output-buffer-limit", ok]) as px:
+                with RawConn(px.port) as c:
+                    self.assertEqual(c.call("PING"), "PONG", ok)
+        for bad in ("pubsub 32mb 8mb 60", "normal 1mb", "normal 1mb 1mb x", "lots"):
+            p = subprocess.run([respite_bin(), "--port", "0", "--upstream", "127.0.0.1:1",
+                                "--client-output-buffer-limit", bad],
+                               capture_output=True, text=True, timeout=10)
+            self.assertNotEqual(p.returncode, 0, bad)
+            self.assertIn("client-output-buffer-limit", p.stderr, bad)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
