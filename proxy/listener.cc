@@ -38,8 +38,8 @@ int listen_tcp(uv_tcp_t* tcp, const std::string& bind, int port, bool reuseport,
   }
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(tcp), 511, on_connection);
   if (rc != 0)
-    log(LogLevel::Warning, "cannot listen {}{}on {}:{}: {}", what.empty() ? "" : "for ", what,
-        bind, port, uv_strerror(rc));
+    log(LogLevel::Warning, "cannot listen {}{}{}on {}:{}: {}", what.empty() ? "" : "for ", what,
+        what.empty() ? "" : " ", bind, port, uv_strerror(rc));
   return rc;
 }
 
