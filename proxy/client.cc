@@ -1,4 +1,5 @@
 // Client connections: read, parse, hand each request to dispatch, write replies in order.
+#include <algorithm>
 #include <cassert>
 
 #include "proxy/log.h"
@@ -110,7 +111,11 @@ void ClientConn::process_input() {
     resp::Result r = parser_.parse(buf, frame_);
     if (r.status == resp::Status::NeedMore) {
       need_more = true;
-      if (in_.size() > server_->config().client_query_buffer_limit) {
+      // Never-authenticated clients: 1 MB of query buffer at most, as Redis.
+      uint64_t qlimit = ever_authenticated || authenticated
+                            ? server_->config().client_query_buffer_limit
+                            : std::min<uint64_t>(server_->config().client_query_buffer_limit, 1 << 20);
+      if (in_.size() > qlimit) {
         log(LogLevel::Warning, "closing client id={}: query buffer over {} bytes", id,
             server_->config().client_query_buffer_limit);
         close();
@@ -183,6 +188,7 @@ void ClientConn::resume() {
 
 void ClientConn::set_authenticated(bool yes) {
   authenticated = yes;
+  if (yes) ever_authenticated = true;
   resp::Limits lim = parser_.limits();
   lim.unauthenticated = !yes;
   parser_.set_limits(lim);
@@ -232,6 +238,16 @@ void ClientConn::complete(uint64_t seq, std::string_view reply) {
 bool ClientConn::enforce_output_limit() {
   if (closed()) return true;
   const Config& cfg = server_->config();
+  // As Redis (CVE-2025-21605): a client that never authenticated gets 1 KB of unread replies,
+  // so one that sends commands (and wrong passwords) without reading cannot grow our memory.
+  constexpr size_t kUnauthenticatedOutput = 1024;
+  if (!ever_authenticated && !authenticated &&
+      out_.size() + writing_.size() + slot_bytes_ > kUnauthenticatedOutput) {
+    log(LogLevel::Verbose, "closing client id={} addr={}: unauthenticated, output over {} bytes",
+        id, peer, kUnauthenticatedOutput);
+    close();
+    return true;
+  }
   uint64_t hard = cfg.client_output_buffer_limit, soft = cfg.client_output_buffer_soft;
   if (!hard && !soft) return false;
   size_t total = out_.size() + writing_.size() + slot_bytes_;

@@ -117,6 +117,7 @@ class ClientConn {
   int proto = 2;
   int db = 0;
   bool authenticated = false;
+  bool ever_authenticated = false;  // Redis's limits for never-authenticated clients
   std::string name;
   std::string lib_name, lib_ver;
   uint64_t created_ms = 0;
