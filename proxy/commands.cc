@@ -428,7 +428,8 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
       if (!c->multi_selects.empty()) after |= UpstreamConn::kAfterExec;
       if (c->multi_barrier) after |= UpstreamConn::kAfterBarrier;
     }
-  } else if (was_in_multi && pin != Pin::Exec) {
+  } else if (was_in_multi && pin != Pin::Exec && pin != Pin::Multi && pin != Pin::Watch) {
+    // (MULTI and WATCH inside a transaction are refused by Redis, not queued.)
     // Queued: remember what EXEC's reply must tell us about (a SELECT moves the client; a
     // script's writes need the tracking barrier).
     long long n;
