@@ -302,7 +302,12 @@ std::string& ClientConn::immediate_reply() {
 }
 
 void ClientConn::stream(std::string_view message) {
-  if (!stream_locals_.empty() && stream_token_answer(message)) return;
+  if (!stream_token_.empty()) {
+    if (!stream_locals_.empty() && stream_token_answer(message)) return;
+    // A MONITOR client sees its own barrier PING in its feed: that line is ours, not its.
+    if (message.find(stream_token_) != std::string_view::npos) return;
+  }
+  if (close_when_flushed_) return;  // after QUIT: nothing more, as Redis closes
   if (reply_mode != ReplyMode::On) return;  // Redis drops pushed messages under CLIENT REPLY OFF
   immediate_reply().append(message);
   note_reply(message.size());

@@ -336,7 +336,10 @@ class UpstreamConn {
   Buffer in_;
   resp::ReplyScanner scanner_;
   RingQueue<Pending> pending_;
-  uint64_t last_read_ms_ = 0;     // when bytes last arrived (a silent connection is dead)
+  // Relays answered by their timeout whose replies have not come yet; past this many, the
+  // connection goes (a stopped upstream must not grow the pending queue without bound).
+  size_t timed_out_ = 0;
+  static constexpr size_t kMaxTimedOut = 10000;
   size_t answer_by_pending_ = 0;  // Relays with an answer_by not reached yet (check_timeout)
   std::string inv_arena_;  // keys of single-key writes in flight, in pending order
   size_t inv_head_ = 0;

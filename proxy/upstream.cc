@@ -66,6 +66,7 @@ void UpstreamConn::on_connect(uv_connect_t* req, int status) {
   u->state_ = State::Ready;
   u->connected_at_ms = u->server_->now();
   uv_tcp_nodelay(&u->tcp_, 1);
+  uv_tcp_keepalive(&u->tcp_, 1, 30);  // a peer gone without a reset is found out
   uv_read_start(reinterpret_cast<uv_stream_t*>(&u->tcp_), on_alloc, on_read);
   u->server_->upstream_up(u);
   u->mark_dirty();
@@ -227,7 +228,6 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   }
   if (nread == 0) return;
   u->server_->tick_micros();  // replies below land fills and time round trips with it
-  u->last_read_ms_ = u->server_->now();
   u->in_.commit(static_cast<size_t>(nread));
   while (u->state_ != State::Closed && !u->in_.empty()) {
     std::string_view buf = u->in_.readable();
@@ -282,6 +282,7 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
       server_->record_round_trip(static_cast<uint64_t>(server_->micros()) - p.start_us, p.client,
                                  {p.name, p.name_len}, {p.arg, p.arg_len});
       if (p.answer_by && !p.answered) answer_by_pending_--;
+      if (p.answered && timed_out_ > 0) timed_out_--;
       if (!p.answered) {  // else: answered with its timeout
         if (p.after & kAfterExec) p.client->on_exec_reply(reply);
         if (p.after & kAfterExecAbort)
@@ -319,17 +320,16 @@ std::string timeout_reason(int timeout_ms) {
 
 void UpstreamConn::check_timeout(uint64_t now) {
   if (state_ == State::Closed || pending_.empty()) return;
-  const uint64_t timeout = static_cast<uint64_t>(server_->config().upstream_timeout_ms);
   const Pending& front = pending_.front();
-  // A slow request (a long script, KEYS) delays only the requests behind it: each of them is
-  // answered with a timeout error at its own deadline, and the connection stays, so their late
-  // replies are consumed in order and whatever follows is answered normally. The connection is
-  // given up only when it has been silent for twice the timeout while a request waited for
-  // that long: the upstream is gone, not busy. Internal requests (handshakes, cache fetches)
-  // cannot be answered early: theirs is the connection's deadline.
-  bool silent = now - std::max(last_read_ms_, connected_at_ms) > 2 * timeout;
+  // A slow request (a long script, KEYS) delays only the requests behind it: each relayed one
+  // is answered with a timeout error at its own deadline, and the connection stays, so their
+  // late replies are consumed in order and whatever follows is answered normally. A silent
+  // upstream is not a dead one (a script keeps Redis from answering anything until it ends);
+  // a dead peer shows as a reset or EOF, or to TCP keepalive. Internal requests (handshakes,
+  // cache fetches) cannot be answered early: theirs is the connection's deadline. So is a
+  // connection with kMaxTimedOut requests answered by their timeout and still unreplied.
   if (front.deadline != 0 && now > front.deadline &&
-      (front.kind != Pending::Kind::Relay || (silent && now > front.deadline + timeout))) {
+      (front.kind != Pending::Kind::Relay || timed_out_ > kMaxTimedOut)) {
     server_->stats().upstream_timeouts++;
     fail(timeout_reason(server_->config().upstream_timeout_ms));
     return;
@@ -347,6 +347,7 @@ void UpstreamConn::check_timeout(uint64_t now) {
       continue;
     }
     q.answered = true;
+    timed_out_++;
     if (q.answer_by) answer_by_pending_--;
     server_->stats().upstream_timeouts++;
     std::string why = timeout_reason(server_->config().upstream_timeout_ms);
