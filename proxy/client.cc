@@ -262,8 +262,8 @@ bool ClientConn::enforce_output_limit() {
   }
   if (!over) return false;
   log(LogLevel::Warning,
-      "closing client id={} addr={}: output buffer {} bytes over client-output-buffer-limit "
-      "(largest reply {} bytes not counted)",
+      "closing client id={} addr={}: output buffer over client-output-buffer-limit ({} bytes "
+      "counted, the largest reply's {} not)",
       id, peer, counted, largest_reply_);
   close();
   return true;
