@@ -472,7 +472,8 @@ Server::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Fra
   WritePlan plan;
   if (!cache_->enabled() || !ci) return plan;
   std::string_view name = ci->name;
-  plan.db = static_cast<uint32_t>(c->db);
+  // Inside a transaction, a queued SELECT moves the writes queued after it.
+  plan.db = static_cast<uint32_t>(c->in_multi ? c->multi_db : c->db);
   plan.flights_at = shared_->flights_started.load(std::memory_order_relaxed);
   if (name == "flushall" || name == "swapdb" || name == "flushdb") {
     plan.heap = new WriteInvalidation;
@@ -556,7 +557,9 @@ void Server::start_link() {
     link_id_sink_ = std::make_unique<FnSink<decltype(on_id)>>(on_id);
     auto on_sub = [this](std::string_view reply, bool failed) {
       if (failed || reply.empty() || reply[0] == '-' || link_id_ < 0) {
-        if (!failed && link_) link_->close();
+        // Refused, or no answer in time (the link then starts over; when the connection
+        // itself failed it is already going).
+        if (link_ && !link_->closed()) link_->close();
         return;
       }
       tracking_up_ = true;

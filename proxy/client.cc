@@ -142,6 +142,7 @@ void ClientConn::process_input() {
     }
     last_cmd_ms = server_->now();
     server_->dispatch(this, frame_);
+    account_last_slot();
     if (enforce_output_limit()) break;
     if (stalled_) break;  // the request stays in the buffer and is dispatched again on resume
     consume_input(r.consumed);
@@ -302,15 +303,18 @@ std::string& ClientConn::immediate_reply() {
 }
 
 void ClientConn::stream(std::string_view message) {
-  if (!stream_token_.empty()) {
-    if (!stream_locals_.empty() && stream_token_answer(message)) return;
-    // A MONITOR client sees its own barrier PING in its feed: that line is ours, not its.
-    if (message.find(stream_token_) != std::string_view::npos) return;
+  // Anything carrying our token is ours: the answer the front local reply waits for, a late
+  // answer to one that expired, or the barrier PING in a MONITOR client's own feed.
+  if (!stream_token_.empty() && message.find(stream_token_) != std::string_view::npos) {
+    if (!stream_locals_.empty()) stream_token_answer(message);
+    return;
   }
   if (close_when_flushed_) return;  // after QUIT: nothing more, as Redis closes
   if (reply_mode != ReplyMode::On) return;  // Redis drops pushed messages under CLIENT REPLY OFF
-  immediate_reply().append(message);
-  note_reply(message.size());
+  std::string& into = immediate_reply();
+  into.append(message);
+  if (&into == &out_) note_reply(message.size());
+  else account_last_slot();
   enforce_output_limit();
 }
 
@@ -330,23 +334,26 @@ void ClientConn::stream_local(std::string reply, StreamAfter then) {
     }
     stream_token_.insert(0, "respite-barrier-");
   }
+  uint64_t n = ++stream_tokens_sent_;
   std::string ping;
-  resp::Writer(ping, 2).command({"PING", stream_token_});
+  resp::Writer(ping, 2).command({"PING", stream_token_ + "-" + std::to_string(n)});
   pinned->forward(this, kStreamSeq, ping, db, 0);
   stream_locals_.push_back({std::move(reply), then,
-                            server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+                            server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms),
+                            n});
   if (then != StreamAfter::None) hold_for_stream_ = true;  // what follows QUIT/RESET waits
 }
 
 bool ClientConn::stream_token_answer(std::string_view message) {
   // PING's answer in subscribed RESP2 is ["pong", token]; in RESP3 and under MONITOR the
   // token as a bulk. Compared whole: a MONITOR line quoting the PING never matches.
+  std::string token = stream_token_ + "-" + std::to_string(stream_locals_.front().n);
   std::string a, b;
-  resp::Writer(a, 2).bulk(stream_token_);
+  resp::Writer(a, 2).bulk(token);
   resp::Writer wb(b, 2);
   wb.array(2);
   wb.bulk("pong");
-  wb.bulk(stream_token_);
+  wb.bulk(token);
   if (message != a && message != b) return false;
   finish_stream_local();
   return true;
@@ -492,34 +499,29 @@ void ClientConn::on_close(uv_handle_t* h) {
 
 namespace respite {
 
-void ClientConn::on_exec_reply(std::string_view reply) {
+void ClientConn::on_exec_reply(std::string_view reply, uint32_t pos, int new_db, uint32_t gen) {
   // A committed transaction answers with an array of one reply per queued command; an aborted
-  // or discarded one with an error or nil, and then none of its SELECTs ran.
-  if (multi_selects.empty()) return;
-  auto selects = std::move(multi_selects);
-  multi_selects.clear();
+  // or discarded one with an error or nil, and then its SELECT did not run.
+  if (gen != db_gen || new_db < 0) return;
   resp::ReplyView view(reply);
   resp::ReplyItem it;
-  if (!view.next(it) || it.null || (it.type != '*')) return;
-  // Walk the top-level elements, skipping nested ones by counting what is still owed.
-  uint32_t pos = 0;
-  size_t next = 0;
-  while (pos < static_cast<uint32_t>(it.n) && next < selects.size()) {
+  if (!view.next(it) || it.null || it.type != '*' || pos >= static_cast<uint64_t>(it.n)) return;
+  // Walk the top-level elements to `pos`, skipping nested ones by counting what is owed.
+  for (uint32_t k = 0;; ++k) {
     resp::ReplyItem e;
     if (!view.next(e)) return;
-    bool ok = e.type == '+' && e.str == "OK";
-    int64_t owed = e.is_aggregate() ? e.n : 0;
-    while (owed > 0) {  // skip the element's children
+    if (k == pos) {
+      if (e.type == '+' && e.str == "OK") {
+        db = new_db;
+        ++db_gen;
+      }
+      return;
+    }
+    for (int64_t owed = e.is_aggregate() ? e.n : 0; owed > 0; --owed) {
       resp::ReplyItem ch;
       if (!view.next(ch)) return;
-      --owed;
       if (ch.is_aggregate()) owed += ch.n;
     }
-    if (selects[next].first == pos) {
-      if (ok) db = selects[next].second;
-      ++next;
-    }
-    ++pos;
   }
 }
 

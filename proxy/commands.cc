@@ -417,6 +417,8 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   const bool unkeyed_write = writes_unknown_keys(f, ci);
   const bool is_exec = pin == Pin::Exec && was_in_multi && ieq(f.arg(0), "exec");
   uint8_t after = 0;
+  int exec_db = -1;
+  uint32_t exec_pos = 0;
   std::string_view exec_replacement;
   if (is_exec) {
     if (c->multi_failed) {
@@ -425,7 +427,11 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
       exec_replacement = "*1\r\n$7\r\nDISCARD\r\n";
       after |= UpstreamConn::kAfterExecAbort;
     } else {
-      if (!c->multi_selects.empty()) after |= UpstreamConn::kAfterExec;
+      if (c->multi_select_db >= 0) {
+        after |= UpstreamConn::kAfterExec;
+        exec_db = c->multi_select_db;
+        exec_pos = c->multi_select_pos;
+      }
       if (c->multi_barrier) after |= UpstreamConn::kAfterBarrier;
     }
   } else if (was_in_multi && pin != Pin::Exec && pin != Pin::Multi && pin != Pin::Watch) {
@@ -434,8 +440,10 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     // script's writes need the tracking barrier).
     long long n;
     if (ci && ci->name == "select" && f.argc() == 2 && parse_ll(f.arg(1), n) && n >= 0 &&
-        n < INT32_MAX)
-      c->multi_selects.emplace_back(c->multi_count, static_cast<int>(n));
+        n < databases()) {
+      c->multi_select_db = c->multi_db = static_cast<int>(n);
+      c->multi_select_pos = c->multi_count;
+    }
     if (unkeyed_write) c->multi_barrier = true;
     c->multi_count++;
   } else if (unkeyed_write) {
@@ -446,7 +454,8 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
       if (!c->in_multi) {
         c->in_multi = true;
         c->multi_failed = c->multi_barrier = false;
-        c->multi_selects.clear();
+        c->multi_select_db = -1;
+        c->multi_db = c->db;
         c->multi_count = 0;
       }
       break;
@@ -455,7 +464,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
         c->in_multi = c->watching = false;
         c->multi_failed = c->multi_barrier = false;
         c->multi_count = 0;
-        if (!is_exec) c->multi_selects.clear();  // DISCARD: none of them ran
+        c->multi_select_db = -1;
       }
       break;
     case Pin::Watch:
@@ -513,6 +522,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   uint64_t seq = c->reserve_slot();
   target->forward(c, seq, raw, c->db, answer_by, &f);
   target->set_after(after, is_exec || unkeyed_write || (ci && ci->is(kWrite)));
+  if (after & UpstreamConn::kAfterExec) target->set_exec_select(exec_db, exec_pos, c->db_gen);
   attach(target);
   c->last_conn = target;
   c->inflight++;
@@ -538,6 +548,53 @@ bool Server::rate_allowed(ClientConn* c) {
   return true;
 }
 
+// An upstream that refuses CONFIG GET databases: SELECT n is tried on the client's shared
+// connection (and undone there) before the client moves, so a SELECT Redis would refuse never
+// becomes the shared connection's own SELECT, whose failure would fail every client on it. The
+// client's requests after it wait (as behind a cache miss); its reply is Redis's own.
+void Server::select_by_trying(ClientConn* c, int n) {
+  UpstreamConn* u = shared_conn(c->proto, c->id);
+  if (!u || c->inflight > 0 || c->flights_waiting > 0) {
+    if (!u) return error(c, "ERR upstream unavailable (reconnecting)");
+    return c->stall();  // after what this client has in flight, in order
+  }
+  class Trial final : public ReplySink {
+   public:
+    Trial(Server* s, ClientConn* c, int n) : s_(s), c_(c), n_(n), seq_(c->reserve_slot()) {
+      c->ref();
+      c->barriers++;         // no cache reads in the old db meanwhile
+      c->flights_waiting++;  // nor forwards
+    }
+    void on_reply(std::string_view reply, bool failed) override {
+      if (++got_ == 1) {
+        ok_ = !failed && reply == "+OK\r\n";
+        first_.assign(failed ? upstream_error(reply) : std::string(reply));
+        return;
+      }
+      if (ok_) {
+        s_->verified_db_max_ = std::max(s_->verified_db_max_, n_);
+        c_->db = n_;
+        c_->db_gen++;
+      }
+      c_->barriers--;
+      c_->complete(seq_, first_);
+      c_->on_flight_done();
+      c_->unref();
+      delete this;
+    }
+
+   private:
+    Server* s_;
+    ClientConn* c_;
+    int n_;
+    uint64_t seq_;
+    int got_ = 0;
+    bool ok_ = false;
+    std::string first_;
+  };
+  u->probe_select(new Trial(this, c, n), n);
+}
+
 void Server::reset_client(ClientConn* c) {
   if (c->pinned) {
     UpstreamConn* u = c->pinned;
@@ -546,7 +603,8 @@ void Server::reset_client(ClientConn* c) {
   }
   c->in_multi = c->watching = c->streaming = c->sticky_pin = false;
   c->multi_failed = c->multi_barrier = false;
-  c->multi_selects.clear();
+  c->multi_select_db = -1;
+  c->db_gen++;
   c->multi_count = 0;
   delete c->multi_writes;
   c->multi_writes = nullptr;
@@ -588,8 +646,9 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
   stats_.total_commands_processed++;
   std::string_view cmd = f.arg(0);
 
-  // EXEC and DISCARD end a transaction whatever the rate: a refused one would leave it open.
-  if (cfg_.rate_limit > 0 && !(c->in_multi && (ieq(cmd, "exec") || ieq(cmd, "discard"))) &&
+  // MULTI, EXEC and DISCARD are never refused: a refused MULTI would run what follows outside
+  // a transaction, a refused EXEC or DISCARD would leave it open.
+  if (cfg_.rate_limit > 0 && !ieq(cmd, "multi") && !ieq(cmd, "exec") && !ieq(cmd, "discard") &&
       !rate_allowed(c)) {
     // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
     if (c->in_multi) c->multi_failed = true;
@@ -637,13 +696,20 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
     std::string_view kind = unsubscribe_kind(cmd);
     if (!kind.empty() && !c->in_multi) return unsubscribe_locally(c, f, kind);
   }
+  if (ieq(cmd, "sync") || ieq(cmd, "psync")) {
+    std::string e;
+    resp::Writer w(e, c->proto);
+    if (c->in_multi) {
+      c->multi_failed = true;  // as Redis flags a transaction with a refused command
+      w.error("ERR Command not allowed inside a transaction");
+    } else {
+      w.error("NOMASTERLINK Can't SYNC while not connected with my master");
+    }
+    if (c->streaming) return c->stream_local(std::move(e), ClientConn::StreamAfter::None);
+    c->immediate_reply().append(e);
+    return;
+  }
   switch (cmd.size()) {
-    case 4:
-      if (ieq(cmd, "sync")) return error(c, "NOMASTERLINK Can't SYNC while not connected with my master");
-      break;
-    case 5:
-      if (ieq(cmd, "psync")) return error(c, "NOMASTERLINK Can't SYNC while not connected with my master");
-      break;
     case 8:
       // REPLCONF ACK and GETACK are answered by nothing, in Redis too.
       if (ieq(cmd, "replconf") && f.argc() >= 2 && (ieq(f.arg(1), "ack") || ieq(f.arg(1), "getack")))
@@ -683,12 +749,18 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
           long long n;
           if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
           if (n < 0 || n >= databases()) return error(c, "ERR DB index is out of range");
+          if (!c->pinned && !databases_known() && n > verified_db_max_)
+            return select_by_trying(c, static_cast<int>(n));
           if (c->pinned) {
             forward(c, f, nullptr);  // the pinned connection switches database itself
-            if (!c->stalled()) c->db = static_cast<int>(n);
+            if (!c->stalled()) {
+              c->db = static_cast<int>(n);
+              c->db_gen++;
+            }
             return;
           }
           c->db = static_cast<int>(n);
+          c->db_gen++;
           resp::Writer(c->immediate_reply(), c->proto).simple("OK");
           return;
         }

@@ -387,7 +387,10 @@ void Server::ask_databases(UpstreamConn* u) {
         if (!it.is_string()) continue;
         if (name_seen) {
           long long n = 0;
-          if (parse_ll(it.str, n) && n > 0 && n <= INT32_MAX) databases_ = static_cast<int>(n);
+          if (parse_ll(it.str, n) && n > 0 && n <= INT32_MAX) {
+            databases_ = static_cast<int>(n);
+            databases_known_ = true;
+          }
           return;
         }
         name_seen = ieq(it.str, "databases");

@@ -132,11 +132,18 @@ class ClientConn {
   bool streaming = false;      // subscribed or MONITOR: replies are not 1:1 with requests
   bool multi_failed = false;   // a command of the open transaction was refused: EXEC aborts
   bool multi_barrier = false;  // the open transaction holds a write respite cannot key (EVAL)
-  std::vector<std::pair<uint32_t, int>> multi_selects;  // (position in the transaction, db)
+  // The open transaction's last SELECT that can succeed (-1: none) and its position, and the
+  // db its queued writes are in (for their invalidation).
+  int multi_select_db = -1;
+  uint32_t multi_select_pos = 0;
+  int multi_db = 0;
+  // Bumped whenever respite's idea of the client's db changes: EXEC's reply moves the client
+  // only if nothing (a SELECT pipelined after EXEC, RESET) moved it since EXEC was sent.
+  uint32_t db_gen = 0;
   uint32_t multi_count = 0;    // commands queued since MULTI
   uint32_t barriers = 0;       // replies held until the tracking link caught up (no cache use)
   // EXEC's reply arrived: SELECTs the transaction ran move the client to their db.
-  void on_exec_reply(std::string_view reply);
+  void on_exec_reply(std::string_view reply, uint32_t pos, int new_db, uint32_t gen);
   bool sticky_pin = false;     // CLIENT TRACKING/REPLY etc.: pinned until the client leaves
   void maybe_release_pin();
 
@@ -187,7 +194,8 @@ class ClientConn {
   static constexpr size_t kBackedUpOutput = 1 << 20;
   static constexpr size_t kBackedUpOwed = 32;
   size_t owed_limit() const {
-    return out_.size() + writing_.size() > kBackedUpOutput ? kBackedUpOwed : kMaxOwedReplies;
+    return out_.size() + writing_.size() + slot_bytes_ > kBackedUpOutput ? kBackedUpOwed
+                                                                          : kMaxOwedReplies;
   }
   static constexpr size_t kInputHighWater = 1 << 20;
   bool eof_ = false;           // the client half-closed: close once answered
@@ -199,6 +207,16 @@ class ClientConn {
   void note_reply(size_t n) {
     if (n > largest_reply_) largest_reply_ = n;
   }
+  // A reply written by immediate_reply() into a new slot (behind a reply still owed) counts
+  // toward the output limit like any other.
+  void account_last_slot() {
+    if (slots_.empty()) return;
+    Slot& b = slots_.back();
+    if (!b.ready || b.counted != 0 || b.data.empty()) return;
+    b.counted = b.data.size();
+    slot_bytes_ += b.counted;
+    note_reply(b.counted);
+  }
   // Closes the client when its output is over the limit; true if it did.
   bool enforce_output_limit();
   // Stream-local replies waiting for their token (stream_local).
@@ -206,7 +224,9 @@ class ClientConn {
     std::string reply;
     StreamAfter then;
     uint64_t deadline;
+    uint64_t n;  // this token's number: a late answer to an expired one is never taken for it
   };
+  uint64_t stream_tokens_sent_ = 0;
   std::deque<StreamLocal> stream_locals_;
   std::string stream_token_;  // random hex, made on first use
   bool hold_for_stream_ = false;  // a QUIT or RESET waits for its token: no input until then
@@ -271,6 +291,10 @@ class UpstreamConn {
   void set_reply_invalidation_key(uint32_t db, std::string_view key, uint64_t flights_at);
   // What happens when the reply of the Relay just forwarded arrives (kAfter* bits).
   void set_after(uint8_t bits, bool write);
+  void set_exec_select(int db, uint32_t pos, uint32_t gen);
+  // `SELECT n` then `SELECT <its current db>`, for `sink` (2 replies): whether db n exists,
+  // leaving the connection where it was.
+  void probe_select(ReplySink* sink, int n);
   static constexpr uint8_t kAfterBarrier = 1;    // held until the tracking links caught up
   static constexpr uint8_t kAfterExec = 2;       // EXEC: the client learns its SELECTs
   static constexpr uint8_t kAfterExecAbort = 4;  // a DISCARD sent for EXEC: -EXECABORT
@@ -300,6 +324,9 @@ class UpstreamConn {
     uint64_t inv_flights_at = 0;
     uint64_t start_us = 0;             // Relay: when it was queued (latency, slowlog)
     uint8_t after = 0;                 // Relay: kAfter* work on its reply
+    int32_t exec_db = -1;              // kAfterExec: the db a committed EXEC moves to...
+    uint32_t exec_pos = 0;             // ...if the reply at this position is +OK...
+    uint32_t exec_gen = 0;             // ...and the client's db_gen is still this
     bool write = false;                // Relay: it may write (a timeout says so)
     // Relay: the command name and first argument, truncated, for PROXY SLOWLOG.
     uint8_t name_len = 0, arg_len = 0;
@@ -523,6 +550,11 @@ class Server {
   // The number of databases the upstream has (CONFIG GET databases at connect; --databases
   // until it answered or when it refuses CONFIG).
   int databases() const { return databases_; }
+  // Whether the upstream told its number of databases; if not, a SELECT beyond the highest one
+  // seen to work is tried on a shared connection first (select_by_trying).
+  bool databases_known() const { return databases_known_; }
+  void select_by_trying(ClientConn* c, int n);
+  int verified_db_max_ = 0;
   void ask_databases(UpstreamConn* u);
 
   void client_closed(ClientConn* c);
@@ -637,6 +669,7 @@ class Server {
   uint64_t backoff_ms_ = 0;
   uint64_t next_idle_check_ms_ = 0;
   int databases_ = 16;
+  bool databases_known_ = false;
   // SWAPDB made directly on Redis sends no invalidation: its call count in INFO commandstats
   // is polled on the link, and a change flushes the cache.
   // Sends INFO commandstats on `via` (the link before it subscribes: the count to compare

@@ -111,6 +111,23 @@ void UpstreamConn::set_after(uint8_t bits, bool write) {
   pending_.back().write = write;
 }
 
+void UpstreamConn::set_exec_select(int db, uint32_t pos, uint32_t gen) {
+  if (pending_.empty() || pending_.back().kind != Pending::Kind::Relay) return;
+  Pending& p = pending_.back();
+  p.exec_db = db;
+  p.exec_pos = pos;
+  p.exec_gen = gen;
+}
+
+void UpstreamConn::probe_select(ReplySink* sink, int n) {
+  resp::Writer w(out_, 2);
+  w.command({"SELECT", std::to_string(n)});
+  w.command({"SELECT", std::to_string(db_)});
+  uint64_t deadline = server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms);
+  for (int i = 0; i < 2; ++i) pending_.push_back({Pending::Kind::Sink, nullptr, 0, sink, deadline});
+  mark_dirty();
+}
+
 void UpstreamConn::set_reply_invalidation(WriteInvalidation* inv) {
   // Attach to the Relay just pushed by forward().
   if (!pending_.empty() && pending_.back().kind == Pending::Kind::Relay && !pending_.back().inv)
@@ -283,8 +300,9 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
                                  {p.name, p.name_len}, {p.arg, p.arg_len});
       if (p.answer_by && !p.answered) answer_by_pending_--;
       if (p.answered && timed_out_ > 0) timed_out_--;
+      // Even when answered by its timeout: the transaction ran, and moved the client.
+      if (p.after & kAfterExec) p.client->on_exec_reply(reply, p.exec_pos, p.exec_db, p.exec_gen);
       if (!p.answered) {  // else: answered with its timeout
-        if (p.after & kAfterExec) p.client->on_exec_reply(reply);
         if (p.after & kAfterExecAbort)
           p.client->complete(p.seq, "-EXECABORT Transaction discarded because of previous errors.\r\n");
         else if ((p.after & kAfterBarrier) && !p.client->closed())
@@ -303,7 +321,11 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
       }
       break;
     case Pending::Kind::Sink:
-      p.sink->on_reply(reply, false);
+      if (p.answered) {  // answered by its timeout: the late reply is dropped
+        if (timed_out_ > 0) timed_out_--;
+      } else {
+        p.sink->on_reply(reply, false);
+      }
       break;
     case Pending::Kind::Stream:
       break;
@@ -320,27 +342,24 @@ std::string timeout_reason(int timeout_ms) {
 
 void UpstreamConn::check_timeout(uint64_t now) {
   if (state_ == State::Closed || pending_.empty()) return;
-  const Pending& front = pending_.front();
-  // A slow request (a long script, KEYS) delays only the requests behind it: each relayed one
-  // is answered with a timeout error at its own deadline, and the connection stays, so their
-  // late replies are consumed in order and whatever follows is answered normally. A silent
-  // upstream is not a dead one (a script keeps Redis from answering anything until it ends);
-  // a dead peer shows as a reset or EOF, or to TCP keepalive. Internal requests (handshakes,
-  // cache fetches) cannot be answered early: theirs is the connection's deadline. So is a
-  // connection with kMaxTimedOut requests answered by their timeout and still unreplied.
-  if (front.deadline != 0 && now > front.deadline &&
-      (front.kind != Pending::Kind::Relay || timed_out_ > kMaxTimedOut)) {
+  // A slow request (a long script, KEYS, DEBUG SLEEP) delays only the requests behind it: each
+  // one, a client's or respite's own (a cache fetch, a poll), is answered with a timeout error
+  // at its own deadline, and the connection stays, so the late replies are consumed in order
+  // and dropped, and whatever follows is answered normally. A silent upstream is not a dead
+  // one (a script keeps Redis from answering anything until it ends); a dead peer shows as a
+  // reset or EOF, or to TCP keepalive. Only a connection holding more than kMaxTimedOut
+  // requests answered early and not yet replied to goes (its queue must not grow for ever).
+  if (timed_out_ > kMaxTimedOut) {
     server_->stats().upstream_timeouts++;
     fail(timeout_reason(server_->config().upstream_timeout_ms));
     return;
   }
-  if (answer_by_pending_ == 0 && !(front.kind == Pending::Kind::Relay && front.deadline != 0 &&
-                                   now > front.deadline && !front.answered))
-    return;
-  for (size_t i = 0; i < pending_.size(); ++i) {
+  std::string why;  // made on first use
+  for (size_t i = 0; i < pending_.size() && state_ != State::Closed; ++i) {
     Pending& q = pending_[i];
-    if (q.kind != Pending::Kind::Relay || q.answered || q.deadline == 0) continue;
-    uint64_t due = q.answer_by ? q.answer_by : q.deadline;
+    // Internal requests (handshake, SELECT) answer nobody; blocking commands wait for ever.
+    if (q.answered || q.deadline == 0 || q.kind == Pending::Kind::Internal) continue;
+    uint64_t due = q.kind == Pending::Kind::Relay && q.answer_by ? q.answer_by : q.deadline;
     if (now <= due) {
       // Later requests were sent later, so they are not due either (unless held ones wait).
       if (answer_by_pending_ == 0) break;
@@ -350,9 +369,16 @@ void UpstreamConn::check_timeout(uint64_t now) {
     timed_out_++;
     if (q.answer_by) answer_by_pending_--;
     server_->stats().upstream_timeouts++;
-    std::string why = timeout_reason(server_->config().upstream_timeout_ms);
-    if (q.write) why += "; the command may still be applied";
-    q.client->complete(q.seq, upstream_error(why));
+    if (why.empty()) why = timeout_reason(server_->config().upstream_timeout_ms);
+    // The callbacks below may close this connection (a client at its output limit closes its
+    // pinned one): nothing of `q` is used after them, and the loop re-checks the state.
+    if (q.kind == Pending::Kind::Relay) {
+      ClientConn* c = q.client;
+      uint64_t seq = q.seq;
+      c->complete(seq, upstream_error(q.write ? why + "; the command may still be applied" : why));
+    } else if (q.kind == Pending::Kind::Sink) {
+      q.sink->on_reply(why, true);
+    }
   }
 }
 
@@ -376,12 +402,15 @@ void UpstreamConn::fail(std::string_view why) {
       case Pending::Kind::Relay:
         // The write may have been applied even though its reply is lost.
         reply_invalidation(p);
-        if (!p.answered) p.client->complete(p.seq, err);
+        if (!p.answered)
+          p.client->complete(p.seq, p.write && was_ready ? upstream_error(std::string(why) +
+                                                             "; the command may have been applied")
+                                            : err);
         p.client->on_forwarded_done(this);
         p.client->unref();
         break;
       case Pending::Kind::Sink:
-        p.sink->on_reply(why, true);
+        if (!p.answered) p.sink->on_reply(why, true);
         break;
       default:
         break;
