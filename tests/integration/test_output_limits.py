@@ -34,6 +34,17 @@ def status_bytes(pid: int, field: str) -> int:
     return 0
 
 
+def hog_connection(port: int) -> socket.socket:
+    """A client with a tiny receive buffer, known to respite (it answered a PING) before it
+    starts sending what it will never read."""
+    hog = socket.create_connection((HOST, port))
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.sendall(encode_command("PING"))
+    hog.settimeout(5)
+    assert hog.recv(7) == b"+PONG\r\n"
+    return hog
+
+
 def closed_by_respite(port: int, deadline: float) -> bool:
     """True once respite counts no client but the one asking (the socket itself may take long
     to drain through its tiny receive buffer, so respite is asked instead)."""
@@ -74,8 +85,7 @@ class NeverReadingClient(unittest.TestCase):
             with RawConn(up.port) as c:
                 c.call("SET", "big", b"x" * (2 * MB))
             base = status_bytes(px.pid, "VmRSS")
-            hog = socket.create_connection((HOST, px.port))
-            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            hog = hog_connection(px.port)
             hog.sendall(encode_command("GET", "big") * 4000)
             worst, peak = 0.0, base
             stop = time.monotonic() + 4.0
@@ -121,13 +131,40 @@ class LargeReplies(unittest.TestCase):
         with RedisServer() as up, Respite(up) as px:
             with RawConn(up.port, timeout=30) as c:
                 c.call("SET", "v40", b"w" * (40 * MB))
-            hog = socket.create_connection((HOST, px.port))
-            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            hog = hog_connection(px.port)
             hog.sendall(encode_command("GETRANGE", "v40", 0, -1) * 3)
             self.assertTrue(closed_by_respite(px.port, time.monotonic() + 20))
             hog.close()
             with RawConn(px.port) as c:
                 self.assertEqual(c.call("PING"), "PONG")
+
+
+@respite_only
+class RepliesBehindAnOwedOne(unittest.TestCase):
+    def test_cache_hits_queued_behind_a_miss_count(self):
+        # Cache hits pipelined behind a miss wait in their slots until the miss is answered;
+        # they count toward the limit there too. The upstream is paused (CLIENT PAUSE) so the
+        # miss stays unanswered while 100 x 900 KB of hits pile up behind it.
+        with RedisServer() as up, Respite(up, ["--client-output-buffer-limit",
+                                                "normal 8mb 0 0"]) as px:
+            with RawConn(up.port) as c:
+                c.call("SET", "big", b"h" * 900_000)
+            with RawConn(px.port) as c:
+                deadline = time.monotonic() + 10
+                while proxy_info(px.port).get("tracking_link") != "up":
+                    self.assertLess(time.monotonic(), deadline, "tracking link never came up")
+                    time.sleep(0.02)
+                for _ in range(3):
+                    self.assertEqual(len(c.call("GET", "big")), 900_000)  # cached from now on
+            with RawConn(up.port) as c:
+                self.assertEqual(c.call("CLIENT", "PAUSE", 3000, "ALL"), "OK")
+            hog = hog_connection(px.port)
+            hog.sendall(encode_command("GET", "missing") + encode_command("GET", "big") * 100)
+            self.assertTrue(closed_by_respite(px.port, time.monotonic() + 2.5),
+                            "hits queued behind a miss were not counted")
+            hog.close()
+            peak = status_bytes(px.pid, "VmHWM")
+            self.assertLess(peak, 100 * MB, "the queued hits were not bounded")
 
 
 @respite_only
@@ -137,8 +174,7 @@ class SoftLimit(unittest.TestCase):
                                                 "normal 0 1mb 1"]) as px:
             with RawConn(up.port) as c:
                 c.call("SET", "k", b"s" * 100_000)
-            hog = socket.create_connection((HOST, px.port))
-            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            hog = hog_connection(px.port)
             t0 = time.monotonic()
             # 30 x 100 KB unread: 3 MB over the 1 MB soft limit, no hard limit. A few more sent
             # later land after the soft limit's second has passed.

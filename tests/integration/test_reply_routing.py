@@ -635,6 +635,12 @@ class SelectOutOfRange(ProxyTestCase):
             self.assertEqual(d.call("EXISTS", "rr:db:y0", "rr:db1:k:0", "rr:db:x0"), 2)
 
 
+class SelectOutOfRangeWithoutConfig(SelectOutOfRange):
+    """The same, against an upstream that refuses CONFIG (as managed Redis often does): respite
+    cannot read `databases`, so it tries a SELECT on a shared connection before the client moves."""
+    upstream_args = ["--databases", "2", "--rename-command", "CONFIG", ""]
+
+
 # --------------------------------------------------------------------------------------------
 
 
