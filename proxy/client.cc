@@ -292,6 +292,10 @@ std::string& ClientConn::immediate_reply() {
     discard_.clear();
     return discard_;
   }
+  return queued_reply();
+}
+
+std::string& ClientConn::queued_reply() {
   if (slots_.empty()) {
     mark_dirty();
     return out_;
@@ -310,12 +314,28 @@ void ClientConn::stream(std::string_view message) {
     return;
   }
   if (close_when_flushed_) return;  // after QUIT: nothing more, as Redis closes
-  if (reply_mode != ReplyMode::On) return;  // Redis drops pushed messages under CLIENT REPLY OFF
-  std::string& into = immediate_reply();
+  // CLIENT REPLY OFF/SKIP silences replies, but not pub/sub notifications and messages, which
+  // Redis 7 pushes whatever the client's reply mode.
+  if (reply_mode != ReplyMode::On && !is_pubsub_push(message)) return;
+  std::string& into = queued_reply();  // the reply mode was applied above
   into.append(message);
   if (&into == &out_) note_reply(message.size());
   else account_last_slot();
   enforce_output_limit();
+}
+
+bool ClientConn::is_pubsub_push(std::string_view m) {
+  if (!m.empty() && m[0] == '>') return true;  // RESP3 pushes
+  resp::ReplyView view(m);
+  resp::ReplyItem it;
+  if (!view.next(it) || it.type != '*' || it.n < 3 || !view.next(it) || !it.is_string())
+    return false;
+  static constexpr std::string_view kKinds[] = {
+      "message", "pmessage", "smessage", "subscribe", "psubscribe", "ssubscribe",
+      "unsubscribe", "punsubscribe", "sunsubscribe"};
+  for (std::string_view k : kKinds)
+    if (it.str == k) return true;
+  return false;
 }
 
 void ClientConn::stream_local(std::string reply, StreamAfter then) {

@@ -321,7 +321,11 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
 // ---- forwarding ----
 
 namespace {
-enum class Pin : uint8_t { None, Multi, Exec, Watch, Unwatch, Blocking, Stream, Sticky };
+// Aside: a command that must not queue behind a busy shared connection (SCRIPT KILL and
+// FUNCTION KILL reach Redis while a script runs, which is exactly when the shared connection is
+// stuck behind that script): a connection of its own, opened in db 0 (a SELECT would be refused
+// with -BUSY), closed after its reply.
+enum class Pin : uint8_t { None, Multi, Exec, Watch, Unwatch, Blocking, Stream, Sticky, Aside };
 
 Pin classify(const resp::Frame& f, const CommandInfo* ci) {
   std::string_view n = f.arg(0);
@@ -359,6 +363,7 @@ Pin classify(const resp::Frame& f, const CommandInfo* ci) {
     default:
       break;
   }
+  if (ci && (ci->name == "script|kill" || ci->name == "function|kill")) return Pin::Aside;
   if (ci && ci->is(kBlocking)) {
     // XREAD/XREADGROUP block only with a BLOCK argument.
     if (ieq(n, "xread") || ieq(n, "xreadgroup")) {
@@ -391,7 +396,7 @@ bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
 void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   Pin pin = classify(f, ci);
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
-                   pin == Pin::Stream || pin == Pin::Sticky;
+                   pin == Pin::Stream || pin == Pin::Sticky || pin == Pin::Aside;
   UpstreamConn* target = c->pinned;
   if (!target && !needs_pin) target = shared_conn(c->proto, c->id);
   // Per-client order: never send to a new connection while replies are owed on another, nor
@@ -407,7 +412,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   if (pin != Pin::Blocking && pin != Pin::Stream && !c->streaming)
     answer_by = c->arrived_ms() + static_cast<uint64_t>(cfg_.upstream_timeout_ms);
   if (!target && needs_pin) {
-    c->pinned = target = open_pinned(c);
+    c->pinned = target = open_pinned(c, pin == Pin::Aside ? 0 : -1);
   }
   if (!target) {
     error(c, "ERR upstream unavailable (reconnecting)");

@@ -318,8 +318,8 @@ UpstreamConn* Server::shared_conn(int proto, uint64_t client_id) {
   return v[idx];
 }
 
-UpstreamConn* Server::open_pinned(ClientConn* c) {
-  auto* u = new UpstreamConn(this, c->proto, c, c->db);
+UpstreamConn* Server::open_pinned(ClientConn* c, int db) {
+  auto* u = new UpstreamConn(this, c->proto, c, db < 0 ? c->db : db);
   pinned_.push_back(u);
   stats_.pinned_connections_opened++;
   learn_upstream_client_id(u);

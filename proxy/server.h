@@ -77,6 +77,7 @@ class ClientConn {
   // Where a reply for a request answered right now should be written: the output itself when
   // nothing is owed before it, else a new ready slot at the back of the queue.
   std::string& immediate_reply();
+  std::string& queued_reply();  // the same, whatever CLIENT REPLY says
   // An out-of-band message (pub/sub, MONITOR) on the pinned connection: after everything owed.
   void stream(std::string_view message);
   // A reply respite makes for a streaming client (QUIT, RESET, a rate-limit error): it must
@@ -93,6 +94,8 @@ class ClientConn {
   bool stream_token_answer(std::string_view message);
   void stream_token_expired(uint64_t now);  // from the server's timer
   bool stream_waiting() const { return !stream_locals_.empty(); }
+  // A pub/sub notification or message (delivered even under CLIENT REPLY OFF, as Redis 7).
+  static bool is_pubsub_push(std::string_view message);
 
   // Called by an upstream connection when a relayed request of this client was answered.
   void on_forwarded_done(UpstreamConn* conn);
@@ -496,7 +499,8 @@ class Server {
 
   // The shared upstream connection a client's commands go to (by protocol, spread by id).
   UpstreamConn* shared_conn(int proto, uint64_t client_id);
-  UpstreamConn* open_pinned(ClientConn* c);
+  // A dedicated connection for `c`, in `db` (-1: the client's).
+  UpstreamConn* open_pinned(ClientConn* c, int db = -1);
   bool upstream_connected() const;
 
   // Dispatch of one parsed request (commands.cc).
