@@ -34,6 +34,12 @@ def status_bytes(pid: int, field: str) -> int:
     return 0
 
 
+def sanitized(pid: int) -> bool:
+    """AddressSanitizer keeps freed memory in quarantine: RSS bounds mean nothing there."""
+    with open(f"/proc/{pid}/maps") as f:
+        return any("libasan" in line or "libclang_rt.asan" in line for line in f)
+
+
 def hog_connection(port: int) -> socket.socket:
     """A client with a tiny receive buffer, known to respite (it answered a PING) before it
     starts sending what it will never read."""
@@ -104,7 +110,8 @@ class NeverReadingClient(unittest.TestCase):
             peak = status_bytes(px.pid, "VmHWM")  # the high-water mark: no sample can miss it
             print(f"\n4000 x GET of 2 MB, never read: RSS {base / MB:.0f} -> peak {peak / MB:.0f} "
                   f"MB, slowest probe {worst * 1000:.0f} ms")
-            self.assertLess(peak, 300 * MB)
+            if not sanitized(px.pid):
+                self.assertLess(peak, 300 * MB)
             self.assertLess(worst, 1.0, "other clients stalled")
             self.assertIn("output buffer", px.log_tail(200))
             px.assert_alive()
@@ -164,7 +171,8 @@ class RepliesBehindAnOwedOne(unittest.TestCase):
                             "hits queued behind a miss were not counted")
             hog.close()
             peak = status_bytes(px.pid, "VmHWM")
-            self.assertLess(peak, 100 * MB, "the queued hits were not bounded")
+            if not sanitized(px.pid):
+                self.assertLess(peak, 100 * MB, "the queued hits were not bounded")
 
 
 @respite_only
