@@ -328,10 +328,11 @@ void arrive(const std::shared_ptr<Gather<Part>>& g, size_t idx, Part p) {
 
 // Runs part(Server&) -> Part on every loop, then finish(Gather&) on the caller's loop.
 template <class Part, class PartFn>
-void on_every_loop(Server& srv, ClientConn* c, PartFn part, std::function<void(Gather<Part>&)> finish) {
+void on_every_loop(Server& srv, std::unique_ptr<OwedReply> reply, PartFn part,
+                   std::function<void(Gather<Part>&)> finish) {
   auto g = std::make_shared<Gather<Part>>();
   g->home = &srv;
-  g->reply = std::make_unique<OwedReply>(c);
+  g->reply = std::move(reply);
   const std::vector<Server*>& servers = srv.shared()->servers;
   g->parts.resize(servers.size());
   g->waiting = servers.size();
@@ -346,6 +347,27 @@ void on_every_loop(Server& srv, ClientConn* c, PartFn part, std::function<void(G
     });
   }
   arrive(g, static_cast<size_t>(srv.index()), part(srv));
+}
+
+template <class Part, class PartFn>
+void on_every_loop(Server& srv, ClientConn* c, PartFn part, std::function<void(Gather<Part>&)> finish) {
+  on_every_loop<Part>(srv, std::make_unique<OwedReply>(c), std::move(part), std::move(finish));
+}
+
+// Runs `fn` on `srv`'s loop after `ms` milliseconds.
+void after_ms(Server& srv, uint64_t ms, std::function<void()> fn) {
+  struct Delay {
+    uv_timer_t timer;
+    std::function<void()> fn;
+  };
+  auto* d = new Delay{{}, std::move(fn)};
+  uv_timer_init(srv.loop(), &d->timer);
+  d->timer.data = d;
+  uv_timer_start(&d->timer, [](uv_timer_t* t) {
+    auto* dd = static_cast<Delay*>(t->data);
+    dd->fn();
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete static_cast<Delay*>(h->data); });
+  }, ms, 0);
 }
 
 // ---- CLIENT LIST ----
@@ -513,6 +535,9 @@ void client_kill(Server& srv, ClientConn* c, const resp::Frame& f) {
 // is what the upstream can unblock. Part: the pinned connection's upstream id of the client
 // with the wanted id on that loop, or -1 (no such client, not pinned, or id not known yet: a
 // command sent on a connection still connecting cannot be blocked upstream yet).
+void unblock_attempt(Server& srv, std::unique_ptr<OwedReply> reply, uint64_t target,
+                     std::string_view reason, int tries);
+
 void client_unblock(Server& srv, ClientConn* c, const resp::Frame& f) {
   std::string_view reason = "TIMEOUT";
   if (f.argc() == 4) {
@@ -526,15 +551,38 @@ void client_unblock(Server& srv, ClientConn* c, const resp::Frame& f) {
     resp::Writer(c->immediate_reply(), c->proto).integer(0);
     return;
   }
-  uint64_t target = static_cast<uint64_t>(id);
+  unblock_attempt(srv, std::make_unique<OwedReply>(c), static_cast<uint64_t>(id), reason, 0);
+}
+
+// One try of CLIENT UNBLOCK. A client whose blocking command went out on a pinned connection
+// that has not yet told its upstream id (its CLIENT ID is answered right before the command
+// blocks) is tried again a millisecond later, up to kUnblockTries times: answering 0 there
+// would leave it blocked while the caller believes it was not.
+constexpr int kUnblockTries = 200;
+constexpr int64_t kIdPending = -2;
+
+void unblock_attempt(Server& srv, std::unique_ptr<OwedReply> reply, uint64_t target,
+                     std::string_view reason, int tries) {
   auto part = [target](Server& s) -> int64_t {
     for (ClientConn* cl : s.clients())
-      if (cl->id == target && cl->pinned && !cl->pinned->closed()) return cl->pinned->upstream_client_id;
+      if (cl->id == target && cl->pinned && !cl->pinned->closed())
+        return cl->pinned->upstream_client_id >= 0 ? cl->pinned->upstream_client_id : kIdPending;
     return -1;
   };
-  on_every_loop<int64_t>(srv, c, part, [reason](Gather<int64_t>& g) {
+  on_every_loop<int64_t>(srv, std::move(reply), part, [reason, target, tries](Gather<int64_t>& g) {
     int64_t upstream_id = -1;
     for (int64_t p : g.parts) upstream_id = std::max(upstream_id, p);
+    if (upstream_id == kIdPending) {
+      if (tries + 1 < kUnblockTries) {
+        Server* home = g.home;
+        OwedReply* owed = g.reply.release();
+        after_ms(*home, 1, [home, owed, target, reason, tries] {
+          unblock_attempt(*home, std::unique_ptr<OwedReply>(owed), target, reason, tries + 1);
+        });
+        return;
+      }
+      upstream_id = -1;
+    }
     if (upstream_id < 0) return g.reply->send(":0\r\n");  // not a blocked respite client
     Server& home = *g.home;
     UpstreamConn* u = home.shared_conn(2, g.reply->c->id);
