@@ -563,37 +563,47 @@ constexpr int64_t kIdPending = -2;
 
 void unblock_attempt(Server& srv, std::unique_ptr<OwedReply> reply, uint64_t target,
                      std::string_view reason, int tries) {
-  auto part = [target](Server& s) -> int64_t {
+  // Part: the target's pinned connection's upstream id (kIdPending while unknown, -1: no such
+  // client or not pinned), and whether a command of its is in flight there.
+  struct Part {
+    int64_t id = -1;
+    bool busy = false;
+  };
+  auto part = [target](Server& s) -> Part {
     for (ClientConn* cl : s.clients())
       if (cl->id == target && cl->pinned && !cl->pinned->closed())
-        return cl->pinned->upstream_client_id >= 0 ? cl->pinned->upstream_client_id : kIdPending;
-    return -1;
+        return {cl->pinned->upstream_client_id >= 0 ? cl->pinned->upstream_client_id : kIdPending,
+                cl->inflight > 0};
+    return {};
   };
-  on_every_loop<int64_t>(srv, std::move(reply), part, [reason, target, tries](Gather<int64_t>& g) {
-    int64_t upstream_id = -1;
-    for (int64_t p : g.parts) upstream_id = std::max(upstream_id, p);
-    if (upstream_id == kIdPending) {
-      if (tries + 1 < kUnblockTries) {
-        Server* home = g.home;
-        OwedReply* owed = g.reply.release();
-        after_ms(*home, 1, [home, owed, target, reason, tries] {
-          unblock_attempt(*home, std::unique_ptr<OwedReply>(owed), target, reason, tries + 1);
-        });
-        return;
-      }
-      upstream_id = -1;
+  on_every_loop<Part>(srv, std::move(reply), part, [reason, target, tries](Gather<Part>& g) {
+    Part found;
+    for (const Part& p : g.parts)
+      if (p.id > found.id) found = p;
+    Server* home = g.home;
+    auto again = [home, target, reason, tries](OwedReply* owed) {
+      after_ms(*home, 1, [home, owed, target, reason, tries] {
+        unblock_attempt(*home, std::unique_ptr<OwedReply>(owed), target, reason, tries + 1);
+      });
+    };
+    if (found.id == kIdPending) {
+      if (tries + 1 < kUnblockTries) return again(g.reply.release());
+      found.id = -1;
     }
-    if (upstream_id < 0) return g.reply->send(":0\r\n");  // not a blocked respite client
-    Server& home = *g.home;
-    UpstreamConn* u = home.shared_conn(2, g.reply->c->id);
+    if (found.id < 0) return g.reply->send(":0\r\n");  // not a blocked respite client
+    UpstreamConn* u = home->shared_conn(2, g.reply->c->id);
     if (!u) return g.reply->send(upstream_error("reconnecting"));
     std::string req;
-    resp::Writer(req, 2).command({"CLIENT", "UNBLOCK", std::to_string(upstream_id), reason});
+    resp::Writer(req, 2).command({"CLIENT", "UNBLOCK", std::to_string(found.id), reason});
     // The upstream answers :1 (it was blocked: its BLPOP now gets nil or -UNBLOCKED on the
-    // pinned connection, relayed to its client) or :0; that is the caller's reply.
+    // pinned connection, relayed to its client) or :0; that is the caller's reply. A :0 while
+    // the target's command is still in flight may mean it has not reached Redis yet (it went
+    // out on its own connection, this one on a shared one): tried again, as for the id.
     OwedReply* owed = g.reply.release();
-    u->request(once_sink([owed](std::string_view reply, bool failed) {
+    bool busy = found.busy && tries + 1 < kUnblockTries;
+    u->request(once_sink([owed, busy, again](std::string_view reply, bool failed) {
                  if (failed) owed->send(upstream_error(reply));
+                 else if (busy && reply == ":0\r\n") return again(owed);
                  else owed->send(reply);
                  delete owed;
                }),
