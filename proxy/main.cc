@@ -8,9 +8,9 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/alloc_count.h"
-#include "proxy/config.h"
-#include "proxy/log.h"
+#include "proxy/ops/alloc_count.h"
+#include "proxy/ops/config.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
 
 // Counting replacements of the global allocation functions (see alloc_count.h). A relaxed

@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "proxy/http.h"
-#include "proxy/listener.h"
-#include "proxy/log.h"
-#include "proxy/text.h"
+#include "proxy/http/http.h"
+#include "proxy/net/listener.h"
+#include "proxy/ops/log.h"
+#include "proxy/ops/text.h"
 #include "resp/reply_view.h"
 
 namespace respite {

@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "cache/cache.h"
-#include "proxy/buffer.h"
-#include "proxy/config.h"
-#include "proxy/ring_queue.h"
+#include "proxy/net/buffer.h"
+#include "proxy/ops/config.h"
+#include "proxy/net/ring_queue.h"
 #include "resp/reply_scanner.h"
 #include "resp/request_parser.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/command_table.h"
+#include "proxy/front/command_table.h"
 #include "request_builder.h"
 
 using respite::CommandInfo;

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/http.h"
+#include "proxy/http/http.h"
 
 using namespace respite::http;
 

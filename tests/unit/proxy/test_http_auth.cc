@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "proxy/http.h"
+#include "proxy/http/http.h"
 
 using namespace respite::http;
 

@@ -7,7 +7,7 @@
 #include <random>
 #include <string>
 
-#include "proxy/http.h"
+#include "proxy/http/http.h"
 
 using namespace respite::http;
 

@@ -4,7 +4,7 @@
 #include <random>
 #include <string>
 
-#include "proxy/ring_queue.h"
+#include "proxy/net/ring_queue.h"
 
 using respite::RingQueue;
 

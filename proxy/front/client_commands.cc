@@ -7,10 +7,10 @@
 #include <memory>
 #include <vector>
 
-#include "proxy/local_commands.h"
-#include "proxy/log.h"
+#include "proxy/front/local_commands.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
-#include "proxy/text.h"
+#include "proxy/ops/text.h"
 #include "resp/reply_writer.h"
 #include "resp/value.h"
 

@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <cassert>
 
-#include "proxy/log.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
 #include "resp/reply_view.h"
 #include "resp/reply_writer.h"

@@ -1,4 +1,4 @@
-#include "proxy/alloc_count.h"
+#include "proxy/ops/alloc_count.h"
 
 namespace respite {
 std::atomic<uint64_t> g_allocations{0};

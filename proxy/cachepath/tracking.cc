@@ -6,7 +6,7 @@
 #include <charconv>
 #include <functional>
 
-#include "proxy/log.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
 
 namespace respite {

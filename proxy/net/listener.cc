@@ -1,4 +1,4 @@
-#include "proxy/listener.h"
+#include "proxy/net/listener.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-#include "proxy/log.h"
+#include "proxy/ops/log.h"
 
 namespace respite {
 

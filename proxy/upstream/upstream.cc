@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "proxy/log.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
 #include "resp/reply_writer.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/http.h"
+#include "proxy/http/http.h"
 
 namespace respite::http {
 

@@ -1,4 +1,4 @@
-#include "proxy/log.h"
+#include "proxy/ops/log.h"
 
 #include <sys/time.h>
 #include <unistd.h>

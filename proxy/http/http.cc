@@ -9,7 +9,7 @@
 // uv_check handle), like the RESP side. Too many owed responses or too much unwritten output
 // pauses reading until the client catches up. A found value waits in its slot as bytes and is
 // rendered to JSON only when it reaches the front and the unwritten output is under the bound.
-#include "proxy/http.h"
+#include "proxy/http/http.h"
 
 #include <http_parser.h>
 #include <sys/socket.h>
@@ -23,11 +23,11 @@
 #include <iterator>
 
 #include "cache/stats.h"
-#include "proxy/buffer.h"
-#include "proxy/listener.h"
-#include "proxy/log.h"
+#include "proxy/net/buffer.h"
+#include "proxy/net/listener.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
-#include "proxy/text.h"
+#include "proxy/ops/text.h"
 
 namespace respite {
 

@@ -1,4 +1,4 @@
-#include "proxy/config.h"
+#include "proxy/ops/config.h"
 
 #include <CLI/CLI.hpp>
 #include "cache/policy.h"

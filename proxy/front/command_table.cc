@@ -6,7 +6,7 @@
 // (bad numkeys, keyword missing, positions beyond argv) is skipped on its own instead of voiding
 // the other specs. Redis rejects such a request anyway, and for invalidation returning the keys
 // the valid specs still find is the safe side.
-#include "proxy/command_table.h"
+#include "proxy/front/command_table.h"
 
 #include <algorithm>
 #include <array>
@@ -82,7 +82,7 @@ constexpr KeySpec unknown_spec(bool write) {
   return s;
 }
 
-#include "proxy/command_table.inc"
+#include "proxy/front/command_table.inc"
 
 constexpr const CommandInfo* kBegin = std::begin(kCommands);
 constexpr const CommandInfo* kEnd = std::end(kCommands);

@@ -4,8 +4,8 @@
 // (Redis's CLIENT TRACKING in REDIRECT mode) for writes made behind respite's back.
 #include <fmt/format.h>
 
-#include "proxy/command_table.h"
-#include "proxy/log.h"
+#include "proxy/front/command_table.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
 #include "resp/reply_view.h"
 #include "resp/reply_writer.h"

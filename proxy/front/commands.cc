@@ -12,12 +12,12 @@
 #include <cstring>
 #include <fstream>
 
-#include "proxy/alloc_count.h"
-#include "proxy/command_table.h"
-#include "proxy/local_commands.h"
-#include "proxy/log.h"
+#include "proxy/ops/alloc_count.h"
+#include "proxy/front/command_table.h"
+#include "proxy/front/local_commands.h"
+#include "proxy/ops/log.h"
 #include "proxy/server.h"
-#include "proxy/text.h"
+#include "proxy/ops/text.h"
 #include "resp/reply_writer.h"
 
 namespace respite {

@@ -2,8 +2,8 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/http.h"
-#include "proxy/text.h"
+#include "proxy/http/http.h"
+#include "proxy/ops/text.h"
 
 namespace respite::http {
 
