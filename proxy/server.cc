@@ -59,6 +59,13 @@ void configure_cache_threads(cache::Settings& s, int threads) {
 Server::~Server() { uv_loop_close(&loop_); }
 
 int Server::run() {
+  if (int rc = start(); rc != 0) return rc;
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  finish();
+  return 0;
+}
+
+int Server::start() {
   signal(SIGPIPE, SIG_IGN);
   // Resolve the upstream once; reconnects reuse the address.
   uv_getaddrinfo_t gai;
@@ -115,9 +122,19 @@ int Server::run() {
     for (const auto& line : describe_config(cfg_)) log(LogLevel::Notice, "config: {}", line);
     log(LogLevel::Notice, "Ready to accept connections");
   }
+  return 0;
+}
 
-  uv_run(&loop_, UV_RUN_DEFAULT);
+int Server::port() const {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return -1;
+}
 
+void Server::finish() {
   // Orderly teardown: every object frees itself in its close callback.
   if (http_) http_->close();
   while (!clients_.empty()) clients_.back()->close();
@@ -142,7 +159,6 @@ int Server::run() {
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   if (index_ == 0) log(LogLevel::Notice, "respite is now ready to exit, bye bye...");
-  return 0;
 }
 
 int Server::open_listener() {

@@ -485,8 +485,15 @@ class Server {
   // its own loop, listener (SO_REUSEPORT) and upstream connections, sharing `shared`.
   Server(Config cfg, Shared* shared, int index);
   ~Server();
-  // Binds and runs until SIGTERM/SIGINT; returns the process exit code.
+  // Binds and runs until SIGTERM/SIGINT; returns the process exit code. The same in three
+  // steps, for a test that drives the loop itself: start() resolves the upstream, binds and
+  // starts the handles (0, or 1 after logging why; then the loop holds nothing to close);
+  // the caller runs loop() until begin_shutdown() has stopped it; finish() closes every
+  // connection and handle and runs the loop until they are gone.
   int run();
+  int start();
+  void finish();
+  int port() const;  // the RESP port bound (useful with --port 0), -1 before start()
   // Runs `fn` on this server's loop thread (from any thread).
   void post(std::function<void()> fn);
   int index() const { return index_; }
