@@ -23,23 +23,6 @@ constexpr uint64_t kTimerMs = 10;
 constexpr uint64_t kMaxBackoffMs = 500;
 constexpr uint64_t kShutdownGraceMs = 4000;
 
-std::string peer_name(uv_tcp_t* t) {
-  sockaddr_storage ss;
-  int len = sizeof ss;
-  if (uv_tcp_getpeername(t, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?:0";
-  char ip[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-  }
-  return fmt::format("{}:{}", ip, port);
-}
 }  // namespace
 
 Server::Server(Config cfg, Shared* shared, int index)
@@ -186,15 +169,15 @@ void Server::on_connection(uv_stream_t* s, int status) {
   auto* srv = static_cast<Server*>(s->data);
   if (status < 0) return;
   auto* c = new ClientConn(srv, srv->shared_->next_client_id.fetch_add(1));
-  if (uv_accept(s, reinterpret_cast<uv_stream_t*>(c->handle())) != 0) {
+  if (c->accept(s) != 0) {
     c->server_index = SIZE_MAX;
-    uv_close(reinterpret_cast<uv_handle_t*>(c->handle()), ClientConn::on_close);
+    c->close();
     return;
   }
   srv->stats_.total_connections_received++;
   c->server_index = srv->clients_.size();
   srv->clients_.push_back(c);
-  c->peer = peer_name(c->handle());
+  c->peer = c->stream_io().peer_name();
   if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
     srv->stats_.rejected_connections++;
     c->immediate_reply() += "-ERR max number of clients reached\r\n";

@@ -414,7 +414,7 @@ void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
     return;
   }
   if (w.client) {
-    ClientConn* c = w.client;
+    Requester* c = w.client;
     // A client closed meanwhile (e.g. at its output limit while earlier waiters of this very
     // flight were answered) gets nothing: no copy of the value is made for it.
     if (!c->closed()) {
@@ -445,7 +445,7 @@ void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
     }
   }
   if (--m->remaining > 0) return;
-  ClientConn* c = m->client;
+  Requester* c = m->client;
   if (!c->closed()) {
     scratch_.clear();
     if (!m->error.empty()) scratch_.assign(m->error);

@@ -29,7 +29,7 @@ class OnceSink final : public ReplySink {
 
 // One held reply and the loops whose links have still to answer.
 struct Barrier {
-  ClientConn* client;  // holds a reference
+  Requester* client;  // holds a reference
   uint64_t seq;
   std::string reply;
   size_t remaining;
@@ -57,7 +57,7 @@ void Server::link_ping(std::function<void()> done) {
   link_->request(new OnceSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
 }
 
-void Server::tracking_barrier(ClientConn* c, uint64_t seq, std::string_view reply) {
+void Server::tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) {
   stats_.tracking_barriers++;
   auto* b = new Barrier{c, seq, std::string(reply), shared_->servers.size() + 1};
   c->ref();
@@ -65,7 +65,7 @@ void Server::tracking_barrier(ClientConn* c, uint64_t seq, std::string_view repl
   // Runs on this loop once per part; the last one releases the reply.
   auto part_done = [b] {
     if (--b->remaining > 0) return;
-    ClientConn* cl = b->client;
+    Requester* cl = b->client;
     cl->barriers--;
     cl->complete(b->seq, b->reply);
     cl->unref();

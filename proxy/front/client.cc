@@ -3,6 +3,8 @@
 #include <cassert>
 
 #include "proxy/ops/log.h"
+#include "proxy/front/client.h"
+
 #include "proxy/server.h"
 #include "resp/reply_view.h"
 #include "resp/reply_writer.h"
@@ -10,13 +12,15 @@
 namespace respite {
 
 namespace {
-constexpr size_t kReadChunk = 16384;
-constexpr size_t kMaxReadChunk = 1 << 20;
+constexpr size_t kKeepOutput = 1 << 20;  // output capacity kept once written
 }  // namespace
 
-ClientConn::ClientConn(Server* server, uint64_t id_) : id(id_), server_(server) {
-  uv_tcp_init(server->loop(), &tcp_);
-  tcp_.data = this;
+ClientConn::ClientConn(Server* server, uint64_t id_)
+    : server_(server),
+      tcp_(new TcpStream(server->loop(), this, kKeepOutput)),
+      stream_(tcp_),
+      out_(stream_->out()) {
+  id = id_;
   resp::Limits lim;
   lim.max_bulk = static_cast<int64_t>(server->config().proto_max_bulk_len);
   lim.unauthenticated = !server->config().requirepass.empty();
@@ -26,46 +30,29 @@ ClientConn::ClientConn(Server* server, uint64_t id_) : id(id_), server_(server) 
 }
 
 void ClientConn::start() {
-  uv_tcp_nodelay(&tcp_, 1);
-  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
-  else close();
+  tcp_->set_options(0);
+  if (!stream_->read_start(&in_)) close();
 }
 
-void ClientConn::unref() {
-  assert(refs_ > 0);
-  if (--refs_ == 0) delete this;
-}
+bool ClientConn::read_more() { return !closed() && stream_->read_start(&in_); }
 
-void ClientConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* c = static_cast<ClientConn*>(h->data);
-  size_t want = std::max(kReadChunk, std::min(c->parser_.want(), kMaxReadChunk));
-  size_t avail;
-  char* p = c->in_.prepare(want, &avail);
-  *buf = uv_buf_init(p, static_cast<unsigned>(std::min(avail, kMaxReadChunk)));
-}
+void ClientConn::on_stream_error(const char*, int) { close(); }
 
-void ClientConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* c = static_cast<ClientConn*>(s->data);
-  if (nread == UV_EOF) {
-    // A pinned client's state (a blocking command, a subscription, a transaction) ends with its
-    // connection, as in Redis, even while its input is held back: a departed client's BLPOP
-    // must be cancelled upstream before anything more is popped for it.
-    if (c->pinned) {
-      c->close();
-      return;
-    }
-    // Half-closed: answer what was sent, then close (the client may still be reading).
-    c->eof_ = true;
-    uv_read_stop(s);
-    c->reading_ = false;
-  } else if (nread < 0) {
-    c->close();
+void ClientConn::on_stream_eof() {
+  // A pinned client's state (a blocking command, a subscription, a transaction) ends with its
+  // connection, as in Redis, even while its input is held back: a departed client's BLPOP
+  // must be cancelled upstream before anything more is popped for it.
+  if (pinned) {
+    close();
     return;
-  } else if (nread == 0) {
-    return;
-  } else {
-    c->in_.commit(static_cast<size_t>(nread));
   }
+  // Half-closed: answer what was sent, then close (the client may still be reading).
+  eof_ = true;
+  on_stream_data();
+}
+
+void ClientConn::on_stream_data() {
+  ClientConn* c = this;
   // Commands run in the loop's check phase, after every socket that was readable in this turn
   // has been read: an invalidation (or the loss of the invalidation link) that arrived
   // together with a client's GET is applied before the GET is answered.
@@ -98,10 +85,7 @@ void ClientConn::process_input() {
       if (slots_.size() >= owed_limit()) {
         // Stop reading too: a client that sends without reading must not grow our input.
         owed_full_ = true;
-        if (reading_) {
-          uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-          reading_ = false;
-        }
+        stream_->read_stop();
       } else {
         server_->defer_input(this);
       }
@@ -150,12 +134,10 @@ void ClientConn::process_input() {
   if (in_.empty()) in_.shrink_if_idle();
   // Input backpressure: with this much unprocessed input, stop reading until it is worked off.
   if (!closed() && !eof_ && !close_when_flushed_) {
-    if (reading_ && !need_more && in_.size() > kInputHighWater) {
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-      reading_ = false;
-    } else if (!reading_ && !owed_full_ && in_.size() <= kInputHighWater / 2 &&
-               uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) {
-      reading_ = true;
+    if (stream_->reading() && !need_more && in_.size() > kInputHighWater) {
+      stream_->read_stop();
+    } else if (!stream_->reading() && !owed_full_ && in_.size() <= kInputHighWater / 2) {
+      read_more();
     }
   }
   if (eof_ && !stalled_ && !closed()) {
@@ -243,7 +225,7 @@ bool ClientConn::enforce_output_limit() {
   // so one that sends commands (and wrong passwords) without reading cannot grow our memory.
   constexpr size_t kUnauthenticatedOutput = 1024;
   if (!ever_authenticated && !authenticated &&
-      out_.size() + writing_.size() + slot_bytes_ > kUnauthenticatedOutput) {
+      stream_->unwritten() + slot_bytes_ > kUnauthenticatedOutput) {
     log(LogLevel::Verbose, "closing client id={} addr={}: unauthenticated, output over {} bytes",
         id, peer, kUnauthenticatedOutput);
     close();
@@ -251,7 +233,7 @@ bool ClientConn::enforce_output_limit() {
   }
   uint64_t hard = cfg.client_output_buffer_limit, soft = cfg.client_output_buffer_soft;
   if (!hard && !soft) return false;
-  size_t total = out_.size() + writing_.size() + slot_bytes_;
+  size_t total = stream_->unwritten() + slot_bytes_;
   size_t counted = total > largest_reply_ ? total - largest_reply_ : 0;
   bool over = hard && counted > hard;
   if (!over && soft && counted > soft) {
@@ -280,9 +262,7 @@ void ClientConn::drain_ready() {
   }
   if (owed_full_ && slots_.size() < owed_limit() / 2 && !closed()) {
     owed_full_ = false;
-    if (!reading_ && !eof_ && !close_when_flushed_ &&
-        uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0)
-      reading_ = true;
+    if (!stream_->reading() && !eof_ && !close_when_flushed_) read_more();
     server_->defer_input(this);
   }
 }
@@ -438,63 +418,33 @@ void ClientConn::mark_dirty() {
 
 void ClientConn::flush() {
   if (enforce_output_limit()) return;
-  if (writing_active_) return;
-  if (!out_.empty()) {
-    uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
-    if (n == UV_EAGAIN) n = 0;
-    if (n < 0) {
+  if (!out_.empty() && !stream_->writing()) {
+    if (stream_->flush() != 0) {
       close();
       return;
     }
-    if (static_cast<size_t>(n) == out_.size()) {
-      out_.clear();
-      if (out_.capacity() > (1u << 20)) std::string().swap(out_);
-      if (slot_bytes_ == 0) largest_reply_ = 0;
-    } else {
-      writing_.swap(out_);
-      out_.clear();
-      uv_buf_t rest = uv_buf_init(writing_.data() + n, static_cast<unsigned>(writing_.size() - n));
-      writing_active_ = true;
-      ref();
-      if (uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &rest, 1, on_write) != 0) {
-        writing_active_ = false;
-        unref();
-        close();
-      }
-      return;
-    }
+    if (out_.empty() && !stream_->writing() && slot_bytes_ == 0) largest_reply_ = 0;
   }
-  if (close_when_flushed_ && slots_.empty()) close();
+  if (close_when_flushed_ && slots_.empty() && !stream_->writing() && out_.empty()) close();
 }
 
-void ClientConn::on_write(uv_write_t* req, int status) {
-  auto* c = static_cast<ClientConn*>(req->handle->data);
-  c->writing_active_ = false;
-  c->writing_.clear();
-  if (c->writing_.capacity() > (1u << 20)) std::string().swap(c->writing_);
-  if (c->out_.empty() && c->slot_bytes_ == 0) c->largest_reply_ = 0;
-  if (status < 0) c->close();
-  else c->flush();
-  c->unref();
+void ClientConn::on_stream_written() {
+  if (out_.empty() && slot_bytes_ == 0) largest_reply_ = 0;
+  ref();  // flush() may close us
+  flush();
+  unref();
 }
 
 void ClientConn::close_after_flush() {
   close_when_flushed_ = true;
-  if (reading_) {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-    reading_ = false;
-  }
+  stream_->read_stop();
   mark_dirty();
 }
 
 void ClientConn::close() {
   if (closing_ || closed_) return;
   closing_ = true;
-  if (reading_) {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-    reading_ = false;
-  }
+  stream_->read_stop();
   slots_.clear();
   slot_bytes_ = 0;
   stream_locals_.clear();
@@ -506,13 +456,20 @@ void ClientConn::close() {
     u->close();
   }
   server_->client_closed(this);
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+  stream_->close();
 }
 
-void ClientConn::on_close(uv_handle_t* h) {
-  auto* c = static_cast<ClientConn*>(h->data);
-  c->closed_ = true;
-  c->unref();
+void ClientConn::on_stream_closed() {
+  closed_ = true;
+  unref();  // may delete this (and the stream): nothing after
+}
+
+void ClientConn::on_pinned_conn_closed(UpstreamConn* conn) {
+  if (pinned != conn) return;
+  // The client's transaction or subscriptions lived on this connection: it is gone, so is the
+  // client's state; close the client once what it is owed is written, as Redis would close it.
+  pinned = nullptr;
+  close_after_flush();
 }
 
 }  // namespace respite

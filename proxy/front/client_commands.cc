@@ -256,22 +256,6 @@ std::string unknown_subcommand(std::string_view sub) {
   return fmt::format("ERR unknown subcommand '{}'. Try CLIENT HELP.", err_arg(sub.substr(0, 128)));
 }
 
-// Redis's "ip:port" ("[ip]:port" for IPv6) of the local end of a client's socket.
-std::string local_addr(ClientConn* c) {
-  sockaddr_storage ss;
-  int len = sizeof ss;
-  if (uv_tcp_getsockname(c->handle(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?:0";
-  char ip[INET6_ADDRSTRLEN] = "?";
-  if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    uv_ip6_name(a, ip, sizeof ip);
-    return fmt::format("[{}]:{}", ip, ntohs(a->sin6_port));
-  }
-  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-  uv_ip4_name(a, ip, sizeof ip);
-  return fmt::format("{}:{}", ip, ntohs(a->sin_port));
-}
-
 // One client in CLIENT LIST/INFO's format (Redis 7.0's fields, plus lib-name/lib-ver from 7.2
 // as the upstream has them). Runs on the client's own loop. `cmd` is the last command when known
 // (the caller's own CLIENT LIST/INFO); respite does not record other clients' last command, so
@@ -282,13 +266,12 @@ std::string client_info_line(Server& srv, ClientConn* c, std::string_view cmd) {
   if (c->in_multi) flags.push_back('x');
   if (c->streaming) flags.push_back('P');
   if (flags.empty()) flags.push_back('N');
-  uv_os_fd_t fd = -1;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(c->handle()), &fd) != 0) fd = -1;
+  int fd = c->stream_io().fd();
   std::string line = fmt::format(
       "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 "
       "multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 "
       "tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
-      c->id, c->peer, local_addr(c), fd, c->name, (now - c->created_ms) / 1000,
+      c->id, c->peer, c->stream_io().local_name(), fd, c->name, (now - c->created_ms) / 1000,
       (now - c->last_cmd_ms) / 1000, flags, c->db, c->in_multi ? 0 : -1,
       cmd.empty() ? std::string_view("NULL") : cmd, c->proto);
   if (version_at_least(srv.upstream_version, 7, 2))
@@ -446,7 +429,7 @@ KillPart kill_on(Server& s, const KillFilter& k) {
   std::vector<ClientConn*> victims;
   for (ClientConn* cl : s.clients()) {
     if (k.has_addr && cl->peer != k.addr) continue;
-    if (k.has_laddr && local_addr(cl) != k.laddr) continue;
+    if (k.has_laddr && cl->stream_io().local_name() != k.laddr) continue;
     if (k.type != ClientType::Any && type_of(cl) != k.type) continue;
     if (k.id != 0 && cl->id != k.id) continue;
     if (cl->id == k.me) {

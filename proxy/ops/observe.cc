@@ -7,7 +7,7 @@
 
 namespace respite {
 
-void Server::record_round_trip(uint64_t us, const ClientConn* c, std::string_view name,
+void Server::record_round_trip(uint64_t us, const Requester* c, std::string_view name,
                                std::string_view arg) {
   int bucket = us == 0 ? 0 : std::min(kLatencyBuckets - 1, static_cast<int>(std::bit_width(us)));
   latency_[bucket]++;

@@ -7,14 +7,18 @@
 #include <cstring>
 
 #include "proxy/ops/log.h"
-#include "proxy/server.h"
+#include "proxy/upstream/upstream_conn.h"
 #include "resp/reply_writer.h"
 
 namespace respite {
 
-UpstreamConn::UpstreamConn(Server* server, int proto, ClientConn* owner, int db)
-    : server_(server), proto_(proto), owner_(owner), db_(0) {
-  const Config& cfg = server->config();
+// Kept after a flush: a larger output (a burst of pipelined requests) is given back.
+constexpr size_t kKeepOutput = 4u << 20;
+
+UpstreamConn::UpstreamConn(UpstreamHost* host, int proto, Requester* owner, int db)
+    : host_(host), proto_(proto), owner_(owner), db_(0), stream_(host->loop(), this, kKeepOutput),
+      out_(stream_.out()) {
+  const Config& cfg = host->config();
   // The handshake goes first in the output, so whatever clients queue while we connect follows.
   if (!cfg.upstream_password.empty()) {
     std::string cmd;
@@ -33,46 +37,40 @@ UpstreamConn::UpstreamConn(Server* server, int proto, ClientConn* owner, int db)
 void UpstreamConn::push_internal(std::string_view raw) {
   out_.append(raw);
   pending_.push_back({Pending::Kind::Internal, nullptr, 0, nullptr,
-                      server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+                      host_->now() + static_cast<uint64_t>(host_->config().upstream_timeout_ms)});
 }
 
 void UpstreamConn::select_db(int db) {
   std::string n = std::to_string(db);
   out_.append(fmt::format("*2\r\n$6\r\nSELECT\r\n${}\r\n{}\r\n", n.size(), n));
   pending_.push_back({Pending::Kind::Internal, nullptr, 0, nullptr,
-                      server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)});
+                      host_->now() + static_cast<uint64_t>(host_->config().upstream_timeout_ms)});
   db_ = db;
 }
 
-void UpstreamConn::connect() {
-  uv_tcp_init(server_->loop(), &tcp_);
-  tcp_.data = this;
-  handle_open_ = true;
-  connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, &tcp_, server_->upstream_addr(), on_connect);
-  if (rc != 0) {
-    // Report asynchronously through the same path as a failed connect.
-    fail(fmt::format("connect: {}", uv_strerror(rc)));
-  }
+void UpstreamConn::connect() { stream_.connect(host_->upstream_addr()); }
+
+void UpstreamConn::on_stream_ready() {
+  if (state_ == State::Closed) return;
+  state_ = State::Ready;
+  connected_at_ms = host_->now();
+  stream_.set_options(30);  // keepalive: a peer gone without a reset is found out
+  stream_.read_start(&in_);
+  host_->upstream_up(this);
+  mark_dirty();
 }
 
-void UpstreamConn::on_connect(uv_connect_t* req, int status) {
-  auto* u = static_cast<UpstreamConn*>(req->data);
-  if (u->state_ == State::Closed) return;
-  if (status < 0) {
-    u->fail(fmt::format("connect: {}", uv_strerror(status)));
-    return;
-  }
-  u->state_ = State::Ready;
-  u->connected_at_ms = u->server_->now();
-  uv_tcp_nodelay(&u->tcp_, 1);
-  uv_tcp_keepalive(&u->tcp_, 1, 30);  // a peer gone without a reset is found out
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&u->tcp_), on_alloc, on_read);
-  u->server_->upstream_up(u);
-  u->mark_dirty();
+void UpstreamConn::on_stream_error(const char* op, int status) {
+  fail(fmt::format("{}: {}", op, uv_strerror(status)));
 }
 
-void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, int db,
+void UpstreamConn::on_stream_eof() { fail("connection closed by upstream"); }
+
+void UpstreamConn::on_stream_written() {
+  if (state_ != State::Closed) flush();
+}
+
+void UpstreamConn::forward(Requester* c, uint64_t seq, std::string_view raw, int db,
                            uint64_t answer_by, const resp::Frame* f) {
   if (!owner_ && db != db_) select_db(db);
   out_.append(raw);
@@ -84,13 +82,13 @@ void UpstreamConn::forward(ClientConn* c, uint64_t seq, std::string_view raw, in
     p.seq = seq;
     p.sink = nullptr;
     p.deadline =
-        answer_by ? server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms)
+        answer_by ? host_->now() + static_cast<uint64_t>(host_->config().upstream_timeout_ms)
                   : 0;
     if (answer_by && answer_by < p.deadline) {
       p.answer_by = answer_by;
       answer_by_pending_++;
     }
-    p.start_us = static_cast<uint64_t>(server_->micros());
+    p.start_us = static_cast<uint64_t>(host_->micros());
     if (f && f->argc() > 0) {
       std::string_view n = f->arg(0).substr(0, sizeof p.name);
       std::memcpy(p.name, n.data(), n.size());
@@ -123,7 +121,7 @@ void UpstreamConn::probe_select(ReplySink* sink, int n) {
   resp::Writer w(out_, 2);
   w.command({"SELECT", std::to_string(n)});
   w.command({"SELECT", std::to_string(db_)});
-  uint64_t deadline = server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms);
+  uint64_t deadline = host_->now() + static_cast<uint64_t>(host_->config().upstream_timeout_ms);
   for (int i = 0; i < 2; ++i) pending_.push_back({Pending::Kind::Sink, nullptr, 0, sink, deadline});
   mark_dirty();
 }
@@ -133,14 +131,14 @@ void UpstreamConn::set_reply_invalidation(WriteInvalidation* inv) {
   if (!pending_.empty() && pending_.back().kind == Pending::Kind::Relay && !pending_.back().inv)
     pending_.back().inv = inv;
   else
-    server_->invalidate_after_write(inv);
+    host_->invalidate_after_write(inv);
 }
 
 void UpstreamConn::set_reply_invalidation_key(uint32_t db, std::string_view key,
                                               uint64_t flights_at) {
   if (pending_.empty() || pending_.back().kind != Pending::Kind::Relay || pending_.back().inv ||
       pending_.back().inv_key) {
-    server_->invalidate_key_after_write(db, key, flights_at);
+    host_->invalidate_key_after_write(db, key, flights_at);
     return;
   }
   Pending& p = pending_.back();
@@ -155,12 +153,12 @@ void UpstreamConn::set_reply_invalidation_key(uint32_t db, std::string_view key,
 // may have been applied all the same).
 void UpstreamConn::reply_invalidation(Pending& p) {
   if (p.inv) {
-    server_->invalidate_after_write(p.inv);
+    host_->invalidate_after_write(p.inv);
     p.inv = nullptr;
   }
   if (p.inv_key) {
     std::string_view key(inv_arena_.data() + inv_head_, p.inv_key_len);
-    server_->invalidate_key_after_write(p.inv_db, key, p.inv_flights_at);
+    host_->invalidate_key_after_write(p.inv_db, key, p.inv_flights_at);
     inv_head_ += p.inv_key_len;
     if (inv_head_ == inv_arena_.size()) {
       inv_arena_.clear();
@@ -173,7 +171,7 @@ void UpstreamConn::reply_invalidation(Pending& p) {
 void UpstreamConn::request(ReplySink* sink, std::string_view raw, int db, size_t nreplies) {
   if (!owner_ && db != db_) select_db(db);
   out_.append(raw);
-  uint64_t deadline = server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms);
+  uint64_t deadline = host_->now() + static_cast<uint64_t>(host_->config().upstream_timeout_ms);
   for (size_t i = 0; i < nreplies; ++i)
     pending_.push_back({Pending::Kind::Sink, nullptr, 0, sink, deadline});
   mark_dirty();
@@ -186,66 +184,19 @@ void UpstreamConn::encode_command(std::string& out, const resp::Frame& f) {
 void UpstreamConn::mark_dirty() {
   if (dirty_ || state_ != State::Ready) return;
   dirty_ = true;
-  server_->add_dirty(this);
+  host_->add_dirty(this);
 }
 
 void UpstreamConn::flush() {
   dirty_ = false;
-  if (state_ != State::Ready || writing_active_ || out_.empty()) return;
-  uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-  int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
-  if (n == UV_EAGAIN) n = 0;
-  if (n < 0) {
-    fail(fmt::format("write: {}", uv_strerror(n)));
-    return;
-  }
-  if (static_cast<size_t>(n) == out_.size()) {
-    out_.clear();
-    if (out_.capacity() > (4u << 20)) std::string().swap(out_);
-    return;
-  }
-  writing_.swap(out_);
-  out_.clear();
-  uv_buf_t rest = uv_buf_init(writing_.data() + n, static_cast<unsigned>(writing_.size() - n));
-  writing_active_ = true;
-  write_req_.data = this;
-  int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &rest, 1, on_write);
-  if (rc != 0) {
-    writing_active_ = false;
-    fail(fmt::format("write: {}", uv_strerror(rc)));
-  }
+  if (state_ != State::Ready) return;
+  if (int rc = stream_.flush(); rc != 0) fail(fmt::format("write: {}", uv_strerror(rc)));
 }
 
-void UpstreamConn::on_write(uv_write_t* req, int status) {
-  auto* u = static_cast<UpstreamConn*>(req->data);
-  u->writing_active_ = false;
-  u->writing_.clear();
+void UpstreamConn::on_stream_data() {
+  UpstreamConn* u = this;
   if (u->state_ == State::Closed) return;
-  if (status < 0) {
-    u->fail(fmt::format("write: {}", uv_strerror(status)));
-    return;
-  }
-  u->flush();
-}
-
-void UpstreamConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* u = static_cast<UpstreamConn*>(h->data);
-  size_t avail;
-  char* p = u->in_.prepare(65536, &avail);
-  *buf = uv_buf_init(p, static_cast<unsigned>(std::min<size_t>(avail, 1u << 20)));
-}
-
-void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* u = static_cast<UpstreamConn*>(s->data);
-  if (u->state_ == State::Closed) return;
-  if (nread < 0) {
-    u->fail(nread == UV_EOF ? std::string("connection closed by upstream")
-                            : fmt::format("read: {}", uv_strerror(static_cast<int>(nread))));
-    return;
-  }
-  if (nread == 0) return;
-  u->server_->tick_micros();  // replies below land fills and time round trips with it
-  u->in_.commit(static_cast<size_t>(nread));
+  u->host_->tick_micros();  // replies below land fills and time round trips with it
   while (u->state_ != State::Closed && !u->in_.empty()) {
     std::string_view buf = u->in_.readable();
     resp::ScanResult r = u->scanner_.scan(buf);
@@ -273,7 +224,7 @@ void UpstreamConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
       // A shared connection answers exactly one reply per request. One more (a command whose
       // reply count is not one got here) or a push would be handed to the next client's
       // request: the connection goes instead, and its requests fail.
-      u->server_->stats().upstream_protocol_violations++;
+      u->host_->stats().upstream_protocol_violations++;
       log(LogLevel::Warning,
           "upstream connection (shared): a {} nobody was waiting for; closing it and failing its "
           "{} pending requests",
@@ -296,7 +247,7 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   switch (p.kind) {
     case Pending::Kind::Relay:
       reply_invalidation(p);
-      server_->record_round_trip(static_cast<uint64_t>(server_->micros()) - p.start_us, p.client,
+      host_->record_round_trip(static_cast<uint64_t>(host_->micros()) - p.start_us, p.client,
                                  {p.name, p.name_len}, {p.arg, p.arg_len});
       if (p.answer_by && !p.answered) answer_by_pending_--;
       if (p.answered && timed_out_ > 0) timed_out_--;
@@ -306,7 +257,7 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
         if (p.after & kAfterExecAbort)
           p.client->complete(p.seq, "-EXECABORT Transaction discarded because of previous errors.\r\n");
         else if ((p.after & kAfterBarrier) && !p.client->closed())
-          server_->tracking_barrier(p.client, p.seq, reply);
+          host_->tracking_barrier(p.client, p.seq, reply);
         else
           p.client->complete(p.seq, reply);
       }
@@ -326,8 +277,6 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
       } else {
         p.sink->on_reply(reply, false);
       }
-      break;
-    case Pending::Kind::Stream:
       break;
   }
 }
@@ -350,8 +299,8 @@ void UpstreamConn::check_timeout(uint64_t now) {
   // reset or EOF, or to TCP keepalive. Only a connection holding more than kMaxTimedOut
   // requests answered early and not yet replied to goes (its queue must not grow for ever).
   if (timed_out_ > kMaxTimedOut) {
-    server_->stats().upstream_timeouts++;
-    fail(timeout_reason(server_->config().upstream_timeout_ms));
+    host_->stats().upstream_timeouts++;
+    fail(timeout_reason(host_->config().upstream_timeout_ms));
     return;
   }
   std::string why;  // made on first use
@@ -368,12 +317,12 @@ void UpstreamConn::check_timeout(uint64_t now) {
     q.answered = true;
     timed_out_++;
     if (q.answer_by) answer_by_pending_--;
-    server_->stats().upstream_timeouts++;
-    if (why.empty()) why = timeout_reason(server_->config().upstream_timeout_ms);
+    host_->stats().upstream_timeouts++;
+    if (why.empty()) why = timeout_reason(host_->config().upstream_timeout_ms);
     // The callbacks below may close this connection (a client at its output limit closes its
     // pinned one): nothing of `q` is used after them, and the loop re-checks the state.
     if (q.kind == Pending::Kind::Relay) {
-      ClientConn* c = q.client;
+      Requester* c = q.client;
       uint64_t seq = q.seq;
       c->complete(seq, upstream_error(q.write ? why + "; the command may still be applied" : why));
     } else if (q.kind == Pending::Kind::Sink) {
@@ -387,7 +336,7 @@ void UpstreamConn::fail(std::string_view why) {
   bool was_ready = state_ == State::Ready;
   state_ = State::Closed;
   if (!closing_on_purpose_) {
-    server_->stats().upstream_errors++;
+    host_->stats().upstream_errors++;
     log(was_ready ? LogLevel::Warning : LogLevel::Verbose, "upstream connection {}: {}",
         owner_ ? "(pinned)" : "(shared)", why);
   }
@@ -432,25 +381,14 @@ void UpstreamConn::close() {
   close_started_ = true;
   state_ = State::Closed;
   if (owner_) {
-    ClientConn* c = owner_;
+    Requester* c = owner_;
     owner_ = nullptr;
-    if (c->pinned == this) {
-      // The client's transaction or subscriptions lived on this connection: it is gone, so is
-      // the client's state; close the client once what it is owed is written, as Redis would
-      // close it.
-      c->pinned = nullptr;
-      c->close_after_flush();
-    }
+    c->on_pinned_conn_closed(this);
   }
-  server_->upstream_gone(this);
-  if (handle_open_) {
-    handle_open_ = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
-  } else {
-    delete this;
-  }
+  host_->upstream_gone(this);
+  stream_.close();
 }
 
-void UpstreamConn::on_close(uv_handle_t* h) { delete static_cast<UpstreamConn*>(h->data); }
+void UpstreamConn::on_stream_closed() { delete this; }
 
 }  // namespace respite

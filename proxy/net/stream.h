@@ -1,0 +1,127 @@
+// The transport seam: every connection respite has (clients, upstream Redis, HTTP) reads and
+// writes bytes through a Stream, never through a socket directly. TcpStream is plain TCP; a TLS
+// stream is a Stream that owns a TcpStream and sits between it and the connection (ciphertext
+// below, plaintext above, OpenSSL with memory BIOs in between), so the connections above do not
+// change when it arrives.
+//
+// Contract with the connection that owns it (its Handler):
+// - Input: the stream appends what it reads to the Buffer given to read_start() and calls
+//   on_stream_data(). End of input is on_stream_eof(); a failure is on_stream_error().
+// - Output: the handler appends to out() and calls flush(); flush() writes what it can at once
+//   and queues the rest (one write in flight at most; bytes appended meanwhile go in the next).
+//   When a queued write completes, on_stream_written() lets the handler flush again (it may
+//   have limits to check first). A failed write is reported by flush()'s result when it fails
+//   at once, else by on_stream_error(). The output is one contiguous buffer, not a list of
+//   slices: replies are small and appended in order, so one copy into the output and one
+//   write() per loop turn beat writev's per-slice bookkeeping (docs/DESIGN.md).
+// - Ready: on_stream_ready() once the stream can carry the handler's bytes: for TCP when the
+//   connect completes (accepted streams are ready at once); for TLS after the handshake.
+// - Close: close() stops everything; on_stream_closed() is the last call the stream makes, and
+//   the handler may free the stream (and itself) there.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+
+#include "proxy/net/buffer.h"
+
+namespace respite {
+
+class Stream {
+ public:
+  class Handler {
+   public:
+    virtual ~Handler() = default;
+    virtual void on_stream_data() = 0;
+    virtual void on_stream_eof() = 0;
+    // `op` is "connect", "read" or "write"; `status` a libuv error code.
+    virtual void on_stream_error(const char* op, int status) = 0;
+    virtual void on_stream_ready() {}
+    virtual void on_stream_written() = 0;
+    virtual void on_stream_closed() = 0;
+    // Bytes to make room for before the next read (at least 16 KB is offered regardless).
+    virtual size_t read_hint() { return 0; }
+  };
+
+  virtual ~Stream() = default;
+
+  // Starts (or resumes) reading into `in`; false if the stream cannot read (closed).
+  virtual bool read_start(Buffer* in) = 0;
+  virtual void read_stop() = 0;
+  bool reading() const { return reading_; }
+
+  // Bytes to send: append, then flush().
+  std::string& out() { return out_; }
+  // Writes what it can and queues the rest; returns 0 or a libuv error (nothing is reported
+  // through the handler for it). A no-op while a write is in flight.
+  virtual int flush() = 0;
+  bool writing() const { return writing_active_; }
+  // Bytes not yet handed to the kernel: out() plus the write in flight.
+  size_t unwritten() const { return out_.size() + writing_.size(); }
+
+  virtual void close() = 0;
+  bool closing() const { return closing_; }
+
+  // Socket facts for CLIENT LIST, logs and the PROXY commands.
+  virtual std::string peer_name() const = 0;   // "ip:port", "[ip6]:port"
+  virtual std::string local_name() const = 0;  // the same for the local end
+  virtual int fd() const = 0;                  // -1 when it has none
+
+ protected:
+  explicit Stream(Handler* h) : handler_(h) {}
+  Handler* handler_;
+  std::string out_;      // appended by the handler
+  std::string writing_;  // handed to the kernel, in flight
+  bool writing_active_ = false;
+  bool reading_ = false;
+  bool closing_ = false;
+};
+
+// Plain TCP on a libuv loop.
+class TcpStream final : public Stream {
+ public:
+  // `keep_output` is the output capacity kept after a flush empties it (a larger buffer, grown
+  // by a burst, is given back).
+  TcpStream(uv_loop_t* loop, Handler* h, size_t keep_output);
+  ~TcpStream() override = default;
+
+  // A connection from `listener`; ready at once. Returns 0 or a libuv error (then close()).
+  int accept(uv_stream_t* listener);
+  // Connects to `addr`; on_stream_ready() or on_stream_error("connect", ...) follows (also when
+  // the connect fails at once: reported from the loop, never from inside this call).
+  void connect(const sockaddr* addr);
+  // TCP options: no Nagle delay; keepalive probes after `keepalive_s` idle seconds (0: off).
+  void set_options(int keepalive_s);
+
+  bool read_start(Buffer* in) override;
+  void read_stop() override;
+  int flush() override;
+  void close() override;
+  std::string peer_name() const override;
+  std::string local_name() const override;
+  int fd() const override;
+
+ private:
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_close(uv_handle_t* h);
+  static void on_connect_failed(uv_timer_t* t);
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+  uv_tcp_t tcp_;
+  uv_write_t write_req_;
+  uv_connect_t connect_req_;
+  std::unique_ptr<uv_timer_t> failed_connect_;  // only when connect fails synchronously
+  int connect_error_ = 0;
+  Buffer* in_ = nullptr;
+  size_t keep_output_;
+};
+
+// "ip:port" ("[ip]:port" for IPv6) of an address, as Redis prints addresses.
+std::string address_name(const sockaddr* sa);
+
+}  // namespace respite
