@@ -20,7 +20,6 @@ uint64_t now_ms(uv_loop_t* loop) { return uv_now(loop); }
 
 namespace {
 constexpr uint64_t kTimerMs = 10;
-constexpr uint64_t kMaxBackoffMs = 500;
 constexpr uint64_t kShutdownGraceMs = 4000;
 
 }  // namespace
@@ -51,18 +50,12 @@ int Server::run() {
 int Server::start() {
   signal(SIGPIPE, SIG_IGN);
   // Resolve the upstream once; reconnects reuse the address.
-  uv_getaddrinfo_t gai;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  std::string port = std::to_string(cfg_.upstream_port);
-  int rc = uv_getaddrinfo(&loop_, &gai, nullptr, cfg_.upstream_host.c_str(), port.c_str(), &hints);
-  if (rc != 0 || !gai.addrinfo) {
-    log(LogLevel::Warning, "cannot resolve upstream {}: {}", cfg_.upstream, uv_strerror(rc));
+  node_ = std::make_unique<Node>(this, this, cfg_.upstream_host, cfg_.upstream_port);
+  if (std::string err = node_->resolve(&loop_); !err.empty()) {
+    log(LogLevel::Warning, "cannot resolve upstream {}: {}", cfg_.upstream, err);
     return 1;
   }
-  std::memcpy(&upstream_addr_, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
-  uv_freeaddrinfo(gai.addrinfo);
+  router_.add(node_.get());
 
   uv_tcp_init(&loop_, &listener_);
   listener_.data = this;
@@ -121,13 +114,7 @@ void Server::finish() {
   // Orderly teardown: every object frees itself in its close callback.
   if (http_) http_->close();
   while (!clients_.empty()) clients_.back()->close();
-  for (auto& v : pool_)
-    for (UpstreamConn*& u : v)
-      if (u) u->close();
-  while (!pinned_.empty()) pinned_.back()->close();
-  if (fetch_) fetch_->close();
-  while (!retired_.empty()) retired_.back()->close();
-  if (link_) link_->close();
+  for (Node* n : router_.nodes()) n->close_all();
   {
     std::lock_guard<std::mutex> lk(posted_mu_);
     async_closed_ = true;
@@ -251,33 +238,17 @@ void Server::on_check(uv_check_t* h) {
 void Server::on_timer(uv_timer_t* h) {
   auto* srv = static_cast<Server*>(h->data);
   uint64_t now = srv->now();
-  for (auto& v : srv->pool_)
-    for (UpstreamConn* u : v)
-      if (u) u->check_timeout(now);
-  // check_timeout may close (and unlist) a pinned connection: iterate over a copy.
-  std::vector<UpstreamConn*> pinned = srv->pinned_;
-  for (UpstreamConn* u : pinned)
-    if (!u->closed()) u->check_timeout(now);
-  if (srv->fetch_) srv->fetch_->check_timeout(now);
-  std::vector<UpstreamConn*> retired = srv->retired_;
-  for (UpstreamConn* u : retired)
-    if (!u->closed()) u->check_timeout(now);
-  if (srv->link_) srv->link_->check_timeout(now);
-  // Keep the RESP2 connections up (health), and RESP3 ones once a client has used them.
-  if (!srv->shutting_down_) {
-    for (int p = 0; p < 2; ++p) {
-      auto& v = srv->pool_[p];
-      for (size_t i = 0; i < v.size(); ++i)
-        if (!v[i] && now >= srv->next_attempt_[p]) srv->shared_conn(p + 2, i);
-    }
+  for (Node* n : srv->router_.nodes()) {
+    n->check_timeouts(now);
+    n->reconnect(now);
   }
   if (!srv->shutting_down_ && srv->cache_->enabled()) {
-    if (!srv->link_ && now >= srv->next_link_attempt_ && srv->upstream_connected()) srv->start_link();
+    if (!srv->trk().link && now >= srv->trk().next_attempt_ms && srv->upstream_connected()) srv->start_link();
     srv->cache_->expire_step(srv->tick_micros(), 64);
   }
   if (now >= srv->next_swapdb_poll_ms_) {
     srv->next_swapdb_poll_ms_ = now + kSwapdbPollMs;
-    if (!srv->shutting_down_ && srv->cache_->enabled() && srv->tracking_up_) srv->poll_swapdb();
+    if (!srv->shutting_down_ && srv->cache_->enabled() && srv->trk().up) srv->poll_swapdb();
     // Replies of streaming clients waiting for a token that never came (an error in its place).
     std::vector<ClientConn*> waiting;
     for (ClientConn* c : srv->clients_)
@@ -298,74 +269,38 @@ void Server::on_timer(uv_timer_t* h) {
       c->close();
     }
   }
-  srv->pinned_count_.store(srv->pinned_.size(), std::memory_order_relaxed);
+  srv->pinned_count_.store(srv->node_->pinned_count(), std::memory_order_relaxed);
   srv->upstream_up_.store(srv->upstream_connected(), std::memory_order_relaxed);
   if (srv->shutting_down_) srv->maybe_finish_shutdown();
 }
 
 UpstreamConn* Server::shared_conn(int proto, uint64_t client_id) {
-  auto& v = pool_[proto - 2];
-  if (v.empty()) v.assign(static_cast<size_t>(cfg_.upstream_connections), nullptr);
-  size_t idx = client_id % v.size();
-  if (!v[idx]) {
-    if (now() < next_attempt_[proto - 2] || shutting_down_) return nullptr;
-    auto* u = new UpstreamConn(this, proto, nullptr, 0);
-    v[idx] = u;
-    stats_.upstream_connects++;
-    u->connect();
-  }
-  return v[idx];
+  return router_.primary()->shared_conn(proto, client_id);
 }
 
 UpstreamConn* Server::open_pinned(ClientConn* c, int db) {
-  auto* u = new UpstreamConn(this, c->proto, c, db < 0 ? c->db : db);
-  pinned_.push_back(u);
-  stats_.pinned_connections_opened++;
-  learn_upstream_client_id(u);
-  u->connect();
-  if (u->closed()) return nullptr;
+  UpstreamConn* u = router_.primary()->open_pinned(c, c->proto, db < 0 ? c->db : db);
+  if (u) learn_upstream_client_id(u);  // CLIENT ID: its first request after the handshake
   return u;
 }
 
-void Server::upstream_up(UpstreamConn* u) {
-  if (!u->owner()) backoff_ms_ = 0;
-  if (!u->owner() && u != link_ && u != fetch_) ask_databases(u);
-  if (!u->owner() && u != link_ && u != fetch_) read_upstream_version(u);
+void Server::on_shared_up(UpstreamConn* u) {
+  ask_databases(u);
+  read_upstream_version(u);
   upstream_up_.store(upstream_connected(), std::memory_order_relaxed);
 }
 
 void Server::upstream_gone(UpstreamConn* u) {
   dirty_upstreams_.erase(std::remove(dirty_upstreams_.begin(), dirty_upstreams_.end(), u),
                          dirty_upstreams_.end());
-  if (u == link_) {
-    link_ = nullptr;
-    link_down("connection lost");
-    return;
-  }
-  if (u == fetch_) {
-    // Redis forgets what a connection tracked when it goes: entries it fetched would no longer
-    // be invalidated, so they go too.
-    fetch_ = nullptr;
-    cache_->flush_all(cache::Source::kLocal);
-    return;
-  }
-  retired_.erase(std::remove(retired_.begin(), retired_.end(), u), retired_.end());
-  auto it = std::find(pinned_.begin(), pinned_.end(), u);
-  if (it != pinned_.end()) {
-    *it = pinned_.back();
-    pinned_.pop_back();
-    return;
-  }
-  for (int p = 0; p < 2; ++p) {
-    for (UpstreamConn*& slot : pool_[p]) {
-      if (slot == u) {
-        slot = nullptr;
-        // A connection that never became ready means the upstream is down: back off.
-        if (u->connected_at_ms == 0) backoff_ms_ = std::min(kMaxBackoffMs, std::max<uint64_t>(50, backoff_ms_ * 2));
-        next_attempt_[p] = now() + backoff_ms_;
-      }
-    }
-  }
+}
+
+void Server::on_link_lost() { link_down("connection lost"); }
+
+void Server::on_fetch_lost() {
+  // Redis forgets what a connection tracked when it goes: entries it fetched would no longer be
+  // invalidated, so they go too.
+  cache_->flush_all(cache::Source::kLocal);
 }
 
 // SELECT is checked against the upstream's own number of databases, so a SELECT it would refuse
@@ -400,11 +335,7 @@ void Server::ask_databases(UpstreamConn* u) {
   u->request(databases_sink_.get(), "*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$9\r\ndatabases\r\n", 0);
 }
 
-bool Server::upstream_connected() const {
-  for (UpstreamConn* u : pool_[0])
-    if (u && u->ready()) return true;
-  return false;
-}
+bool Server::upstream_connected() const { return node_ && node_->connected(); }
 
 void Server::on_signal(uv_signal_t* h, int signum) {
   auto* srv = static_cast<Server*>(h->data);
@@ -417,6 +348,7 @@ void Server::on_signal(uv_signal_t* h, int signum) {
 void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
+  for (Node* n : router_.nodes()) n->stop_connecting();
   shutdown_deadline_ = now() + kShutdownGraceMs;
   uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   if (http_) http_->begin_shutdown();
@@ -444,7 +376,7 @@ void Server::apply_cache_config() {
   s.policy = *cache::parse_policy(cfg_.cache_policy);
   s.xfetch_beta = cfg_.xfetch_beta;
   cache_->apply(s, micros());
-  if (!cache_->enabled() && link_) link_->close();  // off: no link, reads go upstream
+  if (!cache_->enabled() && trk().link) trk().link->close();  // off: no link, reads go upstream
 }
 
 void Server::flush_cache() { cache_->flush_all(cache::Source::kLocal); }
@@ -475,7 +407,7 @@ std::string Server::info_text(const std::string& section) {
   if (want("clients")) {
     size_t pinned = 0;
     for (Server* s : shared_->servers)
-      pinned += s == this ? pinned_.size() : s->pinned_count_.load(std::memory_order_relaxed);
+      pinned += s == this ? node_->pinned_count() : s->pinned_count_.load(std::memory_order_relaxed);
     out += fmt::format("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\npinned_clients:{}\r\n\r\n",
                        shared_->clients.load(), cfg_.maxclients, pinned);
   }
@@ -505,7 +437,7 @@ std::string Server::info_text(const std::string& section) {
     cache::Stats st = cache_->stats();
     for (const auto& s : cache::kStatTable) out += fmt::format("{}:{}\r\n", s.name, st.*s.field);
     out += fmt::format("cache_enabled:{}\r\ntracking_link:{}\r\n\r\n", cache_->enabled() ? 1 : 0,
-                       tracking_up_ ? "up" : "down");
+                       trk().up ? "up" : "down");
   }
   if (out.size() >= 2) out.resize(out.size() - 2);
   return out;

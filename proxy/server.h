@@ -27,6 +27,8 @@
 #include "proxy/ops/config.h"
 #include "proxy/ops/stats.h"
 #include "proxy/upstream/requester.h"
+#include "proxy/upstream/node.h"
+#include "proxy/upstream/router.h"
 #include "proxy/upstream/upstream_conn.h"
 #include "resp/reply_scanner.h"
 #include "resp/request_parser.h"
@@ -95,7 +97,7 @@ void configure_cache_threads(cache::Settings& s, int threads);
 
 class HttpServer;
 
-class Server final : public UpstreamHost {
+class Server final : public UpstreamHost, public NodeObserver {
  public:
   // `index` 0 is the loop that handles signals; with --threads N there are N servers, each with
   // its own loop, listener (SO_REUSEPORT) and upstream connections, sharing `shared`.
@@ -167,7 +169,7 @@ class Server final : public UpstreamHost {
   // timed with the precision of one such batch, as Redis uses one time snapshot per command.
   cache::Micros micros() const override { return clock_us_; }
   cache::Micros tick_micros() override { return clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000); }
-  bool tracking_up() const { return tracking_up_; }
+  bool tracking_up() const { return trk().up; }
   // A reply of a write whose keys respite cannot know (EVAL, FCALL, SORT ... STORE): the
   // invalidations Redis made for it are written to the tracking links before the answer to a
   // PING sent there after the reply arrived. `reply` goes to `c`'s slot `seq` once every loop's
@@ -199,8 +201,9 @@ class Server final : public UpstreamHost {
   uint64_t latency_percentile(double q) const;
   std::vector<uint64_t> latency_histogram() const;  // summed over loops, per bucket
   void upstream_gone(UpstreamConn* u) override;
-  void upstream_up(UpstreamConn* u) override;
-  const sockaddr* upstream_addr() const override { return reinterpret_cast<const sockaddr*>(&upstream_addr_); }
+  // The upstream nodes of this loop and which one a request goes to.
+  Router& router() { return router_; }
+  Node& node() { return *node_; }
   std::string upstream_version = "7.0.0";
   // INFO server's redis_version into upstream_version, on a shared connection that has just
   // connected (every reconnect: the upstream may have been restarted as another version); and
@@ -254,10 +257,14 @@ class Server final : public UpstreamHost {
   std::vector<UpstreamConn*> dirty_upstreams_;
   std::vector<ClientConn*> resume_spare_, client_spare_;
   std::vector<UpstreamConn*> upstream_spare_;
-  // pool_[proto-2][i]
-  std::vector<UpstreamConn*> pool_[2];
-  std::vector<UpstreamConn*> pinned_;
-  uint64_t next_attempt_[2] = {0, 0};  // per protocol: no new shared connection before this
+  std::unique_ptr<Node> node_;  // --upstream
+  Router router_;
+  Node::Tracking& trk() { return node_->tracking; }
+  const Node::Tracking& trk() const { return node_->tracking; }
+  // NodeObserver
+  void on_shared_up(UpstreamConn* u) override;
+  void on_link_lost() override;
+  void on_fetch_lost() override;
 
   // Cache and its coherence machinery.
   void start_link();
@@ -278,13 +285,6 @@ class Server final : public UpstreamHost {
                      bool key_error);
   void apply_invalidation(const WriteInvalidation& inv, cache::Source src);
   cache::Cache<CacheWaiter>* cache_;  // shared_->cache
-  UpstreamConn* link_ = nullptr;   // SUBSCRIBE __redis__:invalidate
-  UpstreamConn* fetch_ = nullptr;  // cache fetches, CLIENT TRACKING on REDIRECT <link id>
-  std::vector<UpstreamConn*> retired_;  // old fetch connections finishing their fetches
-  int64_t link_id_ = -1;
-  bool tracking_up_ = false;
-  uint64_t next_link_attempt_ = 0;
-  uint64_t link_backoff_ms_ = 0;
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_, version_sink_;
   std::string scratch_;        // reply encoding for flight answers
   static constexpr size_t kKeepScratch = 1 << 20;  // a larger one is not kept after use
@@ -294,7 +294,6 @@ class Server final : public UpstreamHost {
   std::vector<std::pair<size_t, size_t>> mget_spans_;
   cache::LookupKind lookup_into(uint32_t db, std::string_view key, cache::Micros now,
                                 std::string& out, int proto, size_t* payload, bool* refresh);
-  uint64_t backoff_ms_ = 0;
   uint64_t next_idle_check_ms_ = 0;
   int databases_ = 16;
   bool databases_known_ = false;
@@ -310,7 +309,6 @@ class Server final : public UpstreamHost {
   std::unique_ptr<ReplySink> databases_sink_;
   static constexpr uint64_t kSwapdbPollMs = 100;
   cache::Micros clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000);  // see micros()
-  sockaddr_storage upstream_addr_{};
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)
 };
 

@@ -98,7 +98,7 @@ bool Server::cache_usable(const ClientConn* c) const {
   // A client with forwarded requests in flight reads through its upstream connection, so a
   // GET pipelined after its own SET sees the SET.
   // A reply held by a tracking barrier: the write's invalidations may not have arrived yet.
-  return cache_ && tracking_up_ && cache_->enabled() && !c->pinned && c->inflight == 0 &&
+  return cache_ && trk().up && cache_->enabled() && !c->pinned && c->inflight == 0 &&
          c->barriers == 0 && !c->in_multi && !c->streaming;
 }
 
@@ -161,7 +161,7 @@ class DirectRead final : public ReplySink {
 }  // namespace
 
 void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
-  if (cache_ && tracking_up_ && cache_->enabled()) {
+  if (cache_ && trk().up && cache_->enabled()) {
     cache::Micros now = tick_micros();  // HTTP lookups run outside the check phase
     std::string& value = mget_value_scratch_;
     value.clear();
@@ -319,13 +319,13 @@ void Server::send_fetch(uint32_t db, std::span<const std::string_view> keys,
       for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed, false);
     }
   };
-  if (!fetch_) {
-    if (!tracking_up_ || link_id_ < 0) return fail_all();
-    fetch_ = new UpstreamConn(this, 2, nullptr, 0);
-    fetch_->handshake(fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
-                                  std::to_string(link_id_).size(), link_id_));
-    fetch_->connect();
-    if (!fetch_) return fail_all();  // connect failed synchronously
+  if (!trk().fetch) {
+    if (!trk().up || trk().link_id < 0) return fail_all();
+    trk().fetch = new UpstreamConn(this, node_.get(), 2, nullptr, 0);
+    trk().fetch->handshake(fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
+                                  std::to_string(trk().link_id).size(), trk().link_id));
+    trk().fetch->connect();
+    if (!trk().fetch) return fail_all();  // connect failed synchronously
   }
   std::string& req = fetch_scratch_;
   req.clear();
@@ -343,7 +343,7 @@ void Server::send_fetch(uint32_t db, std::span<const std::string_view> keys,
     batch_pool_.pop_back();
   }
   batch->reset(ids);
-  fetch_->request(batch, req, static_cast<int>(db), batch->replies());
+  trk().fetch->request(batch, req, static_cast<int>(db), batch->replies());
 }
 
 void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
@@ -527,8 +527,8 @@ void Server::invalidate_after_write(WriteInvalidation* inv) {
 // ---- the invalidation link ----
 
 void Server::start_link() {
-  link_ = new UpstreamConn(this, 2, nullptr, 0);
-  link_id_ = -1;
+  trk().link = new UpstreamConn(this, node_.get(), 2, nullptr, 0);
+  trk().link_id = -1;
   if (!link_msg_sink_) {
     auto on_message = [this](std::string_view reply, bool failed) {
       if (failed) return;
@@ -552,44 +552,44 @@ void Server::start_link() {
     auto on_id = [this](std::string_view reply, bool failed) {
       resp::Value v;
       if (!failed && resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
-        link_id_ = v.integer;
+        trk().link_id = v.integer;
     };
     link_id_sink_ = std::make_unique<FnSink<decltype(on_id)>>(on_id);
     auto on_sub = [this](std::string_view reply, bool failed) {
-      if (failed || reply.empty() || reply[0] == '-' || link_id_ < 0) {
+      if (failed || reply.empty() || reply[0] == '-' || trk().link_id < 0) {
         // Refused, or no answer in time (the link then starts over; when the connection
         // itself failed it is already going).
-        if (link_ && !link_->closed()) link_->close();
+        if (trk().link && !trk().link->closed()) trk().link->close();
         return;
       }
-      tracking_up_ = true;
-      link_backoff_ms_ = 0;
-      log(LogLevel::Verbose, "invalidation link up (client id {})", link_id_);
+      trk().up = true;
+      trk().backoff_ms = 0;
+      log(LogLevel::Verbose, "invalidation link up (client id {})", trk().link_id);
     };
     link_sub_sink_ = std::make_unique<FnSink<decltype(on_sub)>>(on_sub);
   }
-  link_->stream_sink = link_msg_sink_.get();
-  link_->request(link_id_sink_.get(), "*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n", 0);
-  poll_swapdb(link_);  // before SUBSCRIBE: INFO is not allowed on a subscribed connection
-  link_->request(link_sub_sink_.get(), "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n", 0);
-  link_->connect();
+  trk().link->stream_sink = link_msg_sink_.get();
+  trk().link->request(link_id_sink_.get(), "*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n", 0);
+  poll_swapdb(trk().link);  // before SUBSCRIBE: INFO is not allowed on a subscribed connection
+  trk().link->request(link_sub_sink_.get(), "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n", 0);
+  trk().link->connect();
 }
 
 void Server::link_down(const char* why) {
-  if (tracking_up_ && !shutting_down_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
-  tracking_up_ = false;
-  link_id_ = -1;
+  if (trk().up && !shutting_down_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
+  trk().up = false;
+  trk().link_id = -1;
   if (cache_) cache_->flush_all(cache::Source::kLocal);
-  if (fetch_) {
+  if (trk().fetch) {
     // Fetches in flight still answer their readers (the flush detached them: nothing they
     // bring is cached); the connection closes once they are done.
-    UpstreamConn* f = fetch_;
-    fetch_ = nullptr;
-    retired_.push_back(f);
+    UpstreamConn* f = trk().fetch;
+    trk().fetch = nullptr;
+    trk().retired.push_back(f);
     f->retire();
   }
-  link_backoff_ms_ = std::min<uint64_t>(500, std::max<uint64_t>(50, link_backoff_ms_ * 2));
-  next_link_attempt_ = now() + link_backoff_ms_;
+  trk().backoff_ms = std::min<uint64_t>(500, std::max<uint64_t>(50, trk().backoff_ms * 2));
+  trk().next_attempt_ms = now() + trk().backoff_ms;
 }
 
 }  // namespace respite

@@ -51,10 +51,10 @@ int64_t swapdb_calls(std::string_view reply) {
 }  // namespace
 
 void Server::link_ping(std::function<void()> done) {
-  if (!link_ || !tracking_up_) return done();  // no link: this loop caches nothing
+  if (!trk().link || !trk().up) return done();  // no link: this loop caches nothing
   // The link is subscribed: PING is one of the commands it may send, and Redis answers it
   // after every invalidation it has written there so far.
-  link_->request(new OnceSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
+  trk().link->request(new OnceSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
 }
 
 void Server::tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) {
@@ -86,8 +86,7 @@ void Server::tracking_barrier(Requester* c, uint64_t seq, std::string_view reply
 
 void Server::poll_swapdb(UpstreamConn* via) {
   if (!via) {  // the timer's poll: on the first shared connection, one at a time
-    if (swapdb_poll_pending_ || pool_[0].empty() || !pool_[0][0] || !pool_[0][0]->ready()) return;
-    via = pool_[0][0];
+    if (swapdb_poll_pending_ || !(via = node_->first_ready())) return;
   }
   if (!swapdb_sink_) {
     auto on_info = [this](std::string_view reply, bool failed) {

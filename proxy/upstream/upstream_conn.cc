@@ -8,6 +8,8 @@
 
 #include "proxy/ops/log.h"
 #include "proxy/upstream/upstream_conn.h"
+
+#include "proxy/upstream/node.h"
 #include "resp/reply_writer.h"
 
 namespace respite {
@@ -15,8 +17,8 @@ namespace respite {
 // Kept after a flush: a larger output (a burst of pipelined requests) is given back.
 constexpr size_t kKeepOutput = 4u << 20;
 
-UpstreamConn::UpstreamConn(UpstreamHost* host, int proto, Requester* owner, int db)
-    : host_(host), proto_(proto), owner_(owner), db_(0), stream_(host->loop(), this, kKeepOutput),
+UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db)
+    : host_(host), node_(node), proto_(proto), owner_(owner), db_(0), stream_(host->loop(), this, kKeepOutput),
       out_(stream_.out()) {
   const Config& cfg = host->config();
   // The handshake goes first in the output, so whatever clients queue while we connect follows.
@@ -48,7 +50,7 @@ void UpstreamConn::select_db(int db) {
   db_ = db;
 }
 
-void UpstreamConn::connect() { stream_.connect(host_->upstream_addr()); }
+void UpstreamConn::connect() { stream_.connect(node_->addr()); }
 
 void UpstreamConn::on_stream_ready() {
   if (state_ == State::Closed) return;
@@ -56,7 +58,7 @@ void UpstreamConn::on_stream_ready() {
   connected_at_ms = host_->now();
   stream_.set_options(30);  // keepalive: a peer gone without a reset is found out
   stream_.read_start(&in_);
-  host_->upstream_up(this);
+  node_->conn_up(this);
   mark_dirty();
 }
 
@@ -386,6 +388,7 @@ void UpstreamConn::close() {
     c->on_pinned_conn_closed(this);
   }
   host_->upstream_gone(this);
+  node_->conn_gone(this);
   stream_.close();
 }
 

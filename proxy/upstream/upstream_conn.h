@@ -22,6 +22,8 @@
 
 namespace respite {
 
+class Node;
+
 // What an upstream connection needs from the loop it runs on and from the layers above it
 // (the cache path's second invalidation, the slow log), without including them.
 class UpstreamHost {
@@ -33,10 +35,7 @@ class UpstreamHost {
   virtual const Config& config() const = 0;
   virtual Stats& stats() = 0;
   virtual void add_dirty(UpstreamConn* u) = 0;  // flush it in this loop turn's cork
-  // Where to connect (the node's current address).
-  virtual const sockaddr* upstream_addr() const = 0;
-  virtual void upstream_up(UpstreamConn* u) = 0;    // connected
-  virtual void upstream_gone(UpstreamConn* u) = 0;  // closing: forget it
+  virtual void upstream_gone(UpstreamConn* u) = 0;  // closing: forget it (dirty list)
   // A relayed reply arrived `us` microseconds after its request was queued.
   virtual void record_round_trip(uint64_t us, const Requester* c, std::string_view name,
                                  std::string_view arg) = 0;
@@ -54,7 +53,8 @@ class UpstreamHost {
 class UpstreamConn final : private Stream::Handler {
  public:
   // `owner` non-null: a dedicated connection pinned to that client (same protocol and db).
-  UpstreamConn(UpstreamHost* host, int proto, Requester* owner, int db);
+  UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db);
+  Node* node() const { return node_; }
   void connect();
   void close();  // fails everything pending, frees itself once libuv is done with the handle
 
@@ -145,6 +145,7 @@ class UpstreamConn final : private Stream::Handler {
   void deliver(Pending& p, std::string_view reply);
 
   UpstreamHost* host_;
+  Node* node_;
   int proto_;
   Requester* owner_;
   int db_;

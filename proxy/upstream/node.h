@@ -1,0 +1,94 @@
+// One upstream Redis server as one event loop sees it: its address, its role, the shared
+// connections to it (per protocol, clients spread over them by id), the connections pinned to
+// clients, the reconnect backoff, and the connections the cache's coherence runs on (the
+// tracking link and the fetch connection, managed by the cache path). With replicas, Sentinel
+// or Cluster there are several nodes per loop; the Router picks one per request.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proxy/upstream/upstream_conn.h"
+
+namespace respite {
+
+// What a node tells the layers above about its connections.
+class NodeObserver {
+ public:
+  // A shared connection (not pinned, not link or fetch) became ready.
+  virtual void on_shared_up(UpstreamConn* u) = 0;
+  // The tracking link or the fetch connection of `tracking` is closing (see Node::Tracking).
+  virtual void on_link_lost() = 0;
+  virtual void on_fetch_lost() = 0;
+
+ protected:
+  ~NodeObserver() = default;
+};
+
+class Node {
+ public:
+  enum class Role : uint8_t { Unknown, Primary, Replica };
+
+  // `host`/`port` as configured; resolved by resolve(). `up` is the loop's UpstreamHost.
+  Node(UpstreamHost* up, NodeObserver* observer, std::string host, int port);
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Resolves the address (blocking getaddrinfo on `loop`); "" or why it failed.
+  std::string resolve(uv_loop_t* loop);
+  const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
+  const std::string& name() const { return name_; }  // "host:port" as configured
+  Role role = Role::Unknown;
+
+  // The shared connection for a client of protocol `proto` (2 or 3), spread by `client_id`;
+  // opened on demand, nullptr while backing off or shutting down.
+  UpstreamConn* shared_conn(int proto, uint64_t client_id);
+  // A new connection dedicated to `owner` (its protocol, in `db`); nullptr if it failed at once.
+  UpstreamConn* open_pinned(Requester* owner, int proto, int db);
+  // Some RESP2 shared connection is ready (the node counts as up).
+  bool connected() const;
+  // The first RESP2 shared connection, when ready (for respite's own polls).
+  UpstreamConn* first_ready() const;
+  size_t pinned_count() const { return pinned_.size(); }
+
+  // Called by UpstreamHost::upstream_up/upstream_gone for this node's connections.
+  void conn_up(UpstreamConn* u);
+  void conn_gone(UpstreamConn* u);
+
+  // Timer work: timeouts of every connection, and reopening shared connections after backoff.
+  void check_timeouts(uint64_t now);
+  void reconnect(uint64_t now);
+  // No new shared connections from now on (shutdown); close_all() closes every connection.
+  void stop_connecting() { stopping_ = true; }
+  void close_all();
+
+  // The cache's coherence connections on this node (managed by the cache path, which alone
+  // reads and writes these; the node only times them out and forgets them when they close).
+  struct Tracking {
+    UpstreamConn* link = nullptr;          // SUBSCRIBE __redis__:invalidate
+    UpstreamConn* fetch = nullptr;         // fetches, CLIENT TRACKING on REDIRECT <link id>
+    std::vector<UpstreamConn*> retired;    // old fetch connections finishing their fetches
+    int64_t link_id = -1;
+    bool up = false;
+    uint64_t next_attempt_ms = 0;
+    uint64_t backoff_ms = 0;
+  } tracking;
+
+ private:
+  UpstreamHost* up_;
+  NodeObserver* observer_;
+  std::string host_;
+  int port_;
+  std::string name_;
+  sockaddr_storage addr_{};
+  std::vector<UpstreamConn*> pool_[2];  // pool_[proto-2][i]
+  std::vector<UpstreamConn*> pinned_;
+  uint64_t next_attempt_[2] = {0, 0};  // per protocol: no new shared connection before this
+  uint64_t backoff_ms_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace respite
