@@ -16,8 +16,6 @@
 
 namespace respite {
 
-uint64_t now_ms(uv_loop_t* loop) { return uv_now(loop); }
-
 namespace {
 constexpr uint64_t kTimerMs = 10;
 constexpr uint64_t kShutdownGraceMs = 4000;
@@ -25,11 +23,12 @@ constexpr uint64_t kShutdownGraceMs = 4000;
 }  // namespace
 
 Server::Server(Config cfg, Shared* shared, int index)
-    : cfg_(std::move(cfg)), shared_(shared), index_(index), cache_(shared->cache.get()) {
+    : cfg_(std::move(cfg)),
+      shared_(shared),
+      index_(index),
+      loop_([this] { cork(); }, [this] { tick(); }, kTimerMs),
+      cache_(shared->cache.get()) {
   databases_ = cfg_.databases;
-  uv_loop_init(&loop_);
-  uv_async_init(&loop_, &async_, on_async);  // before any other loop may post()
-  async_.data = this;
 }
 
 void configure_cache_threads(cache::Settings& s, int threads) {
@@ -38,11 +37,11 @@ void configure_cache_threads(cache::Settings& s, int threads) {
   s.shards = 0;  // the cache picks: one, or its thread-safe default
 }
 
-Server::~Server() { uv_loop_close(&loop_); }
+Server::~Server() = default;
 
 int Server::run() {
   if (int rc = start(); rc != 0) return rc;
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  loop_.run();
   finish();
   return 0;
 }
@@ -51,45 +50,31 @@ int Server::start() {
   signal(SIGPIPE, SIG_IGN);
   // Resolve the upstream once; reconnects reuse the address.
   node_ = std::make_unique<Node>(this, this, cfg_.upstream_host, cfg_.upstream_port);
-  if (std::string err = node_->resolve(&loop_); !err.empty()) {
+  if (std::string err = node_->resolve(loop_.uv()); !err.empty()) {
     log(LogLevel::Warning, "cannot resolve upstream {}: {}", cfg_.upstream, err);
     return 1;
   }
   router_.add(node_.get());
 
-  uv_tcp_init(&loop_, &listener_);
+  uv_tcp_init(loop_.uv(), &listener_);
   listener_.data = this;
   if (cfg_.http_port > 0) http_ = std::make_unique<HttpServer>(this);
   if (open_listener() != 0 || (http_ && !http_->start())) {
     if (http_) http_->close();
-    {
-      std::lock_guard<std::mutex> lk(posted_mu_);
-      async_closed_ = true;
-    }
     for (Server* other : shared_->servers)
       if (other != this) other->post([other] { other->begin_shutdown(); });
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
+    loop_.close();
     return 1;
   }
 
-  uv_idle_init(&loop_, &idle_);
-  idle_.data = this;
-  uv_check_init(&loop_, &cork_);
-  cork_.data = this;
-  uv_check_start(&cork_, on_check);
-  uv_timer_init(&loop_, &timer_);
-  timer_.data = this;
-  uv_timer_start(&timer_, on_timer, kTimerMs, kTimerMs);
-  uv_signal_init(&loop_, &sigterm_);
-  uv_signal_init(&loop_, &sigint_);
-  sigterm_.data = sigint_.data = this;
-  if (index_ == 0) {  // one loop takes the signals and tells the others
-    uv_signal_start(&sigterm_, on_signal, SIGTERM);
-    uv_signal_start(&sigint_, on_signal, SIGINT);
-  }
-
+  // One loop takes the signals and tells the others.
+  loop_.start(index_ == 0, [this](int signum) {
+    log(LogLevel::Warning, "Received {} scheduling shutdown...", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    for (Server* other : shared_->servers)
+      if (other != this) other->post([other] { other->begin_shutdown(); });
+    begin_shutdown();
+  });
   shared_conn(2, 0);  // connect eagerly so PROXY INFO and health reflect the upstream at once
   if (index_ == 0) {
     log(LogLevel::Notice, "respite {} listening on {}:{} ({} thread{}), upstream {}",
@@ -115,19 +100,9 @@ void Server::finish() {
   if (http_) http_->close();
   while (!clients_.empty()) clients_.back()->close();
   for (Node* n : router_.nodes()) n->close_all();
-  {
-    std::lock_guard<std::mutex> lk(posted_mu_);
-    async_closed_ = true;
-  }
-  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&cork_), reinterpret_cast<uv_handle_t*>(&timer_),
-                         reinterpret_cast<uv_handle_t*>(&sigterm_),
-                         reinterpret_cast<uv_handle_t*>(&sigint_),
-                         reinterpret_cast<uv_handle_t*>(&async_),
-                         reinterpret_cast<uv_handle_t*>(&idle_)})
-    if (!uv_is_closing(h)) uv_close(h, nullptr);
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  loop_.close();
   if (index_ == 0) log(LogLevel::Notice, "respite is now ready to exit, bye bye...");
 }
 
@@ -135,22 +110,7 @@ int Server::open_listener() {
   return listen_tcp(&listener_, cfg_.bind, cfg_.port, cfg_.threads > 1, on_connection, "");
 }
 
-void Server::post(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lk(posted_mu_);
-  if (async_closed_) return;  // this loop has ended
-  posted_.push_back(std::move(fn));
-  uv_async_send(&async_);
-}
-
-void Server::on_async(uv_async_t* h) {
-  auto* srv = static_cast<Server*>(h->data);
-  {
-    std::lock_guard<std::mutex> lk(srv->posted_mu_);
-    srv->posted_spare_.swap(srv->posted_);
-  }
-  for (auto& fn : srv->posted_spare_) fn();
-  srv->posted_spare_.clear();
-}
+void Server::post(std::function<void()> fn) { loop_.post(std::move(fn)); }
 
 void Server::on_connection(uv_stream_t* s, int status) {
   auto* srv = static_cast<Server*>(s->data);
@@ -192,18 +152,17 @@ void Server::defer_input(ClientConn* c) {
   c->input_queued_ = true;
   c->ref();
   deferred_input_.push_back(c);
-  uv_idle_start(&idle_, on_idle);
+  loop_.keep_polling(true);
 }
 
-void Server::on_check(uv_check_t* h) {
-  auto* srv = static_cast<Server*>(h->data);
-  srv->tick_micros();
+void Server::cork() {
+  Server* srv = this;
   // Input deferred in the previous turn goes first, after this turn's reads were queued.
   if (!srv->deferred_input_.empty()) {
     srv->input_clients_.insert(srv->input_clients_.end(), srv->deferred_input_.begin(),
                                srv->deferred_input_.end());
     srv->deferred_input_.clear();
-    uv_idle_stop(&srv->idle_);
+    srv->loop_.keep_polling(false);
   }
   // The work lists are swapped with spares that keep their capacity: no allocation per turn.
   for (int round = 0; round < 64; ++round) {
@@ -235,8 +194,8 @@ void Server::on_check(uv_check_t* h) {
   }
 }
 
-void Server::on_timer(uv_timer_t* h) {
-  auto* srv = static_cast<Server*>(h->data);
+void Server::tick() {
+  Server* srv = this;
   uint64_t now = srv->now();
   for (Node* n : srv->router_.nodes()) {
     n->check_timeouts(now);
@@ -337,14 +296,6 @@ void Server::ask_databases(UpstreamConn* u) {
 
 bool Server::upstream_connected() const { return node_ && node_->connected(); }
 
-void Server::on_signal(uv_signal_t* h, int signum) {
-  auto* srv = static_cast<Server*>(h->data);
-  log(LogLevel::Warning, "Received {} scheduling shutdown...", signum == SIGINT ? "SIGINT" : "SIGTERM");
-  for (Server* other : srv->shared_->servers)
-    if (other != srv) other->post([other] { other->begin_shutdown(); });
-  srv->begin_shutdown();
-}
-
 void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
@@ -360,7 +311,7 @@ void Server::begin_shutdown() {
 
 void Server::maybe_finish_shutdown() {
   if ((clients_.empty() && (!http_ || http_->idle())) || now() >= shutdown_deadline_)
-    uv_stop(&loop_);
+    loop_.stop();
 }
 
 }  // namespace respite

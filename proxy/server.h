@@ -23,6 +23,7 @@
 #include "cache/cache.h"
 #include "proxy/front/client.h"
 #include "proxy/net/buffer.h"
+#include "proxy/net/loop.h"
 #include "proxy/net/ring_queue.h"
 #include "proxy/ops/config.h"
 #include "proxy/ops/stats.h"
@@ -38,8 +39,6 @@ namespace respite {
 class Server;
 class UpstreamConn;
 struct CommandInfo;
-
-uint64_t now_ms(uv_loop_t* loop);
 
 struct MgetAssembly;
 
@@ -117,11 +116,11 @@ class Server final : public UpstreamHost, public NodeObserver {
   int index() const { return index_; }
   Shared* shared() { return shared_; }
 
-  uv_loop_t* loop() override { return &loop_; }
+  uv_loop_t* loop() override { return loop_.uv(); }
   Config& config() { return cfg_; }
   const Config& config() const override { return cfg_; }
   Stats& stats() override { return stats_; }
-  uint64_t now() override { return now_ms(&loop_); }
+  uint64_t now() override { return loop_.now(); }
 
   // The shared upstream connection a client's commands go to (by protocol, spread by id).
   UpstreamConn* shared_conn(int proto, uint64_t client_id);
@@ -167,8 +166,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   // upstream read, each timer tick, each HTTP lookup) rather than once per request: reading it
   // per request was 5-8% of a pipelined GET or SET profile. Entries expire and round trips are
   // timed with the precision of one such batch, as Redis uses one time snapshot per command.
-  cache::Micros micros() const override { return clock_us_; }
-  cache::Micros tick_micros() override { return clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000); }
+  cache::Micros micros() const override { return loop_.micros(); }
+  cache::Micros tick_micros() override { return loop_.tick_micros(); }
   bool tracking_up() const { return trk().up; }
   // A reply of a write whose keys respite cannot know (EVAL, FCALL, SORT ... STORE): the
   // invalidations Redis made for it are written to the tracking links before the answer to a
@@ -221,10 +220,8 @@ class Server final : public UpstreamHost, public NodeObserver {
 
  private:
   static void on_connection(uv_stream_t* s, int status);
-  static void on_check(uv_check_t* h);
-  static void on_timer(uv_timer_t* h);
-  static void on_signal(uv_signal_t* h, int signum);
-  static void on_async(uv_async_t* h);
+  void cork();  // once per loop turn: input, resumed clients, then every output written
+  void tick();  // the loop's timer: timeouts, reconnects, idle clients, shutdown
   void maybe_finish_shutdown();
   int open_listener();
   // Answers a waiter on the loop it belongs to.
@@ -234,17 +231,10 @@ class Server final : public UpstreamHost, public NodeObserver {
   Config cfg_;
   Shared* shared_;
   int index_;
-  uv_async_t async_;
   std::atomic<size_t> pinned_count_{0};  // for other loops' PROXY INFO, refreshed by the timer
   std::atomic<bool> upstream_up_{false};
-  std::mutex posted_mu_;
-  bool async_closed_ = false;
-  std::vector<std::function<void()>> posted_, posted_spare_;
-  uv_loop_t loop_;
+  Loop loop_;
   uv_tcp_t listener_;
-  uv_check_t cork_;
-  uv_timer_t timer_;
-  uv_signal_t sigterm_, sigint_;
   Stats stats_;
   bool shutting_down_ = false;
   uint64_t shutdown_deadline_ = 0;
@@ -252,8 +242,6 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::vector<ClientConn*> dirty_clients_;
   std::vector<ClientConn*> resume_clients_;
   std::vector<ClientConn*> input_clients_, input_spare_, deferred_input_;
-  uv_idle_t idle_;  // active while input is deferred: the next poll must not block
-  static void on_idle(uv_idle_t*) {}
   std::vector<UpstreamConn*> dirty_upstreams_;
   std::vector<ClientConn*> resume_spare_, client_spare_;
   std::vector<UpstreamConn*> upstream_spare_;
@@ -308,7 +296,6 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::unique_ptr<ReplySink> swapdb_sink_;
   std::unique_ptr<ReplySink> databases_sink_;
   static constexpr uint64_t kSwapdbPollMs = 100;
-  cache::Micros clock_us_ = static_cast<cache::Micros>(uv_hrtime() / 1000);  // see micros()
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)
 };
 
