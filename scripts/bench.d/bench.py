@@ -678,7 +678,7 @@ def baseline_verdict(args, summary, pipelines):
              "  this:     %s" % args.respite,
              "  baseline: %s" % args.baseline_bin,
              "",
-             "%-10s %8s %8s %8s %8s  %s" % ("test", "this", "baseline", "diff", "x base",
+             "%-11s %8s %8s %8s %8s  %s" % ("test", "this", "baseline", "diff", "x base",
                                            "diff per round"),
              "-" * 72]
     worst, missing = None, []
@@ -688,7 +688,7 @@ def baseline_verdict(args, summary, pipelines):
             s = summary.get((test, p, "respite")) or {}
             b = summary.get((test, p, BASELINE)) or {}
             d = s.get("x_redis_diff")
-            lines.append("%-10s %8s %8s %8s %8s  %s" % (
+            lines.append("%-11s %8s %8s %8s %8s  %s" % (
                 label, fmt_num(s.get("x_redis"), ".2f"), fmt_num(b.get("x_redis"), ".2f"),
                 fmt_num(d, "+.3f"), fmt_num(s.get("x_baseline"), ".2f"),
                 " ".join("%+.2f" % x for x in s.get("x_redis_diff_rounds") or [])))
