@@ -57,10 +57,17 @@ TARGET_LABEL = {
 # --ab-threads N adds this target: respite with its cache and --threads N, interleaved with the
 # others in the same rounds, so the thread default is chosen from one run's medians.
 AB_THREADS = "respite-threads"
-CACHED = ("respite", AB_THREADS)
+# --baseline-bin PATH adds this target: respite with its cache from another binary (the code before
+# a change), interleaved with the others in the same rounds, so "before" and "after" see the same
+# machine moments and each is compared with the direct Redis run of its own round.
+BASELINE = "respite-baseline"
+CACHED = ("respite", AB_THREADS, BASELINE)
 # Run order within a round (forward in odd rounds, backward in even ones): direct Redis sits next
-# to twemproxy and to respite, the ratios the acceptance checks; the thread A/B next to respite.
-RUN_ORDER = ["twemproxy", "redis", "respite", AB_THREADS, "respite-nocache"]
+# to twemproxy and to respite, the ratios the acceptance checks; the baseline binary right next to
+# respite, then the thread A/B.
+RUN_ORDER = ["twemproxy", "redis", "respite", BASELINE, AB_THREADS, "respite-nocache"]
+# --baseline-bin's verdict: no ratio to direct Redis worse than the baseline's by more than this.
+MAX_RATIO_LOSS = 0.05
 TESTS = ["get", "set", "mget"]
 TEST_LABEL = {"get": "GET", "set": "SET", "mget": "MGET10"}
 
@@ -224,8 +231,9 @@ def start_twemproxy(procs, port, stats_port, upstream_port):
                               "-v", "4"], port=port)
 
 
-def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms, threads=None):
-    argv = [args.respite, "--port", str(port), "--bind", "127.0.0.1",
+def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms, threads=None,
+                 binary=None):
+    argv = [binary or args.respite, "--port", str(port), "--bind", "127.0.0.1",
             "--upstream", "127.0.0.1:%d" % upstream_port,
             "--cache-max-memory", cache_max_memory, "--cache-ttl-ms", str(cache_ttl_ms),
             "--log-level", "warning"]
@@ -430,10 +438,10 @@ def write_chart(path_png, stamp, summary, targets, tests, pipelines, tmp):
 
 def throughput(args, procs, report):
     targets = args.targets
-    ports = free_ports(6)
-    up_port, tw_port, tw_stats, rc_port, rn_port, rt_port = ports[:6]
+    ports = free_ports(7)
+    up_port, tw_port, tw_stats, rc_port, rn_port, rt_port, rb_port = ports[:7]
     target_port = {"redis": up_port, "twemproxy": tw_port, "respite": rc_port,
-                   "respite-nocache": rn_port, AB_THREADS: rt_port}
+                   "respite-nocache": rn_port, AB_THREADS: rt_port, BASELINE: rb_port}
     log("starting: upstream redis :%d" % up_port)
     start_redis(procs, "redis", up_port)
     if "twemproxy" in targets:
@@ -452,6 +460,12 @@ def throughput(args, procs, report):
                             threads=args.ab_threads)
         log("starting: %s :%d: %s" % (TARGET_LABEL[AB_THREADS], rt_port, " ".join(argv[1:])))
         procs.start(AB_THREADS, argv, port=rt_port)
+    if BASELINE in targets:
+        argv = respite_argv(args, rb_port, up_port, args.cache_max_memory, args.cache_ttl_ms,
+                            binary=args.baseline_bin)
+        log("starting: %s :%d: %s %s" % (TARGET_LABEL[BASELINE], rb_port, args.baseline_bin,
+                                          " ".join(argv[1:])))
+        procs.start(BASELINE, argv, port=rb_port)
 
     n = fill_keys(up_port, args.keys)
     log("filled %d keys (%s .. %s, %d-byte values); upstream DBSIZE %s"
@@ -538,7 +552,7 @@ def throughput(args, procs, report):
                            "  cache misses %d" % misses if misses else "",
                            "  (%s)" % res["note"] if res["note"] else ""))
     log("throughput runs took %.0f s" % (time.monotonic() - t0))
-    for name in ["respite", "respite-nocache", AB_THREADS, "twemproxy"]:
+    for name in ["respite", "respite-nocache", AB_THREADS, BASELINE, "twemproxy"]:
         if name in procs.running and not procs.alive(name):
             warn("%s died during the bench\n%s" % (name, procs.log_tail(name)))
     procs.stop_all()
@@ -578,6 +592,18 @@ def throughput(args, procs, report):
         test, p, tg = key
         s["x_redis"], s["x_redis_rounds"] = paired(test, p, tg, "redis")
         s["x_twem"], s["x_twem_rounds"] = paired(test, p, tg, "twemproxy")
+        if tg == "respite" and BASELINE in targets:
+            # Each round's difference of the two binaries' ratios to that round's direct Redis
+            # run, then the median over the rounds (as for the ratios themselves).
+            diffs = []
+            for r in range(1, args.rounds + 1):
+                a = by_round.get((test, p, "respite", r))
+                b = by_round.get((test, p, BASELINE, r))
+                d = by_round.get((test, p, "redis", r))
+                if a and b and d:
+                    diffs.append(a / d - b / d)
+            s["x_redis_diff"], s["x_redis_diff_rounds"] = median(diffs), diffs
+            s["x_baseline"], s["x_baseline_rounds"] = paired(test, p, "respite", BASELINE)
         threads = (args.ab_threads if tg == AB_THREADS else args.threads) or 1
         s["ceiling"] = cpu_ceiling(s, summary.get((test, p, "redis")), threads)
 
@@ -640,6 +666,46 @@ def table_lines(args, summary, pipelines):
                  "ceiling is CPU-bound, not waiting.")
     lines.append("")
     return lines
+
+
+def baseline_verdict(args, summary, pipelines):
+    """--baseline-bin: (lines of the before/after table, the verdict line, fails)."""
+    lines = ["before/after (--baseline-bin): respite (cache) from this binary and from the "
+             "baseline binary, each as a ratio to",
+             "the direct Redis run of its own round; diff = the median over the rounds of each "
+             "round's (this - baseline);",
+             "x base = the median over the rounds of each round's this / baseline throughput.",
+             "  this:     %s" % args.respite,
+             "  baseline: %s" % args.baseline_bin,
+             "",
+             "%-11s %8s %8s %8s %8s  %s" % ("test", "this", "baseline", "diff", "x base",
+                                           "diff per round"),
+             "-" * 72]
+    worst, missing = None, []
+    for test in args.tests:
+        for p in pipelines:
+            label = "%s -P%d" % (TEST_LABEL[test], p)
+            s = summary.get((test, p, "respite")) or {}
+            b = summary.get((test, p, BASELINE)) or {}
+            d = s.get("x_redis_diff")
+            lines.append("%-11s %8s %8s %8s %8s  %s" % (
+                label, fmt_num(s.get("x_redis"), ".2f"), fmt_num(b.get("x_redis"), ".2f"),
+                fmt_num(d, "+.3f"), fmt_num(s.get("x_baseline"), ".2f"),
+                " ".join("%+.2f" % x for x in s.get("x_redis_diff_rounds") or [])))
+            if d is None:
+                missing.append(label)
+            elif worst is None or d < worst[0]:
+                worst = (d, label)
+    ok = not missing and worst is not None and worst[0] >= -MAX_RATIO_LOSS
+    detail = []
+    if worst is not None:
+        detail.append("worst: %s %+.3f" % (worst[1], worst[0]))
+    if missing:
+        detail.append("not measured: %s" % ", ".join(missing))
+    verdict = "  %s no ratio worse by more than %.2f  (%s; %d round(s))" % (
+        "PASS" if ok else "FAIL", MAX_RATIO_LOSS, "; ".join(detail), args.rounds)
+    lines.append("")
+    return lines, verdict, 0 if ok else 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -764,6 +830,10 @@ def check_lines(args, report):
         fails += errors > 0
         lines.append("  %s %-20s %d" % ("PASS" if errors == 0 else "FAIL", "benchmark errors",
                                           errors))
+    if args.baseline_bin:
+        _, verdict, bad = baseline_verdict(args, summary, report.get("pipelines") or [])
+        lines.append(verdict)
+        fails += bad
     m = report.get("memory")
     for label, key in (("bytes/entry (cache)", "acct"), ("bytes/entry (RSS)", "rss")):
         v = m and m.get(key)
@@ -805,6 +875,15 @@ def main():
     ap.add_argument("--ab-threads", type=int, default=None, metavar="N",
                     help="also run respite (cache) with --threads N as one more target in the "
                          "same interleaved rounds (an A/B of the thread count)")
+    ap.add_argument("--baseline-bin", metavar="PATH", default=None,
+                    help="also run respite (cache) from this binary (e.g. the build before a "
+                         "change, built the same way) as one more target, next to respite in the "
+                         "same interleaved rounds; reports both binaries' ratios to direct Redis, "
+                         "their difference, and the verdict 'no ratio worse by more than %.2f' "
+                         "(a FAIL counts for --strict)" % MAX_RATIO_LOSS)
+    ap.add_argument("--bin", metavar="PATH", default=None,
+                    help="the respite binary under test (default: build/release/respite, which "
+                         "scripts/bench builds; with --bin it builds nothing)")
     ap.add_argument("--upstream-connections", type=int, default=None,
                     help="respite --upstream-connections (default: respite's own default)")
     ap.add_argument("--respite-arg", action="append", default=[],
@@ -820,8 +899,10 @@ def main():
     args = ap.parse_args()
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    args.respite = os.environ.get("RESPITE_BENCH_BIN") or os.path.join(root, "build", "release",
-                                                                        "respite")
+    args.respite = (args.bin or os.environ.get("RESPITE_BENCH_BIN")
+                    or os.path.join(root, "build", "release", "respite"))
+    # Servers run with the temp dir as their working directory: make the paths absolute.
+    args.respite = os.path.abspath(args.respite)
     args.out_dir = os.environ.get("RESPITE_BENCH_OUT") or os.path.join(root, "build", "bench")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 7
@@ -843,6 +924,18 @@ def main():
     if args.ab_threads:
         args.targets.append(AB_THREADS)
         TARGET_LABEL[AB_THREADS] = "respite (cache, %d thr)" % args.ab_threads
+    if args.baseline_bin:
+        args.baseline_bin = os.path.abspath(args.baseline_bin)
+        if not os.access(args.baseline_bin, os.X_OK):
+            ap.error("no executable at --baseline-bin %s" % args.baseline_bin)
+        if "respite" not in args.targets:
+            ap.error("--baseline-bin compares with the respite target: keep it in --targets")
+        if "redis" not in args.targets:
+            ap.error("--baseline-bin compares ratios to direct Redis: keep redis in --targets")
+        if args.memory_only:
+            ap.error("--baseline-bin compares throughput; it does nothing with --memory-only")
+        args.targets.append(BASELINE)
+        TARGET_LABEL[BASELINE] = "respite (cache) base"
     for t in args.tests:
         if t not in TESTS:
             ap.error("unknown test %r" % t)
@@ -875,6 +968,9 @@ def main():
     stamp = now.strftime("%Y%m%d-%H%M%S")
     head = ["respite bench %s" % now.strftime("%Y-%m-%d %H:%M:%S")] + machine_lines()
     head.append("respite:   %s" % args.respite)
+    if args.baseline_bin:
+        head.append("baseline:  %s (target respite (cache) base, with respite (cache)'s flags)"
+                    % args.baseline_bin)
     head.append("command:   scripts/bench %s" % " ".join(sys.argv[1:]))
     head.append("bench:     redis-benchmark -c %d -r %d -d %d, -n %d at -P 1 and %d at -P 16; "
                 "%d round(s), targets interleaved (order forward, then backward); medians"
@@ -910,6 +1006,8 @@ def main():
         out += report.get("warm", [])
         out.append("")
         out += table_lines(args, summary, report["pipelines"])
+        if args.baseline_bin:
+            out += baseline_verdict(args, summary, report["pipelines"])[0]
     out += memory_lines(report.get("memory"))
     out.append("")
     checks, fails = check_lines(args, report)
@@ -950,6 +1048,22 @@ def main():
                             fmt_num(x.get("cpu_proxy"), ".3f"), fmt_num(x.get("cpu_redis"), ".3f"),
                             fmt_num(x.get("cpu_client"), ".3f"), x["note"]])
         files.append(base + "-runs.csv")
+        if args.baseline_bin:
+            with open(base + "-baseline.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["test", "pipeline", "x_redis", "x_redis_baseline", "diff",
+                            "x_baseline", "diff_per_round"])
+                for test in args.tests:
+                    for p in report["pipelines"]:
+                        s = summary[(test, p, "respite")]
+                        b = summary[(test, p, BASELINE)]
+                        w.writerow([TEST_LABEL[test], p, fmt_num(s["x_redis"], ".3f"),
+                                    fmt_num(b["x_redis"], ".3f"),
+                                    fmt_num(s.get("x_redis_diff"), ".3f"),
+                                    fmt_num(s.get("x_baseline"), ".3f"),
+                                    ";".join("%.3f" % x for x in
+                                             s.get("x_redis_diff_rounds") or [])])
+            files.append(base + "-baseline.csv")
         if write_chart(base + ".png", stamp, summary, args.targets, args.tests,
                        report["pipelines"], tmp):
             files.append(base + ".png")
