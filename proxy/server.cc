@@ -27,8 +27,9 @@ Server::Server(Config cfg, Shared* shared, int index)
       shared_(shared),
       index_(index),
       loop_([this] { cork(); }, [this] { tick(); }, kTimerMs),
-      cache_(shared->cache.get()) {
+      cache_path_(shared, &loop_, this, &router_) {
   databases_ = cfg_.databases;
+  shared->paths.push_back(&cache_path_);  // loops are made before any runs
 }
 
 void configure_cache_threads(cache::Settings& s, int threads) {
@@ -201,13 +202,11 @@ void Server::tick() {
     n->check_timeouts(now);
     n->reconnect(now);
   }
-  if (!srv->shutting_down_ && srv->cache_->enabled()) {
-    if (!srv->trk().link && now >= srv->trk().next_attempt_ms && srv->upstream_connected()) srv->start_link();
-    srv->cache_->expire_step(srv->tick_micros(), 64);
-  }
-  if (now >= srv->next_swapdb_poll_ms_) {
-    srv->next_swapdb_poll_ms_ = now + kSwapdbPollMs;
-    if (!srv->shutting_down_ && srv->cache_->enabled() && srv->trk().up) srv->poll_swapdb();
+  srv->cache_path_.tracking().tick(now);
+  if (!srv->shutting_down_ && srv->cache_path_.cache().enabled())
+    srv->cache_path_.cache().expire_step(srv->tick_micros(), 64);
+  if (now >= srv->next_token_check_ms_) {
+    srv->next_token_check_ms_ = now + 100;
     // Replies of streaming clients waiting for a token that never came (an error in its place).
     std::vector<ClientConn*> waiting;
     for (ClientConn* c : srv->clients_)
@@ -254,12 +253,16 @@ void Server::upstream_gone(UpstreamConn* u) {
                          dirty_upstreams_.end());
 }
 
-void Server::on_link_lost() { link_down("connection lost"); }
+void Server::on_link_lost() { cache_path_.tracking().link_lost("connection lost"); }
 
-void Server::on_fetch_lost() {
-  // Redis forgets what a connection tracked when it goes: entries it fetched would no longer be
-  // invalidated, so they go too.
-  cache_->flush_all(cache::Source::kLocal);
+void Server::on_fetch_lost() { cache_path_.tracking().fetch_lost(); }
+
+bool Server::cache_usable(const ClientConn* c) const {
+  // A client with forwarded requests in flight reads through its upstream connection, so a GET
+  // pipelined after its own SET sees the SET. A reply held by a tracking barrier: the write's
+  // invalidations may not have arrived yet.
+  return cache_path_.usable() && !c->pinned && c->inflight == 0 && c->barriers == 0 &&
+         !c->in_multi && !c->streaming;
 }
 
 // SELECT is checked against the upstream's own number of databases, so a SELECT it would refuse
@@ -300,6 +303,7 @@ void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   for (Node* n : router_.nodes()) n->stop_connecting();
+  cache_path_.tracking().stop();
   shutdown_deadline_ = now() + kShutdownGraceMs;
   uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   if (http_) http_->begin_shutdown();
@@ -319,18 +323,19 @@ void Server::maybe_finish_shutdown() {
 namespace respite {
 
 void Server::apply_cache_config() {
-  cache::Settings s = cache_->settings();
+  Cache& cache = cache_path_.cache();
+  cache::Settings s = cache.settings();
   s.max_memory = cfg_.cache_max_memory;
   s.ttl_ms = static_cast<uint64_t>(cfg_.cache_ttl_ms);
   s.max_keys = cfg_.cache_max_keys;
   s.max_value = cfg_.cache_max_value;
   s.policy = *cache::parse_policy(cfg_.cache_policy);
   s.xfetch_beta = cfg_.xfetch_beta;
-  cache_->apply(s, micros());
-  if (!cache_->enabled() && trk().link) trk().link->close();  // off: no link, reads go upstream
+  cache.apply(s, micros());
+  if (!cache.enabled()) cache_path_.tracking().close_link();  // off: no link, reads go upstream
 }
 
-void Server::flush_cache() { cache_->flush_all(cache::Source::kLocal); }
+void Server::flush_cache() { cache_path_.flush(); }
 
 // PROXY INFO: INFO-format text, `# Section` headers and `name:value` lines.
 std::string Server::info_text(const std::string& section) {
@@ -385,10 +390,10 @@ std::string Server::info_text(const std::string& section) {
   }
   if (want("cache")) {
     out += "# Cache\r\n";
-    cache::Stats st = cache_->stats();
+    cache::Stats st = cache_path_.cache().stats();
     for (const auto& s : cache::kStatTable) out += fmt::format("{}:{}\r\n", s.name, st.*s.field);
-    out += fmt::format("cache_enabled:{}\r\ntracking_link:{}\r\n\r\n", cache_->enabled() ? 1 : 0,
-                       trk().up ? "up" : "down");
+    out += fmt::format("cache_enabled:{}\r\ntracking_link:{}\r\n\r\n", cache_path_.cache().enabled() ? 1 : 0,
+                       tracking_up() ? "up" : "down");
   }
   if (out.size() >= 2) out.resize(out.size() - 2);
   return out;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cache/cache.h"
+#include "proxy/cachepath/cache_path.h"
 #include "proxy/front/client.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/loop.h"
@@ -39,32 +40,7 @@ namespace respite {
 class Server;
 class UpstreamConn;
 struct CommandInfo;
-
-struct MgetAssembly;
-
-// Reads one key for a non-RESP front end (the HTTP lookup): through the cache and its
-// single-flight like a GET. Exactly one call per read_key().
-class ValueReader {
- public:
-  virtual ~ValueReader() = default;
-  // `error` non-empty: the upstream failed or refused (a complete RESP error reply, or a short
-  // reason); else `missing` or `value`.
-  virtual void on_value(bool missing, std::string_view value, std::string_view error) = 0;
-};
-
-// Who a cache flight answers: a GET's reply slot, one position of an MGET, or a ValueReader.
-struct CacheWaiter {
-  Requester* client = nullptr;  // GET: holds a reference
-  uint64_t seq = 0;
-  MgetAssembly* mget = nullptr;  // MGET: the reply being assembled
-  uint32_t index = 0;
-  ValueReader* reader = nullptr;
-  Server* owner = nullptr;  // the loop the waiter lives on (single-flight spans loops)
-};
-
-class FetchBatch;
-
-class Server;
+class HttpServer;
 
 // What the event loops share: the one cache, and process-wide numbers.
 struct SlowEntry {
@@ -79,9 +55,8 @@ struct SlowEntry {
 // took [2^(i-1), 2^i) us (bucket 0: under 1 us).
 constexpr int kLatencyBuckets = 32;
 
-struct Shared {
-  std::unique_ptr<cache::Cache<CacheWaiter>> cache;
-  std::atomic<uint64_t> flights_started{0};  // cache fetches sent, all loops
+// The cache and the per-loop cache paths (CacheShared), the slow log, the loops.
+struct Shared : CacheShared {
   std::mutex slowlog_mu;
   std::deque<SlowEntry> slowlog;  // newest first, at most slowlog-max-len
   uint64_t slowlog_next_id = 0;
@@ -136,46 +111,33 @@ class Server final : public UpstreamHost, public NodeObserver {
   // Sends a request upstream: on the client's pinned connection, on a new pinned one when the
   // command starts connection state, else on the shared one.
   void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
+  // A write about to be forwarded: what the command table says it writes, invalidated now.
+  CachePath::WritePlan invalidate_before_write(ClientConn* c, const resp::Frame& f,
+                                               const CommandInfo* ci);
 
   // Cache settings changed at runtime (PROXY CONFIG SET).
   void apply_cache_config();
   void flush_cache();
 
-  // The cache path (cached_reads.cc). True when the GET/MGET was answered or joined a flight.
-  bool cached_get(ClientConn* c, const resp::Frame& f);
-  bool cached_mget(ClientConn* c, const resp::Frame& f);
+  // The cache path: GET/MGET from the cache, fills, write invalidation, tracking.
+  CachePath& cache_path() { return cache_path_; }
+  // The cache may answer `c`: the cache path is usable, and nothing the client has in flight
+  // or holds (a pin, a transaction, a barrier) must be seen first.
   bool cache_usable(const ClientConn* c) const;
-  // GET `key` in `db` for a ValueReader: from the cache, joining or starting a flight, or (cache
-  // off or link down) with a plain upstream GET.
-  void read_key(uint32_t db, std::string_view key, ValueReader* reader);
-  // A write about to be forwarded: invalidates its keys now and returns what to invalidate
-  // again when its reply arrives (nullptr when nothing is cached or it writes nothing).
-  struct WritePlan {
-    WriteInvalidation* heap = nullptr;  // several keys, a db or everything
-    int key_arg = -1;                   // or the one key at this argv index
-    uint32_t db = 0;
-    uint64_t flights_at = 0;
-  };
-  WritePlan invalidate_before_write(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
-  void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) override;
-  void invalidate_after_write(WriteInvalidation* inv) override;  // applies and frees `inv`
-  void recycle(FetchBatch* b);  // a landed batch goes back to batch_pool_
-  void fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
-                    const std::vector<int64_t>& pttls, bool failed, std::string_view why);
-  // The clock in microseconds, read once per batch of request work (each check phase, each
-  // upstream read, each timer tick, each HTTP lookup) rather than once per request: reading it
-  // per request was 5-8% of a pipelined GET or SET profile. Entries expire and round trips are
-  // timed with the precision of one such batch, as Redis uses one time snapshot per command.
+  // UpstreamHost: the second invalidation of a write, and the barrier (CachePath, Tracking).
+  void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) override {
+    cache_path_.invalidate_key_after_write(db, key, flights_at);
+  }
+  void invalidate_after_write(WriteInvalidation* inv) override {
+    cache_path_.invalidate_after_write(inv);
+  }
+  void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override {
+    cache_path_.tracking().barrier(c, seq, reply);
+  }
+  // The batch clock (Loop::micros).
   cache::Micros micros() const override { return loop_.micros(); }
   cache::Micros tick_micros() override { return loop_.tick_micros(); }
-  bool tracking_up() const { return trk().up; }
-  // A reply of a write whose keys respite cannot know (EVAL, FCALL, SORT ... STORE): the
-  // invalidations Redis made for it are written to the tracking links before the answer to a
-  // PING sent there after the reply arrived. `reply` goes to `c`'s slot `seq` once every loop's
-  // link has answered that PING (at once when no link is up: the cache is not used then).
-  void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override;
-  // One loop's part of a barrier: `done` runs on this loop once its link answered a PING.
-  void link_ping(std::function<void()> done);
+  bool tracking_up() const { return node_ && node_->tracking.up; }
   // The number of databases the upstream has (CONFIG GET databases at connect; --databases
   // until it answered or when it refuses CONFIG).
   int databases() const { return databases_; }
@@ -247,55 +209,18 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::vector<UpstreamConn*> upstream_spare_;
   std::unique_ptr<Node> node_;  // --upstream
   Router router_;
-  Node::Tracking& trk() { return node_->tracking; }
-  const Node::Tracking& trk() const { return node_->tracking; }
+  CachePath cache_path_;
   // NodeObserver
   void on_shared_up(UpstreamConn* u) override;
   void on_link_lost() override;
   void on_fetch_lost() override;
 
-  // Cache and its coherence machinery.
-  void start_link();
-  void link_down(const char* why);
-  void send_fetch(uint32_t db, std::span<const std::string_view> keys,
-                  std::span<const cache::FlightId> ids);
-  // Landed fetch batches, kept for reuse (FetchBatch::reset); owned, deleted with the server.
-  struct BatchPool : std::vector<FetchBatch*> {
-    ~BatchPool();
-  };
-  static constexpr size_t kBatchPoolMax = 4096;
-  BatchPool batch_pool_;
-  cache::Landing<CacheWaiter> landing_;  // reused by fetch_landed (its waiter list's capacity)
-  bool landing_busy_ = false;
-  // `error`: a complete error reply; `key_error`: it is the upstream's answer about this key
-  // (WRONGTYPE), which an MGET turns into nil.
-  void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
-                     bool key_error);
-  void apply_invalidation(const WriteInvalidation& inv, cache::Source src);
-  cache::Cache<CacheWaiter>* cache_;  // shared_->cache
-  std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_, version_sink_;
-  std::string scratch_;        // reply encoding for flight answers
-  static constexpr size_t kKeepScratch = 1 << 20;  // a larger one is not kept after use
-  std::string fetch_scratch_;  // fetch request encoding
-  std::vector<uint32_t> write_keys_scratch_;
-  std::string mget_scratch_, mget_value_scratch_;
-  std::vector<std::pair<size_t, size_t>> mget_spans_;
-  cache::LookupKind lookup_into(uint32_t db, std::string_view key, cache::Micros now,
-                                std::string& out, int proto, size_t* payload, bool* refresh);
   uint64_t next_idle_check_ms_ = 0;
   int databases_ = 16;
   bool databases_known_ = false;
-  // SWAPDB made directly on Redis sends no invalidation: its call count in INFO commandstats
-  // is polled on the link, and a change flushes the cache.
-  // Sends INFO commandstats on `via` (the link before it subscribes: the count to compare
-  // with is known before anything is cached), or on the first shared connection.
-  void poll_swapdb(UpstreamConn* via = nullptr);
-  int64_t swapdb_calls_ = -1;  // -1: not read yet on this link
-  bool swapdb_poll_pending_ = false;
-  uint64_t next_swapdb_poll_ms_ = 0;
-  std::unique_ptr<ReplySink> swapdb_sink_;
   std::unique_ptr<ReplySink> databases_sink_;
-  static constexpr uint64_t kSwapdbPollMs = 100;
+  uint64_t next_token_check_ms_ = 0;
+  std::vector<uint32_t> write_keys_scratch_;
   std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)
 };
 

@@ -1,13 +1,17 @@
-// Coherence beyond what a write's own keys say: the tracking barrier for writes respite cannot
-// key (EVAL, FCALL, SORT ... STORE), and SWAPDB made directly on Redis, which sends no
-// invalidation (Redis 7.0), seen as a change of its call count in INFO commandstats.
+// The tracking service: the invalidation link and the fetch connection's lifecycle, barriers
+// for writes with unknown keys, and the SWAPDB poll (see tracking.h).
+#include "proxy/cachepath/tracking.h"
+
 #include <fmt/format.h>
 
 #include <charconv>
 #include <functional>
 
+#include "proxy/cachepath/cache_path.h"
 #include "proxy/ops/log.h"
-#include "proxy/server.h"
+#include "proxy/ops/text.h"
+#include "resp/reply_view.h"
+#include "resp/value.h"
 
 namespace respite {
 
@@ -50,16 +54,50 @@ int64_t swapdb_calls(std::string_view reply) {
 
 }  // namespace
 
-void Server::link_ping(std::function<void()> done) {
-  if (!trk().link || !trk().up) return done();  // no link: this loop caches nothing
-  // The link is subscribed: PING is one of the commands it may send, and Redis answers it
-  // after every invalidation it has written there so far.
-  trk().link->request(new OnceSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
+Tracking::Tracking(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router)
+    : shared_(shared), loop_(loop), host_(host), router_(router) {}
+
+void Tracking::tick(uint64_t now) {
+  if (stopping_ || !shared_->cache->enabled()) return;
+  Node::Tracking& t = node().tracking;
+  if (!t.link && now >= t.next_attempt_ms && node().connected()) start_link();
+  if (now >= next_swapdb_poll_ms_) {
+    next_swapdb_poll_ms_ = now + kSwapdbPollMs;
+    if (t.up) poll_swapdb();
+  }
 }
 
-void Server::tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) {
-  stats_.tracking_barriers++;
-  auto* b = new Barrier{c, seq, std::string(reply), shared_->servers.size() + 1};
+UpstreamConn* Tracking::fetch_conn() {
+  Node::Tracking& t = node().tracking;
+  if (t.fetch) return t.fetch;
+  if (!t.up || t.link_id < 0) return nullptr;
+  t.fetch = new UpstreamConn(host_, &node(), 2, nullptr, 0);
+  t.fetch->handshake(fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
+                                 std::to_string(t.link_id).size(), t.link_id));
+  t.fetch->connect();
+  return t.fetch;
+}
+
+void Tracking::fetch_lost() {
+  // Redis forgets what a connection tracked when it goes: entries it fetched would no longer be
+  // invalidated, so they go too.
+  shared_->cache->flush_all(cache::Source::kLocal);
+}
+
+void Tracking::close_link() {
+  if (node().tracking.link) node().tracking.link->close();
+}
+
+void Tracking::link_ping(std::function<void()> done) {
+  if (!node().tracking.link || !node().tracking.up) return done();  // no link: this loop caches nothing
+  // The link is subscribed: PING is one of the commands it may send, and Redis answers it
+  // after every invalidation it has written there so far.
+  node().tracking.link->request(new OnceSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
+}
+
+void Tracking::barrier(Requester* c, uint64_t seq, std::string_view reply) {
+  host_->stats().tracking_barriers++;
+  auto* b = new Barrier{c, seq, std::string(reply), shared_->paths.size() + 1};
   c->ref();
   c->barriers++;
   // Runs on this loop once per part; the last one releases the reply.
@@ -71,22 +109,23 @@ void Server::tracking_barrier(Requester* c, uint64_t seq, std::string_view reply
     cl->unref();
     delete b;
   };
-  for (Server* s : shared_->servers) {
+  for (CachePath* p : shared_->paths) {
+    Tracking* s = &p->tracking();
     if (s == this) {
       link_ping(part_done);
     } else {
       // Each loop has its own link (its fetch connection's keys are reported there).
-      s->post([s, origin = this, part_done] {
-        s->link_ping([origin, part_done] { origin->post(part_done); });
+      s->loop_->post([s, origin = this, part_done] {
+        s->link_ping([origin, part_done] { origin->loop_->post(part_done); });
       });
     }
   }
   part_done();  // the +1 taken while the parts were sent
 }
 
-void Server::poll_swapdb(UpstreamConn* via) {
+void Tracking::poll_swapdb(UpstreamConn* via) {
   if (!via) {  // the timer's poll: on the first shared connection, one at a time
-    if (swapdb_poll_pending_ || !(via = node_->first_ready())) return;
+    if (swapdb_poll_pending_ || !(via = node().first_ready())) return;
   }
   if (!swapdb_sink_) {
     auto on_info = [this](std::string_view reply, bool failed) {
@@ -102,10 +141,10 @@ void Server::poll_swapdb(UpstreamConn* via) {
         return;
       }
       if (swapdb_calls_ >= 0 && n != swapdb_calls_) {
-        stats_.swapdb_flushes++;
+        host_->stats().swapdb_flushes++;
         log(LogLevel::Notice, "SWAPDB ran on the upstream ({} -> {} calls): cache flushed",
             swapdb_calls_, n);
-        cache_->flush_all(cache::Source::kTracking);
+        shared_->cache->flush_all(cache::Source::kTracking);
       }
       swapdb_calls_ = n;
     };
@@ -113,6 +152,73 @@ void Server::poll_swapdb(UpstreamConn* via) {
   }
   swapdb_poll_pending_ = true;
   via->request(swapdb_sink_.get(), "*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n", 0);
+}
+
+
+void Tracking::start_link() {
+  node().tracking.link = new UpstreamConn(host_, &node(), 2, nullptr, 0);
+  node().tracking.link_id = -1;
+  if (!link_msg_sink_) {
+    auto on_message = [this](std::string_view reply, bool failed) {
+      if (failed) return;
+      // ["message", "__redis__:invalidate", [keys...] | nil], read in place: one arrives for
+      // every write of a key the cache read, so it must not cost allocations.
+      resp::ReplyView view(reply);
+      resp::ReplyItem it;
+      if (!view.next(it) || it.type != '*' || it.n != 3) return;
+      if (!view.next(it) || !it.is_string() || !ieq(it.str, "message")) return;
+      if (!view.next(it) || !view.next(it)) return;  // the channel, then the keys
+      if (it.null) {
+        shared_->cache->flush_all(cache::Source::kTracking);  // FLUSHALL/FLUSHDB upstream
+        return;
+      }
+      if (!it.is_aggregate()) return;
+      resp::ReplyItem key;
+      for (int64_t i = 0; i < it.n && view.next(key); ++i)
+        if (key.is_string()) shared_->cache->invalidate(cache::kAllDbs, key.str, cache::Source::kTracking);
+    };
+    link_msg_sink_ = std::make_unique<FnSink<decltype(on_message)>>(on_message);
+    auto on_id = [this](std::string_view reply, bool failed) {
+      resp::Value v;
+      if (!failed && resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
+        node().tracking.link_id = v.integer;
+    };
+    link_id_sink_ = std::make_unique<FnSink<decltype(on_id)>>(on_id);
+    auto on_sub = [this](std::string_view reply, bool failed) {
+      if (failed || reply.empty() || reply[0] == '-' || node().tracking.link_id < 0) {
+        // Refused, or no answer in time (the link then starts over; when the connection
+        // itself failed it is already going).
+        if (node().tracking.link && !node().tracking.link->closed()) node().tracking.link->close();
+        return;
+      }
+      node().tracking.up = true;
+      node().tracking.backoff_ms = 0;
+      log(LogLevel::Verbose, "invalidation link up (client id {})", node().tracking.link_id);
+    };
+    link_sub_sink_ = std::make_unique<FnSink<decltype(on_sub)>>(on_sub);
+  }
+  node().tracking.link->stream_sink = link_msg_sink_.get();
+  node().tracking.link->request(link_id_sink_.get(), "*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n", 0);
+  poll_swapdb(node().tracking.link);  // before SUBSCRIBE: INFO is not allowed on a subscribed connection
+  node().tracking.link->request(link_sub_sink_.get(), "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n", 0);
+  node().tracking.link->connect();
+}
+
+void Tracking::link_lost(const char* why) {
+  if (node().tracking.up && !stopping_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
+  node().tracking.up = false;
+  node().tracking.link_id = -1;
+  shared_->cache->flush_all(cache::Source::kLocal);
+  if (node().tracking.fetch) {
+    // Fetches in flight still answer their readers (the flush detached them: nothing they
+    // bring is cached); the connection closes once they are done.
+    UpstreamConn* f = node().tracking.fetch;
+    node().tracking.fetch = nullptr;
+    node().tracking.retired.push_back(f);
+    f->retire();
+  }
+  node().tracking.backoff_ms = std::min<uint64_t>(500, std::max<uint64_t>(50, node().tracking.backoff_ms * 2));
+  node().tracking.next_attempt_ms = loop_->now() + node().tracking.backoff_ms;
 }
 
 }  // namespace respite

@@ -503,3 +503,15 @@ void ClientConn::on_exec_reply(std::string_view reply, uint32_t pos, int new_db,
 }
 
 }  // namespace respite
+
+namespace respite {
+
+void ClientConn::on_flight_done() {
+  if (flights_waiting > 0) --flights_waiting;
+  if (flights_waiting == 0 && stalled_ && inflight == 0 && !closed()) {
+    ref();
+    server_->add_resume(this);
+  }
+}
+
+}  // namespace respite

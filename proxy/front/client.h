@@ -35,11 +35,11 @@ class ClientConn final : public Requester, private Stream::Handler {
 
   // Reply queue. Every request takes a sequence number in arrival order; replies are written in
   // that order whatever order they complete in.
-  uint64_t reserve_slot();
+  uint64_t reserve_slot() override;
   void complete(uint64_t seq, std::string_view reply) override;
   // Where a reply for a request answered right now should be written: the output itself when
   // nothing is owed before it, else a new ready slot at the back of the queue.
-  std::string& immediate_reply();
+  std::string& immediate_reply() override;
   std::string& queued_reply();  // the same, whatever CLIENT REPLY says
   // An out-of-band message (pub/sub, MONITOR) on the pinned connection: after everything owed.
   void stream(std::string_view message) override;
@@ -116,7 +116,6 @@ class ClientConn final : public Requester, private Stream::Handler {
   // Ordering across connections: forwarded requests of this client in flight, and where.
   UpstreamConn* last_conn = nullptr;
   uint32_t inflight = 0;
-  uint32_t flights_waiting = 0;  // cache misses of this client not answered yet
   double rate_tokens = -1;       // --rate-limit token bucket (-1: not started)
   uint64_t rate_refill_ms = 0;
   WriteInvalidation* multi_writes = nullptr;  // keys written by the queued transaction

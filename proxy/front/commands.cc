@@ -393,6 +393,26 @@ bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
 }
 }  // namespace
 
+CachePath::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
+                                                     const CommandInfo* ci) {
+  if (!ci || !cache_path_.cache().enabled()) return {};
+  std::string_view name = ci->name;
+  WriteKeys w;
+  if (name == "flushall" || name == "swapdb") w.scope = WriteInvalidation::Scope::All;
+  else if (name == "flushdb") w.scope = WriteInvalidation::Scope::Db;
+  // The key specs' write bit, not the command's write flag: EVAL/FCALL and PFCOUNT write their
+  // keys without the flag.
+  auto& idx = write_keys_scratch_;
+  idx.clear();
+  if (w.scope == WriteInvalidation::Scope::Keys) command_keys(*ci, f, idx, /*write_only=*/true);
+  w.args = idx;
+  // MOVE and COPY ... DB write a key in another database than the client's.
+  w.any_db = name == "move" || name == "copy";
+  // Inside a transaction, a queued SELECT moves the writes queued after it.
+  uint32_t db = static_cast<uint32_t>(c->in_multi ? c->multi_db : c->db);
+  return cache_path_.invalidate_before_write(db, f, w);
+}
+
 void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   Pin pin = classify(f, ci);
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
@@ -483,7 +503,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     default: break;
   }
   stats_.forwarded_commands++;
-  WritePlan plan = invalidate_before_write(c, f, ci);
+  CachePath::WritePlan plan = invalidate_before_write(c, f, ci);
   if (c->in_multi || pin == Pin::Exec) {
     // A transaction's writes happen at EXEC: remember them and invalidate again on its reply.
     if (plan.key_arg >= 0) {
@@ -503,7 +523,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     if (pin == Pin::Exec && c->multi_writes) {
       plan.heap = c->multi_writes;
       c->multi_writes = nullptr;
-      apply_invalidation(*plan.heap, cache::Source::kLocal);
+      cache_path_.invalidate_now(*plan.heap);
     }
   }
   auto attach = [&](UpstreamConn* t) {
@@ -778,7 +798,11 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
     }
   }
   const CommandInfo* ci = lookup_command(f);
-  if (ci && (ci->name == "get" ? cached_get(c, f) : ci->name == "mget" && cached_mget(c, f))) return;
+  if (ci && cache_usable(c)) {
+    uint32_t db = static_cast<uint32_t>(c->db);
+    if (ci->name == "get" && f.argc() == 2) return cache_path_.get(c, db, f.arg(1));
+    if (ci->name == "mget" && f.argc() >= 2) return cache_path_.mget(c, db, f);
+  }
   forward(c, f, ci);
 }
 

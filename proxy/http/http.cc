@@ -680,7 +680,7 @@ void HttpConn::handle_lookup(uint64_t seq, std::string_view query) {
   auto* lk = new PendingLookup(this, seq, *key);
   slots_[seq - head_seq_].lookup = lk;
   // The value may arrive right here (a cache hit), which completes the slot and frees `lk`.
-  server->read_key(db, *key, lk);
+  server->cache_path().read_key(db, *key, lk);
 }
 
 void HttpConn::lookup_done(PendingLookup* lk, bool missing, std::string_view value,

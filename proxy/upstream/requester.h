@@ -31,6 +31,10 @@ class Requester {
     if (--refs_ == 0) delete this;
   }
   virtual bool closed() const = 0;
+  // A slot in the reply order for a reply that comes later (complete()).
+  virtual uint64_t reserve_slot() = 0;
+  // Where a reply made right now goes: after everything owed before it.
+  virtual std::string& immediate_reply() = 0;
   // The reply to the request that took slot `seq` (replies are written in slot order).
   virtual void complete(uint64_t seq, std::string_view reply) = 0;
   // An out-of-band message on the connection pinned to this client (pub/sub, MONITOR).
@@ -50,6 +54,7 @@ class Requester {
   std::string name;  // CLIENT SETNAME
   std::string peer;  // "ip:port"
   uint32_t barriers = 0;  // replies held until the tracking links caught up (no cache use)
+  uint32_t flights_waiting = 0;  // cache misses of this client not answered yet
 
  protected:
   virtual ~Requester() = default;

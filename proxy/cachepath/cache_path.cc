@@ -1,12 +1,11 @@
 // The cache path: GET and MGET answered from memory, misses collapsed into one upstream fetch per
-// key (GET + PTTL, or MGET + PTTLs, pipelined on the tracked fetch connection), writes
-// invalidating before they are forwarded and again when acknowledged, and the invalidation link
-// (Redis's CLIENT TRACKING in REDIRECT mode) for writes made behind respite's back.
+// key (GET + PTTL per key, pipelined on the tracked fetch connection), writes invalidating before
+// they are forwarded and again when acknowledged.
 #include <fmt/format.h>
 
-#include "proxy/front/command_table.h"
+#include "proxy/cachepath/cache_path.h"
+
 #include "proxy/ops/log.h"
-#include "proxy/server.h"
 #include "resp/reply_view.h"
 #include "resp/reply_writer.h"
 #include "resp/value.h"
@@ -14,13 +13,6 @@
 namespace respite {
 
 namespace {
-
-bool ieq(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
-  return true;
-}
 
 void append_bulk_arg(std::string& out, std::string_view a) { resp::Writer(out, 2).bulk(a); }
 
@@ -31,7 +23,7 @@ const std::string_view kFetchFailed = "-ERR upstream unavailable (fetch failed)\
 // An MGET waiting for some of its keys. Hits are copied in when the request is parsed; misses
 // arrive as their flights land. The reply is written once every position is known.
 struct MgetAssembly {
-  ClientConn* client;  // holds a reference
+  Requester* client;  // holds a reference
   uint64_t seq;
   uint32_t remaining;
   std::vector<std::string> values;
@@ -45,8 +37,8 @@ struct MgetAssembly {
 // Receives the 2n replies in order, then lands (or abandons) every flight.
 class FetchBatch final : public ReplySink {
  public:
-  explicit FetchBatch(Server* s) : srv_(s) {}
-  // Batches are reused (Server::batch_pool_), keeping their buffers' capacity: a cache miss
+  explicit FetchBatch(CachePath* s) : srv_(s) {}
+  // Batches are reused (CachePath::batch_pool_), keeping their buffers' capacity: a cache miss
   // then costs no short-lived allocations, which would otherwise be freed between the entries
   // filled meanwhile and fragment the heap (several bytes of RSS per cached entry).
   // Before going back to the pool: a reply far above the usual size is not kept.
@@ -85,7 +77,7 @@ class FetchBatch final : public ReplySink {
   }
 
  private:
-  Server* srv_;
+  CachePath* srv_;
   std::vector<cache::FlightId> ids_;
   std::vector<std::string> gets_;  // each GET's raw reply
   std::vector<int64_t> pttls_;
@@ -94,27 +86,20 @@ class FetchBatch final : public ReplySink {
   std::string why_;
 };
 
-bool Server::cache_usable(const ClientConn* c) const {
-  // A client with forwarded requests in flight reads through its upstream connection, so a
-  // GET pipelined after its own SET sees the SET.
-  // A reply held by a tracking barrier: the write's invalidations may not have arrived yet.
-  return cache_ && trk().up && cache_->enabled() && !c->pinned && c->inflight == 0 &&
-         c->barriers == 0 && !c->in_multi && !c->streaming;
+CachePath::CachePath(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router)
+    : shared_(shared),
+      cache_(shared->cache.get()),
+      loop_(loop),
+      host_(host),
+      router_(router),
+      tracking_(shared, loop, host, router) {}
+
+CachePath::~CachePath() {
+  for (FetchBatch* b : batch_pool_) delete b;
 }
 
-void ClientConn::on_flight_done() {
-  if (flights_waiting > 0) --flights_waiting;
-  if (flights_waiting == 0 && stalled_ && inflight == 0 && !closed()) {
-    ref();
-    server_->add_resume(this);
-  }
-}
-
-bool Server::cached_get(ClientConn* c, const resp::Frame& f) {
-  if (f.argc() != 2 || !cache_usable(c)) return false;
-  std::string_view key = f.arg(1);
-  uint32_t db = static_cast<uint32_t>(c->db);
-  cache::Micros now = micros();
+void CachePath::get(Requester* c, uint32_t db, std::string_view key) {
+  cache::Micros now = loop_->micros();
   // The reply is encoded while the cache holds the entry (other loops may evict it).
   cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {
     resp::Writer w(c->immediate_reply(), c->proto);
@@ -126,7 +111,7 @@ bool Server::cached_get(ClientConn* c, const resp::Frame& f) {
       cache::FlightId id = cache_->start_refresh(db, key, now);
       if (id != cache::kNoFlight) send_fetch(db, {&key, 1}, {&id, 1});
     }
-    return true;
+    return;
   }
   CacheWaiter w;
   w.owner = this;
@@ -136,7 +121,6 @@ bool Server::cached_get(ClientConn* c, const resp::Frame& f) {
   c->flights_waiting++;
   cache::Join j = cache_->join(db, key, w, now);
   if (j.started) send_fetch(db, {&key, 1}, {&j.id, 1});
-  return true;
 }
 
 namespace {
@@ -160,9 +144,9 @@ class DirectRead final : public ReplySink {
 };
 }  // namespace
 
-void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
-  if (cache_ && trk().up && cache_->enabled()) {
-    cache::Micros now = tick_micros();  // HTTP lookups run outside the check phase
+void CachePath::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
+  if (usable()) {
+    cache::Micros now = loop_->tick_micros();  // HTTP lookups run outside the check phase
     std::string& value = mget_value_scratch_;
     value.clear();
     cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {
@@ -179,7 +163,7 @@ void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
     if (j.started) send_fetch(db, {&key, 1}, {&j.id, 1});
     return;
   }
-  UpstreamConn* u = shared_conn(2, 0);
+  UpstreamConn* u = router_->for_fill(db, key)->shared_conn(2, 0);
   if (!u) {
     reader->on_value(false, {}, "-ERR upstream unavailable (reconnecting)\r\n");
     return;
@@ -192,7 +176,7 @@ void Server::read_key(uint32_t db, std::string_view key, ValueReader* reader) {
 // Looks `key` up and, on a hit (value or cached nil), appends its reply to `out`; `*payload` is
 // where the value starts in `out` (for a hit) and `*refresh` whether XFetch asks for an early
 // refresh. The value is copied while the cache holds it.
-cache::LookupKind Server::lookup_into(uint32_t db, std::string_view key, cache::Micros now,
+cache::LookupKind CachePath::lookup_into(uint32_t db, std::string_view key, cache::Micros now,
                                       std::string& out, int proto, size_t* payload,
                                       bool* refresh) {
   cache::Lookup r = cache_->get_with(db, key, now, [&](const cache::Lookup& v) {
@@ -207,10 +191,8 @@ cache::LookupKind Server::lookup_into(uint32_t db, std::string_view key, cache::
   return r.kind;
 }
 
-bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
-  if (f.argc() < 2 || !cache_usable(c)) return false;
-  uint32_t db = static_cast<uint32_t>(c->db);
-  cache::Micros now = micros();
+void CachePath::mget(Requester* c, uint32_t db, const resp::Frame& f) {
+  cache::Micros now = loop_->micros();
   size_t n = f.argc() - 1;
   // One lookup per key. Hits are encoded into a reusable scratch buffer; when every key hits
   // (the common case) that is the reply, with no allocation. At the first miss the request
@@ -243,7 +225,7 @@ bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
   if (i == n) {
     c->immediate_reply().append(enc);
     if (!refresh_keys.empty()) send_fetch(db, refresh_keys, refresh_ids);
-    return true;
+    return;
   }
   auto* m = new MgetAssembly{c, c->reserve_slot(), 0, std::vector<std::string>(n),
                              std::vector<bool>(n, false), {}};
@@ -294,10 +276,9 @@ bool Server::cached_mget(ClientConn* c, const resp::Frame& f) {
   done.mget = m;
   done.index = UINT32_MAX;
   answer_waiter(done, false, {}, {}, false);
-  return true;
 }
 
-void Server::recycle(FetchBatch* b) {
+void CachePath::recycle(FetchBatch* b) {
   if (batch_pool_.size() >= kBatchPoolMax) {
     delete b;
     return;
@@ -306,11 +287,7 @@ void Server::recycle(FetchBatch* b) {
   batch_pool_.push_back(b);
 }
 
-Server::BatchPool::~BatchPool() {
-  for (FetchBatch* b : *this) delete b;
-}
-
-void Server::send_fetch(uint32_t db, std::span<const std::string_view> keys,
+void CachePath::send_fetch(uint32_t db, std::span<const std::string_view> keys,
                         std::span<const cache::FlightId> ids) {
   shared_->flights_started.fetch_add(ids.size(), std::memory_order_relaxed);
   auto fail_all = [&] {
@@ -319,14 +296,8 @@ void Server::send_fetch(uint32_t db, std::span<const std::string_view> keys,
       for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed, false);
     }
   };
-  if (!trk().fetch) {
-    if (!trk().up || trk().link_id < 0) return fail_all();
-    trk().fetch = new UpstreamConn(this, node_.get(), 2, nullptr, 0);
-    trk().fetch->handshake(fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
-                                  std::to_string(trk().link_id).size(), trk().link_id));
-    trk().fetch->connect();
-    if (!trk().fetch) return fail_all();  // connect failed synchronously
-  }
+  UpstreamConn* fetch = tracking_.fetch_conn();
+  if (!fetch) return fail_all();
   std::string& req = fetch_scratch_;
   req.clear();
   for (std::string_view k : keys) {
@@ -343,13 +314,13 @@ void Server::send_fetch(uint32_t db, std::span<const std::string_view> keys,
     batch_pool_.pop_back();
   }
   batch->reset(ids);
-  trk().fetch->request(batch, req, static_cast<int>(db), batch->replies());
+  fetch->request(batch, req, static_cast<int>(db), batch->replies());
 }
 
-void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
+void CachePath::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
                           const std::vector<int64_t>& pttls, bool failed, std::string_view why) {
   const auto& ids = b->ids();
-  cache::Micros now = micros();
+  cache::Micros now = loop_->micros();
   // One Landing for all of this batch's flights, and landing_ (with its capacity) unless a
   // delivery re-entered here: filling the cache then allocates nothing but the entries.
   cache::Landing<CacheWaiter> local;
@@ -387,7 +358,7 @@ void Server::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
   if (mine) landing_busy_ = false;
 }
 
-void Server::deliver_waiter(CacheWaiter& w, bool missing, std::string_view value,
+void CachePath::deliver_waiter(CacheWaiter& w, bool missing, std::string_view value,
                             std::string_view error, bool key_error,
                             std::shared_ptr<const std::string>* shared_value) {
   if (!w.owner || w.owner == this) return answer_waiter(w, missing, value, error, key_error);
@@ -400,14 +371,14 @@ void Server::deliver_waiter(CacheWaiter& w, bool missing, std::string_view value
   } else {
     v = std::make_shared<const std::string>(value);
   }
-  Server* owner = w.owner;
-  owner->post([owner, w, missing, v, e = std::string(error), key_error]() mutable {
+  CachePath* owner = w.owner;
+  owner->loop_->post([owner, w, missing, v, e = std::string(error), key_error]() mutable {
     owner->answer_waiter(w, missing, *v, e, key_error);
   });
 }
 
 // Answers one waiter: a value (`missing` for nil), or `error` (a complete error reply).
-void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
+void CachePath::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
                            std::string_view error, bool key_error) {
   if (w.reader) {
     w.reader->on_value(missing, value, error);
@@ -467,49 +438,40 @@ void Server::answer_waiter(CacheWaiter& w, bool missing, std::string_view value,
 
 // ---- writes ----
 
-Server::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
-                                                  const CommandInfo* ci) {
+CachePath::WritePlan CachePath::invalidate_before_write(uint32_t db, const resp::Frame& f,
+                                                        const WriteKeys& w) {
   WritePlan plan;
-  if (!cache_->enabled() || !ci) return plan;
-  std::string_view name = ci->name;
-  // Inside a transaction, a queued SELECT moves the writes queued after it.
-  plan.db = static_cast<uint32_t>(c->in_multi ? c->multi_db : c->db);
+  if (!cache_->enabled()) return plan;
+  plan.db = db;
   plan.flights_at = shared_->flights_started.load(std::memory_order_relaxed);
-  if (name == "flushall" || name == "swapdb" || name == "flushdb") {
+  if (w.scope != WriteInvalidation::Scope::Keys) {
     plan.heap = new WriteInvalidation;
     plan.heap->db = plan.db;
-    plan.heap->scope = name == "flushdb" ? WriteInvalidation::Scope::Db : WriteInvalidation::Scope::All;
+    plan.heap->scope = w.scope;
     apply_invalidation(*plan.heap, cache::Source::kLocal);
     return plan;
   }
-  // The key specs' write bit, not the command's write flag: EVAL/FCALL and PFCOUNT write
-  // their keys without the flag.
-  auto& idx = write_keys_scratch_;
-  idx.clear();
-  command_keys(*ci, f, idx, /*write_only=*/true);
-  if (idx.empty()) return plan;
-  // MOVE and COPY ... DB write a key in another database than the client's.
-  bool any_db = name == "move" || name == "copy";
-  if (idx.size() == 1 && !any_db) {
-    plan.key_arg = static_cast<int>(idx[0]);
-    cache_->invalidate(plan.db, f.arg(idx[0]), cache::Source::kLocal);
+  if (w.args.empty()) return plan;
+  if (w.args.size() == 1 && !w.any_db) {
+    plan.key_arg = static_cast<int>(w.args[0]);
+    cache_->invalidate(plan.db, f.arg(w.args[0]), cache::Source::kLocal);
     return plan;
   }
   plan.heap = new WriteInvalidation;
   plan.heap->db = plan.db;
-  uint32_t db = any_db ? cache::kAllDbs : plan.db;
-  for (uint32_t i : idx) plan.heap->keys.emplace_back(db, std::string(f.arg(i)));
+  uint32_t key_db = w.any_db ? cache::kAllDbs : plan.db;
+  for (uint32_t i : w.args) plan.heap->keys.emplace_back(key_db, std::string(f.arg(i)));
   apply_invalidation(*plan.heap, cache::Source::kLocal);
   return plan;
 }
 
-void Server::invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) {
+void CachePath::invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) {
   // Only a fetch started after the first invalidation can have raced the write.
   if (shared_->flights_started.load(std::memory_order_relaxed) != flights_at)
     cache_->invalidate(db, key, cache::Source::kLocal);
 }
 
-void Server::apply_invalidation(const WriteInvalidation& inv, cache::Source src) {
+void CachePath::apply_invalidation(const WriteInvalidation& inv, cache::Source src) {
   switch (inv.scope) {
     case WriteInvalidation::Scope::All: cache_->flush_all(src); break;
     case WriteInvalidation::Scope::Db: cache_->flush_db(inv.db, src); break;
@@ -519,77 +481,9 @@ void Server::apply_invalidation(const WriteInvalidation& inv, cache::Source src)
   }
 }
 
-void Server::invalidate_after_write(WriteInvalidation* inv) {
-  if (cache_) apply_invalidation(*inv, cache::Source::kLocal);
+void CachePath::invalidate_after_write(WriteInvalidation* inv) {
+  apply_invalidation(*inv, cache::Source::kLocal);
   delete inv;
-}
-
-// ---- the invalidation link ----
-
-void Server::start_link() {
-  trk().link = new UpstreamConn(this, node_.get(), 2, nullptr, 0);
-  trk().link_id = -1;
-  if (!link_msg_sink_) {
-    auto on_message = [this](std::string_view reply, bool failed) {
-      if (failed) return;
-      // ["message", "__redis__:invalidate", [keys...] | nil], read in place: one arrives for
-      // every write of a key the cache read, so it must not cost allocations.
-      resp::ReplyView view(reply);
-      resp::ReplyItem it;
-      if (!view.next(it) || it.type != '*' || it.n != 3) return;
-      if (!view.next(it) || !it.is_string() || !ieq(it.str, "message")) return;
-      if (!view.next(it) || !view.next(it)) return;  // the channel, then the keys
-      if (it.null) {
-        cache_->flush_all(cache::Source::kTracking);  // FLUSHALL/FLUSHDB upstream
-        return;
-      }
-      if (!it.is_aggregate()) return;
-      resp::ReplyItem key;
-      for (int64_t i = 0; i < it.n && view.next(key); ++i)
-        if (key.is_string()) cache_->invalidate(cache::kAllDbs, key.str, cache::Source::kTracking);
-    };
-    link_msg_sink_ = std::make_unique<FnSink<decltype(on_message)>>(on_message);
-    auto on_id = [this](std::string_view reply, bool failed) {
-      resp::Value v;
-      if (!failed && resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
-        trk().link_id = v.integer;
-    };
-    link_id_sink_ = std::make_unique<FnSink<decltype(on_id)>>(on_id);
-    auto on_sub = [this](std::string_view reply, bool failed) {
-      if (failed || reply.empty() || reply[0] == '-' || trk().link_id < 0) {
-        // Refused, or no answer in time (the link then starts over; when the connection
-        // itself failed it is already going).
-        if (trk().link && !trk().link->closed()) trk().link->close();
-        return;
-      }
-      trk().up = true;
-      trk().backoff_ms = 0;
-      log(LogLevel::Verbose, "invalidation link up (client id {})", trk().link_id);
-    };
-    link_sub_sink_ = std::make_unique<FnSink<decltype(on_sub)>>(on_sub);
-  }
-  trk().link->stream_sink = link_msg_sink_.get();
-  trk().link->request(link_id_sink_.get(), "*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n", 0);
-  poll_swapdb(trk().link);  // before SUBSCRIBE: INFO is not allowed on a subscribed connection
-  trk().link->request(link_sub_sink_.get(), "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n", 0);
-  trk().link->connect();
-}
-
-void Server::link_down(const char* why) {
-  if (trk().up && !shutting_down_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
-  trk().up = false;
-  trk().link_id = -1;
-  if (cache_) cache_->flush_all(cache::Source::kLocal);
-  if (trk().fetch) {
-    // Fetches in flight still answer their readers (the flush detached them: nothing they
-    // bring is cached); the connection closes once they are done.
-    UpstreamConn* f = trk().fetch;
-    trk().fetch = nullptr;
-    trk().retired.push_back(f);
-    f->retire();
-  }
-  trk().backoff_ms = std::min<uint64_t>(500, std::max<uint64_t>(50, trk().backoff_ms * 2));
-  trk().next_attempt_ms = now() + trk().backoff_ms;
 }
 
 }  // namespace respite

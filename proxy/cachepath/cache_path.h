@@ -1,0 +1,140 @@
+// The cache path of one loop: GET and MGET answered from memory, misses collapsed into one
+// upstream fetch per key (single-flight across every loop), fetch batches on the tracked fetch
+// connection, and writes invalidating before they are forwarded and again when acknowledged.
+// The coherence connections it relies on are the Tracking service's (tracking.h).
+//
+// It knows clients only as Requesters and commands only by what dispatch tells it (the keys a
+// write touches and its flush scope, from the command table), so nothing here includes front/.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cache/cache.h"
+#include "proxy/cachepath/tracking.h"
+#include "proxy/net/loop.h"
+#include "proxy/upstream/requester.h"
+#include "proxy/upstream/router.h"
+#include "proxy/upstream/upstream_conn.h"
+#include "resp/request_parser.h"
+
+namespace respite {
+
+class CachePath;
+class FetchBatch;
+struct MgetAssembly;
+
+// Reads one key for a non-RESP front end (the HTTP lookup): through the cache and its
+// single-flight like a GET. Exactly one call per read_key().
+class ValueReader {
+ public:
+  virtual ~ValueReader() = default;
+  // `error` non-empty: the upstream failed or refused (a complete RESP error reply, or a short
+  // reason); else `missing` or `value`.
+  virtual void on_value(bool missing, std::string_view value, std::string_view error) = 0;
+};
+
+// Who a cache flight answers: a GET's reply slot, one position of an MGET, or a ValueReader.
+struct CacheWaiter {
+  Requester* client = nullptr;  // GET: holds a reference
+  uint64_t seq = 0;
+  MgetAssembly* mget = nullptr;  // MGET: the reply being assembled
+  uint32_t index = 0;
+  ValueReader* reader = nullptr;
+  CachePath* owner = nullptr;  // the loop the waiter lives on (single-flight spans loops)
+};
+
+using Cache = cache::Cache<CacheWaiter>;
+
+// What every loop's cache path shares.
+struct CacheShared {
+  std::unique_ptr<Cache> cache;
+  std::atomic<uint64_t> flights_started{0};  // cache fetches sent, all loops
+  std::vector<CachePath*> paths;             // one per loop; fixed before any loop runs
+};
+
+// What a forwarded write invalidates, as dispatch reads it from the command table.
+struct WriteKeys {
+  WriteInvalidation::Scope scope = WriteInvalidation::Scope::Keys;
+  bool any_db = false;             // its keys may be in another db than the client's
+  std::span<const uint32_t> args;  // argv indexes of the keys it writes (Scope::Keys)
+};
+
+class CachePath {
+ public:
+  CachePath(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router);
+  CachePath(const CachePath&) = delete;
+  CachePath& operator=(const CachePath&) = delete;
+  ~CachePath();
+
+  Cache& cache() { return *cache_; }
+  Tracking& tracking() { return tracking_; }
+  // The cache may answer reads: enabled, and this loop's invalidation link is up.
+  bool usable() const { return cache_->enabled() && tracking_.up(); }
+
+  // GET `key` in `db` for `c`: answered from the cache or joined to a flight (its reply slot is
+  // taken now). Only when usable() and the client may use the cache (dispatch checks).
+  void get(Requester* c, uint32_t db, std::string_view key);
+  // MGET of f.arg(1..): the same, for every key.
+  void mget(Requester* c, uint32_t db, const resp::Frame& f);
+  // GET `key` in `db` for a ValueReader: from the cache, joining or starting a flight, or
+  // (cache off or link down) with a plain upstream GET.
+  void read_key(uint32_t db, std::string_view key, ValueReader* reader);
+
+  // A write about to be forwarded: invalidates its keys now and returns what to invalidate
+  // again when its reply arrives (nothing when nothing is cached or it writes nothing).
+  struct WritePlan {
+    WriteInvalidation* heap = nullptr;  // several keys, a db or everything
+    int key_arg = -1;                   // or the one key at this argv index
+    uint32_t db = 0;
+    uint64_t flights_at = 0;
+  };
+  WritePlan invalidate_before_write(uint32_t db, const resp::Frame& f, const WriteKeys& w);
+  void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at);
+  void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
+  // Invalidates what `inv` names now (a transaction's writes when EXEC is sent).
+  void invalidate_now(const WriteInvalidation& inv) { apply_invalidation(inv, cache::Source::kLocal); }
+  void flush() { cache_->flush_all(cache::Source::kLocal); }
+
+  // FetchBatch's landing (all its flights) and its return to the pool.
+  void fetch_landed(FetchBatch* b, const std::vector<std::string>& gets,
+                    const std::vector<int64_t>& pttls, bool failed, std::string_view why);
+  void recycle(FetchBatch* b);
+
+ private:
+  void send_fetch(uint32_t db, std::span<const std::string_view> keys,
+                  std::span<const cache::FlightId> ids);
+  // Answers a waiter on the loop it belongs to.
+  void deliver_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
+                      bool key_error, std::shared_ptr<const std::string>* shared_value = nullptr);
+  // `error`: a complete error reply; `key_error`: it is the upstream's answer about this key
+  // (WRONGTYPE), which an MGET turns into nil.
+  void answer_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
+                     bool key_error);
+  void apply_invalidation(const WriteInvalidation& inv, cache::Source src);
+  cache::LookupKind lookup_into(uint32_t db, std::string_view key, cache::Micros now,
+                                std::string& out, int proto, size_t* payload, bool* refresh);
+
+  CacheShared* shared_;
+  Cache* cache_;
+  Loop* loop_;
+  UpstreamHost* host_;
+  Router* router_;
+  Tracking tracking_;
+  // Landed fetch batches, kept for reuse (FetchBatch::reset); owned.
+  std::vector<FetchBatch*> batch_pool_;
+  static constexpr size_t kBatchPoolMax = 4096;
+  cache::Landing<CacheWaiter> landing_;  // reused by fetch_landed (its waiter list's capacity)
+  bool landing_busy_ = false;
+  std::string scratch_;        // reply encoding for flight answers
+  static constexpr size_t kKeepScratch = 1 << 20;  // a larger one is not kept after use
+  std::string fetch_scratch_;  // fetch request encoding
+  std::string mget_scratch_, mget_value_scratch_;
+  std::vector<std::pair<size_t, size_t>> mget_spans_;
+};
+
+}  // namespace respite

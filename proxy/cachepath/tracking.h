@@ -1,0 +1,74 @@
+// The tracking service of one loop: the connections that keep the cache coherent with writes
+// made behind respite's back, on the node the cache reads from. The invalidation link (CLIENT
+// ID, then SUBSCRIBE __redis__:invalidate) receives Redis's invalidation messages; the fetch
+// connection (CLIENT TRACKING on REDIRECT <link id>) is where cache fills are read, so Redis
+// reports every key read there. Both live in the node's Node::Tracking; this class starts them,
+// reads the messages, and loses the cache when they go. Beyond what a write's own keys say: the
+// barrier for writes respite cannot key (EVAL, FCALL, SORT ... STORE), and SWAPDB made directly
+// on Redis, which sends no invalidation (Redis 7.0), seen as a change of its call count in INFO
+// commandstats.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "proxy/net/loop.h"
+#include "proxy/upstream/requester.h"
+#include "proxy/upstream/router.h"
+#include "proxy/upstream/upstream_conn.h"
+
+namespace respite {
+
+struct CacheShared;
+
+class Tracking {
+ public:
+  Tracking(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router);
+  Tracking(const Tracking&) = delete;
+  Tracking& operator=(const Tracking&) = delete;
+
+  // The invalidation link is subscribed: the cache may be used.
+  bool up() const { return node().tracking.up; }
+  int64_t link_id() const { return node().tracking.link_id; }
+  // The timer: (re)starts the link once the node is up, polls SWAPDB's call count.
+  void tick(uint64_t now);
+  void stop() { stopping_ = true; }
+  // The fetch connection, opened on first use after the link is up; nullptr without a link.
+  UpstreamConn* fetch_conn();
+  // The link or the fetch connection closed (NodeObserver, through the server).
+  void link_lost(const char* why);
+  void fetch_lost();
+  // The cache was switched off at runtime: the link goes.
+  void close_link();
+
+  // The reply of a write whose keys respite cannot know: the invalidations Redis made for it
+  // are written to the tracking links before the answer to a PING sent there after the reply
+  // arrived. `reply` goes to `c`'s slot `seq` once every loop's link has answered that PING (at
+  // once when no link is up: the cache is not used then).
+  void barrier(Requester* c, uint64_t seq, std::string_view reply);
+  // This loop's part of a barrier: `done` runs on this loop once its link answered a PING.
+  void link_ping(std::function<void()> done);
+
+ private:
+  Node& node() const { return *router_->primary(); }
+  void start_link();
+  // Sends INFO commandstats on `via` (the link before it subscribes: the count to compare with
+  // is known before anything is cached), or on the node's first shared connection.
+  void poll_swapdb(UpstreamConn* via = nullptr);
+
+  CacheShared* shared_;
+  Loop* loop_;
+  UpstreamHost* host_;
+  Router* router_;
+  bool stopping_ = false;
+  std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_;
+  int64_t swapdb_calls_ = -1;  // -1: not read yet on this link; -2: INFO refused
+  bool swapdb_poll_pending_ = false;
+  uint64_t next_swapdb_poll_ms_ = 0;
+  std::unique_ptr<ReplySink> swapdb_sink_;
+  static constexpr uint64_t kSwapdbPollMs = 100;
+};
+
+}  // namespace respite
