@@ -11,7 +11,7 @@
 #include "proxy/ops/alloc_count.h"
 #include "proxy/ops/config.h"
 #include "proxy/ops/log.h"
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 
 // Counting replacements of the global allocation functions (see alloc_count.h). A relaxed
 // increment is the only cost; the aligned forms keep the library's own pair.

@@ -5,7 +5,7 @@
 #include "proxy/ops/log.h"
 #include "proxy/front/client.h"
 
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 #include "resp/reply_view.h"
 #include "resp/reply_writer.h"
 

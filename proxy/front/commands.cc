@@ -16,7 +16,7 @@
 #include "proxy/front/command_table.h"
 #include "proxy/front/local_commands.h"
 #include "proxy/ops/log.h"
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 #include "proxy/ops/text.h"
 #include "resp/reply_writer.h"
 

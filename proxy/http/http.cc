@@ -26,7 +26,7 @@
 #include "proxy/net/buffer.h"
 #include "proxy/net/listener.h"
 #include "proxy/ops/log.h"
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 #include "proxy/ops/text.h"
 
 namespace respite {

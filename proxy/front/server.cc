@@ -1,6 +1,6 @@
 // The server: listener, the per-loop-turn cork that flushes every connection once, the timer that
 // enforces upstream timeouts and reconnects with backoff, and orderly shutdown on SIGTERM/SIGINT.
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 
 #include <signal.h>
 #include <unistd.h>

@@ -3,7 +3,7 @@
 #include <bit>
 #include <ctime>
 
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 
 namespace respite {
 
@@ -38,13 +38,6 @@ uint64_t Server::latency_percentile(double q) const {
     if (seen > want) return i == 0 ? 1 : (uint64_t{1} << i);
   }
   return uint64_t{1} << (kLatencyBuckets - 1);
-}
-
-std::vector<uint64_t> Server::latency_histogram() const {
-  std::vector<uint64_t> out(kLatencyBuckets, 0);
-  for (Server* s : shared_->servers)
-    for (int i = 0; i < kLatencyBuckets; ++i) out[i] += s->latency_[i].get();
-  return out;
 }
 
 }  // namespace respite

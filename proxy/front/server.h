@@ -160,7 +160,6 @@ class Server final : public UpstreamHost, public NodeObserver {
                          std::string_view arg) override;
   Counter latency_[kLatencyBuckets];
   uint64_t latency_percentile(double q) const;
-  std::vector<uint64_t> latency_histogram() const;  // summed over loops, per bucket
   void upstream_gone(UpstreamConn* u) override;
   // The upstream nodes of this loop and which one a request goes to.
   Router& router() { return router_; }
