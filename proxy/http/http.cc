@@ -1,5 +1,5 @@
 // The HTTP endpoint: listener, connections (parse, dispatch in order, write), /lookup through the
-// cache, /metrics from PROXY INFO, /healthz. See http.h for the contract.
+// cache, /metrics from a PROXY INFO snapshot, /healthz. See http.h for the contract.
 //
 // Event flow per connection: on_read appends to `in_` and runs process_input(), which feeds the
 // parser; the parser pauses itself at the end of every message, so one request is handled at a
@@ -22,10 +22,11 @@
 #include <deque>
 #include <iterator>
 
-#include "cache/stats.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/listener.h"
+#include "proxy/ops/info.h"
 #include "proxy/ops/log.h"
+#include "proxy/ops/metrics.h"
 #include "proxy/server.h"
 #include "proxy/ops/text.h"
 
@@ -116,70 +117,6 @@ int hex_value(char c) {
   return -1;
 }
 
-bool numeric(std::string_view v) {
-  if (v.empty()) return false;
-  double d;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
-  return ec == std::errc() && p == v.data() + v.size();
-}
-
-// Prometheus metric names: [a-zA-Z_:][a-zA-Z0-9_:]*.
-std::string metric_name(std::string_view s) {
-  std::string r;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == ':';
-    r += ok ? c : '_';
-  }
-  return r;
-}
-
-void append_help_text(std::string& out, std::string_view help) {
-  for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
-}
-
-enum class Kind : uint8_t { kCounter, kGauge, kUntyped };
-
-struct FieldInfo {
-  std::string_view name;
-  Kind kind;
-  std::string_view help;
-};
-
-// PROXY INFO fields outside the two stat lists (levels, not counts).
-constexpr FieldInfo kGaugeFields[] = {
-    {"process_id", Kind::kGauge, "Process id of respite"},
-    {"tcp_port", Kind::kGauge, "TCP port respite listens on for Redis clients"},
-    {"uptime_in_seconds", Kind::kGauge, "Seconds since respite started"},
-    {"threads", Kind::kGauge, "Event-loop threads"},
-    {"connected_clients", Kind::kGauge, "Connected Redis-protocol clients"},
-    {"maxclients", Kind::kGauge, "Most clients accepted at once (per protocol front end)"},
-    {"pinned_clients", Kind::kGauge, "Clients holding a dedicated upstream connection"},
-    {"upstream_connected", Kind::kGauge, "1 when a shared upstream connection is ready"},
-    {"cache_enabled", Kind::kGauge, "1 when the cache is on"},
-};
-
-constexpr FieldInfo kProxyCounters[] = {
-#define RESPITE_HTTP_PROXY_FIELD(name, section, help) {#name, Kind::kCounter, help},
-    RESPITE_PROXY_STATS(RESPITE_HTTP_PROXY_FIELD)
-#undef RESPITE_HTTP_PROXY_FIELD
-};
-
-FieldInfo describe_field(std::string_view name) {
-  for (const cache::StatInfo& s : cache::kStatTable)
-    if (s.name == name)
-      return {name, s.kind == cache::StatKind::kCounter ? Kind::kCounter : Kind::kGauge, s.help};
-  for (const FieldInfo& f : kProxyCounters)
-    if (f.name == name) return f;
-  for (const FieldInfo& f : kGaugeFields)
-    if (f.name == name) return f;
-  return {name, Kind::kUntyped, {}};
-}
-
 }  // namespace
 
 // ---- pure helpers ----
@@ -222,54 +159,6 @@ bool parse_query(std::string_view query, std::vector<QueryParam>& out) {
     out.push_back(std::move(p));
   }
   return true;
-}
-
-void append_metric(std::string& out, std::string_view name, std::string_view type,
-                   std::string_view help, std::string_view value) {
-  fmt::format_to(std::back_inserter(out), "# HELP {} ", name);
-  append_help_text(out, help);
-  fmt::format_to(std::back_inserter(out), "\n# TYPE {} {}\n", name, type);
-  if (!value.empty()) fmt::format_to(std::back_inserter(out), "{} {}\n", name, value);
-}
-
-void append_info_metrics(std::string& out, std::string_view info, std::vector<std::string>& seen) {
-  std::string section;
-  size_t pos = 0;
-  while (pos < info.size()) {
-    size_t eol = info.find('\n', pos);
-    if (eol == std::string_view::npos) eol = info.size();
-    std::string_view line = info.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    if (line[0] == '#') {
-      section.assign(line.substr(1));
-      while (!section.empty() && section.front() == ' ') section.erase(0, 1);
-      for (char& c : section) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      continue;
-    }
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) continue;
-    std::string_view field = line.substr(0, colon), value = line.substr(colon + 1);
-    if (!numeric(value)) continue;  // versions, addresses, up/down words
-    FieldInfo fi = describe_field(field);
-    std::string base(field);
-    if (fi.kind == Kind::kCounter) {
-      if (base.rfind("total_", 0) == 0) base.erase(0, 6);
-      if (base.size() < 6 || base.compare(base.size() - 6, 6, "_total") != 0) base += "_total";
-    }
-    std::string name = "respite_" + metric_name(base);
-    if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;
-    seen.push_back(name);
-    std::string help = fi.help.empty()
-                           ? fmt::format("PROXY INFO field {} (section {})", field, section)
-                           : std::string(fi.help);
-    append_metric(out, name,
-                  fi.kind == Kind::kCounter ? "counter"
-                  : fi.kind == Kind::kGauge ? "gauge"
-                                            : "untyped",
-                  help, value);
-  }
 }
 
 }  // namespace http
@@ -1006,26 +895,25 @@ void HttpServer::close() {
   }
 }
 
+// Prometheus text: respite_up, every number of PROXY INFO (one snapshot), then the endpoint's
+// own counters.
 std::string HttpServer::metrics_text() {
   std::string out;
-  std::vector<std::string> seen;
-  http::append_metric(out, "respite_up", "gauge",
-                      "1 when the upstream answers (a shared upstream connection is ready)",
-                      server_->upstream_connected() ? "1" : "0");
-  seen.emplace_back("respite_up");
-  http::append_info_metrics(out, server_->info_text(""), seen);
+  append_metric(out, "respite_up", "gauge",
+                "1 when the upstream answers (a shared upstream connection is ready)",
+                server_->upstream_connected() ? "1" : "0");
+  append_info_metrics(out, server_->info_snapshot());
 
   const HttpCounters& hc = g_http;
-  http::append_metric(out, "respite_http_connections", "gauge", "Open HTTP connections",
-                      std::to_string(hc.connections.load()));
-  http::append_metric(out, "respite_http_connections_received_total", "counter",
-                      "HTTP connections accepted",
-                      std::to_string(hc.connections_received.load()));
-  http::append_metric(out, "respite_http_rejected_connections_total", "counter",
-                      "HTTP connections refused by maxclients",
-                      std::to_string(hc.rejected_connections.load()));
-  http::append_metric(out, "respite_http_responses_total", "counter",
-                      "HTTP responses sent, by status code (this scrape not included)", {});
+  append_metric(out, "respite_http_connections", "gauge", "Open HTTP connections",
+                std::to_string(hc.connections.load()));
+  append_metric(out, "respite_http_connections_received_total", "counter",
+                "HTTP connections accepted", std::to_string(hc.connections_received.load()));
+  append_metric(out, "respite_http_rejected_connections_total", "counter",
+                "HTTP connections refused by maxclients",
+                std::to_string(hc.rejected_connections.load()));
+  append_metric(out, "respite_http_responses_total", "counter",
+                "HTTP responses sent, by status code (this scrape not included)", {});
   for (size_t i = 0; i < kNumStatuses; ++i)
     fmt::format_to(std::back_inserter(out), "respite_http_responses_total{{code=\"{}\"}} {}\n",
                    kStatuses[i], hc.responses[i].load(std::memory_order_relaxed));

@@ -77,18 +77,6 @@ void append_json_bytes_field(std::string& out, std::string_view name, std::strin
 // case-insensitive. Passwords are compared with secret_equal.
 bool authorization_matches(std::string_view header_value, std::string_view password);
 
-// PROXY INFO text (`# Section` lines, `name:value` lines) to Prometheus text format 0.0.4: every
-// numeric field becomes respite_<name> with # HELP and # TYPE. Cache fields take their kind and
-// help from cache::kStatTable, the proxy counters from RESPITE_PROXY_STATS; counters are named
-// <name>_total (a leading "total_" moves to the end: total_commands_processed ->
-// respite_commands_processed_total); fields respite does not know are `untyped`. A metric name
-// already in `seen` is skipped (and every emitted one is added).
-void append_info_metrics(std::string& out, std::string_view info, std::vector<std::string>& seen);
-
-// One metric family with a single sample (or several labelled ones).
-void append_metric(std::string& out, std::string_view name, std::string_view type,
-                   std::string_view help, std::string_view value);
-
 }  // namespace http
 
 class HttpServer {
