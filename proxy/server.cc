@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "proxy/http/http.h"
+#include "proxy/http/http_server.h"
 #include "proxy/net/listener.h"
 #include "proxy/ops/log.h"
 #include "proxy/ops/text.h"
