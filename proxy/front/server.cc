@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "proxy/http/http.h"
+#include "proxy/http/http_server.h"
 #include "proxy/net/listener.h"
 #include "proxy/ops/log.h"
 #include "proxy/ops/text.h"
@@ -336,67 +336,5 @@ void Server::apply_cache_config() {
 }
 
 void Server::flush_cache() { cache_path_.flush(); }
-
-// PROXY INFO: INFO-format text, `# Section` headers and `name:value` lines.
-std::string Server::info_text(const std::string& section) {
-  auto want = [&](const char* s) { return section.empty() || section == "all" || section == s; };
-  std::string out;
-  uint64_t uptime = (now() - shared_->start_ms) / 1000;
-  // Counters are per loop; INFO shows their sums.
-  auto total = [&](Counter Stats::*field) {
-    uint64_t n = 0;
-    for (Server* s : shared_->servers) n += (s->stats_.*field).get();
-    return n;
-  };
-  auto counters = [&](const char* sec) {
-#define RESPITE_STAT_LINE(name, section_, help) \
-  if (std::string_view(section_) == sec) out += fmt::format(#name ":{}\r\n", total(&Stats::name));
-    RESPITE_PROXY_STATS(RESPITE_STAT_LINE)
-#undef RESPITE_STAT_LINE
-  };
-  if (want("server")) {
-    out += fmt::format(
-        "# Server\r\nrespite_version:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nbind:{}\r\n"
-        "uptime_in_seconds:{}\r\nthreads:{}\r\n\r\n",
-        RESPITE_VERSION, getpid(), cfg_.port, cfg_.bind, uptime, cfg_.threads);
-  }
-  if (want("clients")) {
-    size_t pinned = 0;
-    for (Server* s : shared_->servers)
-      pinned += s == this ? node_->pinned_count() : s->pinned_count_.load(std::memory_order_relaxed);
-    out += fmt::format("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\npinned_clients:{}\r\n\r\n",
-                       shared_->clients.load(), cfg_.maxclients, pinned);
-  }
-  if (want("stats")) {
-    out += "# Stats\r\n";
-    counters("stats");
-    out += "\r\n";
-  }
-  if (want("upstream")) {
-    bool connected = false;
-    for (Server* s : shared_->servers)
-      connected |= s == this ? upstream_connected() : s->upstream_up_.load(std::memory_order_relaxed);
-    out += fmt::format("# Upstream\r\nupstream:{}\r\nupstream_connected:{}\r\nupstream_version:{}\r\n",
-                       cfg_.upstream, connected ? 1 : 0, upstream_version);
-    counters("upstream");
-    out += "\r\n";
-  }
-  if (want("latency")) {
-    out += fmt::format(
-        "# Latency\r\nupstream_rtt_p50_us:{}\r\nupstream_rtt_p90_us:{}\r\nupstream_rtt_p99_us:{}\r\n"
-        "upstream_rtt_p999_us:{}\r\n\r\n",
-        latency_percentile(0.5), latency_percentile(0.9), latency_percentile(0.99),
-        latency_percentile(0.999));
-  }
-  if (want("cache")) {
-    out += "# Cache\r\n";
-    cache::Stats st = cache_path_.cache().stats();
-    for (const auto& s : cache::kStatTable) out += fmt::format("{}:{}\r\n", s.name, st.*s.field);
-    out += fmt::format("cache_enabled:{}\r\ntracking_link:{}\r\n\r\n", cache_path_.cache().enabled() ? 1 : 0,
-                       tracking_up() ? "up" : "down");
-  }
-  if (out.size() >= 2) out.resize(out.size() - 2);
-  return out;
-}
 
 }  // namespace respite

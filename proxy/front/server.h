@@ -41,6 +41,7 @@ class Server;
 class UpstreamConn;
 struct CommandInfo;
 class HttpServer;
+class InfoSnapshot;
 
 // What the event loops share: the one cache, and process-wide numbers.
 struct SlowEntry {
@@ -178,6 +179,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   void begin_shutdown();
 
   std::string info_text(const std::string& section);  // PROXY INFO
+  // Every PROXY INFO field's value now, for PROXY INFO and /metrics (server_info.cc).
+  InfoSnapshot info_snapshot();
 
  private:
   static void on_connection(uv_stream_t* s, int status);
@@ -220,7 +223,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::unique_ptr<ReplySink> databases_sink_;
   uint64_t next_token_check_ms_ = 0;
   std::vector<uint32_t> write_keys_scratch_;
-  std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (http.cc)
+  std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (proxy/http/)
 };
 
 }  // namespace respite

@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include "cache/policy.h"
+#include "proxy/ops/text.h"
 #include <fmt/format.h>
 
 #include <cctype>
@@ -22,8 +23,7 @@ bool parse_memory_size(const std::string& s, uint64_t& out) {
     ++i;
   }
   if (i == 0) return false;
-  std::string unit;
-  for (; i < s.size(); ++i) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
+  std::string unit = lower(std::string_view(s).substr(i));
   uint64_t mul = 1;
   if (unit.empty() || unit == "b") mul = 1;
   else if (unit == "k") mul = 1000;
@@ -49,8 +49,7 @@ bool parse_output_limit(const std::string& s, uint64_t& hard, uint64_t& soft, ui
     i = e == std::string::npos ? s.size() : e;
   }
   if (!w.empty()) {
-    std::string cls = w[0];
-    for (char& ch : cls) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::string cls = lower(w[0]);
     if (cls == "normal") {
       w.erase(w.begin());
       if (w.size() != 3) return false;  // as Redis: the class takes all three values
@@ -271,8 +270,7 @@ std::string finalize_config(Config& cfg) {
     return fmt::format("bad client-output-buffer-limit: '{}' (normal <hard> <soft> <seconds>)",
                        cfg.client_output_buffer_limit_str);
   {
-    std::string m = cfg.http_metrics_auth;
-    for (char& ch : m) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    std::string m = lower(cfg.http_metrics_auth);
     if (m.empty()) cfg.http_metrics_needs_auth = !cfg.requirepass.empty();
     else if (m == "yes") cfg.http_metrics_needs_auth = true;
     else if (m == "no") cfg.http_metrics_needs_auth = false;

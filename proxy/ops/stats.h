@@ -1,8 +1,16 @@
-// Per-loop counters: written by one loop thread, read by any (PROXY INFO sums the loops).
+// Every PROXY INFO field in one list: its name, INFO section, kind, where its value comes from
+// and its help text. The per-loop counters (Stats), the field enum, the INFO text
+// (proxy/ops/info.h) and the Prometheus text of /metrics (proxy/ops/metrics.h) all follow from
+// it. To add a field, add one row; a per-loop counter is then `stats().name++` on its loop.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <string_view>
+
+#include "cache/stats.h"
 
 namespace respite {
 
@@ -17,28 +25,121 @@ class Counter {
   std::atomic<uint64_t> v_{0};
 };
 
-// Per-loop counters, one list: (name, INFO section, help).
-#define RESPITE_PROXY_STATS(X)                                                                    \
-  X(total_connections_received, "stats", "Client connections accepted")                         \
-  X(total_commands_processed, "stats", "Commands received from clients")                         \
-  X(rejected_connections, "stats", "Connections refused by maxclients")                          \
-  X(forwarded_commands, "stats", "Commands forwarded to the upstream")                           \
-  X(pinned_connections_opened, "stats", "Dedicated upstream connections opened for clients")     \
-  X(rate_limited, "stats", "Requests refused by rate-limit")                                     \
-  X(idle_timeouts, "stats", "Clients closed after being idle for timeout seconds")               \
-  X(upstream_errors, "upstream", "Upstream connections lost or refused")                         \
-  X(upstream_timeouts, "upstream", "Upstream requests that timed out")                           \
-  X(upstream_connects, "upstream", "Upstream connections opened")                              \
-  X(upstream_protocol_violations, "upstream",                                                    \
-    "Upstream connections closed for a reply nobody was waiting for")                            \
-  X(tracking_barriers, "upstream",                                                               \
-    "Replies held until the invalidation link caught up (writes with unknown keys)")             \
-  X(swapdb_flushes, "upstream", "Cache flushes after a SWAPDB seen in the upstream's stats")
+// One row per field, in INFO order (sections are contiguous):
+//   X(name, section, kind, source, help)
+//   kind:   kCounter (only grows; in /metrics <name>_total, a leading "total_" moved to the end),
+//           kGauge (a level), kText (not a number: INFO only, left out of /metrics)
+//   source: loops (a Counter in Stats, one per loop, INFO shows the sum) or set (filled in by
+//           Server::info_snapshot)
+// The cache's own stats (cache/stats.h, one list of its own) come in as CACHE(name, kind, help),
+// all in section cache.
+#define RESPITE_INFO_FIELDS(X, CACHE)                                                              \
+  X(respite_version, server, kText, set, "respite's version")                                      \
+  X(process_id, server, kGauge, set, "Process id of respite")                                      \
+  X(tcp_port, server, kGauge, set, "TCP port respite listens on for Redis clients")                \
+  X(bind, server, kText, set, "Address respite listens on for Redis clients")                      \
+  X(uptime_in_seconds, server, kGauge, set, "Seconds since respite started")                       \
+  X(threads, server, kGauge, set, "Event-loop threads")                                            \
+  X(connected_clients, clients, kGauge, set, "Connected Redis-protocol clients")                   \
+  X(maxclients, clients, kGauge, set, "Most clients accepted at once (per protocol front end)")    \
+  X(pinned_clients, clients, kGauge, set, "Clients holding a dedicated upstream connection")       \
+  X(total_connections_received, stats, kCounter, loops, "Client connections accepted")             \
+  X(total_commands_processed, stats, kCounter, loops, "Commands received from clients")            \
+  X(rejected_connections, stats, kCounter, loops, "Connections refused by maxclients")             \
+  X(forwarded_commands, stats, kCounter, loops, "Commands forwarded to the upstream")              \
+  X(pinned_connections_opened, stats, kCounter, loops,                                             \
+    "Dedicated upstream connections opened for clients")                                           \
+  X(rate_limited, stats, kCounter, loops, "Requests refused by rate-limit")                        \
+  X(idle_timeouts, stats, kCounter, loops, "Clients closed after being idle for timeout seconds")  \
+  X(upstream, upstream, kText, set, "The upstream Redis, host:port")                               \
+  X(upstream_connected, upstream, kGauge, set, "1 when a shared upstream connection is ready")     \
+  X(upstream_version, upstream, kText, set, "The upstream's redis_version")                        \
+  X(upstream_errors, upstream, kCounter, loops, "Upstream connections lost or refused")            \
+  X(upstream_timeouts, upstream, kCounter, loops, "Upstream requests that timed out")              \
+  X(upstream_connects, upstream, kCounter, loops, "Upstream connections opened")                   \
+  X(upstream_protocol_violations, upstream, kCounter, loops,                                       \
+    "Upstream connections closed for a reply nobody was waiting for")                              \
+  X(tracking_barriers, upstream, kCounter, loops,                                                  \
+    "Replies held until the invalidation link caught up (writes with unknown keys)")               \
+  X(swapdb_flushes, upstream, kCounter, loops,                                                     \
+    "Cache flushes after a SWAPDB seen in the upstream's stats")                                   \
+  X(upstream_rtt_p50_us, latency, kGauge, set,                                                     \
+    "Upstream round trip, 50th percentile (microseconds, upper bound of its power-of-two bucket)") \
+  X(upstream_rtt_p90_us, latency, kGauge, set,                                                     \
+    "Upstream round trip, 90th percentile (microseconds, upper bound of its power-of-two bucket)") \
+  X(upstream_rtt_p99_us, latency, kGauge, set,                                                     \
+    "Upstream round trip, 99th percentile (microseconds, upper bound of its power-of-two bucket)") \
+  X(upstream_rtt_p999_us, latency, kGauge, set,                                                    \
+    "Upstream round trip, 99.9th percentile (microseconds, upper bound of its power-of-two "       \
+    "bucket)")                                                                                     \
+  RESPITE_CACHE_STATS(CACHE)                                                                       \
+  X(cache_enabled, cache, kGauge, set, "1 when the cache is on")                                   \
+  X(tracking_link, cache, kText, set, "up or down: the invalidation link to the upstream")
 
+// The per-loop counters: the rows whose source is `loops`.
 struct Stats {
-#define RESPITE_STAT_MEMBER(name, section, help) Counter name;
-  RESPITE_PROXY_STATS(RESPITE_STAT_MEMBER)
-#undef RESPITE_STAT_MEMBER
+#define RESPITE_STATS_MEMBER_loops(name) Counter name;
+#define RESPITE_STATS_MEMBER_set(name)
+#define RESPITE_STATS_MEMBER(name, section, kind, source, help) RESPITE_STATS_MEMBER_##source(name)
+#define RESPITE_STATS_MEMBER_CACHE(name, kind, help)
+  RESPITE_INFO_FIELDS(RESPITE_STATS_MEMBER, RESPITE_STATS_MEMBER_CACHE)
+#undef RESPITE_STATS_MEMBER_CACHE
+#undef RESPITE_STATS_MEMBER
+#undef RESPITE_STATS_MEMBER_set
+#undef RESPITE_STATS_MEMBER_loops
 };
+
+// Sections in INFO order.
+enum class InfoSection : uint8_t { server, clients, stats, upstream, latency, cache };
+
+// The section's name for PROXY INFO <section> and its title for `# Title` lines.
+constexpr std::string_view info_section_name(InfoSection s) {
+  constexpr std::string_view kNames[] = {"server",   "clients", "stats",
+                                         "upstream", "latency", "cache"};
+  return kNames[static_cast<size_t>(s)];
+}
+constexpr std::string_view info_section_title(InfoSection s) {
+  constexpr std::string_view kTitles[] = {"Server",   "Clients", "Stats",
+                                          "Upstream", "Latency", "Cache"};
+  return kTitles[static_cast<size_t>(s)];
+}
+
+enum class InfoKind : uint8_t { kCounter, kGauge, kText };
+
+// Every field, by its row's position.
+enum class InfoField : uint16_t {
+#define RESPITE_INFO_ENUM(name, ...) name,
+  RESPITE_INFO_FIELDS(RESPITE_INFO_ENUM, RESPITE_INFO_ENUM)
+#undef RESPITE_INFO_ENUM
+};
+
+struct InfoFieldDef {
+  std::string_view name;
+  InfoSection section;
+  InfoKind kind;
+  std::string_view help;
+  Counter Stats::*loops;           // source `loops`: the per-loop counter, else null
+  uint64_t cache::Stats::*cache;   // a cache stat: its field, else null
+};
+
+inline constexpr InfoFieldDef kInfoFields[] = {
+#define RESPITE_INFO_SOURCE_loops(name) &Stats::name
+#define RESPITE_INFO_SOURCE_set(name) nullptr
+#define RESPITE_INFO_ROW(name, section, kind, source, help) \
+  {#name, InfoSection::section, InfoKind::kind, help, RESPITE_INFO_SOURCE_##source(name), nullptr},
+#define RESPITE_INFO_ROW_CACHE(name, kind, help) \
+  {#name, InfoSection::cache, InfoKind::kind, help, nullptr, &cache::Stats::name},
+    RESPITE_INFO_FIELDS(RESPITE_INFO_ROW, RESPITE_INFO_ROW_CACHE)
+#undef RESPITE_INFO_ROW_CACHE
+#undef RESPITE_INFO_ROW
+#undef RESPITE_INFO_SOURCE_set
+#undef RESPITE_INFO_SOURCE_loops
+};
+
+inline constexpr size_t kInfoFieldCount = std::size(kInfoFields);
+
+constexpr const InfoFieldDef& info_field(InfoField f) {
+  return kInfoFields[static_cast<size_t>(f)];
+}
 
 }  // namespace respite

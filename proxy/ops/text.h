@@ -31,6 +31,14 @@ inline bool parse_ll(std::string_view s, long long& out) {
          !(s.size() > 1 && s[0] == '-' && s[1] == '0');
 }
 
+// The value of one hex digit (either case), -1 for any other character.
+inline int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 // Compares a secret in time that depends on the lengths only, never on where the first
 // difference is (passwords from clients, as Redis's time-independent strcmp).
 inline bool secret_equal(std::string_view a, std::string_view b) {

@@ -1,5 +1,4 @@
-// The HTTP endpoint's pure helpers: query decoding, JSON strings from bytes, base64, and PROXY
-// INFO to Prometheus text.
+// The HTTP endpoint's pure helpers: query decoding, JSON strings from bytes, base64.
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -105,39 +104,4 @@ TEST_CASE("base64 and the _base64 companion field", "[http]") {
   out.clear();
   append_json_bytes_field(out, "value", "\xff");
   CHECK(out == "\"value\": \"\\ufffd\", \"value_base64\": \"/w==\"");
-}
-
-TEST_CASE("PROXY INFO to Prometheus text", "[http]") {
-  std::string info =
-      "# Server\r\nrespite_version:0.1.0\r\nuptime_in_seconds:12\r\n\r\n"
-      "# Stats\r\ntotal_commands_processed:7\r\nrejected_connections:1\r\n\r\n"
-      "# Upstream\r\nupstream:127.0.0.1:6379\r\nupstream_connected:1\r\n\r\n"
-      "# Cache\r\ncache_hits:5\r\ncache_misses:3\r\ncache_keys:2\r\ntracking_link:up\r\n"
-      "latency_p99.9_us:1.5\r\nrequests_total:4";
-  std::string out;
-  std::vector<std::string> seen{"respite_cache_keys"};  // already emitted: skipped
-  append_info_metrics(out, info, seen);
-  CHECK(out.find("# TYPE respite_cache_hits_total counter\nrespite_cache_hits_total 5\n") !=
-        std::string::npos);
-  CHECK(out.find("# HELP respite_cache_hits_total Lookups answered from the cache") !=
-        std::string::npos);
-  CHECK(out.find("# TYPE respite_cache_misses_total counter\nrespite_cache_misses_total 3\n") !=
-        std::string::npos);
-  CHECK(out.find("respite_commands_processed_total 7\n") != std::string::npos);
-  CHECK(out.find("# TYPE respite_rejected_connections_total counter") != std::string::npos);
-  CHECK(out.find("# TYPE respite_uptime_in_seconds gauge\nrespite_uptime_in_seconds 12\n") !=
-        std::string::npos);
-  CHECK(out.find("respite_upstream_connected 1\n") != std::string::npos);
-  CHECK(out.find("respite_cache_keys") == std::string::npos);
-  // Non-numeric fields are left out; unknown numeric ones are untyped with a sanitized name.
-  CHECK(out.find("version") == std::string::npos);
-  CHECK(out.find("tracking_link") == std::string::npos);
-  CHECK(out.find("respite_upstream ") == std::string::npos);
-  CHECK(out.find("# TYPE respite_latency_p99_9_us untyped\nrespite_latency_p99_9_us 1.5\n") !=
-        std::string::npos);
-  CHECK(out.find("respite_requests_total 4\n") != std::string::npos);
-  // Each family once.
-  std::string again;
-  append_info_metrics(again, info, seen);
-  CHECK(again.empty());
 }

@@ -1,0 +1,49 @@
+// PROXY INFO and /metrics: the values of every field of the list (proxy/ops/stats.h), read once
+// from the server and the loops it shares the process with; rendering is proxy/ops's.
+#include <unistd.h>
+
+#include "proxy/ops/info.h"
+#include "proxy/front/server.h"
+
+namespace respite {
+
+InfoSnapshot Server::info_snapshot() {
+  using F = InfoField;
+  InfoSnapshot snap;
+  // Other loops' levels are read from their atomics (refreshed by their timers), this loop's
+  // directly; counters are per loop, INFO shows their sums.
+  size_t pinned = 0;
+  bool connected = false;
+  for (Server* s : shared_->servers) {
+    snap.add_loop_stats(s->stats());
+    pinned += s == this ? node_->pinned_count() : s->pinned_count_.load(std::memory_order_relaxed);
+    connected |= s == this ? upstream_connected() : s->upstream_up_.load(std::memory_order_relaxed);
+  }
+  snap.set_text(F::respite_version, RESPITE_VERSION);
+  snap.set_number(F::process_id, getpid());
+  snap.set_number(F::tcp_port, cfg_.port);
+  snap.set_text(F::bind, cfg_.bind);
+  snap.set_number(F::uptime_in_seconds, static_cast<int64_t>((now() - shared_->start_ms) / 1000));
+  snap.set_number(F::threads, cfg_.threads);
+  snap.set_number(F::connected_clients, shared_->clients.load());
+  snap.set_number(F::maxclients, cfg_.maxclients);
+  snap.set_number(F::pinned_clients, static_cast<int64_t>(pinned));
+  snap.set_text(F::upstream, cfg_.upstream);
+  snap.set_number(F::upstream_connected, connected ? 1 : 0);
+  snap.set_text(F::upstream_version, upstream_version);
+  snap.set_number(F::upstream_rtt_p50_us, static_cast<int64_t>(latency_percentile(0.5)));
+  snap.set_number(F::upstream_rtt_p90_us, static_cast<int64_t>(latency_percentile(0.9)));
+  snap.set_number(F::upstream_rtt_p99_us, static_cast<int64_t>(latency_percentile(0.99)));
+  snap.set_number(F::upstream_rtt_p999_us, static_cast<int64_t>(latency_percentile(0.999)));
+  snap.set_cache_stats(cache_path_.cache().stats());
+  snap.set_number(F::cache_enabled, cache_path_.cache().enabled() ? 1 : 0);
+  snap.set_text(F::tracking_link, tracking_up() ? "up" : "down");
+  return snap;
+}
+
+// PROXY INFO [section]: INFO-format text, `# Section` headers and `name:value` lines.
+std::string Server::info_text(const std::string& section) {
+  return render_info(info_snapshot(), section);
+}
+
+}  // namespace respite

@@ -1,0 +1,420 @@
+// One HTTP connection: reading and parsing, the ordered response slots, writes, linger and
+// close. See http_conn.h (the /lookup handler is lookup.cc).
+#include "proxy/http/http_conn.h"
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+
+#include "proxy/http/http.h"
+#include "proxy/http/http_server.h"
+#include "proxy/ops/text.h"
+#include "proxy/front/server.h"
+
+namespace respite {
+
+using http::Persist;
+using http::kJson;
+using http::kText;
+
+const http_parser_settings& HttpConn::settings() {
+  static const http_parser_settings s = [] {
+    http_parser_settings v;
+    http_parser_settings_init(&v);
+    v.on_message_begin = cb_message_begin;
+    v.on_url = cb_url;
+    v.on_header_field = cb_header_field;
+    v.on_header_value = cb_header_value;
+    v.on_headers_complete = cb_headers_complete;
+    v.on_body = cb_body;
+    v.on_message_complete = cb_message_complete;
+    return v;
+  }();
+  return s;
+}
+
+HttpConn::HttpConn(HttpServer* srv) : srv_(srv) {
+  uv_tcp_init(srv->server()->loop(), &tcp_);
+  tcp_.data = this;
+  http_parser_init(&parser_, HTTP_REQUEST);
+  parser_.data = this;
+  last_active_ = srv->now();
+}
+
+void HttpConn::start() {
+  uv_tcp_nodelay(&tcp_, 1);
+  read_start();
+  if (!reading_) close();
+}
+
+void HttpConn::read_start() {
+  if (reading_ || closing_) return;
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
+}
+
+void HttpConn::read_stop() {
+  if (!reading_) return;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  reading_ = false;
+}
+
+void HttpConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<HttpConn*>(h->data);
+  size_t avail;
+  char* p = c->in_.prepare(kReadChunk, &avail);
+  *buf = uv_buf_init(p, static_cast<unsigned>(std::min(avail, kReadChunk * 4)));
+}
+
+void HttpConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* c = static_cast<HttpConn*>(s->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (nread != UV_EOF || c->lingering_) {
+      c->close();
+      return;
+    }
+    // Half-close: answer what was asked, then close.
+    c->eof_ = true;
+    c->done_ = true;
+    c->read_stop();
+    if (c->slots_.empty() && c->out_.empty() && !c->writing_active_) c->close();
+    return;
+  }
+  c->in_.commit(static_cast<size_t>(nread));
+  if (c->lingering_) {
+    c->in_.consume(c->in_.size());
+    return;
+  }
+  c->process_input();
+}
+
+void HttpConn::process_input() {
+  while (!closing_ && !done_ && !in_.empty()) {
+    if (backlogged()) {
+      paused_ = true;
+      read_stop();
+      return;
+    }
+    std::string_view data = in_.readable();
+    size_t n = http_parser_execute(&parser_, &settings(), data.data(), data.size());
+    in_.consume(n);
+    http_errno err = HTTP_PARSER_ERRNO(&parser_);
+    if (err == HPE_PAUSED) {  // one whole request
+      http_parser_pause(&parser_, 0);
+      handle_request();
+      continue;
+    }
+    if (err != HPE_OK) {
+      if (too_large_ == 431 || err == HPE_HEADER_OVERFLOW)
+        reject(431, "request header fields too large");
+      else if (too_large_ == 413) reject(413, "request body too large");
+      else reject(400, http_errno_description(err));
+      return;
+    }
+    if (n == 0) break;  // cannot happen (the parser takes everything it is given)
+  }
+  if (in_.empty()) in_.shrink_if_idle();
+}
+
+int HttpConn::cb_message_begin(http_parser* p) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  c->url_.clear();
+  c->header_bytes_ = 0;
+  c->body_bytes_ = 0;
+  c->too_large_ = 0;
+  c->header_name_.clear();
+  c->in_header_value_ = false;
+  c->value_is_auth_ = false;
+  c->auth_headers_ = 0;
+  c->auth_.clear();
+  return 0;
+}
+
+int HttpConn::cb_url(http_parser* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  c->header_bytes_ += len;
+  if (c->header_bytes_ > kMaxHeaderBytes) {
+    c->too_large_ = 431;
+    return 1;
+  }
+  c->url_.append(at, len);
+  return 0;
+}
+
+bool HttpConn::count_header_bytes(HttpConn* c, size_t len) {
+  c->header_bytes_ += len;
+  if (c->header_bytes_ <= kMaxHeaderBytes) return true;
+  c->too_large_ = 431;
+  return false;
+}
+
+// A name or value may come in several pieces (split across reads): a field piece after a value
+// starts the next header.
+int HttpConn::cb_header_field(http_parser* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  if (!count_header_bytes(c, len)) return 1;
+  if (c->in_header_value_) {
+    c->header_name_.clear();
+    c->in_header_value_ = false;
+  }
+  if (c->header_name_.size() <= kMaxHeaderName)
+    c->header_name_.append(at, std::min(len, kMaxHeaderName + 1 - c->header_name_.size()));
+  return 0;
+}
+
+int HttpConn::cb_header_value(http_parser* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  if (!count_header_bytes(c, len)) return 1;
+  if (!c->in_header_value_) {
+    c->in_header_value_ = true;
+    c->value_is_auth_ = ieq(c->header_name_, "authorization") && ++c->auth_headers_ == 1;
+  }
+  if (c->value_is_auth_) c->auth_.append(at, len);  // bounded by kMaxHeaderBytes
+  return 0;
+}
+
+int HttpConn::cb_headers_complete(http_parser* p) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > kMaxBodyBytes) {
+    c->too_large_ = 413;
+    return -1;  // neither 0 (go on) nor 1/2 (no body / upgrade): an error
+  }
+  return 0;
+}
+
+int HttpConn::cb_body(http_parser* p, const char*, size_t len) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  c->body_bytes_ += len;
+  if (c->body_bytes_ > kMaxBodyBytes) {
+    c->too_large_ = 413;
+    return 1;
+  }
+  return 0;
+}
+
+int HttpConn::cb_message_complete(http_parser* p) {
+  auto* c = static_cast<HttpConn*>(p->data);
+  c->keep_alive_ = http_should_keep_alive(p) != 0;
+  http_parser_pause(p, 1);  // handled by process_input, one request at a time
+  return 0;
+}
+
+uint64_t HttpConn::reserve(bool head, Persist persist) {
+  slots_.emplace_back();
+  slots_.back().head = head;
+  slots_.back().persist = persist;
+  return next_seq_++;
+}
+
+void HttpConn::handle_request() {
+  last_active_ = srv_->now();
+  auto method = static_cast<http_method>(parser_.method);
+  bool head = method == HTTP_HEAD;
+  // Upgrade requests (and CONNECT) hand the rest of the stream to another protocol: answered,
+  // then the connection ends.
+  bool keep = keep_alive_ && !parser_.upgrade && !srv_->shutting_down_;
+  Persist persist = !keep ? Persist::kClose
+                    : (parser_.http_major == 1 && parser_.http_minor == 0) ? Persist::kKeepHeader
+                                                                            : Persist::kKeep;
+  if (persist == Persist::kClose) {
+    done_ = true;
+    read_stop();
+  }
+  uint64_t seq = reserve(head, persist);
+
+  if (method != HTTP_GET && method != HTTP_HEAD) {
+    complete(seq, 405, kText, "method not allowed\n", "Allow: GET, HEAD\r\n");
+    return;
+  }
+  http_parser_url u;  // 16-bit offsets: fine, the target is under kMaxHeaderBytes
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(url_.data(), url_.size(), 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) {
+    complete(seq, 400, kText, "malformed request target\n");
+    return;
+  }
+  std::string_view path(url_.data() + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+  std::string_view query;
+  if (u.field_set & (1 << UF_QUERY))
+    query = std::string_view(url_.data() + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+
+  Server* server = srv_->server();
+  const Config& cfg = server->config();
+  bool needs_auth = path == "/lookup" || (path == "/metrics" && cfg.http_metrics_needs_auth);
+  if (needs_auth && !cfg.requirepass.empty() && !authorized()) {
+    bool offered = auth_headers_ > 0;
+    complete(seq, 401, kJson,
+             http::json_error(401, offered ? "invalid password" : "authentication required"),
+             http::kAuthenticate);
+    return;
+  }
+  if (path == "/lookup") {
+    handle_lookup(seq, query);
+  } else if (path == "/metrics") {
+    std::string body = srv_->metrics_text();
+    complete(seq, 200, http::kPrometheus, body);
+  } else if (path == "/healthz") {
+    if (server->upstream_connected()) complete(seq, 200, kText, "ok\n");
+    else complete(seq, 503, kText, "upstream unavailable\n");
+  } else {
+    complete(seq, 404, kText, "not found\n");
+  }
+}
+
+bool HttpConn::authorized() const {
+  return auth_headers_ == 1 &&
+         http::authorization_matches(auth_, srv_->server()->config().requirepass);
+}
+
+void HttpConn::complete(uint64_t seq, int status, std::string_view ctype, std::string_view body,
+                        std::string_view extra_headers) {
+  if (closing_ || seq < head_seq_ || seq - head_seq_ >= slots_.size()) return;
+  Slot& s = slots_[seq - head_seq_];
+  if (seq == head_seq_) {
+    http::append_response(out_, status, ctype, body, s.head, s.persist, extra_headers);
+    slots_.pop_front();
+    ++head_seq_;
+    drain_ready();
+  } else {
+    http::append_response(s.data, status, ctype, body, s.head, s.persist, extra_headers);
+    s.ready = true;
+  }
+  mark_dirty();
+}
+
+// Ready responses at the front move to `out_`, in order; a found value is rendered only while
+// the unwritten output is under kMaxUnwritten (flush comes back here as the writes complete).
+void HttpConn::drain_ready() {
+  while (!slots_.empty() && slots_.front().ready) {
+    Slot& s = slots_.front();
+    if (s.found) {
+      if (unwritten() >= kMaxUnwritten) return;
+      render_found(s);
+    } else {
+      out_.append(s.data);
+    }
+    slots_.pop_front();
+    ++head_seq_;
+  }
+}
+
+// A response that ends the connection (parse error, limits, busy): after everything owed.
+void HttpConn::reject(int status, std::string_view message) {
+  done_ = true;
+  read_stop();
+  in_.consume(in_.size());
+  uint64_t seq = reserve(false, Persist::kClose);
+  complete(seq, status, kJson, http::json_error(status, message));
+}
+
+void HttpConn::reject_busy() { reject(503, "max number of clients reached"); }
+
+void HttpConn::mark_dirty() {
+  if (dirty || closing_) return;
+  dirty = true;
+  srv_->add_dirty(this);
+}
+
+void HttpConn::flush() {
+  if (closing_) return;
+  // Written at once in full, the output makes room for found values waiting to be rendered:
+  // again (each round renders at least one response or stops).
+  while (!writing_active_) {
+    drain_ready();
+    if (out_.empty()) break;
+    uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
+    if (n == UV_EAGAIN) n = 0;
+    if (n < 0) {
+      close();
+      return;
+    }
+    if (n > 0) last_active_ = srv_->now();
+    if (static_cast<size_t>(n) == out_.size()) {
+      out_.clear();
+      if (out_.capacity() > (1u << 20)) std::string().swap(out_);
+    } else {
+      writing_.swap(out_);
+      out_.clear();
+      uv_buf_t rest = uv_buf_init(writing_.data() + n, static_cast<unsigned>(writing_.size() - n));
+      writing_active_ = true;
+      if (uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &rest, 1, on_write) != 0) {
+        writing_active_ = false;
+        close();
+      }
+      return;
+    }
+  }
+  if (writing_active_ || !out_.empty()) return;
+  // Everything ready is written (a found value waits only while output is unwritten).
+  if (done_) {
+    if (slots_.empty()) start_linger();
+    return;
+  }
+  if (paused_ && !backlogged()) {
+    paused_ = false;
+    process_input();
+    if (!closing_ && !done_ && !paused_) read_start();
+  }
+}
+
+void HttpConn::on_write(uv_write_t* req, int status) {
+  auto* c = static_cast<HttpConn*>(req->handle->data);
+  c->writing_active_ = false;
+  c->writing_.clear();
+  if (c->writing_.capacity() > (1u << 20)) std::string().swap(c->writing_);
+  if (c->closing_) return;
+  if (status < 0) {
+    c->close();
+    return;
+  }
+  c->last_active_ = c->srv_->now();
+  c->flush();
+}
+
+// After the final response: send FIN, then read and discard until the client closes (or
+// kLingerMs), so a client still sending does not get a reset that destroys the response.
+void HttpConn::start_linger() {
+  if (lingering_ || closing_) return;
+  if (eof_ || srv_->shutting_down_) {
+    close();
+    return;
+  }
+  lingering_ = true;
+  linger_since_ = srv_->now();
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown) != 0) {
+    close();
+    return;
+  }
+  in_.consume(in_.size());
+  read_start();
+}
+
+void HttpConn::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* c = static_cast<HttpConn*>(req->data);
+  if (status < 0 && !c->closing_) c->close();
+}
+
+void HttpConn::finish() {
+  if (closing_) return;
+  done_ = true;
+  read_stop();
+  if (slots_.empty() && out_.empty() && !writing_active_) close();
+}
+
+void HttpConn::close() {
+  if (closing_) return;
+  closing_ = true;
+  read_stop();
+  orphan_lookups();
+  slots_.clear();
+  if (dirty) {
+    srv_->remove_dirty(this);
+    dirty = false;
+  }
+  srv_->conn_closed(this);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+}
+
+void HttpConn::on_close(uv_handle_t* h) { delete static_cast<HttpConn*>(h->data); }
+}  // namespace respite

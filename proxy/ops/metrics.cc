@@ -1,0 +1,46 @@
+// Prometheus text from a PROXY INFO snapshot. See metrics.h.
+#include "proxy/ops/metrics.h"
+
+#include <fmt/format.h>
+
+#include <iterator>
+
+namespace respite {
+
+namespace {
+
+void append_help_text(std::string& out, std::string_view help) {
+  for (char c : help) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+}
+
+}  // namespace
+
+void append_metric(std::string& out, std::string_view name, std::string_view type,
+                   std::string_view help, std::string_view value) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} ", name);
+  append_help_text(out, help);
+  fmt::format_to(std::back_inserter(out), "\n# TYPE {} {}\n", name, type);
+  if (!value.empty()) fmt::format_to(std::back_inserter(out), "{} {}\n", name, value);
+}
+
+std::string metric_name(const InfoFieldDef& d) {
+  std::string_view base = d.name;
+  if (d.kind != InfoKind::kCounter) return fmt::format("respite_{}", base);
+  if (base.starts_with("total_")) base.remove_prefix(6);
+  return fmt::format("respite_{}{}", base, base.ends_with("_total") ? "" : "_total");
+}
+
+void append_info_metrics(std::string& out, const InfoSnapshot& snap) {
+  for (size_t i = 0; i < kInfoFieldCount; ++i) {
+    const InfoFieldDef& d = kInfoFields[i];
+    if (d.kind == InfoKind::kText) continue;  // versions, addresses, up/down words
+    append_metric(out, metric_name(d), d.kind == InfoKind::kCounter ? "counter" : "gauge", d.help,
+                  fmt::to_string(snap.number(static_cast<InfoField>(i))));
+  }
+}
+
+}  // namespace respite
