@@ -6,6 +6,7 @@
 
 #include "proxy/front/command_table.h"
 #include "proxy/ops/log.h"
+#include "proxy/ops/text.h"
 #include "proxy/server.h"
 #include "resp/reply_view.h"
 #include "resp/reply_writer.h"
@@ -14,13 +15,6 @@
 namespace respite {
 
 namespace {
-
-bool ieq(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
-  return true;
-}
 
 void append_bulk_arg(std::string& out, std::string_view a) { resp::Writer(out, 2).bulk(a); }
 

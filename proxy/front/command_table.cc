@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <iterator>
 
+#include "proxy/ops/text.h"
+
 namespace respite {
 namespace {
 
@@ -126,8 +128,6 @@ constexpr const CommandInfo* kMigrate = &kCommands[index_of("migrate")];
 
 // --- helpers ----------------------------------------------------------------------------------
 
-constexpr char fold(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
 // Every command runs a lookup, and the binary search over the sorted table cost about nine
 // string compares (~290 instructions a GET under callgrind). This open-addressing index over
 // the same entries, built once, costs one hash and usually one compare.
@@ -167,14 +167,6 @@ const CommandInfo* find_indexed(std::string_view lower) {
   return index.find(lower);
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (fold(a[i]) != fold(b[i])) return false;
-  }
-  return true;
-}
-
 // A key count as Redis's string2ll accepts it, limited to [0, max]: no sign, no leading zeros,
 // no spaces. A count above `max` (more keys than arguments) is rejected before it is used for
 // anything, so a client's declared count never drives a loop or an allocation.
@@ -202,14 +194,14 @@ void spec_keys(const KeySpec& s, const resp::Frame& f, int64_t argc, std::vector
     // be followed by keys anyway; index 1 is never taken on the backward search.
     if (s.start_from > 0) {
       for (int64_t i = s.start_from; i < argc - 1; ++i) {
-        if (iequals(f.arg(static_cast<size_t>(i)), s.keyword)) {
+        if (ieq(f.arg(static_cast<size_t>(i)), s.keyword)) {
           first = i + 1;
           break;
         }
       }
     } else {
       for (int64_t i = argc + s.start_from; i > 1 && i < argc; --i) {
-        if (iequals(f.arg(static_cast<size_t>(i)), s.keyword)) {
+        if (ieq(f.arg(static_cast<size_t>(i)), s.keyword)) {
           first = i + 1;
           break;
         }
@@ -250,11 +242,11 @@ void spec_keys(const KeySpec& s, const resp::Frame& f, int64_t argc, std::vector
 void sort_store_keys(const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out) {
   for (int64_t i = 2; i < argc; ++i) {
     std::string_view a = f.arg(static_cast<size_t>(i));
-    if (iequals(a, "limit")) {
+    if (ieq(a, "limit")) {
       i += 2;
-    } else if (iequals(a, "by") || iequals(a, "get")) {
+    } else if (ieq(a, "by") || ieq(a, "get")) {
       i += 1;
-    } else if (iequals(a, "store") && i + 1 < argc) {
+    } else if (ieq(a, "store") && i + 1 < argc) {
       out.push_back(static_cast<uint32_t>(++i));
     }
   }
@@ -269,11 +261,11 @@ void migrate_keys(const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out
   if (!f.arg(3).empty()) out.push_back(3);
   for (int64_t i = 6; i < argc; ++i) {
     std::string_view a = f.arg(static_cast<size_t>(i));
-    if (iequals(a, "auth")) {
+    if (ieq(a, "auth")) {
       i += 1;
-    } else if (iequals(a, "auth2")) {
+    } else if (ieq(a, "auth2")) {
       i += 2;
-    } else if (iequals(a, "keys")) {
+    } else if (ieq(a, "keys")) {
       for (int64_t k = i + 1; k < argc; ++k) out.push_back(static_cast<uint32_t>(k));
       return;
     }
@@ -290,13 +282,13 @@ const CommandInfo* lookup_command(std::string_view name, std::string_view sub) {
   for (char c : name) {
     // "client|kill" is a table key, not a command a client can send.
     if (c == '|') return nullptr;
-    buf[n++] = fold(c);
+    buf[n++] = ascii_lower(c);
   }
   const CommandInfo* cmd = find_indexed(std::string_view(buf, n));
   if (cmd == nullptr || !cmd->has_subcommands || sub.empty()) return cmd;
   if (n + 1 + sub.size() > kMaxCommandName) return cmd;
   buf[n++] = '|';
-  for (char c : sub) buf[n++] = fold(c);
+  for (char c : sub) buf[n++] = ascii_lower(c);
   const CommandInfo* subcmd = find_indexed(std::string_view(buf, n));
   return subcmd != nullptr ? subcmd : cmd;
 }
