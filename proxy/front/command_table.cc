@@ -86,6 +86,7 @@ constexpr KeySpec unknown_spec(bool write) {
 
 #include "proxy/front/command_table.inc"
 
+constexpr const auto& kCommands = kGenerated;
 constexpr const CommandInfo* kBegin = std::begin(kCommands);
 constexpr const CommandInfo* kEnd = std::end(kCommands);
 

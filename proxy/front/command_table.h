@@ -1,6 +1,6 @@
-// The one command table: arity, flags and key specs of every Redis 7.0 command, generated from a
-// live redis-server's COMMAND output by scripts/gen-command-table into command_table.inc.
-// Dispatch, cache eligibility and invalidation all ask this table.
+// The one command table: arity, flags, ACL categories and key specs of every Redis 7.0 command,
+// generated from a live redis-server's COMMAND output by scripts/gen-command-table into
+// command_table.inc. Dispatch, cache eligibility and invalidation all ask this table.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +35,32 @@ enum CommandFlag : uint32_t {
   kAllowBusy = 1u << 19,
 };
 
+// Redis's ACL categories (COMMAND INFO), one bit each, in ACL CAT's order. Carried for ACL
+// checks; nothing asks them yet.
+enum AclCategory : uint32_t {
+  kAclKeyspace = 1u << 0,
+  kAclRead = 1u << 1,
+  kAclWrite = 1u << 2,
+  kAclSet = 1u << 3,
+  kAclSortedset = 1u << 4,
+  kAclList = 1u << 5,
+  kAclHash = 1u << 6,
+  kAclString = 1u << 7,
+  kAclBitmap = 1u << 8,
+  kAclHyperloglog = 1u << 9,
+  kAclGeo = 1u << 10,
+  kAclStream = 1u << 11,
+  kAclPubsub = 1u << 12,
+  kAclAdmin = 1u << 13,
+  kAclFast = 1u << 14,
+  kAclSlow = 1u << 15,
+  kAclBlocking = 1u << 16,
+  kAclDangerous = 1u << 17,
+  kAclConnection = 1u << 18,
+  kAclTransaction = 1u << 19,
+  kAclScripting = 1u << 20,
+};
+
 // One key spec as Redis 7 describes it: where to start looking (begin_search) and how to find
 // keys from there (find_keys).
 struct KeySpec {
@@ -56,7 +82,8 @@ struct KeySpec {
 struct CommandInfo {
   std::string_view name;          // lowercase; subcommands are "container|sub", e.g. "client|kill"
   int arity;                      // Redis's arity: n exact, -n at least n
-  uint32_t flags;
+  uint32_t flags;                 // CommandFlag bits
+  uint32_t acl_categories;        // AclCategory bits
   const KeySpec* specs;
   uint8_t nspecs;
   bool has_subcommands;           // "client", "config", ...: look up the subcommand

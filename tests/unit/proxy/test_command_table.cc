@@ -373,3 +373,28 @@ TEST_CASE("command table: every entry is found by its name, in any case, and by 
     }
   }
 }
+
+TEST_CASE("ACL categories come from Redis", "[command_table]") {
+  const CommandInfo* get = lookup_command("get");
+  REQUIRE(get != nullptr);
+  CHECK(get->acl_categories == (respite::kAclRead | respite::kAclString | respite::kAclFast));
+  const CommandInfo* flushall = lookup_command("flushall");
+  REQUIRE(flushall != nullptr);
+  CHECK(flushall->acl_categories ==
+        (respite::kAclKeyspace | respite::kAclWrite | respite::kAclSlow | respite::kAclDangerous));
+  const CommandInfo* kill = lookup_command("client", "kill");
+  REQUIRE(kill != nullptr);
+  CHECK((kill->acl_categories & respite::kAclAdmin) != 0);
+  CHECK((kill->acl_categories & respite::kAclConnection) != 0);
+}
+
+TEST_CASE("entries not in Redis 7.0's COMMAND: PROXY, CLIENT SETINFO and NO-TOUCH", "[command_table]") {
+  const CommandInfo* proxy = lookup_command("proxy");
+  REQUIRE(proxy != nullptr);
+  CHECK(proxy->has_subcommands);
+  CHECK(lookup_command("PROXY", "info")->name == "proxy|info");
+  CHECK(lookup_command("proxy", "config")->name == "proxy|config");
+  CHECK(lookup_command("proxy", "nosuch") == proxy);
+  CHECK(lookup_command("client", "setinfo")->name == "client|setinfo");
+  CHECK(lookup_command("client", "no-touch")->name == "client|no-touch");
+}
