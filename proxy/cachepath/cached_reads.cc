@@ -465,14 +465,14 @@ Server::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Fra
                                                   const CommandInfo* ci) {
   WritePlan plan;
   if (!cache_->enabled() || !ci) return plan;
-  std::string_view name = ci->name;
   // Inside a transaction, a queued SELECT moves the writes queued after it.
   plan.db = static_cast<uint32_t>(c->in_multi ? c->multi_db : c->db);
   plan.flights_at = shared_->flights_started.load(std::memory_order_relaxed);
-  if (name == "flushall" || name == "swapdb" || name == "flushdb") {
+  const Flush flush = ci->role.flush;
+  if (flush == Flush::Db || flush == Flush::All) {
     plan.heap = new WriteInvalidation;
     plan.heap->db = plan.db;
-    plan.heap->scope = name == "flushdb" ? WriteInvalidation::Scope::Db : WriteInvalidation::Scope::All;
+    plan.heap->scope = flush == Flush::Db ? WriteInvalidation::Scope::Db : WriteInvalidation::Scope::All;
     apply_invalidation(*plan.heap, cache::Source::kLocal);
     return plan;
   }
@@ -483,7 +483,7 @@ Server::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Fra
   command_keys(*ci, f, idx, /*write_only=*/true);
   if (idx.empty()) return plan;
   // MOVE and COPY ... DB write a key in another database than the client's.
-  bool any_db = name == "move" || name == "copy";
+  const bool any_db = ci->role.keys_any_db;
   if (idx.size() == 1 && !any_db) {
     plan.key_arg = static_cast<int>(idx[0]);
     cache_->invalidate(plan.db, f.arg(idx[0]), cache::Source::kLocal);

@@ -86,9 +86,125 @@ constexpr KeySpec unknown_spec(bool write) {
 
 #include "proxy/front/command_table.inc"
 
-constexpr const auto& kCommands = kGenerated;
-constexpr const CommandInfo* kBegin = std::begin(kCommands);
-constexpr const CommandInfo* kEnd = std::end(kCommands);
+// --- respite's roles ---------------------------------------------------------------------------
+//
+// The one place that says what respite does with a command beyond forwarding it (the enums in
+// command_table.h explain each role). A command without a row is forwarded as is, pinned if Redis
+// flags it blocking (Pin::Blocking), and invalidates the keys of its write key specs.
+struct RoleRow {
+  std::string_view name;
+  CommandRoles role;
+};
+
+constexpr RoleRow kRoles[] = {
+    // Connection-level commands respite answers itself (Server::dispatch).
+    {"quit", {.local = Local::Quit}},                  // OK, then close after the replies owed
+    {"reset", {.local = Local::Reset}},                // drops the pinned connection, state reset
+    {"auth", {.local = Local::Auth}},                  // against respite's requirepass
+    {"hello", {.local = Local::Hello}},                 // respite's protocol and identity
+    {"ping", {.local = Local::Ping}},
+    {"echo", {.local = Local::Echo}},
+    {"select", {.local = Local::Select}},              // the client's db is respite's
+    {"sync", {.local = Local::Sync, .reply = Reply::Stream}},   // refused: no replication
+    {"psync", {.local = Local::Sync, .reply = Reply::Stream}},  // refused: no replication
+    {"replconf", {.local = Local::ReplconfAck}},       // ACK/GETACK get no reply, as in Redis
+    // PROXY: respite's own (proxy_command).
+    {"proxy", {.local = Local::Proxy}},                // no or an unknown subcommand: an error
+    {"proxy|cache", {.local = Local::ProxyCache}},     // CACHE FLUSH
+    {"proxy|config", {.local = Local::ProxyConfig}},   // CONFIG GET/SET/REWRITE
+    {"proxy|debug", {.local = Local::ProxyDebug}},     // DEBUG ALLOCATIONS
+    {"proxy|help", {.local = Local::ProxyHelp}},
+    {"proxy|info", {.local = Local::ProxyInfo}},
+    {"proxy|slowlog", {.local = Local::ProxySlowlog}},
+    // CLIENT: the caller's identity is respite's; LIST/KILL/UNBLOCK are about respite's clients
+    // (client_command). The CLIENT subcommands without a Local are forwarded.
+    {"client|caching", {.pin = Pin::Sticky}},          // tracking state of the connection
+    {"client|getname", {.local = Local::ClientGetname}},
+    {"client|id", {.local = Local::ClientId}},
+    {"client|info", {.local = Local::ClientInfo}},
+    {"client|kill", {.local = Local::ClientKill}},
+    {"client|list", {.local = Local::ClientList}},
+    {"client|no-evict", {.local = Local::ClientNoEvict, .pin = Pin::Sticky}},  // pinned if forwarded
+    {"client|no-touch", {.local = Local::ClientNoTouch, .pin = Pin::Sticky}},  // forwarded from 7.2
+    {"client|reply", {.local = Local::ClientReply}},
+    {"client|setinfo", {.local = Local::ClientSetinfo}},
+    {"client|setname", {.local = Local::ClientSetname}},
+    {"client|tracking", {.pin = Pin::Sticky}},         // tracking state of the connection
+    {"client|unblock", {.local = Local::ClientUnblock}},
+    // Pub/sub and MONITOR: more than one reply, so never on a shared connection.
+    {"subscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
+    {"psubscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
+    {"ssubscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
+    {"unsubscribe", {.local = Local::Unsubscribe, .reply = Reply::PerArgument}},
+    {"punsubscribe", {.local = Local::Unsubscribe, .reply = Reply::PerArgument}},
+    {"sunsubscribe", {.local = Local::Unsubscribe, .reply = Reply::PerArgument}},
+    {"monitor", {.pin = Pin::Stream, .reply = Reply::Stream}},
+    // Transactions: the state lives on the pinned connection.
+    {"multi", {.pin = Pin::Multi}},
+    {"exec", {.pin = Pin::Exec}},
+    {"discard", {.pin = Pin::Discard}},
+    {"watch", {.pin = Pin::Watch}},
+    {"unwatch", {.pin = Pin::Unwatch}},
+    // Other connection state upstream, and blocking without Redis's blocking flag.
+    {"readonly", {.pin = Pin::Sticky}},
+    {"readwrite", {.pin = Pin::Sticky}},
+    {"wait", {.pin = Pin::Blocking}},                  // waits for replicas
+    {"xread", {.pin = Pin::BlockOption}},              // blocks only with BLOCK
+    {"xreadgroup", {.pin = Pin::BlockOption}},         // blocks only with BLOCK
+    {"script|kill", {.pin = Pin::Aside}},              // while a script holds the shared connection
+    {"function|kill", {.pin = Pin::Aside}},            // while a function holds it
+    // The cache.
+    {"get", {.cache = Cache::Get}},
+    {"mget", {.cache = Cache::Mget}},
+    // Invalidation beyond the write key specs.
+    {"flushdb", {.flush = Flush::Db}},
+    {"flushall", {.flush = Flush::All}},
+    {"swapdb", {.flush = Flush::All}},                 // two whole dbs change places
+    {"eval", {.flush = Flush::UnknownKeys}},           // a script may write undeclared keys
+    {"evalsha", {.flush = Flush::UnknownKeys}},
+    {"fcall", {.flush = Flush::UnknownKeys}},
+    {"sort", {.flush = Flush::UnknownKeysIfStore}},    // STORE's key: see sort_store_keys
+    {"move", {.keys_any_db = true}},                   // writes the key in the target db too
+    {"copy", {.keys_any_db = true}},                   // COPY ... DB n: the copy is in db n
+};
+
+constexpr size_t kNotFound = std::size(kGenerated);
+
+constexpr size_t generated_index(std::string_view lower) {
+  const CommandInfo* it =
+      std::lower_bound(std::begin(kGenerated), std::end(kGenerated), lower,
+                       [](const CommandInfo& c, std::string_view n) { return c.name < n; });
+  return (it != std::end(kGenerated) && it->name == lower)
+             ? static_cast<size_t>(it - std::begin(kGenerated))
+             : kNotFound;
+}
+
+constexpr bool role_rows_name_commands() {
+  for (size_t i = 0; i < std::size(kRoles); ++i) {
+    if (generated_index(kRoles[i].name) == kNotFound) return false;
+    for (size_t j = 0; j < i; ++j)
+      if (kRoles[j].name == kRoles[i].name) return false;
+  }
+  return true;
+}
+static_assert(role_rows_name_commands(),
+              "kRoles: a row names no command of the table, or a command twice");
+
+// The generated entries with their roles, built at compile time: a role is a byte of the entry
+// the lookup returns.
+constexpr std::array<CommandInfo, std::size(kGenerated)> with_roles() {
+  std::array<CommandInfo, std::size(kGenerated)> t{};
+  for (size_t i = 0; i < t.size(); ++i) t[i] = kGenerated[i];
+  for (const RoleRow& r : kRoles) t[generated_index(r.name)].role = r.role;
+  for (CommandInfo& c : t)
+    if (c.is(kBlocking) && c.role.pin == Pin::None) c.role.pin = Pin::Blocking;
+  return t;
+}
+
+constexpr std::array<CommandInfo, std::size(kGenerated)> kCommands = with_roles();
+
+constexpr const CommandInfo* kBegin = kCommands.data();
+constexpr const CommandInfo* kEnd = kCommands.data() + kCommands.size();
 
 // --- compile-time checks of the generated data ------------------------------------------------
 
@@ -104,11 +220,22 @@ constexpr bool table_is_well_formed() {
     for (uint8_t i = 0; i < c->nspecs; ++i) {
       if (c->specs[i].keystep < 1) return false;  // key loops advance by keystep
     }
+    const CommandRoles& r = c->role;
+    // The cache answers reads only.
+    if (r.cache != Cache::None && !c->is(kReadonly)) return false;
+    // A command with more or fewer replies than one never reaches a shared connection: it pins
+    // the client to a stream, or respite answers it (or refuses it) itself.
+    if (r.reply != Reply::One && r.pin != Pin::Stream && r.local != Local::Unsubscribe &&
+        r.local != Local::Sync)
+      return false;
+    // A command answered locally and also pinned would be answered twice.
+    if (r.local != Local::None && r.pin != Pin::None && r.pin != Pin::Sticky) return false;
   }
   return true;
 }
 static_assert(table_is_well_formed(),
-              "command_table.inc is malformed: regenerate it with scripts/gen-command-table");
+              "command_table.inc or kRoles is malformed: regenerate the table with "
+              "scripts/gen-command-table, or check the roles");
 
 constexpr const CommandInfo* find_exact(std::string_view lower) {
   const CommandInfo* it = std::lower_bound(
