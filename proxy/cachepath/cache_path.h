@@ -48,11 +48,11 @@ struct CacheWaiter {
   CachePath* owner = nullptr;  // the loop the waiter lives on (single-flight spans loops)
 };
 
-using Cache = cache::Cache<CacheWaiter>;
+using CacheStore = cache::Cache<CacheWaiter>;
 
 // What every loop's cache path shares.
 struct CacheShared {
-  std::unique_ptr<Cache> cache;
+  std::unique_ptr<CacheStore> cache;
   std::atomic<uint64_t> flights_started{0};  // cache fetches sent, all loops
   std::vector<CachePath*> paths;             // one per loop; fixed before any loop runs
 };
@@ -71,7 +71,7 @@ class CachePath {
   CachePath& operator=(const CachePath&) = delete;
   ~CachePath();
 
-  Cache& cache() { return *cache_; }
+  CacheStore& cache() { return *cache_; }
   Tracking& tracking() { return tracking_; }
   // The cache may answer reads: enabled, and this loop's invalidation link is up.
   bool usable() const { return cache_->enabled() && tracking_.up(); }
@@ -120,7 +120,7 @@ class CachePath {
                                 std::string& out, int proto, size_t* payload, bool* refresh);
 
   CacheShared* shared_;
-  Cache* cache_;
+  CacheStore* cache_;
   Loop* loop_;
   UpstreamHost* host_;
   Router* router_;

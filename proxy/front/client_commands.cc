@@ -596,20 +596,20 @@ void unblock_attempt(Server& srv, std::unique_ptr<OwedReply> reply, uint64_t tar
 
 }  // namespace
 
-// Returns true when handled locally.
-bool client_command(Server& srv, ClientConn* c, const resp::Frame& f) {
+// Returns true when handled locally. `which` is the subcommand, from the command table.
+bool client_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which) {
   if (f.argc() < 2) return false;
   std::string_view sub = f.arg(1);
   // Only the subcommands answered here take a reply slot; the rest are forwarded.
   auto w = [c] { return resp::Writer(c->immediate_reply(), c->proto); };
-  if (ieq(sub, "id")) {
+  if (which == Local::ClientId) {
     if (f.argc() != 2) arity_error(c, "client|id");
     else w().integer(static_cast<int64_t>(c->id));
-  } else if (ieq(sub, "getname")) {
+  } else if (which == Local::ClientGetname) {
     if (f.argc() != 2) arity_error(c, "client|getname");
     else if (c->name.empty()) w().null();
     else w().bulk(c->name);
-  } else if (ieq(sub, "setname")) {
+  } else if (which == Local::ClientSetname) {
     if (f.argc() != 3) return arity_error(c, "client|setname"), true;
     if (!valid_client_name(f.arg(2))) {
       w().error(kBadClientName);
@@ -617,7 +617,7 @@ bool client_command(Server& srv, ClientConn* c, const resp::Frame& f) {
     }
     c->name = std::string(f.arg(2));
     w().simple("OK");
-  } else if (ieq(sub, "setinfo")) {
+  } else if (which == Local::ClientSetinfo) {
     // SETINFO exists from Redis 7.2: before, the upstream's unknown-subcommand error is the answer.
     if (!version_at_least(srv.upstream_version, 7, 2)) return false;
     if (f.argc() != 4) return arity_error(c, "client|setinfo"), true;
@@ -635,18 +635,18 @@ bool client_command(Server& srv, ClientConn* c, const resp::Frame& f) {
       return true;
     }
     w().simple("OK");
-  } else if (ieq(sub, "info")) {
+  } else if (which == Local::ClientInfo) {
     if (f.argc() != 2) arity_error(c, "client|info");
     else w().verbatim("txt", client_info_line(srv, c, "client|info"));
-  } else if (ieq(sub, "list")) {
+  } else if (which == Local::ClientList) {
     client_list(srv, c, f);
-  } else if (ieq(sub, "kill")) {
+  } else if (which == Local::ClientKill) {
     if (f.argc() < 3) return arity_error(c, "client|kill"), true;
     // Commands run in order: a kill waits for the caller's requests in flight (as in Redis,
     // where a client's next command runs after the previous one finished).
     if (c->inflight > 0) return c->stall(), true;
     client_kill(srv, c, f);
-  } else if (ieq(sub, "unblock")) {
+  } else if (which == Local::ClientUnblock) {
     if (f.argc() < 3) return arity_error(c, "client|unblock"), true;
     if (f.argc() > 4) {
       w().error(fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try "
@@ -658,18 +658,18 @@ bool client_command(Server& srv, ClientConn* c, const resp::Frame& f) {
     // itself, as in Redis).
     if (c->inflight > 0) return c->stall(), true;
     client_unblock(srv, c, f);
-  } else if (ieq(sub, "no-evict")) {
+  } else if (which == Local::ClientNoEvict) {
     // Client eviction (maxmemory-clients) is the upstream's, of its own connections: respite's
     // clients are never evicted, so this only validates, as Redis 7.0 does.
     if (f.argc() != 3) return arity_error(c, "client|no-evict"), true;
     if (ieq(f.arg(2), "on") || ieq(f.arg(2), "off")) w().simple("OK");
     else w().error("ERR syntax error");
-  } else if (ieq(sub, "no-touch")) {
+  } else if (which == Local::ClientNoTouch) {
     // From Redis 7.2 (forwarded, and pinned: it changes how the connection's reads touch keys);
     // an older upstream does not know it.
     if (version_at_least(srv.upstream_version, 7, 2)) return false;
     w().error(unknown_subcommand(sub));
-  } else if (ieq(sub, "reply")) {
+  } else if (which == Local::ClientReply) {
     if (f.argc() != 3) return arity_error(c, "client|reply"), true;
     if (ieq(f.arg(2), "on")) {
       c->reply_mode = ClientConn::ReplyMode::On;

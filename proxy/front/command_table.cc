@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <iterator>
 
+#include "proxy/ops/text.h"
+
 namespace respite {
 namespace {
 
@@ -84,8 +86,125 @@ constexpr KeySpec unknown_spec(bool write) {
 
 #include "proxy/front/command_table.inc"
 
-constexpr const CommandInfo* kBegin = std::begin(kCommands);
-constexpr const CommandInfo* kEnd = std::end(kCommands);
+// --- respite's roles ---------------------------------------------------------------------------
+//
+// The one place that says what respite does with a command beyond forwarding it (the enums in
+// command_table.h explain each role). A command without a row is forwarded as is, pinned if Redis
+// flags it blocking (Pin::Blocking), and invalidates the keys of its write key specs.
+struct RoleRow {
+  std::string_view name;
+  CommandRoles role;
+};
+
+constexpr RoleRow kRoles[] = {
+    // Connection-level commands respite answers itself (Server::dispatch).
+    {"quit", {.local = Local::Quit}},                  // OK, then close after the replies owed
+    {"reset", {.local = Local::Reset}},                // drops the pinned connection, state reset
+    {"auth", {.local = Local::Auth}},                  // against respite's requirepass
+    {"hello", {.local = Local::Hello}},                 // respite's protocol and identity
+    {"ping", {.local = Local::Ping}},
+    {"echo", {.local = Local::Echo}},
+    {"select", {.local = Local::Select}},              // the client's db is respite's
+    {"sync", {.local = Local::Sync, .reply = Reply::Stream}},   // refused: no replication
+    {"psync", {.local = Local::Sync, .reply = Reply::Stream}},  // refused: no replication
+    {"replconf", {.local = Local::ReplconfAck}},       // ACK/GETACK get no reply, as in Redis
+    // PROXY: respite's own (proxy_command).
+    {"proxy", {.local = Local::Proxy}},                // no or an unknown subcommand: an error
+    {"proxy|cache", {.local = Local::ProxyCache}},     // CACHE FLUSH
+    {"proxy|config", {.local = Local::ProxyConfig}},   // CONFIG GET/SET/REWRITE
+    {"proxy|debug", {.local = Local::ProxyDebug}},     // DEBUG ALLOCATIONS
+    {"proxy|help", {.local = Local::ProxyHelp}},
+    {"proxy|info", {.local = Local::ProxyInfo}},
+    {"proxy|slowlog", {.local = Local::ProxySlowlog}},
+    // CLIENT: the caller's identity is respite's; LIST/KILL/UNBLOCK are about respite's clients
+    // (client_command). The CLIENT subcommands without a Local are forwarded.
+    {"client|caching", {.pin = Pin::Sticky}},          // tracking state of the connection
+    {"client|getname", {.local = Local::ClientGetname}},
+    {"client|id", {.local = Local::ClientId}},
+    {"client|info", {.local = Local::ClientInfo}},
+    {"client|kill", {.local = Local::ClientKill}},
+    {"client|list", {.local = Local::ClientList}},
+    {"client|no-evict", {.local = Local::ClientNoEvict, .pin = Pin::Sticky}},  // pinned if forwarded
+    {"client|no-touch", {.local = Local::ClientNoTouch, .pin = Pin::Sticky}},  // forwarded from 7.2
+    {"client|reply", {.local = Local::ClientReply}},
+    {"client|setinfo", {.local = Local::ClientSetinfo}},
+    {"client|setname", {.local = Local::ClientSetname}},
+    {"client|tracking", {.pin = Pin::Sticky}},         // tracking state of the connection
+    {"client|unblock", {.local = Local::ClientUnblock}},
+    // Pub/sub and MONITOR: more than one reply, so never on a shared connection.
+    {"subscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
+    {"psubscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
+    {"ssubscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
+    {"unsubscribe", {.local = Local::Unsubscribe, .reply = Reply::PerArgument}},
+    {"punsubscribe", {.local = Local::Unsubscribe, .reply = Reply::PerArgument}},
+    {"sunsubscribe", {.local = Local::Unsubscribe, .reply = Reply::PerArgument}},
+    {"monitor", {.pin = Pin::Stream, .reply = Reply::Stream}},
+    // Transactions: the state lives on the pinned connection.
+    {"multi", {.pin = Pin::Multi}},
+    {"exec", {.pin = Pin::Exec}},
+    {"discard", {.pin = Pin::Discard}},
+    {"watch", {.pin = Pin::Watch}},
+    {"unwatch", {.pin = Pin::Unwatch}},
+    // Other connection state upstream, and blocking without Redis's blocking flag.
+    {"readonly", {.pin = Pin::Sticky}},
+    {"readwrite", {.pin = Pin::Sticky}},
+    {"wait", {.pin = Pin::Blocking}},                  // waits for replicas
+    {"xread", {.pin = Pin::BlockOption}},              // blocks only with BLOCK
+    {"xreadgroup", {.pin = Pin::BlockOption}},         // blocks only with BLOCK
+    {"script|kill", {.pin = Pin::Aside}},              // while a script holds the shared connection
+    {"function|kill", {.pin = Pin::Aside}},            // while a function holds it
+    // The cache.
+    {"get", {.cache = Cache::Get}},
+    {"mget", {.cache = Cache::Mget}},
+    // Invalidation beyond the write key specs.
+    {"flushdb", {.flush = Flush::Db}},
+    {"flushall", {.flush = Flush::All}},
+    {"swapdb", {.flush = Flush::All}},                 // two whole dbs change places
+    {"eval", {.flush = Flush::UnknownKeys}},           // a script may write undeclared keys
+    {"evalsha", {.flush = Flush::UnknownKeys}},
+    {"fcall", {.flush = Flush::UnknownKeys}},
+    {"sort", {.flush = Flush::UnknownKeysIfStore}},    // STORE's key: see sort_store_keys
+    {"move", {.keys_any_db = true}},                   // writes the key in the target db too
+    {"copy", {.keys_any_db = true}},                   // COPY ... DB n: the copy is in db n
+};
+
+constexpr size_t kNotFound = std::size(kGenerated);
+
+constexpr size_t generated_index(std::string_view lower) {
+  const CommandInfo* it =
+      std::lower_bound(std::begin(kGenerated), std::end(kGenerated), lower,
+                       [](const CommandInfo& c, std::string_view n) { return c.name < n; });
+  return (it != std::end(kGenerated) && it->name == lower)
+             ? static_cast<size_t>(it - std::begin(kGenerated))
+             : kNotFound;
+}
+
+constexpr bool role_rows_name_commands() {
+  for (size_t i = 0; i < std::size(kRoles); ++i) {
+    if (generated_index(kRoles[i].name) == kNotFound) return false;
+    for (size_t j = 0; j < i; ++j)
+      if (kRoles[j].name == kRoles[i].name) return false;
+  }
+  return true;
+}
+static_assert(role_rows_name_commands(),
+              "kRoles: a row names no command of the table, or a command twice");
+
+// The generated entries with their roles, built at compile time: a role is a byte of the entry
+// the lookup returns.
+constexpr std::array<CommandInfo, std::size(kGenerated)> with_roles() {
+  std::array<CommandInfo, std::size(kGenerated)> t{};
+  for (size_t i = 0; i < t.size(); ++i) t[i] = kGenerated[i];
+  for (const RoleRow& r : kRoles) t[generated_index(r.name)].role = r.role;
+  for (CommandInfo& c : t)
+    if (c.is(kBlocking) && c.role.pin == Pin::None) c.role.pin = Pin::Blocking;
+  return t;
+}
+
+constexpr std::array<CommandInfo, std::size(kGenerated)> kCommands = with_roles();
+
+constexpr const CommandInfo* kBegin = kCommands.data();
+constexpr const CommandInfo* kEnd = kCommands.data() + kCommands.size();
 
 // --- compile-time checks of the generated data ------------------------------------------------
 
@@ -101,11 +220,22 @@ constexpr bool table_is_well_formed() {
     for (uint8_t i = 0; i < c->nspecs; ++i) {
       if (c->specs[i].keystep < 1) return false;  // key loops advance by keystep
     }
+    const CommandRoles& r = c->role;
+    // The cache answers reads only.
+    if (r.cache != Cache::None && !c->is(kReadonly)) return false;
+    // A command with more or fewer replies than one never reaches a shared connection: it pins
+    // the client to a stream, or respite answers it (or refuses it) itself.
+    if (r.reply != Reply::One && r.pin != Pin::Stream && r.local != Local::Unsubscribe &&
+        r.local != Local::Sync)
+      return false;
+    // A command answered locally and also pinned would be answered twice.
+    if (r.local != Local::None && r.pin != Pin::None && r.pin != Pin::Sticky) return false;
   }
   return true;
 }
 static_assert(table_is_well_formed(),
-              "command_table.inc is malformed: regenerate it with scripts/gen-command-table");
+              "command_table.inc or kRoles is malformed: regenerate the table with "
+              "scripts/gen-command-table, or check the roles");
 
 constexpr const CommandInfo* find_exact(std::string_view lower) {
   const CommandInfo* it = std::lower_bound(
@@ -125,8 +255,6 @@ constexpr const CommandInfo* kSort = &kCommands[index_of("sort")];
 constexpr const CommandInfo* kMigrate = &kCommands[index_of("migrate")];
 
 // --- helpers ----------------------------------------------------------------------------------
-
-constexpr char fold(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
 // Every command runs a lookup, and the binary search over the sorted table cost about nine
 // string compares (~290 instructions a GET under callgrind). This open-addressing index over
@@ -167,14 +295,6 @@ const CommandInfo* find_indexed(std::string_view lower) {
   return index.find(lower);
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (fold(a[i]) != fold(b[i])) return false;
-  }
-  return true;
-}
-
 // A key count as Redis's string2ll accepts it, limited to [0, max]: no sign, no leading zeros,
 // no spaces. A count above `max` (more keys than arguments) is rejected before it is used for
 // anything, so a client's declared count never drives a loop or an allocation.
@@ -202,14 +322,14 @@ void spec_keys(const KeySpec& s, const resp::Frame& f, int64_t argc, std::vector
     // be followed by keys anyway; index 1 is never taken on the backward search.
     if (s.start_from > 0) {
       for (int64_t i = s.start_from; i < argc - 1; ++i) {
-        if (iequals(f.arg(static_cast<size_t>(i)), s.keyword)) {
+        if (ieq(f.arg(static_cast<size_t>(i)), s.keyword)) {
           first = i + 1;
           break;
         }
       }
     } else {
       for (int64_t i = argc + s.start_from; i > 1 && i < argc; --i) {
-        if (iequals(f.arg(static_cast<size_t>(i)), s.keyword)) {
+        if (ieq(f.arg(static_cast<size_t>(i)), s.keyword)) {
           first = i + 1;
           break;
         }
@@ -250,11 +370,11 @@ void spec_keys(const KeySpec& s, const resp::Frame& f, int64_t argc, std::vector
 void sort_store_keys(const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out) {
   for (int64_t i = 2; i < argc; ++i) {
     std::string_view a = f.arg(static_cast<size_t>(i));
-    if (iequals(a, "limit")) {
+    if (ieq(a, "limit")) {
       i += 2;
-    } else if (iequals(a, "by") || iequals(a, "get")) {
+    } else if (ieq(a, "by") || ieq(a, "get")) {
       i += 1;
-    } else if (iequals(a, "store") && i + 1 < argc) {
+    } else if (ieq(a, "store") && i + 1 < argc) {
       out.push_back(static_cast<uint32_t>(++i));
     }
   }
@@ -269,11 +389,11 @@ void migrate_keys(const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out
   if (!f.arg(3).empty()) out.push_back(3);
   for (int64_t i = 6; i < argc; ++i) {
     std::string_view a = f.arg(static_cast<size_t>(i));
-    if (iequals(a, "auth")) {
+    if (ieq(a, "auth")) {
       i += 1;
-    } else if (iequals(a, "auth2")) {
+    } else if (ieq(a, "auth2")) {
       i += 2;
-    } else if (iequals(a, "keys")) {
+    } else if (ieq(a, "keys")) {
       for (int64_t k = i + 1; k < argc; ++k) out.push_back(static_cast<uint32_t>(k));
       return;
     }
@@ -290,13 +410,13 @@ const CommandInfo* lookup_command(std::string_view name, std::string_view sub) {
   for (char c : name) {
     // "client|kill" is a table key, not a command a client can send.
     if (c == '|') return nullptr;
-    buf[n++] = fold(c);
+    buf[n++] = ascii_lower(c);
   }
   const CommandInfo* cmd = find_indexed(std::string_view(buf, n));
   if (cmd == nullptr || !cmd->has_subcommands || sub.empty()) return cmd;
   if (n + 1 + sub.size() > kMaxCommandName) return cmd;
   buf[n++] = '|';
-  for (char c : sub) buf[n++] = fold(c);
+  for (char c : sub) buf[n++] = ascii_lower(c);
   const CommandInfo* subcmd = find_indexed(std::string_view(buf, n));
   return subcmd != nullptr ? subcmd : cmd;
 }

@@ -187,17 +187,19 @@ static std::string rewrite_config(Server& srv) {
 
 // ---- PROXY ----
 
-static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
+// `which`: the subcommand, from the command table (Local::Proxy: none, or one PROXY lacks).
+static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which) {
   resp::Writer w(c->immediate_reply(), c->proto);
   if (f.argc() < 2) {
     w.error("ERR wrong number of arguments for 'proxy' command");
     return;
   }
-  std::string_view sub = f.arg(1);
-  if (ieq(sub, "info")) {
+  // A subcommand's own words (CONFIG GET, SLOWLOG LEN, ...) are its arguments.
+  const bool two = f.argc() >= 3;
+  if (which == Local::ProxyInfo) {
     std::string text = srv.info_text(f.argc() > 2 ? lower(f.arg(2)) : std::string());
     w.verbatim("txt", text);
-  } else if (ieq(sub, "config") && f.argc() >= 3 && ieq(f.arg(2), "get")) {
+  } else if (which == Local::ProxyConfig && two && ieq(f.arg(2), "get")) {
     if (f.argc() < 4) {
       w.error("ERR wrong number of arguments for 'proxy|config|get' command");
       return;
@@ -216,7 +218,7 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
       w.bulk(k);
       w.bulk(v);
     }
-  } else if (ieq(sub, "config") && f.argc() >= 3 && ieq(f.arg(2), "set")) {
+  } else if (which == Local::ProxyConfig && two && ieq(f.arg(2), "set")) {
     if (f.argc() < 5 || (f.argc() - 3) % 2 != 0) {
       w.error("ERR wrong number of arguments for 'proxy|config|set' command");
       return;
@@ -250,11 +252,11 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
       }
     }
     w.simple("OK");
-  } else if (ieq(sub, "config") && f.argc() == 3 && ieq(f.arg(2), "rewrite")) {
+  } else if (which == Local::ProxyConfig && f.argc() == 3 && ieq(f.arg(2), "rewrite")) {
     std::string err = rewrite_config(srv);
     if (err.empty()) w.simple("OK");
     else w.error(err);
-  } else if (ieq(sub, "help")) {
+  } else if (which == Local::ProxyHelp) {
     static const char* lines[] = {
         "PROXY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "INFO [<section>]",
@@ -276,7 +278,7 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
     };
     w.array(std::size(lines));
     for (const char* l : lines) w.simple(l);
-  } else if (ieq(sub, "slowlog") && f.argc() >= 3) {
+  } else if (which == Local::ProxySlowlog && two) {
     std::lock_guard<std::mutex> lk(srv.shared()->slowlog_mu);
     auto& log = srv.shared()->slowlog;
     if (ieq(f.arg(2), "len")) {
@@ -307,9 +309,9 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
     } else {
       w.error(fmt::format("ERR unknown subcommand '{}'. Try PROXY HELP.", f.arg(2)));
     }
-  } else if (ieq(sub, "debug") && f.argc() == 3 && ieq(f.arg(2), "allocations")) {
+  } else if (which == Local::ProxyDebug && f.argc() == 3 && ieq(f.arg(2), "allocations")) {
     w.integer(static_cast<int64_t>(g_allocations.load(std::memory_order_relaxed)));
-  } else if (ieq(sub, "cache") && f.argc() == 3 && ieq(f.arg(2), "flush")) {
+  } else if (which == Local::ProxyCache && f.argc() == 3 && ieq(f.arg(2), "flush")) {
     srv.flush_cache();
     w.simple("OK");
   } else {
@@ -321,73 +323,32 @@ static void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f) {
 // ---- forwarding ----
 
 namespace {
-// Aside: a command that must not queue behind a busy shared connection (SCRIPT KILL and
-// FUNCTION KILL reach Redis while a script runs, which is exactly when the shared connection is
-// stuck behind that script): a connection of its own, opened in db 0 (a SELECT would be refused
-// with -BUSY), closed after its reply.
-enum class Pin : uint8_t { None, Multi, Exec, Watch, Unwatch, Blocking, Stream, Sticky, Aside };
-
-Pin classify(const resp::Frame& f, const CommandInfo* ci) {
-  std::string_view n = f.arg(0);
-  switch (n.size()) {
-    case 4:
-      if (ieq(n, "exec")) return Pin::Exec;
-      if (ieq(n, "wait")) return Pin::Blocking;
-      break;
-    case 5:
-      if (ieq(n, "multi")) return Pin::Multi;
-      if (ieq(n, "watch")) return Pin::Watch;
-      break;
-    case 7:
-      if (ieq(n, "discard")) return Pin::Exec;
-      if (ieq(n, "unwatch")) return Pin::Unwatch;
-      if (ieq(n, "monitor")) return Pin::Stream;
-      break;
-    case 8:
-      if (ieq(n, "readonly")) return Pin::Sticky;
-      break;
-    case 9:
-      if (ieq(n, "subscribe")) return Pin::Stream;
-      if (ieq(n, "readwrite")) return Pin::Sticky;
-      break;
-    case 10:
-      if (ieq(n, "psubscribe") || ieq(n, "ssubscribe")) return Pin::Stream;
-      break;
-    case 6:
-      if (ieq(n, "client") && f.argc() >= 2) {
-        std::string_view s = f.arg(1);
-        if (ieq(s, "tracking") || ieq(s, "caching") || ieq(s, "no-evict") || ieq(s, "no-touch"))
-          return Pin::Sticky;
-      }
-      break;
-    default:
-      break;
-  }
-  if (ci && (ci->name == "script|kill" || ci->name == "function|kill")) return Pin::Aside;
-  if (ci && ci->is(kBlocking)) {
-    // XREAD/XREADGROUP block only with a BLOCK argument.
-    if (ieq(n, "xread") || ieq(n, "xreadgroup")) {
-      for (size_t i = 1; i < f.argc(); ++i)
-        if (ieq(f.arg(i), "block")) return Pin::Blocking;
-      return Pin::None;
-    }
-    return Pin::Blocking;
-  }
+// The command's Pin (command_table.h); Pin::BlockOption is resolved here: XREAD and XREADGROUP
+// block only with a BLOCK argument.
+Pin pin_of(const resp::Frame& f, const CommandInfo* ci) {
+  if (!ci) return Pin::None;
+  if (ci->role.pin != Pin::BlockOption) return ci->role.pin;
+  for (size_t i = 1; i < f.argc(); ++i)
+    if (ieq(f.arg(i), "block")) return Pin::Blocking;
   return Pin::None;
 }
-}  // namespace
 
-namespace {
 // Writes whose keys respite cannot know from the arguments (a script's or function's writes
 // to keys it did not declare, SORT ... STORE): their invalidations come only from the
 // tracking link, so their reply waits for it (Server::tracking_barrier).
 bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
   if (!ci) return false;
-  std::string_view n = ci->name;
-  if (n == "eval" || n == "evalsha" || n == "fcall") return true;
-  if (n == "sort") {
-    for (size_t i = 2; i < f.argc(); ++i)
-      if (ieq(f.arg(i), "store")) return true;
+  switch (ci->role.flush) {
+    case Flush::UnknownKeys:
+      return true;
+    case Flush::UnknownKeysIfStore:
+      for (size_t i = 2; i < f.argc(); ++i)
+        if (ieq(f.arg(i), "store")) return true;
+      return false;
+    case Flush::Keys:
+    case Flush::Db:
+    case Flush::All:
+      return false;
   }
   return false;
 }
@@ -396,25 +357,27 @@ bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
 CachePath::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
                                                      const CommandInfo* ci) {
   if (!ci || !cache_path_.cache().enabled()) return {};
-  std::string_view name = ci->name;
   WriteKeys w;
-  if (name == "flushall" || name == "swapdb") w.scope = WriteInvalidation::Scope::All;
-  else if (name == "flushdb") w.scope = WriteInvalidation::Scope::Db;
+  switch (ci->role.flush) {
+    case Flush::Db: w.scope = WriteInvalidation::Scope::Db; break;
+    case Flush::All: w.scope = WriteInvalidation::Scope::All; break;
+    default: break;
+  }
   // The key specs' write bit, not the command's write flag: EVAL/FCALL and PFCOUNT write their
   // keys without the flag.
   auto& idx = write_keys_scratch_;
   idx.clear();
   if (w.scope == WriteInvalidation::Scope::Keys) command_keys(*ci, f, idx, /*write_only=*/true);
   w.args = idx;
-  // MOVE and COPY ... DB write a key in another database than the client's.
-  w.any_db = name == "move" || name == "copy";
+  w.any_db = ci->role.keys_any_db;  // MOVE and COPY ... DB: a key in another db
   // Inside a transaction, a queued SELECT moves the writes queued after it.
   uint32_t db = static_cast<uint32_t>(c->in_multi ? c->multi_db : c->db);
   return cache_path_.invalidate_before_write(db, f, w);
 }
 
 void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
-  Pin pin = classify(f, ci);
+  const Pin pin = pin_of(f, ci);
+  const bool ends_multi = pin == Pin::Exec || pin == Pin::Discard;
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
                    pin == Pin::Stream || pin == Pin::Sticky || pin == Pin::Aside;
   UpstreamConn* target = c->pinned;
@@ -440,7 +403,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   }
   const bool was_in_multi = c->in_multi;
   const bool unkeyed_write = writes_unknown_keys(f, ci);
-  const bool is_exec = pin == Pin::Exec && was_in_multi && ieq(f.arg(0), "exec");
+  const bool is_exec = pin == Pin::Exec && was_in_multi;
   uint8_t after = 0;
   int exec_db = -1;
   uint32_t exec_pos = 0;
@@ -459,12 +422,12 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
       }
       if (c->multi_barrier) after |= UpstreamConn::kAfterBarrier;
     }
-  } else if (was_in_multi && pin != Pin::Exec && pin != Pin::Multi && pin != Pin::Watch) {
+  } else if (was_in_multi && !ends_multi && pin != Pin::Multi && pin != Pin::Watch) {
     // (MULTI and WATCH inside a transaction are refused by Redis, not queued.)
     // Queued: remember what EXEC's reply must tell us about (a SELECT moves the client; a
     // script's writes need the tracking barrier).
     long long n;
-    if (ci && ci->name == "select" && f.argc() == 2 && parse_ll(f.arg(1), n) && n >= 0 &&
+    if (ci && ci->role.local == Local::Select && f.argc() == 2 && parse_ll(f.arg(1), n) && n >= 0 &&
         n < databases()) {
       c->multi_select_db = c->multi_db = static_cast<int>(n);
       c->multi_select_pos = c->multi_count;
@@ -485,6 +448,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
       }
       break;
     case Pin::Exec:
+    case Pin::Discard:
       if (c->in_multi) {
         c->in_multi = c->watching = false;
         c->multi_failed = c->multi_barrier = false;
@@ -504,7 +468,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   }
   stats_.forwarded_commands++;
   CachePath::WritePlan plan = invalidate_before_write(c, f, ci);
-  if (c->in_multi || pin == Pin::Exec) {
+  if (c->in_multi || ends_multi) {
     // A transaction's writes happen at EXEC: remember them and invalidate again on its reply.
     if (plan.key_arg >= 0) {
       plan.heap = new WriteInvalidation;
@@ -520,7 +484,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
       delete inv;
       plan.heap = nullptr;
     }
-    if (pin == Pin::Exec && c->multi_writes) {
+    if (ends_multi && c->multi_writes) {
       plan.heap = c->multi_writes;
       c->multi_writes = nullptr;
       cache_path_.invalidate_now(*plan.heap);
@@ -641,17 +605,10 @@ void Server::reset_client(ClientConn* c) {
 }
 
 namespace {
-// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: the reply's kind, or empty for other commands.
-std::string_view unsubscribe_kind(std::string_view cmd) {
-  if (ieq(cmd, "unsubscribe")) return "unsubscribe";
-  if (ieq(cmd, "punsubscribe")) return "punsubscribe";
-  if (ieq(cmd, "sunsubscribe")) return "sunsubscribe";
-  return {};
-}
-
 // What Redis answers an (un)subscribed-from-nothing client: one message per channel named, or
 // one with a nil channel when none is named, each with a count of 0. Written as one reply
-// (CLIENT REPLY SKIP drops all of it, as Redis drops the command's output).
+// (CLIENT REPLY SKIP drops all of it, as Redis drops the command's output). `kind`: the
+// command's name ("unsubscribe", "punsubscribe", "sunsubscribe"), which is the reply's kind.
 void unsubscribe_locally(ClientConn* c, const resp::Frame& f, std::string_view kind) {
   std::string out;
   resp::Writer w(out, c->proto);
@@ -670,11 +627,16 @@ void unsubscribe_locally(ClientConn* c, const resp::Frame& f, std::string_view k
 void Server::dispatch(ClientConn* c, const resp::Frame& f) {
   stats_.total_commands_processed++;
   std::string_view cmd = f.arg(0);
+  // The one lookup: its roles (command_table.h) decide everything below and in forward(); no
+  // command name is compared after it.
+  const CommandInfo* ci = lookup_command(f);
+  static constexpr CommandRoles kUnknown;
+  const CommandRoles& role = ci ? ci->role : kUnknown;
 
   // MULTI, EXEC and DISCARD are never refused: a refused MULTI would run what follows outside
   // a transaction, a refused EXEC or DISCARD would leave it open.
-  if (cfg_.rate_limit > 0 && !ieq(cmd, "multi") && !ieq(cmd, "exec") && !ieq(cmd, "discard") &&
-      !rate_allowed(c)) {
+  if (cfg_.rate_limit > 0 && role.pin != Pin::Multi && role.pin != Pin::Exec &&
+      role.pin != Pin::Discard && !rate_allowed(c)) {
     // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
     if (c->in_multi) c->multi_failed = true;
     if (c->streaming) {
@@ -687,121 +649,130 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
     return;
   }
 
-  if (!c->authenticated && !ieq(cmd, "auth") && !ieq(cmd, "hello") && !ieq(cmd, "quit") &&
-      !ieq(cmd, "reset")) {
+  // Redis's no-auth flag: AUTH, HELLO, QUIT, RESET.
+  if (!c->authenticated && !(ci && ci->is(kNoAuth))) {
     error(c, "NOAUTH Authentication required.");
     return;
   }
 
-  if (ieq(cmd, "quit")) {
-    std::string ok;
-    resp::Writer(ok, c->proto).simple("OK");
-    // A streaming client may still be owed replies the stream has not brought yet.
-    if (c->streaming) return c->stream_local(std::move(ok), ClientConn::StreamAfter::Quit);
-    c->immediate_reply().append(ok);
-    c->close_after_flush();
-    return;
-  }
-  if (ieq(cmd, "reset")) {
-    if (c->streaming) {
-      return c->stream_local("+RESET\r\n", ClientConn::StreamAfter::Reset);
-    }
-    if (c->inflight > 0) {
-      c->stall();  // after what is owed: then the pinned connection can go
-      return;
-    }
-    reset_client(c);
-    resp::Writer(c->immediate_reply(), c->proto).simple("RESET");
-    return;
-  }
-
-  // Commands whose reply count is not one never reach a shared connection, where an extra or a
-  // missing reply would be handed to another client's request.
-  if (!c->streaming) {
-    std::string_view kind = unsubscribe_kind(cmd);
-    if (!kind.empty() && !c->in_multi) return unsubscribe_locally(c, f, kind);
-  }
-  if (ieq(cmd, "sync") || ieq(cmd, "psync")) {
-    std::string e;
-    resp::Writer w(e, c->proto);
-    if (c->in_multi) {
-      c->multi_failed = true;  // as Redis flags a transaction with a refused command
-      w.error("ERR Command not allowed inside a transaction");
-    } else {
-      w.error("NOMASTERLINK Can't SYNC while not connected with my master");
-    }
-    if (c->streaming) return c->stream_local(std::move(e), ClientConn::StreamAfter::None);
-    c->immediate_reply().append(e);
-    return;
-  }
-  switch (cmd.size()) {
-    case 8:
-      // REPLCONF ACK and GETACK are answered by nothing, in Redis too.
-      if (ieq(cmd, "replconf") && f.argc() >= 2 && (ieq(f.arg(1), "ack") || ieq(f.arg(1), "getack")))
+  if (role.local != Local::None) {
+    // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form:
+    // there only QUIT, RESET, SYNC and REPLCONF ACK are respite's.
+    const bool ours = !c->in_multi && !c->streaming;
+    switch (role.local) {
+      case Local::None:
+        break;
+      case Local::Quit: {
+        std::string ok;
+        resp::Writer(ok, c->proto).simple("OK");
+        // A streaming client may still be owed replies the stream has not brought yet.
+        if (c->streaming) return c->stream_local(std::move(ok), ClientConn::StreamAfter::Quit);
+        c->immediate_reply().append(ok);
+        c->close_after_flush();
         return;
-      break;
-    default:
-      break;
-  }
-
-  // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form.
-  if (!c->in_multi && !c->streaming) {
-    switch (cmd.size()) {
-      case 4:
-        if (ieq(cmd, "ping")) {
-          if (f.argc() > 2) return arity_error(c, cmd);
+      }
+      case Local::Reset:
+        if (c->streaming) {
+          return c->stream_local("+RESET\r\n", ClientConn::StreamAfter::Reset);
+        }
+        if (c->inflight > 0) {
+          c->stall();  // after what is owed: then the pinned connection can go
+          return;
+        }
+        reset_client(c);
+        resp::Writer(c->immediate_reply(), c->proto).simple("RESET");
+        return;
+      case Local::Unsubscribe:
+        // Commands whose reply count is not one never reach a shared connection, where an
+        // extra or a missing reply would be handed to another client's request.
+        if (ours) return unsubscribe_locally(c, f, ci->name);
+        break;
+      case Local::Sync: {
+        std::string e;
+        resp::Writer w(e, c->proto);
+        if (c->in_multi) {
+          c->multi_failed = true;  // as Redis flags a transaction with a refused command
+          w.error("ERR Command not allowed inside a transaction");
+        } else {
+          w.error("NOMASTERLINK Can't SYNC while not connected with my master");
+        }
+        if (c->streaming) return c->stream_local(std::move(e), ClientConn::StreamAfter::None);
+        c->immediate_reply().append(e);
+        return;
+      }
+      case Local::ReplconfAck:
+        // REPLCONF ACK and GETACK are answered by nothing, in Redis too.
+        if (f.argc() >= 2 && (ieq(f.arg(1), "ack") || ieq(f.arg(1), "getack"))) return;
+        break;
+      case Local::Ping:
+        if (!ours) break;
+        if (f.argc() > 2) return arity_error(c, cmd);
+        {
           resp::Writer w(c->immediate_reply(), c->proto);
           if (f.argc() == 2) w.bulk(f.arg(1));
           else w.simple("PONG");
-          return;
         }
-        if (ieq(cmd, "echo")) {
-          if (f.argc() != 2) return arity_error(c, cmd);
-          resp::Writer(c->immediate_reply(), c->proto).bulk(f.arg(1));
-          return;
-        }
-        if (ieq(cmd, "auth")) return auth_command(*this, c, f);
+        return;
+      case Local::Echo:
+        if (!ours) break;
+        if (f.argc() != 2) return arity_error(c, cmd);
+        resp::Writer(c->immediate_reply(), c->proto).bulk(f.arg(1));
+        return;
+      case Local::Auth:
+        if (ours) return auth_command(*this, c, f);
         break;
-      case 5:
-        if (ieq(cmd, "hello")) {
-          if (hello_command(*this, c, f)) return;
-        }
-        if (ieq(cmd, "proxy")) return proxy_command(*this, c, f);
+      case Local::Hello:
+        if (ours && hello_command(*this, c, f)) return;
         break;
-      case 6:
-        if (ieq(cmd, "select")) {
-          if (f.argc() != 2) return arity_error(c, cmd);
-          long long n;
-          if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
-          if (n < 0 || n >= databases()) return error(c, "ERR DB index is out of range");
-          if (!c->pinned && !databases_known() && n > verified_db_max_)
-            return select_by_trying(c, static_cast<int>(n));
-          if (c->pinned) {
-            forward(c, f, nullptr);  // the pinned connection switches database itself
-            if (!c->stalled()) {
-              c->db = static_cast<int>(n);
-              c->db_gen++;
-            }
-            return;
+      case Local::Select: {
+        if (!ours) break;
+        if (f.argc() != 2) return arity_error(c, cmd);
+        long long n;
+        if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
+        if (n < 0 || n >= databases()) return error(c, "ERR DB index is out of range");
+        if (!c->pinned && !databases_known() && n > verified_db_max_)
+          return select_by_trying(c, static_cast<int>(n));
+        if (c->pinned) {
+          forward(c, f, ci);  // the pinned connection switches database itself
+          if (!c->stalled()) {
+            c->db = static_cast<int>(n);
+            c->db_gen++;
           }
-          c->db = static_cast<int>(n);
-          c->db_gen++;
-          resp::Writer(c->immediate_reply(), c->proto).simple("OK");
           return;
         }
-        if (ieq(cmd, "client")) {
-          if (client_command(*this, c, f)) return;
-        }
+        c->db = static_cast<int>(n);
+        c->db_gen++;
+        resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+        return;
+      }
+      case Local::Proxy:
+      case Local::ProxyInfo:
+      case Local::ProxyConfig:
+      case Local::ProxyHelp:
+      case Local::ProxySlowlog:
+      case Local::ProxyDebug:
+      case Local::ProxyCache:
+        if (ours) return proxy_command(*this, c, f, role.local);
         break;
-      default:
+      case Local::ClientId:
+      case Local::ClientGetname:
+      case Local::ClientSetname:
+      case Local::ClientSetinfo:
+      case Local::ClientInfo:
+      case Local::ClientList:
+      case Local::ClientKill:
+      case Local::ClientUnblock:
+      case Local::ClientNoEvict:
+      case Local::ClientNoTouch:
+      case Local::ClientReply:
+        if (ours && client_command(*this, c, f, role.local)) return;
         break;
     }
   }
-  const CommandInfo* ci = lookup_command(f);
-  if (ci && cache_usable(c)) {
+  if (role.cache != Cache::None && cache_usable(c)) {
     uint32_t db = static_cast<uint32_t>(c->db);
-    if (ci->name == "get" && f.argc() == 2) return cache_path_.get(c, db, f.arg(1));
-    if (ci->name == "mget" && f.argc() >= 2) return cache_path_.mget(c, db, f);
+    if (role.cache == Cache::Get && f.argc() == 2) return cache_path_.get(c, db, f.arg(1));
+    if (role.cache == Cache::Mget && f.argc() >= 2) return cache_path_.mget(c, db, f);
   }
   forward(c, f, ci);
 }

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/front/command_table.h"
 #include "resp/request_parser.h"
 
 namespace respite {
@@ -20,7 +21,8 @@ void arity_error(ClientConn* c, std::string_view name);
 // HELLO: true when answered here (false: forwarded, e.g. a protocol switch of a pinned client).
 bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f);
 void auth_command(Server& srv, ClientConn* c, const resp::Frame& f);
-// CLIENT <sub>: true when answered here, false when the subcommand is the upstream's.
-bool client_command(Server& srv, ClientConn* c, const resp::Frame& f);
+// CLIENT <sub>: true when answered here, false when the subcommand is the upstream's. `which`:
+// the subcommand's Local role (Local::ClientId ...).
+bool client_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which);
 
 }  // namespace respite

@@ -323,7 +323,7 @@ void Server::maybe_finish_shutdown() {
 namespace respite {
 
 void Server::apply_cache_config() {
-  Cache& cache = cache_path_.cache();
+  CacheStore& cache = cache_path_.cache();
   cache::Settings s = cache.settings();
   s.max_memory = cfg_.cache_max_memory;
   s.ttl_ms = static_cast<uint64_t>(cfg_.cache_ttl_ms);

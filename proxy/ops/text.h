@@ -8,12 +8,14 @@
 
 namespace respite {
 
-// ASCII case-insensitive equality (command names, options).
-inline bool ieq(std::string_view a, std::string_view b) {
+// ASCII lowercase of one character (what tolower does in the "C" locale, without the call).
+constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+// ASCII case-insensitive equality (arguments, options, reply fields): the one copy.
+constexpr bool ieq(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
   return true;
 }
 

@@ -373,3 +373,223 @@ TEST_CASE("command table: every entry is found by its name, in any case, and by 
     }
   }
 }
+
+TEST_CASE("ACL categories come from Redis", "[command_table]") {
+  const CommandInfo* get = lookup_command("get");
+  REQUIRE(get != nullptr);
+  CHECK(get->acl_categories == (respite::kAclRead | respite::kAclString | respite::kAclFast));
+  const CommandInfo* flushall = lookup_command("flushall");
+  REQUIRE(flushall != nullptr);
+  CHECK(flushall->acl_categories ==
+        (respite::kAclKeyspace | respite::kAclWrite | respite::kAclSlow | respite::kAclDangerous));
+  const CommandInfo* kill = lookup_command("client", "kill");
+  REQUIRE(kill != nullptr);
+  CHECK((kill->acl_categories & respite::kAclAdmin) != 0);
+  CHECK((kill->acl_categories & respite::kAclConnection) != 0);
+}
+
+TEST_CASE("entries not in Redis 7.0's COMMAND: PROXY, CLIENT SETINFO and NO-TOUCH", "[command_table]") {
+  const CommandInfo* proxy = lookup_command("proxy");
+  REQUIRE(proxy != nullptr);
+  CHECK(proxy->has_subcommands);
+  CHECK(lookup_command("PROXY", "info")->name == "proxy|info");
+  CHECK(lookup_command("proxy", "config")->name == "proxy|config");
+  CHECK(lookup_command("proxy", "nosuch") == proxy);
+  CHECK(lookup_command("client", "setinfo")->name == "client|setinfo");
+  CHECK(lookup_command("client", "no-touch")->name == "client|no-touch");
+}
+
+// ---- respite's roles ----
+
+namespace {
+
+using respite::Cache;
+using respite::CommandRoles;
+using respite::Flush;
+using respite::Local;
+using respite::Pin;
+using respite::Reply;
+
+const CommandRoles& role_of(std::string_view name, std::string_view sub = {}) {
+  const CommandInfo* c = lookup_command(name, sub);
+  REQUIRE(c != nullptr);
+  return c->role;
+}
+
+bool has(const CommandInfo& c, uint32_t acl) { return (c.acl_categories & acl) != 0; }
+
+}  // namespace
+
+TEST_CASE("roles: commands respite answers itself", "[command_table]") {
+  CHECK(role_of("QUIT").local == Local::Quit);
+  CHECK(role_of("reset").local == Local::Reset);
+  CHECK(role_of("auth").local == Local::Auth);
+  CHECK(role_of("hello").local == Local::Hello);
+  CHECK(role_of("ping").local == Local::Ping);
+  CHECK(role_of("echo").local == Local::Echo);
+  CHECK(role_of("select").local == Local::Select);
+  CHECK(role_of("sync").local == Local::Sync);
+  CHECK(role_of("psync").local == Local::Sync);
+  CHECK(role_of("replconf").local == Local::ReplconfAck);
+  CHECK(role_of("client", "id").local == Local::ClientId);
+  CHECK(role_of("CLIENT", "KILL").local == Local::ClientKill);
+  CHECK(role_of("client", "reply").local == Local::ClientReply);
+  CHECK(role_of("client", "setinfo").local == Local::ClientSetinfo);  // Redis 7.2's, added
+  CHECK(role_of("client", "no-touch").local == Local::ClientNoTouch);
+  CHECK(role_of("proxy").local == Local::Proxy);
+  CHECK(role_of("proxy", "info").local == Local::ProxyInfo);
+  CHECK(role_of("proxy", "nosuch").local == Local::Proxy);  // the container: an error reply
+  CHECK(role_of("proxy", "config").local == Local::ProxyConfig);
+  CHECK(role_of("proxy", "slowlog").local == Local::ProxySlowlog);
+  // Forwarded as is.
+  CHECK(role_of("set").local == Local::None);
+  CHECK(role_of("client", "pause").local == Local::None);
+  CHECK(role_of("client").local == Local::None);  // CLIENT alone, or an unknown subcommand
+  CHECK(role_of("config", "get").local == Local::None);
+}
+
+TEST_CASE("roles: pinning", "[command_table]") {
+  CHECK(role_of("get").pin == Pin::None);
+  CHECK(role_of("multi").pin == Pin::Multi);
+  CHECK(role_of("exec").pin == Pin::Exec);
+  CHECK(role_of("discard").pin == Pin::Discard);
+  CHECK(role_of("watch").pin == Pin::Watch);
+  CHECK(role_of("unwatch").pin == Pin::Unwatch);
+  CHECK(role_of("blpop").pin == Pin::Blocking);     // from Redis's blocking flag
+  CHECK(role_of("bzmpop").pin == Pin::Blocking);
+  CHECK(role_of("wait").pin == Pin::Blocking);      // without the flag
+  CHECK(role_of("xread").pin == Pin::BlockOption);  // only with BLOCK
+  CHECK(role_of("xreadgroup").pin == Pin::BlockOption);
+  CHECK(role_of("subscribe").pin == Pin::Stream);
+  CHECK(role_of("ssubscribe").pin == Pin::Stream);
+  CHECK(role_of("monitor").pin == Pin::Stream);
+  CHECK(role_of("unsubscribe").pin == Pin::None);   // answered, or forwarded when subscribed
+  CHECK(role_of("readonly").pin == Pin::Sticky);
+  CHECK(role_of("client", "tracking").pin == Pin::Sticky);
+  CHECK(role_of("client", "caching").pin == Pin::Sticky);
+  CHECK(role_of("client", "no-touch").pin == Pin::Sticky);
+  CHECK(role_of("script", "kill").pin == Pin::Aside);
+  CHECK(role_of("function", "kill").pin == Pin::Aside);
+  CHECK(role_of("script", "flush").pin == Pin::None);
+}
+
+TEST_CASE("roles: replies, cache, invalidation", "[command_table]") {
+  CHECK(role_of("get").reply == Reply::One);
+  CHECK(role_of("psubscribe").reply == Reply::PerArgument);
+  CHECK(role_of("sunsubscribe").reply == Reply::PerArgument);
+  CHECK(role_of("monitor").reply == Reply::Stream);
+
+  CHECK(role_of("get").cache == Cache::Get);
+  CHECK(role_of("mget").cache == Cache::Mget);
+  CHECK(role_of("getex").cache == Cache::None);
+  CHECK(role_of("getrange").cache == Cache::None);
+
+  CHECK(role_of("set").flush == Flush::Keys);
+  CHECK(role_of("flushdb").flush == Flush::Db);
+  CHECK(role_of("flushall").flush == Flush::All);
+  CHECK(role_of("swapdb").flush == Flush::All);
+  CHECK(role_of("eval").flush == Flush::UnknownKeys);
+  CHECK(role_of("fcall").flush == Flush::UnknownKeys);
+  CHECK(role_of("eval_ro").flush == Flush::Keys);
+  CHECK(role_of("sort").flush == Flush::UnknownKeysIfStore);
+  CHECK(role_of("sort_ro").flush == Flush::Keys);
+
+  CHECK(role_of("move").keys_any_db);
+  CHECK(role_of("copy").keys_any_db);
+  CHECK_FALSE(role_of("rename").keys_any_db);
+}
+
+TEST_CASE("command table: roles agree with what Redis says of each command", "[command_table]") {
+  std::vector<bool> local_used(static_cast<size_t>(Local::ClientReply) + 1);
+  std::vector<bool> pin_used(static_cast<size_t>(Pin::Aside) + 1);
+  for (size_t i = 0; i < respite::command_count(); ++i) {
+    const CommandInfo& c = respite::command_at(i);
+    const CommandRoles& r = c.role;
+    INFO(c.name);
+    local_used[static_cast<size_t>(r.local)] = true;
+    pin_used[static_cast<size_t>(r.pin)] = true;
+    const std::string_view container = c.name.substr(0, c.name.find('|'));
+
+    // The cache answers reads of string keys only.
+    if (r.cache != Cache::None) {
+      CHECK(c.is(respite::kReadonly));
+      CHECK(has(c, respite::kAclString));
+      CHECK(c.nspecs == 1);
+    }
+    // Blocking: every command Redis flags blocking, and WAIT.
+    if (c.is(respite::kBlocking)) {
+      CHECK((r.pin == Pin::Blocking || r.pin == Pin::BlockOption));
+    }
+    if (r.pin == Pin::Blocking) CHECK((c.is(respite::kBlocking) || c.name == "wait"));
+    if (r.pin == Pin::BlockOption) CHECK(c.is(respite::kBlocking));
+    // Transactions are Redis's @transaction commands.
+    const bool txn = r.pin == Pin::Multi || r.pin == Pin::Exec || r.pin == Pin::Discard ||
+                     r.pin == Pin::Watch || r.pin == Pin::Unwatch;
+    CHECK(txn == has(c, respite::kAclTransaction));
+    // Streams: the subscribe family (Redis's pub/sub flag) and MONITOR.
+    if (r.pin == Pin::Stream) CHECK((c.is(respite::kPubsub) || c.name == "monitor"));
+    // Aside: a command Redis runs while a script is busy.
+    if (r.pin == Pin::Aside) CHECK(c.is(respite::kAllowBusy));
+    // More or fewer replies than one never reach a shared connection.
+    if (r.reply != Reply::One)
+      CHECK((r.pin == Pin::Stream || r.local == Local::Unsubscribe || r.local == Local::Sync));
+    if (r.reply == Reply::PerArgument) CHECK(c.is(respite::kPubsub));
+    // Invalidation: whole dbs for writes without keys; a tracking barrier for the writing
+    // scripts and functions (Redis's @scripting commands with keys that are not read-only).
+    if (r.flush == Flush::Db || r.flush == Flush::All) {
+      CHECK(c.is(respite::kWrite));
+      CHECK(c.nspecs == 0);
+    }
+    const bool writing_script = has(c, respite::kAclScripting) && c.is(respite::kMovableKeys) &&
+                                !c.is(respite::kReadonly);
+    CHECK(writing_script == (r.flush == Flush::UnknownKeys));
+    if (r.keys_any_db) {
+      CHECK(c.is(respite::kWrite));
+      CHECK(has(c, respite::kAclKeyspace));
+    }
+    // Redis's no-auth commands are the ones respite lets an unauthenticated client run.
+    const bool no_auth = r.local == Local::Auth || r.local == Local::Hello ||
+                         r.local == Local::Quit || r.local == Local::Reset;
+    CHECK(c.is(respite::kNoAuth) == no_auth);
+    // Local handlers by family.
+    switch (r.local) {
+      case Local::ClientId:
+      case Local::ClientGetname:
+      case Local::ClientSetname:
+      case Local::ClientSetinfo:
+      case Local::ClientInfo:
+      case Local::ClientList:
+      case Local::ClientKill:
+      case Local::ClientUnblock:
+      case Local::ClientNoEvict:
+      case Local::ClientNoTouch:
+      case Local::ClientReply:
+        CHECK(c.name.substr(0, 7) == "client|");
+        break;
+      case Local::Proxy:
+      case Local::ProxyInfo:
+      case Local::ProxyConfig:
+      case Local::ProxyHelp:
+      case Local::ProxySlowlog:
+      case Local::ProxyDebug:
+      case Local::ProxyCache:
+        CHECK(container == "proxy");
+        break;
+      case Local::None:
+        break;
+      default:  // the others are whole commands
+        CHECK(c.name.find('|') == std::string_view::npos);
+        break;
+    }
+    if (container == "proxy") CHECK(r.local != Local::None);
+  }
+  // Every role is someone's (a role nobody has would be a handler nothing reaches).
+  for (size_t i = 0; i < local_used.size(); ++i) {
+    INFO("Local " << i);
+    CHECK(local_used[i]);
+  }
+  for (size_t i = 0; i < pin_used.size(); ++i) {
+    INFO("Pin " << i);
+    CHECK(pin_used[i]);
+  }
+}
