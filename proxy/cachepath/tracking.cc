@@ -17,10 +17,10 @@ namespace respite {
 
 namespace {
 
-// A ReplySink that runs a function once and frees itself.
-class OnceSink final : public ReplySink {
+// A ReplySink that frees itself, then runs a function (which may post or complete replies).
+class PingSink final : public ReplySink {
  public:
-  explicit OnceSink(std::function<void()> f) : f_(std::move(f)) {}
+  explicit PingSink(std::function<void()> f) : f_(std::move(f)) {}
   void on_reply(std::string_view, bool) override {
     auto f = std::move(f_);
     delete this;
@@ -92,7 +92,7 @@ void Tracking::link_ping(std::function<void()> done) {
   if (!node().tracking.link || !node().tracking.up) return done();  // no link: this loop caches nothing
   // The link is subscribed: PING is one of the commands it may send, and Redis answers it
   // after every invalidation it has written there so far.
-  node().tracking.link->request(new OnceSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
+  node().tracking.link->request(new PingSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
 }
 
 void Tracking::barrier(Requester* c, uint64_t seq, std::string_view reply) {

@@ -1,5 +1,5 @@
-// Connection-level commands respite answers itself: HELLO, AUTH and the CLIENT family
-// (client_commands.cc), and the reply helpers they share with dispatch.
+// Commands respite answers itself: HELLO and AUTH (hello_auth.cc), the CLIENT family
+// (client_command.cc), PROXY (proxy_command.cc), and the reply helpers they share with dispatch.
 #pragma once
 
 #include <string>
@@ -18,11 +18,19 @@ void error(ClientConn* c, std::string_view msg);
 // Redis's "ERR wrong number of arguments for '<name>' command".
 void arity_error(ClientConn* c, std::string_view name);
 
+// Redis's validateClientName: printable ASCII without spaces; and its error for one that is not.
+bool valid_client_name(std::string_view name);
+inline constexpr std::string_view kBadClientName =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
+
 // HELLO: true when answered here (false: forwarded, e.g. a protocol switch of a pinned client).
 bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f);
 void auth_command(Server& srv, ClientConn* c, const resp::Frame& f);
 // CLIENT <sub>: true when answered here, false when the subcommand is the upstream's. `which`:
 // the subcommand's Local role (Local::ClientId ...).
 bool client_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which);
+// PROXY <sub> (proxy_command.cc): `which` is the subcommand's Local role (Local::Proxy: none, or
+// one PROXY lacks).
+void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which);
 
 }  // namespace respite

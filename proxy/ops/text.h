@@ -54,4 +54,17 @@ inline bool secret_equal(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+// "major.minor[.patch]" at least major.minor (an unreadable version counts as 0.0): what the
+// upstream has (Server::upstream_version) decides subcommands that came with a Redis version.
+inline bool version_at_least(std::string_view v, int major, int minor) {
+  long long ma = 0, mi = 0;
+  size_t dot = v.find('.');
+  if (!parse_ll(v.substr(0, dot), ma)) return false;
+  if (dot != std::string_view::npos) {
+    std::string_view rest = v.substr(dot + 1);
+    if (!parse_ll(rest.substr(0, rest.find('.')), mi)) mi = 0;
+  }
+  return ma > major || (ma == major && mi >= minor);
+}
+
 }  // namespace respite

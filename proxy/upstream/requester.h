@@ -83,6 +83,25 @@ class FnSink final : public ReplySink {
   F f_;
 };
 
+// A ReplySink for one reply that deletes itself once called: an UpstreamConn calls a sink
+// exactly once per request, with the reply or with the failure.
+template <class F>
+class OnceSink final : public ReplySink {
+ public:
+  explicit OnceSink(F f) : f_(std::move(f)) {}
+  void on_reply(std::string_view reply, bool failed) override {
+    f_(reply, failed);
+    delete this;
+  }
+
+ private:
+  F f_;
+};
+template <class F>
+ReplySink* once_sink(F f) {
+  return new OnceSink<F>(std::move(f));
+}
+
 // The cache keys a forwarded write touches, invalidated before it is sent and again when its
 // reply arrives (a fill that raced the write is dropped either way).
 struct WriteInvalidation {

@@ -1,0 +1,239 @@
+// Dispatch: what happens to one parsed request. respite answers connection-level commands itself
+// (PING, ECHO, HELLO, AUTH, SELECT, CLIENT SETNAME/..., QUIT, RESET, PROXY), pins clients whose
+// state lives on an upstream connection (transactions, pub/sub, blocking commands, MONITOR,
+// tracking), and forwards everything else as the original bytes.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "proxy/ops/alloc_count.h"
+#include "proxy/front/command_table.h"
+#include "proxy/front/local_commands.h"
+#include "proxy/ops/log.h"
+#include "proxy/front/server.h"
+#include "proxy/ops/text.h"
+#include "resp/reply_writer.h"
+
+
+namespace respite {
+
+// Token bucket per client connection: `rate-limit` tokens a second, bursts of up to one second's
+// worth. A request that finds the bucket empty is refused (not queued).
+bool Server::rate_allowed(ClientConn* c) {
+  double rate = static_cast<double>(cfg_.rate_limit);
+  uint64_t now_ms = now();
+  if (c->rate_tokens < 0) {
+    c->rate_tokens = rate;
+    c->rate_refill_ms = now_ms;
+  } else if (now_ms > c->rate_refill_ms) {
+    c->rate_tokens = std::min(rate, c->rate_tokens + rate * static_cast<double>(now_ms - c->rate_refill_ms) / 1000.0);
+    c->rate_refill_ms = now_ms;
+  }
+  if (c->rate_tokens < 1.0) {
+    stats_.rate_limited++;
+    return false;
+  }
+  c->rate_tokens -= 1.0;
+  return true;
+}
+
+void Server::reset_client(ClientConn* c) {
+  if (c->pinned) {
+    UpstreamConn* u = c->pinned;
+    c->pinned = nullptr;
+    u->close();
+  }
+  c->in_multi = c->watching = c->streaming = c->sticky_pin = false;
+  c->multi_failed = c->multi_barrier = false;
+  c->multi_select_db = -1;
+  c->db_gen++;
+  c->multi_count = 0;
+  delete c->multi_writes;
+  c->multi_writes = nullptr;
+  c->db = 0;
+  c->proto = 2;
+  c->name.clear();
+  c->reply_mode = ClientConn::ReplyMode::On;
+  if (!config().requirepass.empty()) c->set_authenticated(false);
+}
+
+namespace {
+// What Redis answers an (un)subscribed-from-nothing client: one message per channel named, or
+// one with a nil channel when none is named, each with a count of 0. Written as one reply
+// (CLIENT REPLY SKIP drops all of it, as Redis drops the command's output). `kind`: the
+// command's name ("unsubscribe", "punsubscribe", "sunsubscribe"), which is the reply's kind.
+void unsubscribe_locally(ClientConn* c, const resp::Frame& f, std::string_view kind) {
+  std::string out;
+  resp::Writer w(out, c->proto);
+  size_t n = f.argc() > 1 ? f.argc() - 1 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    w.push(3);
+    w.bulk(kind);
+    if (f.argc() > 1) w.bulk(f.arg(i + 1));
+    else w.null();
+    w.integer(0);
+  }
+  c->immediate_reply().append(out);
+}
+}  // namespace
+
+void Server::dispatch(ClientConn* c, const resp::Frame& f) {
+  stats_.total_commands_processed++;
+  std::string_view cmd = f.arg(0);
+  // The one lookup: its roles (command_table.h) decide everything below and in forward(); no
+  // command name is compared after it.
+  const CommandInfo* ci = lookup_command(f);
+  static constexpr CommandRoles kUnknown;
+  const CommandRoles& role = ci ? ci->role : kUnknown;
+
+  // MULTI, EXEC and DISCARD are never refused: a refused MULTI would run what follows outside
+  // a transaction, a refused EXEC or DISCARD would leave it open.
+  if (cfg_.rate_limit > 0 && role.pin != Pin::Multi && role.pin != Pin::Exec &&
+      role.pin != Pin::Discard && !rate_allowed(c)) {
+    // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
+    if (c->in_multi) c->multi_failed = true;
+    if (c->streaming) {
+      std::string e;
+      resp::Writer(e, c->proto).error("ERR rate limit exceeded");
+      c->stream_local(std::move(e), ClientConn::StreamAfter::None);
+    } else {
+      error(c, "ERR rate limit exceeded");
+    }
+    return;
+  }
+
+  // Redis's no-auth flag: AUTH, HELLO, QUIT, RESET.
+  if (!c->authenticated && !(ci && ci->is(kNoAuth))) {
+    error(c, "NOAUTH Authentication required.");
+    return;
+  }
+
+  if (role.local != Local::None) {
+    // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form:
+    // there only QUIT, RESET, SYNC and REPLCONF ACK are respite's.
+    const bool ours = !c->in_multi && !c->streaming;
+    switch (role.local) {
+      case Local::None:
+        break;
+      case Local::Quit: {
+        std::string ok;
+        resp::Writer(ok, c->proto).simple("OK");
+        // A streaming client may still be owed replies the stream has not brought yet.
+        if (c->streaming) return c->stream_local(std::move(ok), ClientConn::StreamAfter::Quit);
+        c->immediate_reply().append(ok);
+        c->close_after_flush();
+        return;
+      }
+      case Local::Reset:
+        if (c->streaming) {
+          return c->stream_local("+RESET\r\n", ClientConn::StreamAfter::Reset);
+        }
+        if (c->inflight > 0) {
+          c->stall();  // after what is owed: then the pinned connection can go
+          return;
+        }
+        reset_client(c);
+        resp::Writer(c->immediate_reply(), c->proto).simple("RESET");
+        return;
+      case Local::Unsubscribe:
+        // Commands whose reply count is not one never reach a shared connection, where an
+        // extra or a missing reply would be handed to another client's request.
+        if (ours) return unsubscribe_locally(c, f, ci->name);
+        break;
+      case Local::Sync: {
+        std::string e;
+        resp::Writer w(e, c->proto);
+        if (c->in_multi) {
+          c->multi_failed = true;  // as Redis flags a transaction with a refused command
+          w.error("ERR Command not allowed inside a transaction");
+        } else {
+          w.error("NOMASTERLINK Can't SYNC while not connected with my master");
+        }
+        if (c->streaming) return c->stream_local(std::move(e), ClientConn::StreamAfter::None);
+        c->immediate_reply().append(e);
+        return;
+      }
+      case Local::ReplconfAck:
+        // REPLCONF ACK and GETACK are answered by nothing, in Redis too.
+        if (f.argc() >= 2 && (ieq(f.arg(1), "ack") || ieq(f.arg(1), "getack"))) return;
+        break;
+      case Local::Ping:
+        if (!ours) break;
+        if (f.argc() > 2) return arity_error(c, cmd);
+        {
+          resp::Writer w(c->immediate_reply(), c->proto);
+          if (f.argc() == 2) w.bulk(f.arg(1));
+          else w.simple("PONG");
+        }
+        return;
+      case Local::Echo:
+        if (!ours) break;
+        if (f.argc() != 2) return arity_error(c, cmd);
+        resp::Writer(c->immediate_reply(), c->proto).bulk(f.arg(1));
+        return;
+      case Local::Auth:
+        if (ours) return auth_command(*this, c, f);
+        break;
+      case Local::Hello:
+        if (ours && hello_command(*this, c, f)) return;
+        break;
+      case Local::Select: {
+        if (!ours) break;
+        if (f.argc() != 2) return arity_error(c, cmd);
+        long long n;
+        if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
+        if (n < 0 || n >= databases()) return error(c, "ERR DB index is out of range");
+        if (!c->pinned && !databases_known() && n > verified_db_max_)
+          return select_by_trying(c, static_cast<int>(n));
+        if (c->pinned) {
+          forward(c, f, ci);  // the pinned connection switches database itself
+          if (!c->stalled()) {
+            c->db = static_cast<int>(n);
+            c->db_gen++;
+          }
+          return;
+        }
+        c->db = static_cast<int>(n);
+        c->db_gen++;
+        resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+        return;
+      }
+      case Local::Proxy:
+      case Local::ProxyInfo:
+      case Local::ProxyConfig:
+      case Local::ProxyHelp:
+      case Local::ProxySlowlog:
+      case Local::ProxyDebug:
+      case Local::ProxyCache:
+        if (ours) return proxy_command(*this, c, f, role.local);
+        break;
+      case Local::ClientId:
+      case Local::ClientGetname:
+      case Local::ClientSetname:
+      case Local::ClientSetinfo:
+      case Local::ClientInfo:
+      case Local::ClientList:
+      case Local::ClientKill:
+      case Local::ClientUnblock:
+      case Local::ClientNoEvict:
+      case Local::ClientNoTouch:
+      case Local::ClientReply:
+        if (ours && client_command(*this, c, f, role.local)) return;
+        break;
+    }
+  }
+  if (role.cache != Cache::None && cache_usable(c)) {
+    uint32_t db = static_cast<uint32_t>(c->db);
+    if (role.cache == Cache::Get && f.argc() == 2) return cache_path_.get(c, db, f.arg(1));
+    if (role.cache == Cache::Mget && f.argc() >= 2) return cache_path_.mget(c, db, f);
+  }
+  forward(c, f, ci);
+}
+
+}  // namespace respite

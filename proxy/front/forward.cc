@@ -1,0 +1,270 @@
+// Forwarding: a request that respite does not answer goes upstream as its original bytes, on the
+// client's pinned connection, on a new pinned one when the command starts connection state
+// (transactions, pub/sub, blocking commands, MONITOR, tracking), else on a shared one; its write
+// invalidation is planned from the command table before it leaves.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "proxy/ops/alloc_count.h"
+#include "proxy/front/command_table.h"
+#include "proxy/front/local_commands.h"
+#include "proxy/ops/log.h"
+#include "proxy/front/server.h"
+#include "proxy/ops/text.h"
+#include "resp/reply_writer.h"
+
+
+namespace respite {
+
+// ---- forwarding ----
+
+namespace {
+// The command's Pin (command_table.h); Pin::BlockOption is resolved here: XREAD and XREADGROUP
+// block only with a BLOCK argument.
+Pin pin_of(const resp::Frame& f, const CommandInfo* ci) {
+  if (!ci) return Pin::None;
+  if (ci->role.pin != Pin::BlockOption) return ci->role.pin;
+  for (size_t i = 1; i < f.argc(); ++i)
+    if (ieq(f.arg(i), "block")) return Pin::Blocking;
+  return Pin::None;
+}
+
+// Writes whose keys respite cannot know from the arguments (a script's or function's writes
+// to keys it did not declare, SORT ... STORE): their invalidations come only from the
+// tracking link, so their reply waits for it (Server::tracking_barrier).
+bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
+  if (!ci) return false;
+  switch (ci->role.flush) {
+    case Flush::UnknownKeys:
+      return true;
+    case Flush::UnknownKeysIfStore:
+      for (size_t i = 2; i < f.argc(); ++i)
+        if (ieq(f.arg(i), "store")) return true;
+      return false;
+    case Flush::Keys:
+    case Flush::Db:
+    case Flush::All:
+      return false;
+  }
+  return false;
+}
+}  // namespace
+
+CachePath::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
+                                                     const CommandInfo* ci) {
+  if (!ci || !cache_path_.cache().enabled()) return {};
+  WriteKeys w;
+  switch (ci->role.flush) {
+    case Flush::Db: w.scope = WriteInvalidation::Scope::Db; break;
+    case Flush::All: w.scope = WriteInvalidation::Scope::All; break;
+    default: break;
+  }
+  // The key specs' write bit, not the command's write flag: EVAL/FCALL and PFCOUNT write their
+  // keys without the flag.
+  auto& idx = write_keys_scratch_;
+  idx.clear();
+  if (w.scope == WriteInvalidation::Scope::Keys) command_keys(*ci, f, idx, /*write_only=*/true);
+  w.args = idx;
+  w.any_db = ci->role.keys_any_db;  // MOVE and COPY ... DB: a key in another db
+  // Inside a transaction, a queued SELECT moves the writes queued after it.
+  uint32_t db = static_cast<uint32_t>(c->in_multi ? c->multi_db : c->db);
+  return cache_path_.invalidate_before_write(db, f, w);
+}
+
+void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
+  const Pin pin = pin_of(f, ci);
+  const bool ends_multi = pin == Pin::Exec || pin == Pin::Discard;
+  bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
+                   pin == Pin::Stream || pin == Pin::Sticky || pin == Pin::Aside;
+  UpstreamConn* target = c->pinned;
+  if (!target && !needs_pin) target = shared_conn(c->proto, c->id);
+  // Per-client order: never send to a new connection while replies are owed on another, nor
+  // past this client's reads still waiting on cache fetches.
+  if ((c->inflight > 0 && c->last_conn != target) || c->flights_waiting > 0) {
+    c->stall();
+    return;
+  }
+  // The client's answer is due --upstream-timeout-ms after the request arrived
+  // (ClientConn::arrived_ms), even if it was held behind this client's cache misses first; the
+  // connection itself still gets a whole timeout from the send (UpstreamConn::forward).
+  uint64_t answer_by = 0;
+  if (pin != Pin::Blocking && pin != Pin::Stream && !c->streaming)
+    answer_by = c->arrived_ms() + static_cast<uint64_t>(cfg_.upstream_timeout_ms);
+  if (!target && needs_pin) {
+    c->pinned = target = open_pinned(c, pin == Pin::Aside ? 0 : -1);
+  }
+  if (!target) {
+    error(c, "ERR upstream unavailable (reconnecting)");
+    return;
+  }
+  const bool was_in_multi = c->in_multi;
+  const bool unkeyed_write = writes_unknown_keys(f, ci);
+  const bool is_exec = pin == Pin::Exec && was_in_multi;
+  uint8_t after = 0;
+  int exec_db = -1;
+  uint32_t exec_pos = 0;
+  std::string_view exec_replacement;
+  if (is_exec) {
+    if (c->multi_failed) {
+      // A command of this transaction was refused before it reached Redis: discard what was
+      // queued and answer EXEC as Redis answers a transaction with a refused command.
+      exec_replacement = "*1\r\n$7\r\nDISCARD\r\n";
+      after |= UpstreamConn::kAfterExecAbort;
+    } else {
+      if (c->multi_select_db >= 0) {
+        after |= UpstreamConn::kAfterExec;
+        exec_db = c->multi_select_db;
+        exec_pos = c->multi_select_pos;
+      }
+      if (c->multi_barrier) after |= UpstreamConn::kAfterBarrier;
+    }
+  } else if (was_in_multi && !ends_multi && pin != Pin::Multi && pin != Pin::Watch) {
+    // (MULTI and WATCH inside a transaction are refused by Redis, not queued.)
+    // Queued: remember what EXEC's reply must tell us about (a SELECT moves the client; a
+    // script's writes need the tracking barrier).
+    long long n;
+    if (ci && ci->role.local == Local::Select && f.argc() == 2 && parse_ll(f.arg(1), n) && n >= 0 &&
+        n < databases()) {
+      c->multi_select_db = c->multi_db = static_cast<int>(n);
+      c->multi_select_pos = c->multi_count;
+    }
+    if (unkeyed_write) c->multi_barrier = true;
+    c->multi_count++;
+  } else if (unkeyed_write) {
+    after |= UpstreamConn::kAfterBarrier;
+  }
+  switch (pin) {
+    case Pin::Multi:
+      if (!c->in_multi) {
+        c->in_multi = true;
+        c->multi_failed = c->multi_barrier = false;
+        c->multi_select_db = -1;
+        c->multi_db = c->db;
+        c->multi_count = 0;
+      }
+      break;
+    case Pin::Exec:
+    case Pin::Discard:
+      if (c->in_multi) {
+        c->in_multi = c->watching = false;
+        c->multi_failed = c->multi_barrier = false;
+        c->multi_count = 0;
+        c->multi_select_db = -1;
+      }
+      break;
+    case Pin::Watch:
+      if (!c->in_multi) c->watching = true;
+      break;
+    case Pin::Unwatch:
+      if (!c->in_multi) c->watching = false;
+      break;
+    case Pin::Stream: c->streaming = true; break;
+    case Pin::Sticky: c->sticky_pin = true; break;
+    default: break;
+  }
+  stats_.forwarded_commands++;
+  CachePath::WritePlan plan = invalidate_before_write(c, f, ci);
+  if (c->in_multi || ends_multi) {
+    // A transaction's writes happen at EXEC: remember them and invalidate again on its reply.
+    if (plan.key_arg >= 0) {
+      plan.heap = new WriteInvalidation;
+      plan.heap->db = plan.db;
+      plan.heap->keys.emplace_back(plan.db, std::string(f.arg(static_cast<size_t>(plan.key_arg))));
+      plan.key_arg = -1;
+    }
+    if (WriteInvalidation* inv = plan.heap) {
+      if (!c->multi_writes) c->multi_writes = new WriteInvalidation(*inv);
+      else if (inv->scope != WriteInvalidation::Scope::Keys || c->multi_writes->scope != WriteInvalidation::Scope::Keys)
+        c->multi_writes->scope = WriteInvalidation::Scope::All;
+      else c->multi_writes->keys.insert(c->multi_writes->keys.end(), inv->keys.begin(), inv->keys.end());
+      delete inv;
+      plan.heap = nullptr;
+    }
+    if (ends_multi && c->multi_writes) {
+      plan.heap = c->multi_writes;
+      c->multi_writes = nullptr;
+      cache_path_.invalidate_now(*plan.heap);
+    }
+  }
+  auto attach = [&](UpstreamConn* t) {
+    if (plan.heap) t->set_reply_invalidation(plan.heap);
+    else if (plan.key_arg >= 0)
+      t->set_reply_invalidation_key(plan.db, f.arg(static_cast<size_t>(plan.key_arg)), plan.flights_at);
+  };
+  std::string_view raw = f.raw();
+  std::string encoded;
+  if (!exec_replacement.empty()) {
+    raw = exec_replacement;
+  } else if (f.is_inline()) {
+    UpstreamConn::encode_command(encoded, f);
+    raw = encoded;
+  }
+  if (c->streaming) {
+    target->forward(c, kStreamSeq, raw, c->db, 0);
+    attach(target);
+    return;
+  }
+  uint64_t seq = c->reserve_slot();
+  target->forward(c, seq, raw, c->db, answer_by, &f);
+  target->set_after(after, is_exec || unkeyed_write || (ci && ci->is(kWrite)));
+  if (after & UpstreamConn::kAfterExec) target->set_exec_select(exec_db, exec_pos, c->db_gen);
+  attach(target);
+  c->last_conn = target;
+  c->inflight++;
+}
+
+// An upstream that refuses CONFIG GET databases: SELECT n is tried on the client's shared
+// connection (and undone there) before the client moves, so a SELECT Redis would refuse never
+// becomes the shared connection's own SELECT, whose failure would fail every client on it. The
+// client's requests after it wait (as behind a cache miss); its reply is Redis's own.
+void Server::select_by_trying(ClientConn* c, int n) {
+  UpstreamConn* u = shared_conn(c->proto, c->id);
+  if (!u || c->inflight > 0 || c->flights_waiting > 0) {
+    if (!u) return error(c, "ERR upstream unavailable (reconnecting)");
+    return c->stall();  // after what this client has in flight, in order
+  }
+  class Trial final : public ReplySink {
+   public:
+    Trial(Server* s, ClientConn* c, int n) : s_(s), c_(c), n_(n), seq_(c->reserve_slot()) {
+      c->ref();
+      c->barriers++;         // no cache reads in the old db meanwhile
+      c->flights_waiting++;  // nor forwards
+    }
+    void on_reply(std::string_view reply, bool failed) override {
+      if (++got_ == 1) {
+        ok_ = !failed && reply == "+OK\r\n";
+        first_.assign(failed ? upstream_error(reply) : std::string(reply));
+        return;
+      }
+      if (ok_) {
+        s_->verified_db_max_ = std::max(s_->verified_db_max_, n_);
+        c_->db = n_;
+        c_->db_gen++;
+      }
+      c_->barriers--;
+      c_->complete(seq_, first_);
+      c_->on_flight_done();
+      c_->unref();
+      delete this;
+    }
+
+   private:
+    Server* s_;
+    ClientConn* c_;
+    int n_;
+    uint64_t seq_;
+    int got_ = 0;
+    bool ok_ = false;
+    std::string first_;
+  };
+  u->probe_select(new Trial(this, c, n), n);
+}
+
+}  // namespace respite
