@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "proxy/server.h"
+#include "proxy/front/server.h"
 #include "tests/component/scripted_upstream.h"
 #include "tests/component/test_client.h"
 
