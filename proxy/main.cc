@@ -12,6 +12,7 @@
 #include "proxy/ops/config.h"
 #include "proxy/ops/log.h"
 #include "proxy/front/server.h"
+#include "proxy/http/http_server.h"
 
 // Counting replacements of the global allocation functions (see alloc_count.h). A relaxed
 // increment is the only cost; the aligned forms keep the library's own pair.
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < cfg.threads; ++i) {
     servers.push_back(std::make_unique<respite::Server>(cfg, &shared, i));
     shared.servers.push_back(servers.back().get());
+    if (cfg.http_port > 0)
+      servers.back()->set_http(std::make_unique<respite::HttpServer>(servers.back().get()));
   }
   shared.start_ms = uv_now(servers[0]->loop());
   std::vector<std::thread> threads;

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "proxy/http/http_server.h"
 #include "proxy/net/listener.h"
 #include "proxy/ops/log.h"
 #include "proxy/ops/text.h"
@@ -59,7 +58,6 @@ int Server::start() {
 
   uv_tcp_init(loop_.uv(), &listener_);
   listener_.data = this;
-  if (cfg_.http_port > 0) http_ = std::make_unique<HttpServer>(this);
   if (open_listener() != 0 || (http_ && !http_->start())) {
     if (http_) http_->close();
     for (Server* other : shared_->servers)

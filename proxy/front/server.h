@@ -40,8 +40,18 @@ namespace respite {
 class Server;
 class UpstreamConn;
 struct CommandInfo;
-class HttpServer;
 class InfoSnapshot;
+
+// Another front end on a loop (the HTTP port): started with the RESP listener, told when shutdown
+// begins, waited for while it has connections, closed at the end. main.cc makes them.
+class FrontEnd {
+ public:
+  virtual ~FrontEnd() = default;
+  virtual bool start() = 0;  // false (logged) when it cannot listen
+  virtual void begin_shutdown() = 0;
+  virtual bool idle() const = 0;  // no connection left
+  virtual void close() = 0;
+};
 
 // What the event loops share: the one cache, and process-wide numbers.
 struct SlowEntry {
@@ -70,7 +80,6 @@ struct Shared : CacheShared {
 // Cache settings that depend on the number of loops (shards, locking).
 void configure_cache_threads(cache::Settings& s, int threads);
 
-class HttpServer;
 
 class Server final : public UpstreamHost, public NodeObserver {
  public:
@@ -85,6 +94,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   // connection and handle and runs the loop until they are gone.
   int run();
   int start();
+  // The HTTP front end of this loop (before start()).
+  void set_http(std::unique_ptr<FrontEnd> f) { http_ = std::move(f); }
   void finish();
   int port() const;  // the RESP port bound (useful with --port 0), -1 before start()
   // Runs `fn` on this server's loop thread (from any thread).
@@ -223,7 +234,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::unique_ptr<ReplySink> databases_sink_;
   uint64_t next_token_check_ms_ = 0;
   std::vector<uint32_t> write_keys_scratch_;
-  std::unique_ptr<HttpServer> http_;  // --http-port: /lookup, /metrics, /healthz (proxy/http/)
+  std::unique_ptr<FrontEnd> http_;  // --http-port: /lookup, /metrics, /healthz (proxy/http/)
 };
 
 }  // namespace respite

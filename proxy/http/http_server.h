@@ -38,28 +38,30 @@
 #include <string>
 #include <vector>
 
+#include "proxy/front/server.h"
+
 namespace respite {
 
 class Server;
 class HttpConn;
 
-class HttpServer {
+class HttpServer final : public FrontEnd {
  public:
   explicit HttpServer(Server* server);
-  ~HttpServer();
+  ~HttpServer() override;
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Listens on http-bind (default: bind) : http-port, with SO_REUSEPORT when there are several
   // loops. False (logged) when it cannot.
-  bool start();
+  bool start() override;
   // Stops accepting; idle connections close now, busy ones after the responses they owe.
-  void begin_shutdown();
+  void begin_shutdown() override;
   // Closes every handle and connection now (end of Server::run; lookups still in flight are
   // orphaned and free themselves when answered).
-  void close();
+  void close() override;
   // No connection left (shutdown may finish).
-  bool idle() const { return conns_.empty(); }
+  bool idle() const override { return conns_.empty(); }
 
   Server* server() const { return server_; }
   uint64_t now() const;
