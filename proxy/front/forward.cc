@@ -80,11 +80,21 @@ CachePath::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::
 
 void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   const Pin pin = pin_of(f, ci);
+  Node* pin_node = nullptr;
   const bool ends_multi = pin == Pin::Exec || pin == Pin::Discard;
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
                    pin == Pin::Stream || pin == Pin::Sticky || pin == Pin::Aside;
   UpstreamConn* target = c->pinned;
-  if (!target && !needs_pin) target = shared_conn(c->proto, c->id);
+  if (!target) {
+    // The router names the node (the one node today); nothing of the request is copied for it.
+    RouteRequest rr;
+    rr.write = !ci || !ci->is(CommandFlag::kReadonly);
+    rr.pinned = needs_pin;
+    rr.db = static_cast<uint32_t>(c->db);
+    Node* node = router_.route(rr);
+    if (needs_pin) pin_node = node;
+    else target = node->shared_conn(c->proto, c->id);
+  }
   // Per-client order: never send to a new connection while replies are owed on another, nor
   // past this client's reads still waiting on cache fetches.
   if ((c->inflight > 0 && c->last_conn != target) || c->flights_waiting > 0) {
@@ -98,7 +108,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   if (pin != Pin::Blocking && pin != Pin::Stream && !c->streaming)
     answer_by = c->arrived_ms() + static_cast<uint64_t>(cfg_.upstream_timeout_ms);
   if (!target && needs_pin) {
-    c->pinned = target = open_pinned(c, pin == Pin::Aside ? 0 : -1);
+    c->pinned = target = open_pinned(c, pin_node, pin == Pin::Aside ? 0 : -1);
   }
   if (!target) {
     error(c, "ERR upstream unavailable (reconnecting)");

@@ -234,8 +234,8 @@ UpstreamConn* Server::shared_conn(int proto, uint64_t client_id) {
   return router_.primary()->shared_conn(proto, client_id);
 }
 
-UpstreamConn* Server::open_pinned(ClientConn* c, int db) {
-  UpstreamConn* u = router_.primary()->open_pinned(c, c->proto, db < 0 ? c->db : db);
+UpstreamConn* Server::open_pinned(ClientConn* c, Node* node, int db) {
+  UpstreamConn* u = node->open_pinned(c, c->proto, db < 0 ? c->db : db);
   if (u) learn_upstream_client_id(u);  // CLIENT ID: its first request after the handshake
   return u;
 }

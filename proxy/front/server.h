@@ -109,13 +109,14 @@ class Server final : public UpstreamHost, public NodeObserver {
   Stats& stats() override { return stats_; }
   uint64_t now() override { return loop_.now(); }
 
-  // The shared upstream connection a client's commands go to (by protocol, spread by id).
+  // The primary node's shared connection for a protocol, spread by client id (respite's own
+  // requests: CLIENT UNBLOCK, the version and databases probes).
   UpstreamConn* shared_conn(int proto, uint64_t client_id);
-  // A dedicated connection for `c`, in `db` (-1: the client's).
-  UpstreamConn* open_pinned(ClientConn* c, int db = -1);
+  // A dedicated connection for `c` on `node`, in `db` (-1: the client's).
+  UpstreamConn* open_pinned(ClientConn* c, Node* node, int db = -1);
   bool upstream_connected() const;
 
-  // Dispatch of one parsed request (commands.cc).
+  // Dispatch of one parsed request (dispatch.cc).
   void dispatch(ClientConn* c, const resp::Frame& f);
   // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
   void reset_client(ClientConn* c);
