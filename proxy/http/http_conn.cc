@@ -33,59 +33,50 @@ const http_parser_settings& HttpConn::settings() {
   return s;
 }
 
-HttpConn::HttpConn(HttpServer* srv) : srv_(srv) {
-  uv_tcp_init(srv->server()->loop(), &tcp_);
-  tcp_.data = this;
+namespace {
+constexpr size_t kKeepOutput = 1 << 20;  // output capacity kept once written
+}  // namespace
+
+HttpConn::HttpConn(HttpServer* srv)
+    : srv_(srv),
+      tcp_(new TcpStream(srv->server()->loop(), this, kKeepOutput)),
+      stream_(tcp_),
+      out_(stream_->out()) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
   last_active_ = srv->now();
 }
 
 void HttpConn::start() {
-  uv_tcp_nodelay(&tcp_, 1);
-  read_start();
-  if (!reading_) close();
+  tcp_->set_options(0);  // no Nagle delay, no keepalive probes
+  if (!stream_->read_start(&in_)) close();
 }
 
 void HttpConn::read_start() {
-  if (reading_ || closing_) return;
-  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read) == 0) reading_ = true;
+  if (!closing_) stream_->read_start(&in_);
 }
 
-void HttpConn::read_stop() {
-  if (!reading_) return;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-  reading_ = false;
-}
+void HttpConn::read_stop() { stream_->read_stop(); }
 
-void HttpConn::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* c = static_cast<HttpConn*>(h->data);
-  size_t avail;
-  char* p = c->in_.prepare(kReadChunk, &avail);
-  *buf = uv_buf_init(p, static_cast<unsigned>(std::min(avail, kReadChunk * 4)));
-}
+void HttpConn::on_stream_error(const char*, int) { close(); }
 
-void HttpConn::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* c = static_cast<HttpConn*>(s->data);
-  if (nread == 0) return;
-  if (nread < 0) {
-    if (nread != UV_EOF || c->lingering_) {
-      c->close();
-      return;
-    }
-    // Half-close: answer what was asked, then close.
-    c->eof_ = true;
-    c->done_ = true;
-    c->read_stop();
-    if (c->slots_.empty() && c->out_.empty() && !c->writing_active_) c->close();
+void HttpConn::on_stream_eof() {
+  if (lingering_) {
+    close();
     return;
   }
-  c->in_.commit(static_cast<size_t>(nread));
-  if (c->lingering_) {
-    c->in_.consume(c->in_.size());
+  // Half-close: answer what was asked, then close.
+  eof_ = true;
+  done_ = true;
+  if (slots_.empty() && out_.empty() && !stream_->writing()) close();
+}
+
+void HttpConn::on_stream_data() {
+  if (lingering_) {
+    in_.consume(in_.size());
     return;
   }
-  c->process_input();
+  process_input();
 }
 
 void HttpConn::process_input() {
@@ -318,33 +309,17 @@ void HttpConn::flush() {
   if (closing_) return;
   // Written at once in full, the output makes room for found values waiting to be rendered:
   // again (each round renders at least one response or stops).
-  while (!writing_active_) {
+  while (!stream_->writing()) {
     drain_ready();
     if (out_.empty()) break;
-    uv_buf_t b = uv_buf_init(out_.data(), static_cast<unsigned>(out_.size()));
-    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1);
-    if (n == UV_EAGAIN) n = 0;
-    if (n < 0) {
+    if (stream_->flush() != 0) {
       close();
       return;
     }
-    if (n > 0) last_active_ = srv_->now();
-    if (static_cast<size_t>(n) == out_.size()) {
-      out_.clear();
-      if (out_.capacity() > (1u << 20)) std::string().swap(out_);
-    } else {
-      writing_.swap(out_);
-      out_.clear();
-      uv_buf_t rest = uv_buf_init(writing_.data() + n, static_cast<unsigned>(writing_.size() - n));
-      writing_active_ = true;
-      if (uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &rest, 1, on_write) != 0) {
-        writing_active_ = false;
-        close();
-      }
-      return;
-    }
+    if (stream_->writing()) return;  // the rest when the socket takes it: on_stream_written
+    last_active_ = srv_->now();      // all of it written
   }
-  if (writing_active_ || !out_.empty()) return;
+  if (stream_->writing() || !out_.empty()) return;
   // Everything ready is written (a found value waits only while output is unwritten).
   if (done_) {
     if (slots_.empty()) start_linger();
@@ -357,18 +332,9 @@ void HttpConn::flush() {
   }
 }
 
-void HttpConn::on_write(uv_write_t* req, int status) {
-  auto* c = static_cast<HttpConn*>(req->handle->data);
-  c->writing_active_ = false;
-  c->writing_.clear();
-  if (c->writing_.capacity() > (1u << 20)) std::string().swap(c->writing_);
-  if (c->closing_) return;
-  if (status < 0) {
-    c->close();
-    return;
-  }
-  c->last_active_ = c->srv_->now();
-  c->flush();
+void HttpConn::on_stream_written() {
+  last_active_ = srv_->now();
+  flush();
 }
 
 // After the final response: send FIN, then read and discard until the client closes (or
@@ -381,8 +347,7 @@ void HttpConn::start_linger() {
   }
   lingering_ = true;
   linger_since_ = srv_->now();
-  shutdown_req_.data = this;
-  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown) != 0) {
+  if (stream_->shutdown() != 0) {  // a later failure: on_stream_error
     close();
     return;
   }
@@ -390,16 +355,11 @@ void HttpConn::start_linger() {
   read_start();
 }
 
-void HttpConn::on_shutdown(uv_shutdown_t* req, int status) {
-  auto* c = static_cast<HttpConn*>(req->data);
-  if (status < 0 && !c->closing_) c->close();
-}
-
 void HttpConn::finish() {
   if (closing_) return;
   done_ = true;
   read_stop();
-  if (slots_.empty() && out_.empty() && !writing_active_) close();
+  if (slots_.empty() && out_.empty() && !stream_->writing()) close();
 }
 
 void HttpConn::close() {
@@ -413,8 +373,9 @@ void HttpConn::close() {
     dirty = false;
   }
   srv_->conn_closed(this);
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+  stream_->close();
 }
 
-void HttpConn::on_close(uv_handle_t* h) { delete static_cast<HttpConn*>(h->data); }
+// The stream's last call: nothing of the connection is used after it.
+void HttpConn::on_stream_closed() { delete this; }
 }  // namespace respite

@@ -2,14 +2,19 @@
 // response slots, written by the endpoint's cork, closed after a linger. See http_server.h for
 // the contract.
 //
-// Event flow: on_read appends to `in_` and runs process_input(), which feeds the parser; the
-// parser pauses itself at the end of every message, so one request is handled at a time with
-// exact byte accounting (the rest stays in `in_`). Every request takes a slot in an ordered
-// queue; /metrics and /healthz fill theirs at once, /lookup when its value arrives (lookup.cc).
-// Ready slots at the front move to `out_`, written once per loop turn by the endpoint's cork (a
-// uv_check handle), like the RESP side. Too many owed responses or too much unwritten output
-// pauses reading until the client catches up. A found value waits in its slot as bytes and is
-// rendered to JSON only when it reaches the front and the unwritten output is under the bound.
+// Bytes travel through a Stream (proxy/net/stream.h), as on the RESP side: it reads into `in_`,
+// responses are appended to its out() and flushed, and the FIN before the linger is its
+// shutdown(). The connection frees itself in on_stream_closed().
+//
+// Event flow: the stream appends to `in_` and on_stream_data() runs process_input(), which feeds
+// the parser; the parser pauses itself at the end of every message, so one request is handled at
+// a time with exact byte accounting (the rest stays in `in_`). Every request takes a slot in an
+// ordered queue; /metrics and /healthz fill theirs at once, /lookup when its value arrives
+// (lookup.cc). Ready slots at the front move to `out_`, flushed once per loop turn by the
+// endpoint's cork (a uv_check handle), like the RESP side. Too many owed responses or too much
+// unwritten output pauses reading until the client catches up. A found value waits in its slot
+// as bytes and is rendered to JSON only when it reaches the front and the unwritten output is
+// under the bound.
 #pragma once
 
 #include <http_parser.h>
@@ -18,23 +23,26 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "proxy/http/response.h"
 #include "proxy/net/buffer.h"
+#include "proxy/net/stream.h"
 
 namespace respite {
 
 class HttpServer;
 
-class HttpConn {
+class HttpConn final : private Stream::Handler {
  public:
   explicit HttpConn(HttpServer* srv);
-  uv_tcp_t* handle() { return &tcp_; }
+  // Takes the connection from `listener` (0, or a libuv error: then close()).
+  int accept(uv_stream_t* listener) { return tcp_->accept(listener); }
   void start();
   void reject_busy();  // over maxclients: 503, then close
-  void close();
+  void close();        // now; the connection frees itself when the stream has closed
   void finish();       // shutdown: no more requests; close once what is owed is written
   void flush();        // from the cork
   bool lingering() const { return lingering_; }
@@ -55,7 +63,6 @@ class HttpConn {
  private:
   static constexpr size_t kMaxHeaderBytes = 32 * 1024;  // request target + header names and values
   static constexpr size_t kMaxBodyBytes = 64 * 1024;    // bodies are read and ignored, never stored
-  static constexpr size_t kReadChunk = 16 * 1024;
   static constexpr size_t kMaxOwed = 16;                // requests in flight before reading pauses
   static constexpr size_t kMaxUnwritten = 4u << 20;     // unwritten bytes before reading (and
                                                         // rendering found values) pauses
@@ -73,11 +80,14 @@ class HttpConn {
     std::string key, value;
   };
 
-  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
-  static void on_shutdown(uv_shutdown_t* req, int status);
-  static void on_close(uv_handle_t* h);
+  ~HttpConn() override = default;  // from on_stream_closed only
+  // Stream::Handler
+  void on_stream_data() override;
+  void on_stream_eof() override;
+  void on_stream_error(const char* op, int status) override;
+  void on_stream_written() override;
+  void on_stream_closed() override;
+
   friend class HttpServer;
   static const http_parser_settings& settings();
   static int cb_message_begin(http_parser* p);
@@ -103,14 +113,14 @@ class HttpConn {
   void render_found(Slot& s);  // lookup.cc
   void mark_dirty();
   bool authorized() const;
-  size_t unwritten() const { return out_.size() + writing_.size(); }
+  size_t unwritten() const { return stream_->unwritten(); }
   bool backlogged() const { return slots_.size() >= kMaxOwed || unwritten() >= kMaxUnwritten; }
   void start_linger();
 
   HttpServer* srv_;
-  uv_tcp_t tcp_;
-  uv_write_t write_req_;
-  uv_shutdown_t shutdown_req_;
+  TcpStream* tcp_;  // the stream below, while it is TCP (accept, options)
+  std::unique_ptr<Stream> stream_;
+  std::string& out_;  // the stream's output: responses are appended here, in order
   http_parser parser_;
   Buffer in_;
 
@@ -129,13 +139,9 @@ class HttpConn {
   std::deque<Slot> slots_;
   uint64_t head_seq_ = 0;
   uint64_t next_seq_ = 0;
-  std::string out_;
-  std::string writing_;
 
   uint64_t last_active_ = 0;
   uint64_t linger_since_ = 0;
-  bool reading_ = false;
-  bool writing_active_ = false;
   bool paused_ = false;     // reading held back: too much owed
   bool done_ = false;       // no more requests are taken; close once everything is written
   bool eof_ = false;        // the client half-closed

@@ -56,8 +56,8 @@ void HttpServer::on_connection(uv_stream_t* s, int status) {
   auto* srv = static_cast<HttpServer*>(s->data);
   if (status < 0 || srv->shutting_down_) return;
   auto* c = new HttpConn(srv);
-  if (uv_accept(s, reinterpret_cast<uv_stream_t*>(c->handle())) != 0) {
-    uv_close(reinterpret_cast<uv_handle_t*>(c->handle()), HttpConn::on_close);
+  if (c->accept(s) != 0) {
+    c->close();  // not listed yet: frees itself once its stream has closed
     return;
   }
   http::g_counters.connections_received.fetch_add(1, std::memory_order_relaxed);

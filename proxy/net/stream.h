@@ -14,6 +14,10 @@
 //   at once, else by on_stream_error(). The output is one contiguous buffer, not a list of
 //   slices: replies are small and appended in order, so one copy into the output and one
 //   write() per loop turn beat writev's per-slice bookkeeping (docs/DESIGN.md).
+// - Half-close: shutdown() sends FIN once every byte handed over so far (out() and the write in
+//   flight) is written, then the stream goes on reading (the handler waits for the peer's EOF,
+//   e.g. an HTTP linger). Nothing may be appended after it. Its failure is shutdown()'s result
+//   when it fails at once, else on_stream_error("shutdown", ...); success is not reported.
 // - Ready: on_stream_ready() once the stream can carry the handler's bytes: for TCP when the
 //   connect completes (accepted streams are ready at once); for TLS after the handshake.
 // - Close: close() stops everything; on_stream_closed() is the last call the stream makes, and
@@ -22,6 +26,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -36,7 +41,7 @@ class Stream {
     virtual ~Handler() = default;
     virtual void on_stream_data() = 0;
     virtual void on_stream_eof() = 0;
-    // `op` is "connect", "read" or "write"; `status` a libuv error code.
+    // `op` is "connect", "read", "write" or "shutdown"; `status` a libuv error code.
     virtual void on_stream_error(const char* op, int status) = 0;
     virtual void on_stream_ready() {}
     virtual void on_stream_written() = 0;
@@ -60,6 +65,10 @@ class Stream {
   bool writing() const { return writing_active_; }
   // Bytes not yet handed to the kernel: out() plus the write in flight.
   size_t unwritten() const { return out_.size() + writing_.size(); }
+  // Half-closes the write side after what is queued (see the contract above); returns 0 or a
+  // libuv error. Once only: later calls do nothing.
+  virtual int shutdown() = 0;
+  bool shut_down() const { return shutdown_ != Shutdown::kNone; }
 
   virtual void close() = 0;
   bool closing() const { return closing_; }
@@ -77,6 +86,8 @@ class Stream {
   bool writing_active_ = false;
   bool reading_ = false;
   bool closing_ = false;
+  // kPending: asked while a write was in flight; the FIN follows the rest of the output.
+  enum class Shutdown : uint8_t { kNone, kPending, kSent } shutdown_ = Shutdown::kNone;
 };
 
 // Plain TCP on a libuv loop.
@@ -98,6 +109,7 @@ class TcpStream final : public Stream {
   bool read_start(Buffer* in) override;
   void read_stop() override;
   int flush() override;
+  int shutdown() override;
   void close() override;
   std::string peer_name() const override;
   std::string local_name() const override;
@@ -108,6 +120,8 @@ class TcpStream final : public Stream {
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
   static void on_connect(uv_connect_t* req, int status);
+  static void on_shutdown(uv_shutdown_t* req, int status);
+  int send_fin();
   static void on_close(uv_handle_t* h);
   static void on_connect_failed(uv_timer_t* t);
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
@@ -115,6 +129,7 @@ class TcpStream final : public Stream {
   uv_tcp_t tcp_;
   uv_write_t write_req_;
   uv_connect_t connect_req_;
+  uv_shutdown_t shutdown_req_;
   std::unique_ptr<uv_timer_t> failed_connect_;  // only when connect fails synchronously
   int connect_error_ = 0;
   Buffer* in_ = nullptr;

@@ -131,8 +131,43 @@ void TcpStream::on_write(uv_write_t* req, int status) {
   s->writing_.clear();
   if (s->writing_.capacity() > s->keep_output_) std::string().swap(s->writing_);
   if (s->closing_) return;
-  if (status < 0) s->handler_->on_stream_error("write", status);
-  else s->handler_->on_stream_written();
+  if (status < 0) {
+    s->handler_->on_stream_error("write", status);
+    return;
+  }
+  if (s->shutdown_ == Shutdown::kPending) {
+    int rc = s->send_fin();
+    if (rc != 0) {
+      s->handler_->on_stream_error("shutdown", rc);
+      return;
+    }
+  }
+  s->handler_->on_stream_written();
+}
+
+int TcpStream::shutdown() {
+  if (closing_ || shutdown_ != Shutdown::kNone) return 0;
+  if (writing_active_) {  // on_write sends the rest of the output, then the FIN
+    shutdown_ = Shutdown::kPending;
+    return 0;
+  }
+  return send_fin();
+}
+
+// What out() holds goes first: libuv sends the FIN after the writes queued before it.
+int TcpStream::send_fin() {
+  shutdown_ = Shutdown::kSent;
+  int rc = flush();
+  if (rc != 0) return rc;
+  shutdown_req_.data = this;
+  return uv_shutdown(&shutdown_req_, stream(), on_shutdown);
+}
+
+// A shutdown still pending when the stream closes ends with UV_ECANCELED, before on_close.
+void TcpStream::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* s = static_cast<TcpStream*>(req->data);
+  if (s->closing_ || status >= 0) return;
+  s->handler_->on_stream_error("shutdown", status);
 }
 
 void TcpStream::close() {
