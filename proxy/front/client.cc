@@ -125,7 +125,7 @@ void ClientConn::process_input() {
       continue;
     }
     last_cmd_ms = server_->now();
-    server_->dispatch(this, frame_);
+    server_->dispatch().dispatch(this, frame_);
     account_last_slot();
     if (enforce_output_limit()) break;
     if (stalled_) break;  // the request stays in the buffer and is dispatched again on resume
@@ -378,7 +378,7 @@ void ClientConn::finish_stream_local() {
       close_after_flush();
       break;
     case StreamAfter::Reset:
-      server_->reset_client(this);
+      server_->dispatch().reset_client(this);
       immediate_reply().append(l.reply);
       break;
   }

@@ -16,6 +16,7 @@
 #include "proxy/front/command_table.h"
 #include "proxy/front/local_commands.h"
 #include "proxy/ops/log.h"
+#include "proxy/front/dispatch.h"
 #include "proxy/front/server.h"
 #include "proxy/ops/text.h"
 #include "resp/reply_writer.h"
@@ -25,9 +26,9 @@ namespace respite {
 
 // Token bucket per client connection: `rate-limit` tokens a second, bursts of up to one second's
 // worth. A request that finds the bucket empty is refused (not queued).
-bool Server::rate_allowed(ClientConn* c) {
-  double rate = static_cast<double>(cfg_.rate_limit);
-  uint64_t now_ms = now();
+bool Dispatch::rate_allowed(ClientConn* c) {
+  double rate = static_cast<double>(srv_.config().rate_limit);
+  uint64_t now_ms = srv_.now();
   if (c->rate_tokens < 0) {
     c->rate_tokens = rate;
     c->rate_refill_ms = now_ms;
@@ -36,14 +37,14 @@ bool Server::rate_allowed(ClientConn* c) {
     c->rate_refill_ms = now_ms;
   }
   if (c->rate_tokens < 1.0) {
-    stats_.rate_limited++;
+    srv_.stats().rate_limited++;
     return false;
   }
   c->rate_tokens -= 1.0;
   return true;
 }
 
-void Server::reset_client(ClientConn* c) {
+void Dispatch::reset_client(ClientConn* c) {
   if (c->pinned) {
     UpstreamConn* u = c->pinned;
     c->pinned = nullptr;
@@ -60,7 +61,7 @@ void Server::reset_client(ClientConn* c) {
   c->proto = 2;
   c->name.clear();
   c->reply_mode = ClientConn::ReplyMode::On;
-  if (!config().requirepass.empty()) c->set_authenticated(false);
+  if (!srv_.config().requirepass.empty()) c->set_authenticated(false);
 }
 
 namespace {
@@ -83,8 +84,8 @@ void unsubscribe_locally(ClientConn* c, const resp::Frame& f, std::string_view k
 }
 }  // namespace
 
-void Server::dispatch(ClientConn* c, const resp::Frame& f) {
-  stats_.total_commands_processed++;
+void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
+  srv_.stats().total_commands_processed++;
   std::string_view cmd = f.arg(0);
   // The one lookup: its roles (command_table.h) decide everything below and in forward(); no
   // command name is compared after it.
@@ -94,7 +95,7 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
 
   // MULTI, EXEC and DISCARD are never refused: a refused MULTI would run what follows outside
   // a transaction, a refused EXEC or DISCARD would leave it open.
-  if (cfg_.rate_limit > 0 && role.pin != Pin::Multi && role.pin != Pin::Exec &&
+  if (srv_.config().rate_limit > 0 && role.pin != Pin::Multi && role.pin != Pin::Exec &&
       role.pin != Pin::Discard && !rate_allowed(c)) {
     // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
     if (c->in_multi) c->multi_failed = true;
@@ -178,18 +179,18 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
         resp::Writer(c->immediate_reply(), c->proto).bulk(f.arg(1));
         return;
       case Local::Auth:
-        if (ours) return auth_command(*this, c, f);
+        if (ours) return auth_command(srv_, c, f);
         break;
       case Local::Hello:
-        if (ours && hello_command(*this, c, f)) return;
+        if (ours && hello_command(srv_, c, f)) return;
         break;
       case Local::Select: {
         if (!ours) break;
         if (f.argc() != 2) return arity_error(c, cmd);
         long long n;
         if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
-        if (n < 0 || n >= databases()) return error(c, "ERR DB index is out of range");
-        if (!c->pinned && !databases_known() && n > verified_db_max_)
+        if (n < 0 || n >= srv_.databases()) return error(c, "ERR DB index is out of range");
+        if (!c->pinned && !srv_.databases_known() && n > verified_db_max_)
           return select_by_trying(c, static_cast<int>(n));
         if (c->pinned) {
           forward(c, f, ci);  // the pinned connection switches database itself
@@ -211,7 +212,7 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
       case Local::ProxySlowlog:
       case Local::ProxyDebug:
       case Local::ProxyCache:
-        if (ours) return proxy_command(*this, c, f, role.local);
+        if (ours) return proxy_command(srv_, c, f, role.local);
         break;
       case Local::ClientId:
       case Local::ClientGetname:
@@ -224,14 +225,14 @@ void Server::dispatch(ClientConn* c, const resp::Frame& f) {
       case Local::ClientNoEvict:
       case Local::ClientNoTouch:
       case Local::ClientReply:
-        if (ours && client_command(*this, c, f, role.local)) return;
+        if (ours && client_command(srv_, c, f, role.local)) return;
         break;
     }
   }
-  if (role.cache != Cache::None && cache_usable(c)) {
+  if (role.cache != Cache::None && srv_.cache_usable(c)) {
     uint32_t db = static_cast<uint32_t>(c->db);
-    if (role.cache == Cache::Get && f.argc() == 2) return cache_path_.get(c, db, f.arg(1));
-    if (role.cache == Cache::Mget && f.argc() >= 2) return cache_path_.mget(c, db, f);
+    if (role.cache == Cache::Get && f.argc() == 2) return srv_.cache_path().get(c, db, f.arg(1));
+    if (role.cache == Cache::Mget && f.argc() >= 2) return srv_.cache_path().mget(c, db, f);
   }
   forward(c, f, ci);
 }

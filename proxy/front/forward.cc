@@ -16,6 +16,7 @@
 #include "proxy/front/command_table.h"
 #include "proxy/front/local_commands.h"
 #include "proxy/ops/log.h"
+#include "proxy/front/dispatch.h"
 #include "proxy/front/server.h"
 #include "proxy/ops/text.h"
 #include "resp/reply_writer.h"
@@ -57,9 +58,9 @@ bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
 }
 }  // namespace
 
-CachePath::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::Frame& f,
+CachePath::WritePlan Dispatch::invalidate_before_write(ClientConn* c, const resp::Frame& f,
                                                      const CommandInfo* ci) {
-  if (!ci || !cache_path_.cache().enabled()) return {};
+  if (!ci || !srv_.cache_path().cache().enabled()) return {};
   WriteKeys w;
   switch (ci->role.flush) {
     case Flush::Db: w.scope = WriteInvalidation::Scope::Db; break;
@@ -75,10 +76,10 @@ CachePath::WritePlan Server::invalidate_before_write(ClientConn* c, const resp::
   w.any_db = ci->role.keys_any_db;  // MOVE and COPY ... DB: a key in another db
   // Inside a transaction, a queued SELECT moves the writes queued after it.
   uint32_t db = static_cast<uint32_t>(c->in_multi ? c->multi_db : c->db);
-  return cache_path_.invalidate_before_write(db, f, w);
+  return srv_.cache_path().invalidate_before_write(db, f, w);
 }
 
-void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
+void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   const Pin pin = pin_of(f, ci);
   Node* pin_node = nullptr;
   const bool ends_multi = pin == Pin::Exec || pin == Pin::Discard;
@@ -91,7 +92,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     rr.write = !ci || !ci->is(CommandFlag::kReadonly);
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
-    Node* node = router_.route(rr);
+    Node* node = srv_.router().route(rr);
     if (needs_pin) pin_node = node;
     else target = node->shared_conn(c->proto, c->id);
   }
@@ -106,9 +107,9 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
   // connection itself still gets a whole timeout from the send (UpstreamConn::forward).
   uint64_t answer_by = 0;
   if (pin != Pin::Blocking && pin != Pin::Stream && !c->streaming)
-    answer_by = c->arrived_ms() + static_cast<uint64_t>(cfg_.upstream_timeout_ms);
+    answer_by = c->arrived_ms() + static_cast<uint64_t>(srv_.config().upstream_timeout_ms);
   if (!target && needs_pin) {
-    c->pinned = target = open_pinned(c, pin_node, pin == Pin::Aside ? 0 : -1);
+    c->pinned = target = srv_.open_pinned(c, pin_node, pin == Pin::Aside ? 0 : -1);
   }
   if (!target) {
     error(c, "ERR upstream unavailable (reconnecting)");
@@ -141,7 +142,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     // script's writes need the tracking barrier).
     long long n;
     if (ci && ci->role.local == Local::Select && f.argc() == 2 && parse_ll(f.arg(1), n) && n >= 0 &&
-        n < databases()) {
+        n < srv_.databases()) {
       c->multi_select_db = c->multi_db = static_cast<int>(n);
       c->multi_select_pos = c->multi_count;
     }
@@ -179,7 +180,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     case Pin::Sticky: c->sticky_pin = true; break;
     default: break;
   }
-  stats_.forwarded_commands++;
+  srv_.stats().forwarded_commands++;
   CachePath::WritePlan plan = invalidate_before_write(c, f, ci);
   if (c->in_multi || ends_multi) {
     // A transaction's writes happen at EXEC: remember them and invalidate again on its reply.
@@ -200,7 +201,7 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
     if (ends_multi && c->multi_writes) {
       plan.heap = c->multi_writes;
       c->multi_writes = nullptr;
-      cache_path_.invalidate_now(*plan.heap);
+      srv_.cache_path().invalidate_now(*plan.heap);
     }
   }
   auto attach = [&](UpstreamConn* t) {
@@ -234,15 +235,15 @@ void Server::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci)
 // connection (and undone there) before the client moves, so a SELECT Redis would refuse never
 // becomes the shared connection's own SELECT, whose failure would fail every client on it. The
 // client's requests after it wait (as behind a cache miss); its reply is Redis's own.
-void Server::select_by_trying(ClientConn* c, int n) {
-  UpstreamConn* u = shared_conn(c->proto, c->id);
+void Dispatch::select_by_trying(ClientConn* c, int n) {
+  UpstreamConn* u = srv_.shared_conn(c->proto, c->id);
   if (!u || c->inflight > 0 || c->flights_waiting > 0) {
     if (!u) return error(c, "ERR upstream unavailable (reconnecting)");
     return c->stall();  // after what this client has in flight, in order
   }
   class Trial final : public ReplySink {
    public:
-    Trial(Server* s, ClientConn* c, int n) : s_(s), c_(c), n_(n), seq_(c->reserve_slot()) {
+    Trial(Dispatch* s, ClientConn* c, int n) : s_(s), c_(c), n_(n), seq_(c->reserve_slot()) {
       c->ref();
       c->barriers++;         // no cache reads in the old db meanwhile
       c->flights_waiting++;  // nor forwards
@@ -266,7 +267,7 @@ void Server::select_by_trying(ClientConn* c, int n) {
     }
 
    private:
-    Server* s_;
+    Dispatch* s_;
     ClientConn* c_;
     int n_;
     uint64_t seq_;

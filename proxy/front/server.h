@@ -23,6 +23,7 @@
 #include "cache/cache.h"
 #include "proxy/cachepath/cache_path.h"
 #include "proxy/front/client.h"
+#include "proxy/front/dispatch.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/loop.h"
 #include "proxy/net/ring_queue.h"
@@ -116,17 +117,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   UpstreamConn* open_pinned(ClientConn* c, Node* node, int db = -1);
   bool upstream_connected() const;
 
-  // Dispatch of one parsed request (dispatch.cc).
-  void dispatch(ClientConn* c, const resp::Frame& f);
-  // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
-  void reset_client(ClientConn* c);
-  bool rate_allowed(ClientConn* c);
-  // Sends a request upstream: on the client's pinned connection, on a new pinned one when the
-  // command starts connection state, else on the shared one.
-  void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
-  // A write about to be forwarded: what the command table says it writes, invalidated now.
-  CachePath::WritePlan invalidate_before_write(ClientConn* c, const resp::Frame& f,
-                                               const CommandInfo* ci);
+  // Dispatch of one parsed request (front/dispatch.h).
+  Dispatch& dispatch() { return dispatch_; }
 
   // Cache settings changed at runtime (PROXY CONFIG SET).
   void apply_cache_config();
@@ -157,8 +149,6 @@ class Server final : public UpstreamHost, public NodeObserver {
   // Whether the upstream told its number of databases; if not, a SELECT beyond the highest one
   // seen to work is tried on a shared connection first (select_by_trying).
   bool databases_known() const { return databases_known_; }
-  void select_by_trying(ClientConn* c, int n);
-  int verified_db_max_ = 0;
   void ask_databases(UpstreamConn* u);
 
   void client_closed(ClientConn* c);
@@ -224,6 +214,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::unique_ptr<Node> node_;  // --upstream
   Router router_;
   CachePath cache_path_;
+  Dispatch dispatch_{*this};
   // NodeObserver
   void on_shared_up(UpstreamConn* u) override;
   void on_link_lost() override;
@@ -234,7 +225,6 @@ class Server final : public UpstreamHost, public NodeObserver {
   bool databases_known_ = false;
   std::unique_ptr<ReplySink> databases_sink_;
   uint64_t next_token_check_ms_ = 0;
-  std::vector<uint32_t> write_keys_scratch_;
   std::unique_ptr<FrontEnd> http_;  // --http-port: /lookup, /metrics, /healthz (proxy/http/)
 };
 

@@ -1,0 +1,43 @@
+// Dispatch: what happens to one parsed request of a client. One lookup in the command table
+// decides: answered by respite (local commands), answered by the cache path (GET, MGET), or
+// forwarded (front/forward.cc): on the client's pinned connection, on a new pinned one when the
+// command starts connection state, else on the shared connection of the node the router names.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "proxy/cachepath/cache_path.h"
+#include "resp/request_parser.h"
+
+namespace respite {
+
+class ClientConn;
+class Server;
+struct CommandInfo;
+
+class Dispatch {
+ public:
+  explicit Dispatch(Server& srv) : srv_(srv) {}
+  Dispatch(const Dispatch&) = delete;
+  Dispatch& operator=(const Dispatch&) = delete;
+
+  void dispatch(ClientConn* c, const resp::Frame& f);
+  // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
+  void reset_client(ClientConn* c);
+
+ private:
+  bool rate_allowed(ClientConn* c);
+  void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
+  // A write about to be forwarded: what the command table says it writes, invalidated now.
+  CachePath::WritePlan invalidate_before_write(ClientConn* c, const resp::Frame& f,
+                                               const CommandInfo* ci);
+  // SELECT beyond the databases known to exist, when the upstream does not say how many it has.
+  void select_by_trying(ClientConn* c, int n);
+
+  Server& srv_;
+  int verified_db_max_ = 0;  // the highest db a SELECT was seen to work for (select_by_trying)
+  std::vector<uint32_t> write_keys_scratch_;
+};
+
+}  // namespace respite
