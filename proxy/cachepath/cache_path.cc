@@ -16,7 +16,7 @@ namespace {
 
 void append_bulk_arg(std::string& out, std::string_view a) { resp::Writer(out, 2).bulk(a); }
 
-const std::string_view kFetchFailed = "-ERR upstream unavailable (fetch failed)\r\n";
+const std::string kFetchFailed = upstream_error("fetch failed");
 
 }  // namespace
 
@@ -165,7 +165,7 @@ void CachePath::read_key(uint32_t db, std::string_view key, ValueReader* reader)
   }
   UpstreamConn* u = router_->for_fill(db, key)->shared_conn(2, 0);
   if (!u) {
-    reader->on_value(false, {}, "-ERR upstream unavailable (reconnecting)\r\n");
+    reader->on_value(false, {}, upstream_error(kReconnecting));
     return;
   }
   std::string req = "*2\r\n$3\r\nGET\r\n";

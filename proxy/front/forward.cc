@@ -112,7 +112,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     c->pinned = target = srv_.open_pinned(c, pin_node, pin == Pin::Aside ? 0 : -1);
   }
   if (!target) {
-    error(c, "ERR upstream unavailable (reconnecting)");
+    c->immediate_reply() += upstream_error(kReconnecting);
     return;
   }
   const bool was_in_multi = c->in_multi;
@@ -238,7 +238,10 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
 void Dispatch::select_by_trying(ClientConn* c, int n) {
   UpstreamConn* u = srv_.shared_conn(c->proto, c->id);
   if (!u || c->inflight > 0 || c->flights_waiting > 0) {
-    if (!u) return error(c, "ERR upstream unavailable (reconnecting)");
+    if (!u) {
+      c->immediate_reply() += upstream_error(kReconnecting);
+      return;
+    }
     return c->stall();  // after what this client has in flight, in order
   }
   class Trial final : public ReplySink {

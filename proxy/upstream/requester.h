@@ -19,6 +19,8 @@ constexpr uint64_t kStreamSeq = UINT64_MAX;
 
 // The reply a client gets when the upstream could not answer: "-ERR upstream unavailable (why)".
 std::string upstream_error(std::string_view why);
+// Why, while no connection to the node is up (backing off after a failed connect).
+inline constexpr std::string_view kReconnecting = "reconnecting";
 // The reason given when a request got no reply within --upstream-timeout-ms.
 std::string timeout_reason(int timeout_ms);
 
