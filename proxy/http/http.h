@@ -46,7 +46,7 @@ class HttpConn;
 
 namespace http {
 
-// Pure helpers, no I/O (unit-tested in tests/unit/proxy/test_http.cc).
+// Pure helpers, no I/O (unit-tested in tests/unit/proxy/http_test.cc).
 
 // Percent-decoding of one query component ('+' is a space, as in HTML forms and the seeds'
 // servers). False when a '%' is not followed by two hex digits.
