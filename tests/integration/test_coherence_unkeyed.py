@@ -27,7 +27,7 @@ class UnkeyedWrites(ProxyTestCase):
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proxy_info(self.port).get("tracking_link") == "up":
+            if proxy_info(self.port)["tracking_link"] == "up":
                 return
             time.sleep(0.02)
         self.fail("tracking link never came up")
@@ -99,10 +99,10 @@ class UnkeyedWrites(ProxyTestCase):
 
     @respite_only
     def test_barrier_is_counted(self):
-        before = int(proxy_info(self.port).get("tracking_barriers", "0"))
+        before = int(proxy_info(self.port)["tracking_barriers"])
         with RawConn(self.port) as c:
             self.assertEqual(c.call("EVAL", SET_SCRIPT, 0, "x"), "OK")
-        self.assertEqual(int(proxy_info(self.port).get("tracking_barriers", "0")), before + 1)
+        self.assertEqual(int(proxy_info(self.port)["tracking_barriers"]), before + 1)
 
 
 class SwapdbBehindRespite(ProxyTestCase):

@@ -108,7 +108,7 @@ def wait_cache_usable(tc: unittest.TestCase, port: int, timeout: float = 10.0):
     info = {}
     while time.monotonic() < deadline:
         info = proxy_info(port)
-        if info.get("tracking_link", "").strip() == "up":
+        if info["tracking_link"] == "up":
             return
         time.sleep(0.02)
     tc.fail(f"tracking_link not up within {timeout}s: {info.get('tracking_link')}")

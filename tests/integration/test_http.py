@@ -150,7 +150,7 @@ class HttpCase(ProxyTestCase):
     def wait_tracking_up(self, timeout=10.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proxy_info(self.port).get("tracking_link", "").strip() == "up":
+            if proxy_info(self.port)["tracking_link"] == "up":
                 return
             time.sleep(0.05)
         self.fail("tracking link not up")
