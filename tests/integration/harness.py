@@ -15,6 +15,8 @@ Environment:
   RESPITE_DIRECT=1 point the tests at redis-server itself instead of respite (to check that the
                    tests are right); tests about respite-only behaviour skip themselves then.
   RESPITE_KEEP_LOGS=1  print the tail of every respite log when it is stopped.
+  RESPITE_THREADS=N    start every respite with `--threads N` unless the test passes its own
+                       --threads (CTest's integration_threads2.* entries set 2).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
 HOST = "127.0.0.1"
 
 DIRECT = os.environ.get("RESPITE_DIRECT", "") not in ("", "0")
+THREADS = os.environ.get("RESPITE_THREADS", "").strip()
 
 START_ATTEMPTS = 5
 START_TIMEOUT = 10.0
@@ -55,6 +58,19 @@ def respite_bin() -> str:
         if cand.exists():
             return str(cand)
     return str(REPO / "build" / "respite")
+
+
+def with_threads(args: list[str]) -> list[str]:
+    """respite's arguments with `--threads RESPITE_THREADS` added, unless unset or the arguments
+    name --threads themselves. Every respite a test starts goes through here."""
+    if not THREADS or any(a == "--threads" or a.startswith("--threads=") for a in args):
+        return list(args)
+    return list(args) + ["--threads", THREADS]
+
+
+def respite_argv(*args: str) -> list[str]:
+    """The command line of a respite a test starts itself (not through Respite)."""
+    return [respite_bin()] + with_threads(list(args))
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,10 +333,10 @@ class Respite:
         self.direct = DIRECT
 
     def argv(self, port: int) -> list[str]:
-        a = [respite_bin(), "--port", str(port), "--bind", HOST]
+        a = ["--port", str(port), "--bind", HOST]
         if self.upstream_addr:
             a += ["--upstream", self.upstream_addr]
-        return a + self.args
+        return respite_argv(*a, *self.args)
 
     def start(self) -> "Respite":
         if self.direct:
@@ -670,6 +686,26 @@ def proxy_info(port: int, timeout: float = 5.0) -> dict[str, str]:
     if isinstance(r, RespError) or r is None:
         return {}
     return parse_info(r)
+
+
+def link_up(conn: "RawConn") -> bool:
+    """Whether the invalidation link of the loop serving `conn` is up. PROXY INFO's tracking_link
+    is the asking connection's loop's (with --threads N each loop has its own link), so it is
+    asked on the connection whose reads the test cares about, not on a fresh one."""
+    r = conn.call("PROXY", "INFO", "cache")
+    if isinstance(r, RespError) or r is None:
+        return False
+    return parse_info(r)["tracking_link"] == "up"
+
+
+def wait_link_up(conn: "RawConn", timeout: float = 10.0) -> bool:
+    """Bounded wait until link_up(conn); False if it is not up by then."""
+    deadline = time.monotonic() + timeout
+    while not link_up(conn):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def parse_info(text) -> dict[str, str]:

@@ -14,7 +14,7 @@ import time
 
 import harness
 from harness import (DIRECT, ProxyTestCase, RawConn, RespError, commandstats, encode_command,
-                     proxy_info, respite_only)
+                     proxy_info, respite_only, wait_link_up)
 
 STAT_FIELDS = ["cache_hits", "cache_misses", "cache_keys", "cache_bytes", "cache_evictions",
                "cache_expired", "cache_invalidations_local", "cache_invalidations_tracking",
@@ -47,17 +47,12 @@ class Coherence(ProxyTestCase):
         self.addCleanup(c.close)
         return c
 
-    def wait_tracking_up(self, timeout=10.0):
+    def wait_tracking_up(self, *conns, timeout=10.0):
+        """Until the invalidation link of every given connection's loop is up."""
         if DIRECT:
             return
-        deadline = time.monotonic() + timeout
-        info = {}
-        while time.monotonic() < deadline:
-            info = proxy_info(self.port)
-            if info["tracking_link"] == "up":
-                return
-            time.sleep(0.02)
-        self.fail(f"tracking_link not up within {timeout}s: {info.get('tracking_link')}")
+        for c in conns:
+            self.assertTrue(wait_link_up(c, timeout), f"tracking_link not up within {timeout}s")
 
     def prime(self, b, *keys):
         """Read the keys twice through connection b so they are cached (second read a hit)."""
@@ -368,10 +363,10 @@ class Coherence(ProxyTestCase):
         """Per round: the staleness window is the time from the direct write's acknowledgment to
         the moment the last read that still returned the old value was issued (0 when the
         first read after the write is already fresh). Its p99 must be <= 2 ms."""
-        self.wait_tracking_up()
         key = "respite:coh:direct"
         d = self.direct()
         b = self.conn()
+        self.wait_tracking_up(b)
         window, first_stale = [], 0
         for i in range(300):
             d.call("SET", key, f"old{i}")
@@ -414,11 +409,11 @@ class Coherence(ProxyTestCase):
         self.assertEqual(b.read_replies(len(keys)), [None] * len(keys))
 
     def test_direct_flushall_seen(self):
-        self.wait_tracking_up()
         keys = [f"respite:coh:fa{j}" for j in range(100)]
         d = self.direct()
         b = self.conn()
         b1 = self.conn()
+        self.wait_tracking_up(b, b1)
         b1.call("SELECT", 1)
         d.send(b"".join(encode_command("SET", k, "v") for k in keys))
         d.read_replies(len(keys))
@@ -443,9 +438,9 @@ class Coherence(ProxyTestCase):
         self.assertLess(took, 0.1)
 
     def test_direct_flushdb_seen(self):
-        self.wait_tracking_up()
         key = "respite:coh:fdb"
         d, b = self.direct(), self.conn()
+        self.wait_tracking_up(b)
         d.call("SET", key, "v")
         self.prime(b, key)
         d.call("FLUSHDB")
@@ -461,7 +456,7 @@ class Coherence(ProxyTestCase):
         b = self.conn()
         stale = []
         for i in range(10):
-            self.wait_tracking_up()
+            self.wait_tracking_up(b)
             d.call("SET", key, f"old{i}")
             self.prime(b, key)
             killed = d.call("CLIENT", "KILL", "TYPE", "pubsub")
@@ -475,7 +470,7 @@ class Coherence(ProxyTestCase):
                 time.sleep(0.002)
         self.assertEqual(stale[:10], [], f"{len(stale)} stale reads after the link was cut")
         # the link comes back and caching resumes
-        self.wait_tracking_up()
+        self.wait_tracking_up(b)
         if not DIRECT:
             self.prime(b, key)
             before = self.reads()

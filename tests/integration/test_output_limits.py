@@ -19,8 +19,9 @@ import threading
 import time
 import unittest
 
+import harness
 from harness import (DIRECT, HOST, RawConn, RedisServer, Respite, encode_command, proxy_info,
-                     respite_bin, respite_only)
+                     respite_argv, respite_only)
 
 MB = 1 << 20
 
@@ -157,10 +158,7 @@ class RepliesBehindAnOwedOne(unittest.TestCase):
             with RawConn(up.port) as c:
                 c.call("SET", "big", b"h" * 900_000)
             with RawConn(px.port) as c:
-                deadline = time.monotonic() + 10
-                while proxy_info(px.port).get("tracking_link") != "up":
-                    self.assertLess(time.monotonic(), deadline, "tracking link never came up")
-                    time.sleep(0.02)
+                self.assertTrue(harness.wait_link_up(c), "tracking link never came up")
                 for _ in range(3):
                     self.assertEqual(len(c.call("GET", "big")), 900_000)  # cached from now on
             with RawConn(up.port) as c:
@@ -209,8 +207,8 @@ class SettingForms(unittest.TestCase):
                 with RawConn(px.port) as c:
                     self.assertEqual(c.call("PING"), "PONG", ok)
         for bad in ("pubsub 32mb 8mb 60", "normal 1mb", "normal 1mb 1mb x", "lots"):
-            p = subprocess.run([respite_bin(), "--port", "0", "--upstream", "127.0.0.1:1",
-                                "--client-output-buffer-limit", bad],
+            p = subprocess.run(respite_argv("--port", "0", "--upstream", "127.0.0.1:1",
+                                            "--client-output-buffer-limit", bad),
                                capture_output=True, text=True, timeout=10)
             self.assertNotEqual(p.returncode, 0, bad)
             self.assertIn("client-output-buffer-limit", p.stderr, bad)
