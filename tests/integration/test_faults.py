@@ -57,19 +57,19 @@ import time
 import unittest
 
 import harness
-from harness import (DIRECT, HOST, ProxyTestCase, RawConn, RedisServer, RespError, Respite,
-                     assert_same_as_redis, encode_command, proxy_info, respite_only)
+from harness import (CONTROL_FACTOR, CONTROL_SLACK_S, DIRECT, HOST, MachineDelay, ProxyTestCase,
+                     RawConn, RedisServer, RespError, Respite, assert_same_as_redis,
+                     encode_command, proxy_info, respite_only)
 
 TIMEOUT_MS = 1000
 TIMEOUT_S = TIMEOUT_MS / 1000
-SLACK_S = 0.25          # scheduling slack on top of --upstream-timeout-ms
+SLACK_S = CONTROL_SLACK_S  # scheduling slack on top of --upstream-timeout-ms
 RESTART_S = 1.0         # served again this long after the upstream restarts (backoff cap 500 ms)
 SERVE_WINDOW_S = 10.0   # how long "served again" is waited for before it counts as never
-# No bound here is an absolute speed: each is a behaviour (a deadline of respite's own) plus this
-# many times a control measured in the same test on this machine, at the same time (see
-# MachineDelay and never_reading_client), so a slow or busy machine widens the bound instead of
-# failing the test.
-CONTROL_FACTOR = 3
+# No bound here is an absolute speed: each is a behaviour (a deadline of respite's own) plus
+# CONTROL_FACTOR times a control measured in the same test on this machine, at the same time (see
+# harness.MachineDelay and never_reading_client), so a slow or busy machine widens the bound
+# instead of failing the test.
 MB = 1 << 20
 BULK_ERR = b"-ERR Protocol error: invalid bulk length\r\n"
 
@@ -174,83 +174,6 @@ def make_cached(tc: unittest.TestCase, port: int, key: str, value: bytes):
                 return
             time.sleep(0.05)
     tc.fail(f"{key} never became a cache hit (PROXY INFO: {proxy_info(port)})")
-
-
-_control_redis: RedisServer | None = None
-
-
-def control_redis() -> RedisServer:
-    """The reference redis-server the controls run against (one for this file's run). --hz 100:
-    its own timeouts are then checked every 10 ms, not every 100 ms."""
-    global _control_redis
-    if _control_redis is None:
-        _control_redis = RedisServer(["--hz", "100"]).start()
-        unittest.addModuleCleanup(_control_redis.close)
-    return _control_redis
-
-
-class MachineDelay:
-    """The control for a deadline: how late this machine answers a timer right now. A thread
-    waits on redis-server's own timeout over and over (BLPOP on a missing key, `seconds` each)
-    through the same client code the tests use, for as long as the test runs, and keeps the
-    worst lateness (the reply's arrival minus `seconds`). A round still waiting counts with how
-    late it already is. Idle, that is 1-10 ms; with the other core busy it grows, and so does
-    every bound made with allow().
-
-    allow(base) = base + SLACK_S + CONTROL_FACTOR x the worst lateness: respite's timer that
-    should fire at `base` is not later than redis-server's own timers, with room to spare. With
-    --upstream-timeout-ms 1000 on an idle machine that is ~1.3 s, well under the 2 s that a
-    deadline counted from the wrong moment gives."""
-
-    def __init__(self, seconds: float = 0.2):
-        self.seconds = seconds
-        self.port = control_redis().port
-        self.lock = threading.Lock()
-        self.worst = 0.0
-        self.rounds = 0
-        self.pending_since: float | None = None
-        self.error: str | None = None
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            with RawConn(self.port, timeout=self.seconds + 60) as c:
-                key = f"control:none:{id(self)}"
-                while not self.stopped.is_set():
-                    with self.lock:
-                        self.pending_since = time.monotonic()
-                    c.send(encode_command("BLPOP", key, f"{self.seconds:.3f}"))
-                    r = c.read_reply()
-                    late = time.monotonic() - self.pending_since - self.seconds
-                    assert r is None, r
-                    with self.lock:
-                        self.pending_since = None
-                        self.worst = max(self.worst, late)
-                        self.rounds += 1
-        except Exception as e:  # noqa: BLE001  (reported by allow())
-            self.error = f"{type(e).__name__}: {e}"
-
-    def late(self) -> float:
-        with self.lock:
-            worst = self.worst
-            if self.pending_since is not None:
-                worst = max(worst, time.monotonic() - self.pending_since - self.seconds)
-        if self.error:
-            raise AssertionError(f"the control (BLPOP timeouts on a redis-server) failed: {self.error}")
-        return max(0.0, worst)
-
-    def allow(self, base: float, slack: float = SLACK_S) -> float:
-        return base + slack + CONTROL_FACTOR * self.late()
-
-    def describe(self, base: float, slack: float = SLACK_S) -> str:
-        return (f"bound {self.allow(base, slack) * 1000:.0f} ms = {base * 1000:.0f} + "
-                f"{slack * 1000:.0f} + {CONTROL_FACTOR} x {self.late() * 1000:.0f} ms, the "
-                f"control's worst lateness over {self.rounds} redis-server timeouts")
-
-    def stop(self):
-        self.stopped.set()
 
 
 def percentile(xs: list[float], q: float) -> float:
