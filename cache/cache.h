@@ -26,7 +26,8 @@
 //       lost tracking link: flush_all(...).
 //   tracking message: invalidate(kAllDbs, key, Source::kTracking) (the messages carry no db);
 //       a null message: flush_all(Source::kTracking).
-//   a timer: expire_step(now, budget); abandon_started_before(now - timeout, fn).
+//   a timer: expire_step(now, budget). (A fetch that times out fails on its connection:
+//       abandon(id) as for any error.)
 //
 // MGET with an all-hit fast path: remember the reply buffer's size, write the array header, then
 // get_with() each key, encoding it inside f. If a key misses (with other threads it may have
@@ -42,11 +43,11 @@
 //    state is split into shards by key hash, each with its own mutex, store, flight table and
 //    counters. get, get_with, join, start_refresh, land, abandon and invalidate lock exactly
 //    the key's (or flight's) shard; flush_db, flush_all, expire_step, apply, set_max_memory,
-//    set_ttl_ms, stats, bytes, keys, flights and abandon_started_before lock one shard at a
-//    time, so they see each shard consistent but not all shards at one instant. Single-flight
-//    holds across threads: the flight table is per shard, not per caller. No call returns a
-//    reference into shard state except get() (Lookup::value) and store(); the callbacks of
-//    get_with() run under the shard lock and those of abandon_started_before() outside it.
+//    set_ttl_ms, stats, bytes, keys and flights lock one shard at a time, so they see each
+//    shard consistent but not all shards at one instant. Single-flight holds across threads:
+//    the flight table is per shard, not per caller. No call returns a reference into shard
+//    state except get() (Lookup::value) and store(); the callbacks of get_with() run under the
+//    shard lock.
 //  - Otherwise (the default: one shard, thread_safe false) no lock is ever taken; the only cost
 //    is one well-predicted branch per call.
 //
@@ -296,29 +297,6 @@ class Cache {
     out.found = true;
     out.detached = !flight->attached;
     take_waiters(*flight, out.waiters);
-  }
-
-  // The timeout sweep: abandons every flight started before `cutoff` and calls
-  // fn(FlightId, std::vector<W>&& waiters) for each, after releasing the shard's lock (fn may
-  // call into the cache). Returns how many.
-  template <class F>
-  size_t abandon_started_before(Micros cutoff, F&& fn) {
-    size_t n = 0;
-    std::vector<std::pair<FlightId, std::vector<W>>> taken;
-    for (auto& s : shards_) {
-      {
-        Guard g(lock_of(*s));
-        for (FlightId id : s->flights.started_before(cutoff)) {
-          auto flight = s->flights.take(id);
-          taken.emplace_back(id, std::vector<W>());
-          take_waiters(*flight, taken.back().second);
-        }
-      }
-      for (auto& [id, waiters] : taken) fn(id, std::move(waiters));
-      n += taken.size();
-      taken.clear();
-    }
-    return n;
   }
 
   // A write to (db, key), or a tracking message for key (db = kAllDbs): drops the entry and

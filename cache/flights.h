@@ -131,15 +131,6 @@ class Flights {
     return out;
   }
 
-  // Ids of the flights started before `cutoff` (for the timeout sweep).
-  std::vector<FlightId> started_before(Micros cutoff) const {
-    std::vector<FlightId> ids;
-    for (const auto& [id, f] : by_id_) {
-      if (f.started < cutoff) ids.push_back(id);
-    }
-    return ids;
-  }
-
   size_t size() const { return by_id_.size(); }
   size_t attached() const {
     size_t n = 0;

@@ -371,9 +371,11 @@ void unblock_attempt(Server& srv, std::unique_ptr<OwedReply> reply, uint64_t tar
     return {};
   };
   on_every_loop<Part>(srv, std::move(reply), part, [reason, target, tries](Gather<Part>& g) {
+    // The loop that has the target decides: its id, else "pending" (kIdPending is below the
+    // other loops' -1, so a plain maximum would lose it).
     Part found;
     for (const Part& p : g.parts)
-      if (p.id > found.id) found = p;
+      if (p.id >= 0 || (p.id == kIdPending && found.id < 0)) found = p;
     Server* home = g.home;
     auto again = [home, target, reason, tries](OwedReply* owed) {
       after_ms(*home, 1, [home, owed, target, reason, tries] {

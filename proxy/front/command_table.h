@@ -88,7 +88,7 @@ enum class Local : uint8_t {
   ProxySlowlog,
   ProxyDebug,
   ProxyCache,
-  ClientId,     // CLIENT <sub> that respite answers (client_commands.cc); the other CLIENT
+  ClientId,     // CLIENT <sub> that respite answers (client_command.cc); the other CLIENT
   ClientGetname,  // subcommands are forwarded
   ClientSetname,
   ClientSetinfo,  // from Redis 7.2 (forwarded to an older upstream, which refuses it)

@@ -10,7 +10,7 @@ namespace respite {
 
 namespace http {
 
-// Query strings (proxy/http/query.cc; unit-tested in tests/unit/proxy/test_http.cc).
+// Query strings (proxy/http/query.cc; unit-tested in tests/unit/proxy/http_test.cc).
 
 // Percent-decoding of one query component ('+' is a space, as in HTML forms and the seeds'
 // servers). False when a '%' is not followed by two hex digits.

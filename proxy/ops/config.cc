@@ -16,13 +16,13 @@ namespace respite {
 bool parse_memory_size(const std::string& s, uint64_t& out) {
   size_t i = 0;
   uint64_t v = 0;
-  if (s.empty()) return false;
-  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
-    if (v > (UINT64_MAX - 9) / 10) return false;
-    v = v * 10 + static_cast<uint64_t>(s[i] - '0');
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+    const uint64_t digit = static_cast<uint64_t>(s[i] - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
     ++i;
   }
-  if (i == 0) return false;
+  if (i == 0) return false;  // Redis takes "" and "mb" as 0
   std::string unit = lower(std::string_view(s).substr(i));
   uint64_t mul = 1;
   if (unit.empty() || unit == "b") mul = 1;
@@ -33,7 +33,7 @@ bool parse_memory_size(const std::string& s, uint64_t& out) {
   else if (unit == "g") mul = 1000ull * 1000 * 1000;
   else if (unit == "gb") mul = 1024ull * 1024 * 1024;
   else return false;
-  if (v && mul > UINT64_MAX / v) return false;
+  if (v && mul > UINT64_MAX / v) return false;  // Redis wraps: 17179869184gb is 0 there
   out = v * mul;
   return true;
 }

@@ -84,8 +84,14 @@ struct Config {
 // returns false with `exit_code` set (0 for --help).
 bool parse_config(int argc, char** argv, Config& cfg, int& exit_code);
 
-// Redis's memory units: "512kb", "64mb", "1gb", "100" (bytes). k/m/g are powers of 1000, kb/mb/gb
-// of 1024, case-insensitive. Returns false on malformed input.
+// Every size setting (--cache-max-memory, --cache-max-value, --proto-max-bulk-len,
+// --client-query-buffer-limit, --http-max-value, client-output-buffer-limit's sizes and PROXY
+// CONFIG SET cache-max-memory) is read here, as Redis's memtoull reads redis.conf's: digits and an
+// optional unit, case-insensitive: b (or none) = bytes, k = 1000, kb = 1024, m = 1000^2,
+// mb = 1024^2, g = 1000^3, gb = 1024^3. Refused like Redis: signs, spaces, fractions, hex, other
+// units ("1tb"). Refused where Redis 7.0 is lenient: no digits ("" and "mb" are 0 there) and
+// values past 2^64-1 (Redis saturates the digits and wraps the product). Leading zeros are fine.
+// Returns false, `out` untouched, on anything refused.
 bool parse_memory_size(const std::string& s, uint64_t& out);
 
 // Redis's client-output-buffer-limit value: "normal <hard> <soft> <seconds>", "<hard> <soft>

@@ -14,7 +14,7 @@
 //  - land/abandon find exactly the flights the model has, with the waiters that joined them,
 //    and report `detached` exactly when an invalidation covered them; a detached flight never
 //    fills;
-//  - abandon_started_before takes exactly the flights started before the cutoff.
+//  - abandon into a reused Landing clears what it held and returns the flight's own waiters.
 #ifdef FUZZED_DATA_PROVIDER_H  // the g++ replay build (tests/CMakeLists.txt)
 #include FUZZED_DATA_PROVIDER_H
 #else
@@ -195,16 +195,22 @@ struct Harness {
     flights.erase(id);
   }
 
-  void sweep() {
+  // A fetch connection fails (error, timeout, lost): the proxy abandons each of its flights
+  // into one reused Landing (Server::fetch_landed). Here the flights started before a cutoff.
+  void fail_connection() {
     Micros cutoff = now - in.ConsumeIntegralInRange<Micros>(0, 3'000'000);
-    size_t n = c.abandon_started_before(cutoff, [&](FlightId id, std::vector<int>&& waiters) {
-      auto it = flights.find(id);
-      FUZZ_CHECK(it != flights.end() && it->second.started < cutoff, id);
-      FUZZ_CHECK(waiters == it->second.waiters);
-      flights.erase(it);
-    });
-    (void)n;
-    for (auto& [id, f] : flights) FUZZ_CHECK(f.started >= cutoff, id);
+    std::vector<FlightId> ids;
+    for (auto& [id, f] : flights) {
+      if (f.started < cutoff) ids.push_back(id);
+    }
+    cache::Landing<int> l;
+    l.waiters.push_back(-1);  // what an earlier landing left: cleared
+    for (FlightId id : ids) {
+      c.abandon(id, l);
+      FUZZ_CHECK(l.found && !l.filled, id);
+      check_landing(id, l);
+      flights.erase(id);
+    }
   }
 
   void settings_change() {
@@ -284,7 +290,7 @@ struct Harness {
           break;
         case 10: now += in.ConsumeIntegralInRange<Micros>(0, 2'000'000); break;
         case 11: settings_change(); break;
-        case 12: sweep(); break;
+        case 12: fail_connection(); break;
       }
       check_invariants();
     }

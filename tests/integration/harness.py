@@ -15,6 +15,8 @@ Environment:
   RESPITE_DIRECT=1 point the tests at redis-server itself instead of respite (to check that the
                    tests are right); tests about respite-only behaviour skip themselves then.
   RESPITE_KEEP_LOGS=1  print the tail of every respite log when it is stopped.
+  RESPITE_THREADS=N    start every respite with `--threads N` unless the test passes its own
+                       --threads (CTest's integration_threads2.* entries set 2).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
 HOST = "127.0.0.1"
 
 DIRECT = os.environ.get("RESPITE_DIRECT", "") not in ("", "0")
+THREADS = os.environ.get("RESPITE_THREADS", "").strip()
 
 START_ATTEMPTS = 5
 START_TIMEOUT = 10.0
@@ -55,6 +58,19 @@ def respite_bin() -> str:
         if cand.exists():
             return str(cand)
     return str(REPO / "build" / "respite")
+
+
+def with_threads(args: list[str]) -> list[str]:
+    """respite's arguments with `--threads RESPITE_THREADS` added, unless unset or the arguments
+    name --threads themselves. Every respite a test starts goes through here."""
+    if not THREADS or any(a == "--threads" or a.startswith("--threads=") for a in args):
+        return list(args)
+    return list(args) + ["--threads", THREADS]
+
+
+def respite_argv(*args: str) -> list[str]:
+    """The command line of a respite a test starts itself (not through Respite)."""
+    return [respite_bin()] + with_threads(list(args))
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,10 +333,10 @@ class Respite:
         self.direct = DIRECT
 
     def argv(self, port: int) -> list[str]:
-        a = [respite_bin(), "--port", str(port), "--bind", HOST]
+        a = ["--port", str(port), "--bind", HOST]
         if self.upstream_addr:
             a += ["--upstream", self.upstream_addr]
-        return a + self.args
+        return respite_argv(*a, *self.args)
 
     def start(self) -> "Respite":
         if self.direct:
@@ -660,6 +676,102 @@ def exchange(port: int, data: bytes, nreplies: int | None = None, timeout: float
 
 
 # --------------------------------------------------------------------------------------------
+# Controls. A default test asserts behaviour, never speed: a deadline of respite's own (a timeout,
+# the shutdown grace) is checked against that deadline plus how late this machine is right now,
+# measured in the same test (MachineDelay), so a slow or busy machine widens the bound instead of
+# failing the test.
+
+CONTROL_FACTOR = 3       # times the control's lateness allowed on top of a deadline
+CONTROL_SLACK_S = 0.25   # scheduling slack on top of a deadline
+
+
+_control_redis: RedisServer | None = None
+
+
+def control_redis() -> RedisServer:
+    """The reference redis-server the controls run against (one per test file's run). --hz 100:
+    its own timeouts are then checked every 10 ms, not every 100 ms."""
+    global _control_redis
+    if _control_redis is None:
+        _control_redis = RedisServer(["--hz", "100"]).start()
+        unittest.addModuleCleanup(_control_redis.close)
+    return _control_redis
+
+
+class MachineDelay:
+    """The control for a deadline: how late this machine answers a timer right now. A thread
+    waits on redis-server's own timeout over and over (BLPOP on a missing key, `seconds` each)
+    through the same client code the tests use, for as long as the test runs, and keeps the
+    worst lateness (the reply's arrival minus `seconds`). A round still waiting counts with how
+    late it already is. Idle, that is 1-10 ms; with the other core busy it grows, and so does
+    every bound made with allow().
+
+    allow(base) = base + CONTROL_SLACK_S + CONTROL_FACTOR x the worst lateness: respite's timer
+    that should fire at `base` is not later than redis-server's own timers, with room to spare.
+    With --upstream-timeout-ms 1000 on an idle machine that is ~1.3 s, well under the 2 s that a
+    deadline counted from the wrong moment gives. Start it when the test starts, stop() it at
+    the end."""
+
+    def __init__(self, seconds: float = 0.2):
+        self.seconds = seconds
+        self.port = control_redis().port
+        self.lock = threading.Lock()
+        self.worst = 0.0
+        self.rounds = 0
+        self.pending_since: float | None = None
+        self.error: str | None = None
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            with RawConn(self.port, timeout=self.seconds + 60) as c:
+                key = f"control:none:{id(self)}"
+                while not self.stopped.is_set():
+                    with self.lock:
+                        self.pending_since = time.monotonic()
+                    c.send(encode_command("BLPOP", key, f"{self.seconds:.3f}"))
+                    r = c.read_reply()
+                    late = time.monotonic() - self.pending_since - self.seconds
+                    assert r is None, r
+                    with self.lock:
+                        self.pending_since = None
+                        self.worst = max(self.worst, late)
+                        self.rounds += 1
+        except Exception as e:  # noqa: BLE001  (reported by allow())
+            self.error = f"{type(e).__name__}: {e}"
+
+    def late(self) -> float:
+        with self.lock:
+            worst = self.worst
+            if self.pending_since is not None:
+                worst = max(worst, time.monotonic() - self.pending_since - self.seconds)
+        if self.error:
+            raise AssertionError(f"the control (BLPOP timeouts on a redis-server) failed: {self.error}")
+        return max(0.0, worst)
+
+    def measured(self, rounds: int = 2, timeout: float = 30.0) -> float:
+        """late() once the control has run at least `rounds` rounds (bounded wait): a test shorter
+        than one round would otherwise have no control at all."""
+        deadline = time.monotonic() + timeout
+        while self.rounds < rounds and self.error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.late()
+
+    def allow(self, base: float, slack: float = CONTROL_SLACK_S) -> float:
+        return base + slack + CONTROL_FACTOR * self.late()
+
+    def describe(self, base: float, slack: float = CONTROL_SLACK_S) -> str:
+        return (f"bound {self.allow(base, slack) * 1000:.0f} ms = {base * 1000:.0f} + "
+                f"{slack * 1000:.0f} + {CONTROL_FACTOR} x {self.late() * 1000:.0f} ms, the "
+                f"control's worst lateness over {self.rounds} redis-server timeouts")
+
+    def stop(self):
+        self.stopped.set()
+
+
+# --------------------------------------------------------------------------------------------
 # Test-case helpers.
 
 
@@ -670,6 +782,26 @@ def proxy_info(port: int, timeout: float = 5.0) -> dict[str, str]:
     if isinstance(r, RespError) or r is None:
         return {}
     return parse_info(r)
+
+
+def link_up(conn: "RawConn") -> bool:
+    """Whether the invalidation link of the loop serving `conn` is up. PROXY INFO's tracking_link
+    is the asking connection's loop's (with --threads N each loop has its own link), so it is
+    asked on the connection whose reads the test cares about, not on a fresh one."""
+    r = conn.call("PROXY", "INFO", "cache")
+    if isinstance(r, RespError) or r is None:
+        return False
+    return parse_info(r)["tracking_link"] == "up"
+
+
+def wait_link_up(conn: "RawConn", timeout: float = 10.0) -> bool:
+    """Bounded wait until link_up(conn); False if it is not up by then."""
+    deadline = time.monotonic() + timeout
+    while not link_up(conn):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def parse_info(text) -> dict[str, str]:

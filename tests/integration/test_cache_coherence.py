@@ -3,23 +3,23 @@
 The upstream redis-server's own INFO commandstats and MONITOR are the witness of what respite
 asked it. respite runs with its default settings.
 
-This file skips itself (exit 0, "SKIPPED: cache not enabled") only when respite's PROXY INFO has
-no cache_hits field, i.e. before the cache exists. Under RESPITE_DIRECT=1 (tests pointed at
-redis-server itself, to check the tests) the gate is not applied and the tests that need
-respite's stats or the upstream witness skip themselves. RESPITE_FORCE_CACHE_TESTS=1 runs
-everything without the gate.
+Under RESPITE_DIRECT=1 (tests pointed at redis-server itself, to check the tests) the tests that
+need respite's stats or the upstream witness skip themselves; nothing else skips: a stat renamed
+or missing fails test_stats_fields and the tests that read it.
+
+How fast a write behind respite's back is seen is compared with controls measured in the same
+test (reads through respite, and harness.MachineDelay), never with a fixed time.
 """
 
-import contextlib
-import os
 import re
-import sys
 import threading
 import time
 
 import harness
-from harness import (DIRECT, ProxyTestCase, RawConn, RedisServer, RespError, Respite, commandstats,
-                     encode_command, proxy_info, respite_only)
+from harness import (CONTROL_FACTOR, DIRECT, MachineDelay, ProxyTestCase, RawConn, RespError,
+                     commandstats, encode_command, proxy_info, respite_only, wait_link_up)
+
+NEVER_S = 5.0  # a write behind respite's back not seen by then is never seen (a failure)
 
 STAT_FIELDS = ["cache_hits", "cache_misses", "cache_keys", "cache_bytes", "cache_evictions",
                "cache_expired", "cache_invalidations_local", "cache_invalidations_tracking",
@@ -52,17 +52,12 @@ class Coherence(ProxyTestCase):
         self.addCleanup(c.close)
         return c
 
-    def wait_tracking_up(self, timeout=10.0):
+    def wait_tracking_up(self, *conns, timeout=10.0):
+        """Until the invalidation link of every given connection's loop is up."""
         if DIRECT:
             return
-        deadline = time.monotonic() + timeout
-        info = {}
-        while time.monotonic() < deadline:
-            info = proxy_info(self.port)
-            if info.get("tracking_link", "").strip() == "up":
-                return
-            time.sleep(0.02)
-        self.fail(f"tracking_link not up within {timeout}s: {info.get('tracking_link')}")
+        for c in conns:
+            self.assertTrue(wait_link_up(c, timeout), f"tracking_link not up within {timeout}s")
 
     def prime(self, b, *keys):
         """Read the keys twice through connection b so they are cached (second read a hit)."""
@@ -369,15 +364,21 @@ class Coherence(ProxyTestCase):
 
     # ---- writes behind respite's back --------------------------------------------------------
 
-    def test_direct_writes_visible_within_2ms_p99(self):
+    def test_direct_writes_visible_promptly(self):
         """Per round: the staleness window is the time from the direct write's acknowledgment to
         the moment the last read that still returned the old value was issued (0 when the
-        first read after the write is already fresh). Its p99 must be <= 2 ms."""
-        self.wait_tracking_up()
+        first read after the write is already fresh). Redis sends the invalidation before it
+        acknowledges the write, so respite has it about when the first read arrives: the
+        window's p99 stays within a few read round trips through respite (the control, measured
+        in the same rounds) plus this machine's lateness (harness.MachineDelay), where
+        invalidations applied late (on a timer, after a batch) would show."""
+        delay = MachineDelay()
+        self.addCleanup(delay.stop)
         key = "respite:coh:direct"
         d = self.direct()
         b = self.conn()
-        window, first_stale = [], 0
+        self.wait_tracking_up(b)
+        window, rtt, first_stale = [], [], 0
         for i in range(300):
             d.call("SET", key, f"old{i}")
             self.prime(b, key)
@@ -388,18 +389,25 @@ class Coherence(ProxyTestCase):
             while True:
                 sent = time.monotonic()
                 got = b.call("GET", key)
+                rtt.append(time.monotonic() - sent)
                 if got == want:
                     break
                 last_stale = sent
-                if sent - t0 > 1.0:
-                    self.fail(f"round {i}: direct write not visible after 1 s (still {got!r})")
+                if sent - t0 > NEVER_S:
+                    self.fail(f"round {i}: direct write not visible after {NEVER_S:g} s (still {got!r})")
             window.append(0.0 if last_stale is None else last_stale - t0)
             first_stale += last_stale is not None
         window.sort()
+        rtt.sort()
         p99 = window[int(len(window) * 0.99) - 1]
+        rtt_p99 = rtt[int(len(rtt) * 0.99) - 1]
+        late = delay.measured()
+        bound = CONTROL_FACTOR * (rtt_p99 + late)
         print(f"\ndirect write -> visible through respite: stale window p50 {window[len(window) // 2] * 1e3:.3f} ms, "
-              f"p99 {p99 * 1e3:.3f} ms, max {window[-1] * 1e3:.3f} ms; first read stale in {first_stale}/300")
-        self.assertLessEqual(p99, 0.002)
+              f"p99 {p99 * 1e3:.3f} ms, max {window[-1] * 1e3:.3f} ms; first read stale in {first_stale}/300; "
+              f"bound {bound * 1e3:.1f} ms = {CONTROL_FACTOR} x (read p99 {rtt_p99 * 1e3:.3f} ms + "
+              f"machine lateness {late * 1e3:.1f} ms)")
+        self.assertLessEqual(p99, bound)
 
     def test_upstream_ttl_300ms(self):
         keys = [f"respite:coh:ttl{j}" for j in range(20)]
@@ -419,46 +427,69 @@ class Coherence(ProxyTestCase):
         self.assertEqual(b.read_replies(len(keys)), [None] * len(keys))
 
     def test_direct_flushall_seen(self):
-        self.wait_tracking_up()
         keys = [f"respite:coh:fa{j}" for j in range(100)]
         d = self.direct()
         b = self.conn()
         b1 = self.conn()
+        self.wait_tracking_up(b, b1)
         b1.call("SELECT", 1)
         d.send(b"".join(encode_command("SET", k, "v") for k in keys))
         d.read_replies(len(keys))
         d.call("SELECT", 1)
         d.call("SET", keys[0], "db1")
         d.call("SELECT", 0)
+        delay = MachineDelay()
+        self.addCleanup(delay.stop)
         self.prime(b, *keys)
         self.prime(b1, keys[0])
         self.assertEqual(d.call("FLUSHALL"), "OK")
         t0 = time.monotonic()
+        rounds = []  # the control: how long one round of reads through respite takes
         while True:
+            t = time.monotonic()
             b.send(b"".join(encode_command("GET", k) for k in keys))
             got = b.read_replies(len(keys))
             got1 = b1.call("GET", keys[0])
+            rounds.append(time.monotonic() - t)
             if got == [None] * len(keys) and got1 is None:
                 break
-            if time.monotonic() - t0 > 1.0:
-                self.fail(f"direct FLUSHALL not seen after 1 s: {sum(g is not None for g in got)} "
-                          f"keys still served, db1: {got1!r}")
+            if time.monotonic() - t0 > NEVER_S:
+                self.fail(f"direct FLUSHALL not seen after {NEVER_S:g} s: "
+                          f"{sum(g is not None for g in got)} keys still served, db1: {got1!r}")
         took = time.monotonic() - t0
-        print(f"\ndirect FLUSHALL seen after {took * 1e3:.2f} ms")
-        self.assertLess(took, 0.1)
+        late = delay.measured()
+        bound = CONTROL_FACTOR * (max(rounds) + late)
+        print(f"\ndirect FLUSHALL seen after {took * 1e3:.2f} ms ({len(rounds)} rounds of reads; bound "
+              f"{bound * 1e3:.1f} ms = {CONTROL_FACTOR} x (slowest round {max(rounds) * 1e3:.2f} ms + "
+              f"machine lateness {late * 1e3:.1f} ms))")
+        self.assertLess(took, bound)
 
     def test_direct_flushdb_seen(self):
-        self.wait_tracking_up()
         key = "respite:coh:fdb"
         d, b = self.direct(), self.conn()
+        self.wait_tracking_up(b)
+        delay = MachineDelay()
+        self.addCleanup(delay.stop)
         d.call("SET", key, "v")
         self.prime(b, key)
         d.call("FLUSHDB")
         t0 = time.monotonic()
-        while b.call("GET", key) is not None:
-            if time.monotonic() - t0 > 1.0:
-                self.fail("direct FLUSHDB not seen after 1 s")
-        self.assertLess(time.monotonic() - t0, 0.1)
+        reads = []  # the control: read round trips through respite
+        while True:
+            t = time.monotonic()
+            got = b.call("GET", key)
+            reads.append(time.monotonic() - t)
+            if got is None:
+                break
+            if time.monotonic() - t0 > NEVER_S:
+                self.fail(f"direct FLUSHDB not seen after {NEVER_S:g} s")
+        took = time.monotonic() - t0
+        late = delay.measured()
+        bound = CONTROL_FACTOR * (max(reads) + late)
+        print(f"\ndirect FLUSHDB seen after {took * 1e3:.2f} ms ({len(reads)} reads; bound "
+              f"{bound * 1e3:.1f} ms = {CONTROL_FACTOR} x (slowest read {max(reads) * 1e3:.2f} ms + "
+              f"machine lateness {late * 1e3:.1f} ms))")
+        self.assertLess(took, bound)
 
     def test_invalidation_link_killed(self):
         key = "respite:coh:link"
@@ -466,7 +497,7 @@ class Coherence(ProxyTestCase):
         b = self.conn()
         stale = []
         for i in range(10):
-            self.wait_tracking_up()
+            self.wait_tracking_up(b)
             d.call("SET", key, f"old{i}")
             self.prime(b, key)
             killed = d.call("CLIENT", "KILL", "TYPE", "pubsub")
@@ -480,7 +511,7 @@ class Coherence(ProxyTestCase):
                 time.sleep(0.002)
         self.assertEqual(stale[:10], [], f"{len(stale)} stale reads after the link was cut")
         # the link comes back and caching resumes
-        self.wait_tracking_up()
+        self.wait_tracking_up(b)
         if not DIRECT:
             self.prime(b, key)
             before = self.reads()
@@ -596,20 +627,5 @@ class Coherence(ProxyTestCase):
             c.call("PROXY", "CONFIG", "SET", "cache-ttl-ms", 10000)
 
 
-def cache_enabled() -> tuple[bool, dict]:
-    with contextlib.ExitStack() as stack:
-        up = stack.enter_context(RedisServer())
-        px = stack.enter_context(Respite(up))
-        info = proxy_info(px.port)
-        return "cache_hits" in info, info
-
-
 if __name__ == "__main__":
-    # RESPITE_FORCE_CACHE_TESTS=1 runs the tests even without the cache (to see what fails).
-    if not DIRECT and not os.environ.get("RESPITE_FORCE_CACHE_TESTS"):
-        enabled, info = cache_enabled()
-        if not enabled:
-            print("SKIPPED: cache not enabled (PROXY INFO has no cache_hits field; "
-                  f"fields seen: {sorted(info)[:20]})")
-            sys.exit(0)
     harness.run_tests()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 import unittest
 
-from harness import (DIRECT, ProxyTestCase, RawConn, RespError, proxy_info, respite_only)
+from harness import (DIRECT, ProxyTestCase, RawConn, RespError, proxy_info, respite_only,
+                     wait_link_up)
 
 SET_SCRIPT = "return redis.call('SET', 'respite:uk:k', ARGV[1])"
 
@@ -27,7 +28,7 @@ class UnkeyedWrites(ProxyTestCase):
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proxy_info(self.port).get("tracking_link") == "up":
+            if proxy_info(self.port)["tracking_link"] == "up":
                 return
             time.sleep(0.02)
         self.fail("tracking link never came up")
@@ -99,10 +100,10 @@ class UnkeyedWrites(ProxyTestCase):
 
     @respite_only
     def test_barrier_is_counted(self):
-        before = int(proxy_info(self.port).get("tracking_barriers", "0"))
+        before = int(proxy_info(self.port)["tracking_barriers"])
         with RawConn(self.port) as c:
             self.assertEqual(c.call("EVAL", SET_SCRIPT, 0, "x"), "OK")
-        self.assertEqual(int(proxy_info(self.port).get("tracking_barriers", "0")), before + 1)
+        self.assertEqual(int(proxy_info(self.port)["tracking_barriers"]), before + 1)
 
 
 class SwapdbBehindRespite(ProxyTestCase):
@@ -114,10 +115,8 @@ class SwapdbBehindRespite(ProxyTestCase):
             up.call("SELECT", 1)
             up.call("SET", key, "db1")
             with RawConn(self.port) as c:
-                deadline = time.monotonic() + 10
-                while proxy_info(self.port).get("tracking_link") != "up" and not DIRECT:
-                    self.assertLess(time.monotonic(), deadline, "tracking link never came up")
-                    time.sleep(0.02)
+                if not DIRECT:  # the link of c's own loop (each loop has one)
+                    self.assertTrue(wait_link_up(c), "tracking link never came up")
                 for _ in range(3):
                     self.assertEqual(c.call("GET", key), b"db0")  # cached from now on
                 before = proxy_info(self.port).get("swapdb_flushes")
@@ -134,8 +133,12 @@ class SwapdbBehindRespite(ProxyTestCase):
                 self.assertEqual(got, b"db1", "old db 0 value still served 5 s after SWAPDB "
                                               "(cache-ttl-ms is 10 s)")
                 if not DIRECT:
-                    self.assertEqual(int(proxy_info(self.port)["swapdb_flushes"]),
-                                     int(before) + 1)
+                    # Every loop polls the upstream for SWAPDB and flushes the cache they share
+                    # when it sees one: one flush per loop that has seen it so far.
+                    info = proxy_info(self.port)
+                    flushes = int(info["swapdb_flushes"]) - int(before)
+                    self.assertGreaterEqual(flushes, 1)
+                    self.assertLessEqual(flushes, int(info["threads"]))
 
 
 if __name__ == "__main__":

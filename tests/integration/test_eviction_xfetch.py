@@ -78,6 +78,26 @@ class Reader:
                 errs += 1
         return nils, errs
 
+    def wait_link_up(self, timeout: float = 10.0) -> bool:
+        """Until the invalidation link of this connection's loop is up (each loop has its own,
+        and its clients read through the cache only while it is): PROXY INFO asked here."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock.sendall(harness.encode_command("PROXY", "INFO", "cache"))
+            line = self._line()
+            if line[:1] != b"$":
+                return False
+            ln = int(line[1:])
+            while len(self.buf) - self.pos < ln + 2:
+                self._more()
+            info = harness.parse_info(bytes(self.buf[self.pos:self.pos + ln]))
+            self.pos += ln + 2
+            if info["tracking_link"] == "up":
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
     def read(self, keys: list[str], batch: int = 128) -> tuple[int, int]:
         nils = errs = 0
         for i in range(0, len(keys), batch):
@@ -108,7 +128,7 @@ def wait_cache_usable(tc: unittest.TestCase, port: int, timeout: float = 10.0):
     info = {}
     while time.monotonic() < deadline:
         info = proxy_info(port)
-        if info.get("tracking_link", "").strip() == "up":
+        if info["tracking_link"] == "up":
             return
         time.sleep(0.02)
     tc.fail(f"tracking_link not up within {timeout}s: {info.get('tracking_link')}")
@@ -118,6 +138,8 @@ def reader_process(port: int, key: str, start_at: float, stop_at: float, out):
     reads = nils = errs = 0
     try:
         r = Reader(port)
+        if not r.wait_link_up():
+            raise RuntimeError("tracking link not up")
         cmd = get_cmd(key)
         time.sleep(max(0.0, start_at - time.time()))
         while time.time() < stop_at:
@@ -173,11 +195,13 @@ class EvictionAndXFetch(unittest.TestCase):
                           "--cache-ttl-ms", "600000", "--xfetch-beta", "0")
         r = Reader(px.port)
         self.addCleanup(r.close)
+        self.assertTrue(r.wait_link_up())
         # How many fit: read more keys than fit into a second instance, same settings.
         probe = self.respite("--cache-max-memory", budget, "--cache-policy", policy,
                              "--cache-ttl-ms", "600000", "--xfetch-beta", "0")
         pr = Reader(probe.port)
         self.addCleanup(pr.close)
+        self.assertTrue(pr.wait_link_up())
         pr.read([key(i) for i in range(nload)])
         n = cache_info(probe.port)["cache_keys"]
         hot, flood = n // 5, (n * 6) // 10
@@ -185,7 +209,15 @@ class EvictionAndXFetch(unittest.TestCase):
         self.assertLessEqual(n + flood, nload)
 
         self.assertEqual(r.read([key(i) for i in range(n)]), (0, 0))             # fill
-        self.assertEqual(cache_info(px.port)["cache_keys"], n)
+        filled = cache_info(px.port)["cache_keys"]
+        if cache_info(px.port)["threads"] == 1:
+            self.assertEqual(filled, n)
+        else:
+            # Several loops share a cache in 16 shards, each with 1/16 of the budget. The n keys
+            # split unevenly over them, so the fuller shards evict their oldest keys (hot ones)
+            # during the fill already; the touch below fetches those again (cache/cache.h).
+            self.assertLessEqual(filled, n)
+            self.assertGreaterEqual(filled, 0.85 * n, "shards far below their share")
         self.assertEqual(r.read([key(i) for i in range(hot)]), (0, 0))           # touch the hot fifth
         self.assertEqual(r.read([key(i) for i in range(n, n + flood)]), (0, 0))  # flood
         before, i0 = upstream_reads(self.upstream.port), cache_info(px.port)
@@ -214,6 +246,7 @@ class EvictionAndXFetch(unittest.TestCase):
         self.load([("hot", "v" * 64)])
         px = self.respite("--cache-ttl-ms", str(ttl_ms), "--xfetch-beta", "1")
         with RawConn(px.port) as c:  # warm-up: the one miss allowed
+            self.assertTrue(harness.wait_link_up(c))
             self.assertEqual(c.call("GET", "hot"), b"v" * 64)
         before, i0 = upstream_reads(self.upstream.port), cache_info(px.port)
         ctx = multiprocessing.get_context("fork")
@@ -275,6 +308,7 @@ class EvictionAndXFetch(unittest.TestCase):
                               "--cache-ttl-ms", "600000", "--xfetch-beta", "0")
             r = Reader(px.port)
             self.addCleanup(r.close)
+            self.assertTrue(r.wait_link_up())
             before = upstream_reads(self.upstream.port)
             self.assertEqual(r.read([names[i] for i in trace], batch=64), (0, 0))
             ratio[policy] = 1 - (upstream_reads(self.upstream.port) - before) / len(trace)

@@ -128,12 +128,10 @@ class Blocking(ProxyTestCase):
         key = "respite:bl:a"
         self.up().delete(key)
         with RawConn(self.port, timeout=10) as a, RawConn(self.port) as b:
-            t0 = time.monotonic()
-            a.cmd("BLPOP", key, 5)
+            a.cmd("BLPOP", key, 0)  # no timeout: only the push can answer it
             time.sleep(0.2)
             self.assertEqual(b.call("LPUSH", key, "x"), 1)
-            self.assertEqual(a.read_reply(timeout=5), [key.encode(), b"x"])
-            self.assertLess(time.monotonic() - t0, 2.0)
+            self.assertEqual(a.read_reply(timeout=10), [key.encode(), b"x"])
             self.assertEqual(a.call("PING"), "PONG")
 
     def test_blpop_unblocks_on_direct_push(self):
@@ -148,28 +146,26 @@ class Blocking(ProxyTestCase):
     def test_blpop_timeout_nil(self):
         key = "respite:bl:none"
         self.up().delete(key)
-        t0 = time.monotonic()
         got = assert_same_as_redis(self, self.port, self.upstream.port,
                                    encode_command("BLPOP", key, "0.5") + encode_command("PING"),
-                                   nreplies=2, expect_close=False, expected=b"*-1\r\n+PONG\r\n")
+                                   nreplies=2, expect_close=False, expected=b"*-1\r\n+PONG\r\n",
+                                   timeout=10)
         self.assertEqual(got, b"*-1\r\n+PONG\r\n")
-        self.assertLess(time.monotonic() - t0, 4.0)
 
     def test_others_served_while_blocked(self):
         key = "respite:bl:other"
         self.up().delete(key)
+        # A blocks with no timeout: if it stalled C, C's calls would wait for ever (and time
+        # out); they are all answered while A is still blocked (A gets the value pushed after).
         with RawConn(self.port, timeout=10) as a, RawConn(self.port) as c:
-            a.cmd("BLPOP", key, 3)
+            a.cmd("BLPOP", key, 0)
             time.sleep(0.1)
-            worst = 0.0
             for i in range(200):
-                t = time.monotonic()
                 self.assertEqual(c.call("SET", "respite:bl:k", i), "OK")
                 self.assertEqual(c.call("GET", "respite:bl:k"), str(i).encode())
-                worst = max(worst, time.monotonic() - t)
-            self.assertLess(worst, 0.5, "a blocked client stalled other clients")
+            self.assertEqual(a.read_for(0.05), b"", "A answered before the push")
             c.call("RPUSH", key, "z")
-            self.assertEqual(a.read_reply(timeout=5), [key.encode(), b"z"])
+            self.assertEqual(a.read_reply(timeout=10), [key.encode(), b"z"])
 
     def test_many_blockers(self):
         key = "respite:bl:many"

@@ -66,8 +66,8 @@ def wait_until(pred, timeout: float, interval: float = 0.02) -> bool:
 
 
 def info_int(port: int, name: str) -> int:
-    """A counter of PROXY INFO; -1 when the build does not report it."""
-    return int(proxy_info(port).get(name, "-1"))
+    """A counter of PROXY INFO (a KeyError, failing the test, when it is not reported)."""
+    return int(proxy_info(port)[name])
 
 
 def direct(port: int, *args):
@@ -654,7 +654,7 @@ class UpstreamTimeout(ProxyTestCase):
         self.addCleanup(b.close)
         self.assertEqual(a.call("SET", "rr:to:a", "0"), "OK")
         self.assertEqual(b.call("SET", "rr:to:b", "0"), "OK")
-        self.assertTrue(wait_until(lambda: proxy_info(self.port).get("tracking_link", "up") == "up", 5))
+        self.assertTrue(wait_until(lambda: proxy_info(self.port)["tracking_link"] == "up", 5))
         before = proxy_info(self.port)
         fwd = int(before["forwarded_commands"])
         a.cmd("EVAL", BUSY_SCRIPT, "0")
@@ -855,7 +855,7 @@ class UnexpectedReplyGuard(unittest.TestCase):
         self.assertTrue(by.pause(), "bystanders did not park")
         self.assertTrue(self.relay.inject(b"mark2:", b"+OK\r\n", need_idle=True), "not injected")
         self.assertTrue(wait_until(lambda: info_int(self.port, "upstream_protocol_violations") >
-                                   int(before.get("upstream_protocol_violations", "0")), 5),
+                                   int(before["upstream_protocol_violations"]), 5),
                         f"upstream_protocol_violations did not rise: {proxy_info(self.port)}")
         parked_rounds = by.total_rounds()
         by.resume()
@@ -881,7 +881,7 @@ class UnexpectedReplyGuard(unittest.TestCase):
         push = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n"
         self.assertTrue(self.relay.inject(b"mark3:", push, need_idle=False), "not injected")
         self.assertTrue(wait_until(lambda: info_int(self.port, "upstream_protocol_violations") >
-                                   int(before.get("upstream_protocol_violations", "0")), 5),
+                                   int(before["upstream_protocol_violations"]), 5),
                         f"upstream_protocol_violations did not rise: {proxy_info(self.port)}")
         by.resume()  # from here on, each bystander must get real replies again
         self.assertTrue(wait_until(lambda: min(by.ok_after_resume) >= 5, 15),

@@ -37,7 +37,7 @@ TEST_CASE("ring queue: behaves as a deque under random pushes and pops, across g
   }
 }
 
-TEST_CASE("ring queue: emplace_back gives a fresh element; a big idle array is released") {
+TEST_CASE("ring queue: emplace_back gives a fresh element, a big idle array is released") {
   RingQueue<std::string> q;
   for (int i = 0; i < 3000; ++i) q.push_back(std::string(100, 'x'));
   CHECK(q.capacity() >= 3000);

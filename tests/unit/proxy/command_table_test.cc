@@ -59,7 +59,7 @@ TEST_CASE("GET: arity 2, readonly, key at 1", "[command_table]") {
   CHECK_FALSE(respite::arity_ok(c, 3));
 }
 
-TEST_CASE("SET writes its key; negative arity is a minimum", "[command_table]") {
+TEST_CASE("SET writes its key, negative arity is a minimum", "[command_table]") {
   TestRequest r{"SET", "k", "v", "EX", "10"};
   const CommandInfo& c = must_lookup(r);
   CHECK(c.arity == -3);
