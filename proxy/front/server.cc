@@ -52,6 +52,7 @@ int Server::start() {
   node_ = std::make_unique<Node>(this, this, cfg_.upstream_host, cfg_.upstream_port);
   if (std::string err = node_->resolve(loop_.uv()); !err.empty()) {
     log(LogLevel::Warning, "cannot resolve upstream {}: {}", cfg_.upstream, err);
+    loop_.close();
     return 1;
   }
   router_.add(node_.get());

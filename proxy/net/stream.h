@@ -100,9 +100,10 @@ class TcpStream final : public Stream {
 
   // A connection from `listener`; ready at once. Returns 0 or a libuv error (then close()).
   int accept(uv_stream_t* listener);
-  // Connects to `addr`; on_stream_ready() or on_stream_error("connect", ...) follows (also when
-  // the connect fails at once: reported from the loop, never from inside this call).
-  void connect(const sockaddr* addr);
+  // Connects to `addr`: 0, then on_stream_ready() or on_stream_error("connect", ...) follows; or
+  // a libuv error when the connect fails at once (nothing is reported then: the caller handles
+  // it, e.g. with -ERR ... (reconnecting) instead of a connection that is dead already).
+  int connect(const sockaddr* addr);
   // TCP options: no Nagle delay; keepalive probes after `keepalive_s` idle seconds (0: off).
   void set_options(int keepalive_s);
 
@@ -123,15 +124,12 @@ class TcpStream final : public Stream {
   static void on_shutdown(uv_shutdown_t* req, int status);
   int send_fin();
   static void on_close(uv_handle_t* h);
-  static void on_connect_failed(uv_timer_t* t);
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
 
   uv_tcp_t tcp_;
   uv_write_t write_req_;
   uv_connect_t connect_req_;
   uv_shutdown_t shutdown_req_;
-  std::unique_ptr<uv_timer_t> failed_connect_;  // only when connect fails synchronously
-  int connect_error_ = 0;
   Buffer* in_ = nullptr;
   size_t keep_output_;
 };

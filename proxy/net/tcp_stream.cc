@@ -35,21 +35,9 @@ TcpStream::TcpStream(uv_loop_t* loop, Handler* h, size_t keep_output)
 
 int TcpStream::accept(uv_stream_t* listener) { return uv_accept(listener, stream()); }
 
-void TcpStream::connect(const sockaddr* addr) {
+int TcpStream::connect(const sockaddr* addr) {
   connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, &tcp_, addr, on_connect);
-  if (rc == 0) return;
-  // Reported from the loop like any failed connect, so the caller's state is settled first.
-  connect_error_ = rc;
-  failed_connect_ = std::make_unique<uv_timer_t>();
-  uv_timer_init(tcp_.loop, failed_connect_.get());
-  failed_connect_->data = this;
-  uv_timer_start(failed_connect_.get(), on_connect_failed, 0, 0);
-}
-
-void TcpStream::on_connect_failed(uv_timer_t* t) {
-  auto* s = static_cast<TcpStream*>(t->data);
-  if (!s->closing_) s->handler_->on_stream_error("connect", s->connect_error_);
+  return uv_tcp_connect(&connect_req_, &tcp_, addr, on_connect);
 }
 
 void TcpStream::on_connect(uv_connect_t* req, int status) {
@@ -174,9 +162,6 @@ void TcpStream::close() {
   if (closing_) return;
   closing_ = true;
   read_stop();
-  if (failed_connect_)  // its close callback may run after this stream is gone: it frees itself
-    uv_close(reinterpret_cast<uv_handle_t*>(failed_connect_.release()),
-             [](uv_handle_t* t) { delete reinterpret_cast<uv_timer_t*>(t); });
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
 }
 

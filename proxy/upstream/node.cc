@@ -62,9 +62,9 @@ UpstreamConn* Node::first_ready() const {
 }
 
 void Node::conn_up(UpstreamConn* u) {
-  if (u->owner() || u == tracking.link || u == tracking.fetch) return;
-  backoff_ms_ = 0;
-  observer_->on_shared_up(u);
+  if (u->owner()) return;
+  backoff_ms_ = 0;  // the node answers
+  if (u != tracking.link && u != tracking.fetch) observer_->on_shared_up(u);
 }
 
 void Node::conn_gone(UpstreamConn* u) {

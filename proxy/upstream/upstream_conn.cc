@@ -50,7 +50,11 @@ void UpstreamConn::select_db(int db) {
   db_ = db;
 }
 
-void UpstreamConn::connect() { stream_.connect(node_->addr()); }
+void UpstreamConn::connect() {
+  // A connect refused at once (no route, bad address) fails the connection now, so the caller
+  // sees it closed and answers "reconnecting" rather than queueing on a dead connection.
+  if (int rc = stream_.connect(node_->addr()); rc != 0) fail(fmt::format("connect: {}", uv_strerror(rc)));
+}
 
 void UpstreamConn::on_stream_ready() {
   if (state_ == State::Closed) return;
