@@ -247,6 +247,32 @@ def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms, thre
     return argv
 
 
+def session(prefix, keep, what):
+    """A temp dir and a Procs for one run: every process is stopped by pid at exit (also on
+    SIGTERM/SIGHUP/SIGINT), and the dir is removed unless `keep` or the run failed (then its
+    `what`, e.g. "logs", are kept and named). Returns (tmp, procs, failed): set failed[0] = False
+    once the run succeeded."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    procs = Procs(tmp)
+    failed = [True]
+
+    def cleanup():
+        procs.stop_all()
+        if keep or failed[0]:
+            warn("%s kept in %s" % (what, tmp))
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    atexit.register(cleanup)
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    return tmp, procs, failed
+
+
 # ---------------------------------------------------------------------------------------------
 # Fill, warm, run.
 
@@ -945,24 +971,7 @@ def main():
         if not shutil.which(tool):
             ap.error("%s not found" % tool)
 
-    tmp = tempfile.mkdtemp(prefix="respite-bench-")
-    procs = Procs(tmp)
-    failed = [True]
-
-    def cleanup():
-        procs.stop_all()
-        if args.keep or failed[0]:
-            warn("logs kept in %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    atexit.register(cleanup)
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(s, on_signal)
+    tmp, procs, failed = session("respite-bench-", args.keep, "logs")
 
     now = datetime.datetime.now()
     stamp = now.strftime("%Y%m%d-%H%M%S")

@@ -33,7 +33,6 @@ a FAIL.
 Standard library only. Every process it starts is stopped by pid on exit, even on failure.
 """
 import argparse
-import atexit
 import datetime
 import os
 import shutil
@@ -41,15 +40,14 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the bench's process, fill and redis-benchmark helpers)
-from bench import (Procs, fill_keys, free_ports, info_int, proxy_info,  # noqa: E402
-                   start_redis, warm_cache)
+from bench import (fill_keys, free_ports, info_int, proxy_info, start_redis,  # noqa: E402
+                   warm_cache)
 
 # Measured in this order: SET first, while nothing has been read through respite (no key cached,
 # none tracked by Redis), then the cache is filled for GET and MGET10.
@@ -356,24 +354,7 @@ def main():
         if not shutil.which(tool):
             ap.error("%s not found" % tool)
 
-    tmp = tempfile.mkdtemp(prefix="respite-callgrind-")
-    procs = Procs(tmp)
-    failed = [True]
-
-    def cleanup():
-        procs.stop_all()
-        if args.keep or failed[0]:
-            warn("logs and dumps kept in %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    atexit.register(cleanup)
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(s, on_signal)
+    tmp, procs, failed = bench.session("respite-callgrind-", args.keep, "logs and dumps")
 
     now = datetime.datetime.now()
     head = ["respite callgrind-cost %s" % now.strftime("%Y-%m-%d %H:%M:%S"),
