@@ -138,6 +138,8 @@ class UpstreamConn final : private Stream::Handler {
   void on_stream_error(const char* op, int status) override;
   void on_stream_written() override;
   void on_stream_closed() override;
+  // Replies of a pipelined batch arrive together: read them in 64 KB chunks.
+  size_t read_hint() override { return 65536; }
   void fail(std::string_view why);
   void select_db(int db);
   void push_internal(std::string_view raw);
