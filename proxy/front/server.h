@@ -166,7 +166,6 @@ class Server final : public UpstreamHost, public NodeObserver {
   void upstream_gone(UpstreamConn* u) override;
   // The upstream nodes of this loop and which one a request goes to.
   Router& router() { return router_; }
-  Node& node() { return *node_; }
   std::string upstream_version = "7.0.0";
   // INFO server's redis_version into upstream_version, on a shared connection that has just
   // connected (every reconnect: the upstream may have been restarted as another version); and

@@ -247,6 +247,15 @@ def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms, thre
     return argv
 
 
+def version(argv):
+    """The first line a tool prints of its version, or "?"."""
+    try:
+        cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        return cp.stdout.decode(errors="replace").strip().splitlines()[0]
+    except Exception:
+        return "?"
+
+
 def session(prefix, keep, what):
     """A temp dir and a Procs for one run: every process is stopped by pid at exit (also on
     SIGTERM/SIGHUP/SIGINT), and the dir is removed unless `keep` or the run failed (then its
@@ -403,13 +412,6 @@ def machine_lines():
         mem = "%.1f GiB" % (mem_kb / 1048576.0)
     except Exception:
         mem = "?"
-
-    def version(argv):
-        try:
-            cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
-            return cp.stdout.decode(errors="replace").strip().splitlines()[0]
-        except Exception:
-            return "?"
 
     return [
         "machine:   nproc=%d  cpu=%s  mem=%s" % (os.cpu_count() or 0, model, mem),

@@ -47,7 +47,7 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the bench's process, fill and redis-benchmark helpers)
 from bench import (fill_keys, free_ports, info_int, proxy_info, start_redis,  # noqa: E402
-                   warm_cache)
+                   version, warm_cache)
 
 # Measured in this order: SET first, while nothing has been read through respite (no key cached,
 # none tracked by Redis), then the cache is filled for GET and MGET10.
@@ -221,14 +221,6 @@ def measure(args, procs, binaries, results):
 def summarize(runs):
     xs = [r["per_req"] for r in runs]
     return statistics.median(xs), min(xs), max(xs)
-
-
-def version(argv):
-    try:
-        cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
-        return cp.stdout.decode(errors="replace").strip().splitlines()[0]
-    except Exception:
-        return "?"
 
 
 def report_lines(args, results, labels):
