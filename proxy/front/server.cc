@@ -155,6 +155,18 @@ void Server::defer_input(ClientConn* c) {
   loop_.keep_polling(true);
 }
 
+void Server::add_dirty(UpstreamConn* u, bool listed) {
+  if (listed) {
+    // Already last: the common case (one shared connection, pipelined clients) costs a compare.
+    if (!dirty_upstreams_.empty() && dirty_upstreams_.back() == u) return;
+    auto it = std::find(dirty_upstreams_.begin(), dirty_upstreams_.end(), u);
+    // Not in the list: it is in the batch the cork is flushing now, which writes it anyway.
+    if (it == dirty_upstreams_.end()) return;
+    dirty_upstreams_.erase(it);
+  }
+  dirty_upstreams_.push_back(u);
+}
+
 void Server::cork() {
   Server* srv = this;
   // Input deferred in the previous turn goes first, after this turn's reads were queued.

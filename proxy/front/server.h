@@ -153,7 +153,7 @@ class Server final : public UpstreamHost, public NodeObserver {
 
   void client_closed(ClientConn* c);
   void add_dirty(ClientConn* c) { dirty_clients_.push_back(c); }
-  void add_dirty(UpstreamConn* u) override { dirty_upstreams_.push_back(u); }
+  void add_dirty(UpstreamConn* u, bool listed) override;
   void add_resume(ClientConn* c) { resume_clients_.push_back(c); }
   void add_input(ClientConn* c) { input_clients_.push_back(c); }
   // Input left for the next loop turn (the per-turn command budget ran out).

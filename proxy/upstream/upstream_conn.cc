@@ -188,9 +188,10 @@ void UpstreamConn::encode_command(std::string& out, const resp::Frame& f) {
 }
 
 void UpstreamConn::mark_dirty() {
-  if (dirty_ || state_ != State::Ready) return;
+  if (state_ != State::Ready) return;
+  const bool listed = dirty_;
   dirty_ = true;
-  host_->add_dirty(this);
+  host_->add_dirty(this, listed);
 }
 
 void UpstreamConn::flush() {

@@ -34,7 +34,12 @@ class UpstreamHost {
   virtual cache::Micros tick_micros() = 0;
   virtual const Config& config() const = 0;
   virtual Stats& stats() = 0;
-  virtual void add_dirty(UpstreamConn* u) = 0;  // flush it in this loop turn's cork
+  // Called for every request queued on `u` (`listed`: already to be flushed this turn). The
+  // cork writes connections in the order of their latest request: one queued on a connection
+  // after a request on another goes out after it, as two clients' commands read in one turn
+  // reach Redis in the order they were read (a shared connection made dirty early by a poll
+  // must not overtake a pinned client's EXEC read before a write on the shared one).
+  virtual void add_dirty(UpstreamConn* u, bool listed) = 0;
   virtual void upstream_gone(UpstreamConn* u) = 0;  // closing: forget it (dirty list)
   // A relayed reply arrived `us` microseconds after its request was queued.
   virtual void record_round_trip(uint64_t us, const Requester* c, std::string_view name,

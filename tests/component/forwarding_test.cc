@@ -101,4 +101,41 @@ TEST_CASE("failure: the upstream answers 3 of 6 pipelined commands and closes", 
   rig.teardown();
 }
 
+TEST_CASE("order: commands read in one turn reach the upstream connections in the order read",
+          "[component]") {
+  Rig rig(no_cache());
+  REQUIRE(rig.ready());
+  ScriptedUpstream& up = rig.up();
+  TestClient& a = rig.client();
+  TestClient& b = rig.client();
+  TestClient& c = rig.client();
+  a.command({"WATCH", "w"});  // a is pinned: its commands go on a connection of its own
+  REQUIRE(rig.wait_replies(a, 1));
+  REQUIRE(up.conns(Role::Pinned).size() == 1);
+  REQUIRE(rig.run_until([&] { return b.connected() && c.connected() && rig.shared_idle(); }));
+
+  // Written before the loop runs again, so respite reads all three in one turn: b's on the
+  // shared connection, then a's on the pinned one, then c's on the shared one again. (This is
+  // Redis's own "BRPOPLPUSH does not affect WATCH while still blocked": EXEC on a pinned
+  // connection, then a write on the shared one that a poll had already made dirty.)
+  b.command({"SET", "b", "1"});
+  a.command({"SET", "a", "1"});
+  c.command({"SET", "c", "1"});
+  REQUIRE(rig.wait_replies(a, 2));
+  REQUIRE(rig.wait_replies(b, 1));
+  REQUIRE(rig.wait_replies(c, 1));
+  auto at = [&](std::string_view key) {
+    const auto& log = up.arrivals();
+    for (size_t i = 0; i < log.size(); ++i)
+      if (log[i].second.size() == 3 && log[i].second[0] == "SET" && log[i].second[1] == key) return i;
+    return log.size();
+  };
+  REQUIRE(at("a") < up.arrivals().size());
+  REQUIRE(at("c") < up.arrivals().size());
+  // The pinned connection was written before the shared one took c's command: a's SET
+  // arrives first. (b's goes with c's: one write per connection per turn.)
+  CHECK(at("a") < at("c"));
+  rig.teardown();
+}
+
 }  // namespace component

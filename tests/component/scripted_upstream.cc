@@ -322,6 +322,7 @@ void ScriptedUpstream::classify(Conn& c, const Args& a) {
 
 void ScriptedUpstream::handle(Conn& c, Args a) {
   c.received_.push_back(a);
+  arrivals_.emplace_back(c.id_, a);
   classify(c, a);
   if (c.close_requested_) return;
   for (Rule& r : rules_) {

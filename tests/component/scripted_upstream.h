@@ -185,6 +185,8 @@ class ScriptedUpstream {
   Conn* by_id(int id) const;
   size_t count(Role r, std::string_view cmd) const;  // summed over that role's connections
   size_t accepted() const { return conns_.size(); }
+  // Every request on every connection, in the order they were read: (connection id, args).
+  const std::vector<std::pair<int, Args>>& arrivals() const { return arrivals_; }
 
   void stop();              // closes the listener and every connection at once
   bool all_closed() const;  // every handle's close callback has run
@@ -212,6 +214,7 @@ class ScriptedUpstream {
   int next_id_ = 101;
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Rule> rules_;
+  std::vector<std::pair<int, Args>> arrivals_;
   std::map<std::pair<int, std::string>, std::string> strings_;
   std::map<std::pair<int, std::string>, std::map<std::string, std::string>> hashes_;
   std::map<std::string, std::set<int64_t>> tracked_;  // key -> REDIRECT ids to tell
