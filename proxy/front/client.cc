@@ -337,7 +337,12 @@ void ClientConn::stream_local(std::string reply, StreamAfter then) {
   uint64_t n = ++stream_tokens_sent_;
   std::string ping;
   resp::Writer(ping, 2).command({"PING", stream_token_ + "-" + std::to_string(n)});
-  pinned->forward(this, kStreamSeq, ping, db, 0);
+  Forwarded r;
+  r.client = this;
+  r.seq = kStreamSeq;
+  r.raw = ping;
+  r.db = db;
+  pinned->forward(r);
   stream_locals_.push_back({std::move(reply), then,
                             server_->now() + static_cast<uint64_t>(server_->config().upstream_timeout_ms),
                             n});
@@ -391,7 +396,10 @@ void ClientConn::finish_stream_local() {
 }
 
 void ClientConn::on_forwarded_done(UpstreamConn* conn) {
-  if (inflight > 0 && conn == last_conn) --inflight;
+  // Counts requests, not connections: one sent again after MOVED/ASK finishes on another
+  // connection than last_conn (the one the client's latest request went to).
+  (void)conn;
+  if (inflight > 0) --inflight;
   if (inflight == 0) {
     last_conn = nullptr;
     if (stalled_ && !closed()) {

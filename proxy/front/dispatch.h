@@ -26,6 +26,10 @@ class Dispatch {
   // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
   void reset_client(ClientConn* c);
 
+  // A request answered -MOVED/-ASK, sent again to the node the reply names (UpstreamHost::
+  // redirect); false when that node is not known (the client then gets the reply).
+  bool redirect(const Redirect& r);
+
  private:
   bool rate_allowed(ClientConn* c);
   void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);

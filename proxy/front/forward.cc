@@ -79,6 +79,17 @@ CachePath::WritePlan Dispatch::invalidate_before_write(ClientConn* c, const resp
   return srv_.cache_path().invalidate_before_write(db, f, w);
 }
 
+// The request's first key when its first key spec names a fixed position (GET, SET, HGET,
+// EVAL's first key is not one: a key count comes first); empty otherwise. What Cluster routes
+// by; looked up without building the key list.
+static std::string_view first_key(const CommandInfo* ci, const resp::Frame& f) {
+  if (!ci || ci->nspecs == 0 || ci->specs[0].begin != KeySpec::Begin::Index ||
+      ci->specs[0].find != KeySpec::Find::Range || ci->specs[0].index <= 0)
+    return {};
+  size_t i = static_cast<size_t>(ci->specs[0].index);
+  return i < f.argc() ? f.arg(i) : std::string_view{};
+}
+
 void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   const Pin pin = pin_of(f, ci);
   Node* pin_node = nullptr;
@@ -92,6 +103,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     rr.write = !ci || !ci->is(CommandFlag::kReadonly);
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
+    rr.key = first_key(ci, f);
     Node* node = srv_.router().route(rr);
     if (needs_pin) pin_node = node;
     else target = node->shared_conn(c->proto, c->id);
@@ -217,18 +229,54 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     UpstreamConn::encode_command(encoded, f);
     raw = encoded;
   }
+  Forwarded r;
+  r.client = c;
+  r.raw = raw;
+  r.db = c->db;
   if (c->streaming) {
-    target->forward(c, kStreamSeq, raw, c->db, 0);
+    r.seq = kStreamSeq;
+    target->forward(r);
     attach(target);
     return;
   }
-  uint64_t seq = c->reserve_slot();
-  target->forward(c, seq, raw, c->db, answer_by, &f);
-  target->set_after(after, is_exec || unkeyed_write || (ci && ci->is(kWrite)));
-  if (after & UpstreamConn::kAfterExec) target->set_exec_select(exec_db, exec_pos, c->db_gen);
+  r.seq = c->reserve_slot();
+  r.answer_by = answer_by;
+  r.frame = &f;
+  r.after = after;
+  r.write = is_exec || unkeyed_write || (ci && ci->is(kWrite));
+  if (after & UpstreamConn::kAfterExec) {
+    r.exec_db = exec_db;
+    r.exec_pos = exec_pos;
+    r.exec_gen = c->db_gen;
+  }
+  // Only a request on a shared connection can be sent again elsewhere (a pinned client's state
+  // lives on its connection).
+  r.keep_for_retry = !c->pinned && srv_.router().follows_redirects();
+  target->forward(r);
   attach(target);
   c->last_conn = target;
   c->inflight++;
+}
+
+bool Dispatch::redirect(const Redirect& r) {
+  // A node respite does not know yet: the client gets the reply as Redis gave it.
+  Node* node = srv_.router().find(r.target);
+  if (!node) return false;
+  UpstreamConn* t = node->shared_conn(r.client->proto, r.client->id);
+  if (!t) return false;
+  if (r.ask) t->asking(r.db);  // ASK: the slot is moving; only this request goes there
+  Forwarded f;
+  f.client = r.client;
+  f.seq = r.seq;
+  f.raw = r.raw;
+  f.db = r.db;
+  f.answer_by = r.answer_by;
+  f.write = r.write;
+  f.keep_for_retry = true;
+  f.redirects = r.redirects;
+  t->forward(f);
+  if (r.inv) t->set_reply_invalidation(r.inv);
+  return true;
 }
 
 // An upstream that refuses CONFIG GET databases: SELECT n is tried on the client's shared

@@ -139,6 +139,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override {
     cache_path_.tracking().barrier(c, seq, reply);
   }
+  bool redirect(const Redirect& r) override { return dispatch_.redirect(r); }
   // The batch clock (Loop::micros).
   cache::Micros micros() const override { return loop_.micros(); }
   cache::Micros tick_micros() override { return loop_.tick_micros(); }

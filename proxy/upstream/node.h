@@ -43,6 +43,15 @@ class Node {
   const std::string& name() const { return name_; }  // "host:port" as configured
   Role role = Role::Unknown;
 
+  // Clients' requests relayed by this node's connections (respite's own polls and fetches are
+  // not counted). `inflight` is what the router weighs when it may choose between nodes.
+  struct NodeStats {
+    uint64_t requests = 0;   // sent
+    uint64_t errors = 0;     // failed with their connection (no reply)
+    uint64_t redirects = 0;  // answered -MOVED/-ASK and sent again elsewhere
+    int64_t inflight = 0;    // sent, reply not yet arrived
+  } stats;
+
   // The shared connection for a client of protocol `proto` (2 or 3), spread by `client_id`;
   // opened on demand, nullptr while backing off or shutting down.
   UpstreamConn* shared_conn(int proto, uint64_t client_id);

@@ -17,7 +17,7 @@ struct RouteRequest {
   bool write = true;       // may write (or the command table cannot tell)
   bool pinned = false;     // goes to a connection pinned to its client
   uint32_t db = 0;
-  std::string_view key;    // the first key, if any (Cluster routes by its slot)
+  std::string_view key;    // the first key at a fixed position, if any (Cluster routes by its slot)
 };
 
 class Router {
@@ -28,6 +28,17 @@ class Router {
   }
   Node* primary() const { return primary_; }
   Node* route(const RouteRequest&) const { return primary_; }
+  // Whether a -MOVED/-ASK reply may send a request again (Redis Cluster): forwarded requests
+  // then keep their bytes until the reply (Forwarded::keep_for_retry). Off with one node, so
+  // nothing is copied; on for tests of the retry path (and for Cluster, when it comes).
+  bool follows_redirects() const { return follow_redirects_; }
+  void set_follow_redirects(bool on) { follow_redirects_ = on; }
+  // The node a MOVED/ASK names ("host:port" as Redis prints it), or nullptr if not known.
+  Node* find(std::string_view name) const {
+    for (Node* n : nodes_)
+      if (n->name() == name) return n;
+    return nullptr;
+  }
   // Where a cache fill of `key` reads from.
   Node* for_fill(uint32_t, std::string_view) const { return primary_; }
   const std::vector<Node*>& nodes() const { return nodes_; }
@@ -35,6 +46,7 @@ class Router {
  private:
   std::vector<Node*> nodes_;
   Node* primary_ = nullptr;
+  bool follow_redirects_ = false;
 };
 
 }  // namespace respite

@@ -76,26 +76,25 @@ void UpstreamConn::on_stream_written() {
   if (state_ != State::Closed) flush();
 }
 
-void UpstreamConn::forward(Requester* c, uint64_t seq, std::string_view raw, int db,
-                           uint64_t answer_by, const resp::Frame* f) {
-  if (!owner_ && db != db_) select_db(db);
-  out_.append(raw);
-  if (seq != kStreamSeq) {
-    c->ref();
+void UpstreamConn::forward(const Forwarded& r) {
+  if (!owner_ && r.db != db_) select_db(r.db);
+  out_.append(r.raw);
+  if (r.seq != kStreamSeq) {
+    r.client->ref();
     Pending& p = pending_.emplace_back();
     p.kind = Pending::Kind::Relay;
-    p.client = c;
-    p.seq = seq;
+    p.client = r.client;
+    p.seq = r.seq;
     p.sink = nullptr;
     p.deadline =
-        answer_by ? host_->now() + static_cast<uint64_t>(host_->config().upstream_timeout_ms)
-                  : 0;
-    if (answer_by && answer_by < p.deadline) {
-      p.answer_by = answer_by;
+        r.answer_by ? host_->now() + static_cast<uint64_t>(host_->config().upstream_timeout_ms)
+                    : 0;
+    if (r.answer_by && r.answer_by < p.deadline) {
+      p.answer_by = r.answer_by;
       answer_by_pending_++;
     }
     p.start_us = static_cast<uint64_t>(host_->micros());
-    if (f && f->argc() > 0) {
+    if (const resp::Frame* f = r.frame; f && f->argc() > 0) {
       std::string_view n = f->arg(0).substr(0, sizeof p.name);
       std::memcpy(p.name, n.data(), n.size());
       p.name_len = static_cast<uint8_t>(n.size());
@@ -105,22 +104,83 @@ void UpstreamConn::forward(Requester* c, uint64_t seq, std::string_view raw, int
         p.arg_len = static_cast<uint8_t>(a.size());
       }
     }
+    p.after = r.after;
+    p.write = r.write;
+    p.exec_db = r.exec_db;
+    p.exec_pos = r.exec_pos;
+    p.exec_gen = r.exec_gen;
+    p.redirects = r.redirects;
+    p.db = r.db;
+    if (r.keep_for_retry) {
+      compact_arena(retry_arena_, retry_head_);
+      p.kept = true;
+      p.kept_len = static_cast<uint32_t>(r.raw.size());
+      retry_arena_.append(r.raw);
+    }
+    node_->stats.requests++;
+    node_->stats.inflight++;
   }
   mark_dirty();
 }
 
-void UpstreamConn::set_after(uint8_t bits, bool write) {
-  if (pending_.empty() || pending_.back().kind != Pending::Kind::Relay) return;
-  pending_.back().after = bits;
-  pending_.back().write = write;
+void UpstreamConn::asking(int db) {
+  if (!owner_ && db != db_) select_db(db);
+  push_internal("*1\r\n$6\r\nASKING\r\n");
 }
 
-void UpstreamConn::set_exec_select(int db, uint32_t pos, uint32_t gen) {
-  if (pending_.empty() || pending_.back().kind != Pending::Kind::Relay) return;
-  Pending& p = pending_.back();
-  p.exec_db = db;
-  p.exec_pos = pos;
-  p.exec_gen = gen;
+// A FIFO byte arena before an append: emptied when everything was consumed, and the consumed
+// front dropped once it is most of the arena (a connection that is never idle must not grow
+// it for ever).
+void UpstreamConn::compact_arena(std::string& arena, size_t& head) {
+  if (head == arena.size()) {
+    arena.clear();
+    head = 0;
+  } else if (head >= 65536 && head * 2 >= arena.size()) {
+    arena.erase(0, head);
+    head = 0;
+  }
+}
+
+// The kept bytes of `p`, consumed from the arena (valid until the next forward appends).
+std::string_view UpstreamConn::take_kept(Pending& p) {
+  if (!p.kept) return {};
+  p.kept = false;
+  std::string_view raw(retry_arena_.data() + retry_head_, p.kept_len);
+  retry_head_ += p.kept_len;  // the arena is emptied at the next append (the view stays valid)
+  return raw;
+}
+
+// A kept request answered -MOVED/-ASK: handed to the host to send again. True: it took it (the
+// client's slot is answered by the retry).
+bool UpstreamConn::try_redirect(Pending& p, std::string_view reply) {
+  std::string_view kept = take_kept(p);
+  if (kept.empty() || p.answered || p.client->closed() || p.after != 0 ||
+      p.redirects >= kMaxRedirects)
+    return false;
+  bool ask = false;
+  std::string_view slot, target;
+  if (!parse_redirect(reply, ask, slot, target)) return false;
+  // The retry may land on this very connection: its bytes must not live in our arena then.
+  std::string raw(kept);
+  // A write's second invalidation goes with the retry, to run on the reply that applied it.
+  WriteInvalidation* inv = p.inv;
+  p.inv = nullptr;
+  if (p.inv_key) {
+    if (!inv) {
+      inv = new WriteInvalidation;
+      inv->db = p.inv_db;
+    }
+    inv->keys.emplace_back(p.inv_db, std::string(inv_arena_.data() + inv_head_, p.inv_key_len));
+    reply_invalidation(p);  // consumes the arena key (an extra invalidation now is harmless)
+  }
+  Redirect r{p.client, p.seq, raw, p.db, p.answer_by, p.write, ask, slot, target,
+             static_cast<uint8_t>(p.redirects + 1), inv};
+  if (!host_->redirect(r)) {
+    if (inv) host_->invalidate_after_write(inv);
+    return false;
+  }
+  node_->stats.redirects++;
+  return true;
 }
 
 void UpstreamConn::probe_select(ReplySink* sink, int n) {
@@ -152,6 +212,7 @@ void UpstreamConn::set_reply_invalidation_key(uint32_t db, std::string_view key,
   p.inv_key_len = static_cast<uint32_t>(key.size());
   p.inv_db = db;
   p.inv_flights_at = flights_at;
+  compact_arena(inv_arena_, inv_head_);
   inv_arena_.append(key);
 }
 
@@ -253,6 +314,16 @@ void UpstreamConn::retire() {
 void UpstreamConn::deliver(Pending& p, std::string_view reply) {
   switch (p.kind) {
     case Pending::Kind::Relay:
+      node_->stats.inflight--;
+      if (p.kept) {
+        if (reply.size() > 4 && reply[0] == '-' && try_redirect(p, reply)) {
+          // Sent again: the retry's reply answers the slot (and counts the client's in-flight).
+          if (p.answer_by && !p.answered) answer_by_pending_--;
+          p.client->unref();
+          break;
+        }
+        take_kept(p);
+      }
       reply_invalidation(p);
       host_->record_round_trip(static_cast<uint64_t>(host_->micros()) - p.start_us, p.client,
                                  {p.name, p.name_len}, {p.arg, p.arg_len});
@@ -350,12 +421,16 @@ void UpstreamConn::fail(std::string_view why) {
   std::string err = upstream_error(why);
   RingQueue<Pending> pending;
   pending.swap(pending_);
+  retry_arena_.clear();  // every kept request fails below
+  retry_head_ = 0;
   answer_by_pending_ = 0;
   out_.clear();
   for (size_t i = 0; i < pending.size(); ++i) {
     Pending& p = pending[i];
     switch (p.kind) {
       case Pending::Kind::Relay:
+        node_->stats.inflight--;
+        node_->stats.errors++;
         // The write may have been applied even though its reply is lost.
         reply_invalidation(p);
         if (!p.answered)

@@ -16,6 +16,7 @@
 #include "proxy/net/stream.h"
 #include "proxy/ops/config.h"
 #include "proxy/ops/stats.h"
+#include "proxy/upstream/forwarded.h"
 #include "proxy/upstream/requester.h"
 #include "resp/reply_scanner.h"
 #include "resp/request_parser.h"
@@ -50,6 +51,10 @@ class UpstreamHost {
   // The reply of a write whose keys respite cannot know: held until the tracking links caught
   // up (Server::tracking_barrier).
   virtual void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) = 0;
+  // A kept request (Forwarded::keep_for_retry) was answered -MOVED or -ASK: send it again
+  // where the reply says and return true (its slot is then answered by the retry), or return
+  // false and the reply is relayed to the client as it is.
+  virtual bool redirect(const Redirect& r) = 0;
 
  protected:
   ~UpstreamHost() = default;
@@ -72,14 +77,17 @@ class UpstreamConn final : private Stream::Handler {
   // request (Server::learn_upstream_client_id), so CLIENT UNBLOCK of its owner can name it.
   int64_t upstream_client_id = -1;
 
-  // Sends a client's request and relays the reply to the client's slot `seq` (`seq` = -1: stream
-  // the reply, the client is in a streaming state). `raw` must be a complete RESP request.
-  // `answer_by` (loop ms, 0: untimed, e.g. blocking commands) is when the client gets a timeout
-  // error if no reply came. The connection fails when its oldest request has waited a whole
-  // --upstream-timeout-ms since it was sent; a request that arrived earlier (held behind the
-  // client's cache misses) is answered at `answer_by` on its own, its late reply discarded.
-  void forward(Requester* c, uint64_t seq, std::string_view raw, int db, uint64_t answer_by,
-               const resp::Frame* f = nullptr);
+  // Sends a client's request and relays the reply to the client's slot `r.seq` (kStreamSeq:
+  // stream the reply, the client is in a streaming state). `r.answer_by` (loop ms, 0: untimed,
+  // e.g. blocking commands) is when the client gets a timeout error if no reply came. The
+  // connection fails when its oldest request has waited a whole --upstream-timeout-ms since it
+  // was sent; a request that arrived earlier (held behind the client's cache misses) is
+  // answered at `answer_by` on its own, its late reply discarded. With `r.keep_for_retry` the
+  // bytes are kept until the reply, and a -MOVED/-ASK reply goes to UpstreamHost::redirect.
+  void forward(const Forwarded& r);
+  // Sends ASKING (its +OK is consumed here), after a SELECT of `db` if the connection is
+  // elsewhere: the next request, in `db`, may use a slot being imported.
+  void asking(int db);
   // Sends a command (or `nreplies` pipelined ones) respite itself needs; `sink` gets each reply.
   void request(ReplySink* sink, std::string_view raw, int db, size_t nreplies = 1);
   // A command sent first on (re)connect, e.g. CLIENT TRACKING; an error reply drops the link.
@@ -92,9 +100,6 @@ class UpstreamConn final : private Stream::Handler {
   // `flights_at` is Shared::flights_started when the write was sent: if no fetch started since,
   // nothing can have raced the write and the second invalidation is skipped.
   void set_reply_invalidation_key(uint32_t db, std::string_view key, uint64_t flights_at);
-  // What happens when the reply of the Relay just forwarded arrives (kAfter* bits).
-  void set_after(uint8_t bits, bool write);
-  void set_exec_select(int db, uint32_t pos, uint32_t gen);
   // `SELECT n` then `SELECT <its current db>`, for `sink` (2 replies): whether db n exists,
   // leaving the connection where it was.
   void probe_select(ReplySink* sink, int n);
@@ -131,6 +136,10 @@ class UpstreamConn final : private Stream::Handler {
     uint32_t exec_pos = 0;             // ...if the reply at this position is +OK...
     uint32_t exec_gen = 0;             // ...and the client's db_gen is still this
     bool write = false;                // Relay: it may write (a timeout says so)
+    bool kept = false;                 // Relay: its bytes are the next kept_len in retry_arena_
+    uint8_t redirects = 0;             // ...sent again this often already
+    uint32_t kept_len = 0;
+    int32_t db = 0;                    // Relay: the db it ran in (for a retry)
     // Relay: the command name and first argument, truncated, for PROXY SLOWLOG.
     uint8_t name_len = 0, arg_len = 0;
     char name[15];
@@ -173,6 +182,11 @@ class UpstreamConn final : private Stream::Handler {
   size_t answer_by_pending_ = 0;  // Relays with an answer_by not reached yet (check_timeout)
   std::string inv_arena_;  // keys of single-key writes in flight, in pending order
   size_t inv_head_ = 0;
+  std::string retry_arena_;  // kept requests (Forwarded::keep_for_retry), in pending order
+  size_t retry_head_ = 0;
+  std::string_view take_kept(Pending& p);
+  static void compact_arena(std::string& arena, size_t& head);
+  bool try_redirect(Pending& p, std::string_view reply);
   void reply_invalidation(Pending& p);
 };
 

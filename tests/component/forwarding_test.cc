@@ -1,6 +1,7 @@
 // Forwarded commands on the shared connection when the upstream is slow or goes away.
 #include <catch2/catch.hpp>
 
+#include <deque>
 #include <string>
 
 #include "tests/component/rig.h"
@@ -135,6 +136,83 @@ TEST_CASE("order: commands read in one turn reach the upstream connections in th
   // The pinned connection was written before the shared one took c's command: a's SET
   // arrives first. (b's goes with c's: one write per connection per turn.)
   CHECK(at("a") < at("c"));
+  rig.teardown();
+}
+
+TEST_CASE("redirect: a request answered MOVED or ASK is sent again where the reply says",
+          "[component]") {
+  Rig rig(no_cache());
+  REQUIRE(rig.ready());
+  ScriptedUpstream& up = rig.up();
+  const std::string self = "127.0.0.1:" + std::to_string(up.port());  // the node respite knows
+  respite::Node* node = rig.srv().router().primary();
+  REQUIRE(node->name() == self);
+  up.on("ASKING", reply(simple("OK")));
+  // HGET answers the redirections queued here first, then its field's value.
+  std::deque<std::string> redirects;
+  up.on("HGET", [&](Conn& conn, const Args& a) {
+    if (redirects.empty()) return answer_field(conn, a);
+    std::string r = redirects.front();
+    redirects.pop_front();
+    return reply(error(r));
+  });
+  TestClient& c = rig.client();
+  size_t n = 0;  // the client's replies so far
+  auto hgets = [&] { return up.count(Role::Shared, "HGET"); };
+
+  // Off (one node, as respite runs today): the request is not kept, the reply is relayed.
+  redirects.push_back("MOVED 866 " + self);
+  c.command({"HGET", "h", "a"});
+  REQUIRE(rig.wait_replies(c, ++n));
+  CHECK(c.reply(n - 1) == error("MOVED 866 " + self));
+  CHECK(hgets() == 1);
+  CHECK(node->stats.redirects == 0);
+
+  rig.srv().router().set_follow_redirects(true);
+  SECTION("MOVED: sent again to the node named; the client sees only the answer") {
+    redirects.push_back("MOVED 866 " + self);
+    c.command({"HGET", "h", "b"});
+    c.command({"HGET", "h", "c"});  // pipelined behind it: its reply stays second
+    REQUIRE(rig.wait_replies(c, n + 2));
+    CHECK(c.reply(n) == bulk("value-b"));
+    CHECK(c.reply(n + 1) == bulk("value-c"));
+    CHECK(hgets() == 4);
+    CHECK(node->stats.redirects == 1);
+    CHECK(up.count(Role::Shared, "ASKING") == 0);
+  }
+  SECTION("ASK: ASKING goes just before the request sent again") {
+    redirects.push_back("ASK 866 " + self);
+    c.command({"HGET", "h", "b"});
+    REQUIRE(rig.wait_replies(c, n + 1));
+    CHECK(c.reply(n) == bulk("value-b"));
+    Conn* shared = up.last(Role::Shared);
+    REQUIRE(shared);
+    const auto& got = shared->received();
+    REQUIRE(got.size() >= 2);
+    CHECK(got[got.size() - 2] == Args{"ASKING"});
+    CHECK(got.back() == Args{"HGET", "h", "b"});
+  }
+  SECTION("a node respite does not know: the client gets the reply") {
+    redirects.push_back("MOVED 866 127.0.0.2:1");
+    c.command({"HGET", "h", "b"});
+    REQUIRE(rig.wait_replies(c, n + 1));
+    CHECK(c.reply(n) == error("MOVED 866 127.0.0.2:1"));
+    CHECK(hgets() == 2);
+  }
+  SECTION("redirected for ever: the client gets the last MOVED after 1 + kMaxRedirects sends") {
+    for (int i = 0; i < 100; ++i) redirects.push_back("MOVED 866 " + self);
+    c.command({"HGET", "h", "b"});
+    REQUIRE(rig.wait_replies(c, n + 1));
+    CHECK(c.reply(n) == error("MOVED 866 " + self));
+    CHECK(hgets() == 1 + 1 + respite::kMaxRedirects);
+  }
+  // Whatever happened, the client is not left waiting on a request that moved: it may use
+  // another connection (a pinned one) at once, and the node owes nothing.
+  size_t before = c.count();
+  c.command({"WATCH", "w"});
+  REQUIRE(rig.wait_replies(c, before + 1));
+  CHECK(up.conns(Role::Pinned).size() == 1);
+  CHECK(node->stats.inflight == 0);
   rig.teardown();
 }
 
