@@ -62,6 +62,7 @@ class ClientConn final : public Requester, private Stream::Handler {
 
   // Called by an upstream connection when a relayed request of this client was answered.
   void on_forwarded_done(UpstreamConn* conn) override;
+  void on_redirected() override { last_conn = nullptr; }  // no connection holds its order now
 
   void close();                 // now (drops unwritten output)
   void close_after_flush();     // after what is owed has been written (QUIT, protocol errors)

@@ -103,7 +103,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     rr.write = !ci || !ci->is(CommandFlag::kReadonly);
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
-    rr.key = first_key(ci, f);
+    if (srv_.router().routes_by_key()) rr.key = first_key(ci, f);
     Node* node = srv_.router().route(rr);
     if (needs_pin) pin_node = node;
     else target = node->shared_conn(c->proto, c->id);
@@ -251,7 +251,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   }
   // Only a request on a shared connection can be sent again elsewhere (a pinned client's state
   // lives on its connection).
-  r.keep_for_retry = !c->pinned && srv_.router().follows_redirects();
+  r.keep_for_retry = !c->pinned && after == 0 && srv_.router().follows_redirects();
   target->forward(r);
   attach(target);
   c->last_conn = target;
@@ -262,8 +262,11 @@ bool Dispatch::redirect(const Redirect& r) {
   // A node respite does not know yet: the client gets the reply as Redis gave it.
   Node* node = srv_.router().find(r.target);
   if (!node) return false;
-  UpstreamConn* t = node->shared_conn(r.client->proto, r.client->id);
+  UpstreamConn* t = node->shared_conn(r.proto, r.client->id);
   if (!t) return false;
+  // The client's later requests wait until this one is answered, wherever they go: its order
+  // no longer rests on one connection.
+  r.client->on_redirected();
   if (r.ask) t->asking(r.db);  // ASK: the slot is moving; only this request goes there
   Forwarded f;
   f.client = r.client;

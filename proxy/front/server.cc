@@ -157,14 +157,14 @@ void Server::defer_input(ClientConn* c) {
 
 void Server::add_dirty(UpstreamConn* u, bool listed) {
   if (listed) {
-    // Already last: the common case (one shared connection, pipelined clients) costs a compare.
-    if (!dirty_upstreams_.empty() && dirty_upstreams_.back() == u) return;
-    auto it = std::find(dirty_upstreams_.begin(), dirty_upstreams_.end(), u);
+    // From the back: a connection written again is usually one of the last few.
+    auto it = std::find(dirty_upstreams_.rbegin(), dirty_upstreams_.rend(), u);
     // Not in the list: it is in the batch the cork is flushing now, which writes it anyway.
-    if (it == dirty_upstreams_.end()) return;
-    dirty_upstreams_.erase(it);
+    if (it == dirty_upstreams_.rend()) return;
+    dirty_upstreams_.erase(std::next(it).base());
   }
   dirty_upstreams_.push_back(u);
+  last_dirty = u;
 }
 
 void Server::cork() {
@@ -194,6 +194,7 @@ void Server::cork() {
     }
     srv->resume_spare_.clear();
     srv->upstream_spare_.swap(srv->dirty_upstreams_);
+    srv->last_dirty = nullptr;
     for (UpstreamConn* u : srv->upstream_spare_) u->flush();
     srv->upstream_spare_.clear();
     srv->client_spare_.swap(srv->dirty_clients_);
@@ -262,6 +263,7 @@ void Server::on_shared_up(UpstreamConn* u) {
 void Server::upstream_gone(UpstreamConn* u) {
   dirty_upstreams_.erase(std::remove(dirty_upstreams_.begin(), dirty_upstreams_.end(), u),
                          dirty_upstreams_.end());
+  if (last_dirty == u) last_dirty = nullptr;
 }
 
 void Server::on_link_lost() { cache_path_.tracking().link_lost("connection lost"); }

@@ -38,6 +38,7 @@ struct Redirect {
   uint64_t seq;
   std::string_view raw;    // the request's bytes (valid during the call)
   int db;
+  int proto;               // the protocol it was sent with (the client may have said HELLO since)
   uint64_t answer_by;
   bool write;
   bool ask;                // -ASK: the retry is preceded by ASKING, and the slot map stays

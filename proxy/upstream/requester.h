@@ -43,6 +43,8 @@ class Requester {
   virtual void stream(std::string_view message) = 0;
   // A relayed request of this client on `conn` was answered (or failed).
   virtual void on_forwarded_done(UpstreamConn* conn) = 0;
+  // One of its relayed requests is being sent again on another connection (MOVED/ASK).
+  virtual void on_redirected() = 0;
   // EXEC's reply arrived: SELECTs the transaction ran move the client to their db.
   virtual void on_exec_reply(std::string_view reply, uint32_t pos, int new_db, uint32_t gen) = 0;
   // A cache miss of this client (a flight it waited on) was answered.

@@ -17,7 +17,7 @@ struct RouteRequest {
   bool write = true;       // may write (or the command table cannot tell)
   bool pinned = false;     // goes to a connection pinned to its client
   uint32_t db = 0;
-  std::string_view key;    // the first key at a fixed position, if any (Cluster routes by its slot)
+  std::string_view key;    // the first key at a fixed position, if any, when routes_by_key()
 };
 
 class Router {
@@ -28,6 +28,8 @@ class Router {
   }
   Node* primary() const { return primary_; }
   Node* route(const RouteRequest&) const { return primary_; }
+  // Whether route() looks at RouteRequest::key (dispatch fills it only then): not with one node.
+  bool routes_by_key() const { return false; }
   // Whether a -MOVED/-ASK reply may send a request again (Redis Cluster): forwarded requests
   // then keep their bytes until the reply (Forwarded::keep_for_retry). Off with one node, so
   // nothing is copied; on for tests of the retry path (and for Cluster, when it comes).

@@ -73,7 +73,9 @@ void UpstreamConn::on_stream_error(const char* op, int status) {
 void UpstreamConn::on_stream_eof() { fail("connection closed by upstream"); }
 
 void UpstreamConn::on_stream_written() {
-  if (state_ != State::Closed) flush();
+  // What was queued while the write was in flight goes now, unless the cork will write it this
+  // turn in its place among the connections (Server::add_dirty's order).
+  if (state_ != State::Closed && !dirty_) flush();
 }
 
 void UpstreamConn::forward(const Forwarded& r) {
@@ -104,13 +106,16 @@ void UpstreamConn::forward(const Forwarded& r) {
         p.arg_len = static_cast<uint8_t>(a.size());
       }
     }
-    p.after = r.after;
+    // (emplace_back value-initialised the rest: zeros, exec_db -1)
     p.write = r.write;
-    p.exec_db = r.exec_db;
-    p.exec_pos = r.exec_pos;
-    p.exec_gen = r.exec_gen;
-    p.redirects = r.redirects;
     p.db = r.db;
+    if (r.after) {
+      p.after = r.after;
+      p.exec_db = r.exec_db;
+      p.exec_pos = r.exec_pos;
+      p.exec_gen = r.exec_gen;
+    }
+    p.redirects = r.redirects;
     if (r.keep_for_retry) {
       compact_arena(retry_arena_, retry_head_);
       p.kept = true;
@@ -123,23 +128,16 @@ void UpstreamConn::forward(const Forwarded& r) {
   mark_dirty();
 }
 
-void UpstreamConn::asking(int db) {
-  if (!owner_ && db != db_) select_db(db);
-  push_internal("*1\r\n$6\r\nASKING\r\n");
-}
+namespace {
+// ASKING's reply: +OK, or an error the retried request behind it will show for itself.
+class IgnoreSink final : public ReplySink {
+ public:
+  void on_reply(std::string_view, bool) override {}
+};
+IgnoreSink ignore_sink;
+}  // namespace
 
-// A FIFO byte arena before an append: emptied when everything was consumed, and the consumed
-// front dropped once it is most of the arena (a connection that is never idle must not grow
-// it for ever).
-void UpstreamConn::compact_arena(std::string& arena, size_t& head) {
-  if (head == arena.size()) {
-    arena.clear();
-    head = 0;
-  } else if (head >= 65536 && head * 2 >= arena.size()) {
-    arena.erase(0, head);
-    head = 0;
-  }
-}
+void UpstreamConn::asking(int db) { request(&ignore_sink, "*1\r\n$6\r\nASKING\r\n", db); }
 
 // The kept bytes of `p`, consumed from the arena (valid until the next forward appends).
 std::string_view UpstreamConn::take_kept(Pending& p) {
@@ -173,8 +171,10 @@ bool UpstreamConn::try_redirect(Pending& p, std::string_view reply) {
     inv->keys.emplace_back(p.inv_db, std::string(inv_arena_.data() + inv_head_, p.inv_key_len));
     reply_invalidation(p);  // consumes the arena key (an extra invalidation now is harmless)
   }
-  Redirect r{p.client, p.seq, raw, p.db, p.answer_by, p.write, ask, slot, target,
-             static_cast<uint8_t>(p.redirects + 1), inv};
+  // The client's deadline: answer_by when it came before the connection's, else the deadline
+  // itself (0: untimed, a blocking command).
+  Redirect r{p.client, p.seq, raw, p.db, proto_, p.answer_by ? p.answer_by : p.deadline,
+             p.write, ask, slot, target, static_cast<uint8_t>(p.redirects + 1), inv};
   if (!host_->redirect(r)) {
     if (inv) host_->invalidate_after_write(inv);
     return false;
@@ -248,8 +248,7 @@ void UpstreamConn::encode_command(std::string& out, const resp::Frame& f) {
   resp::Writer(out, 2).command(f);
 }
 
-void UpstreamConn::mark_dirty() {
-  if (state_ != State::Ready) return;
+void UpstreamConn::list_dirty() {
   const bool listed = dirty_;
   dirty_ = true;
   host_->add_dirty(this, listed);

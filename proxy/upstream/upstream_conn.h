@@ -41,6 +41,9 @@ class UpstreamHost {
   // reach Redis in the order they were read (a shared connection made dirty early by a poll
   // must not overtake a pinned client's EXEC read before a write on the shared one).
   virtual void add_dirty(UpstreamConn* u, bool listed) = 0;
+  // The connection add_dirty put last this turn (nullptr: none yet): another request on it
+  // needs no call (the common case: one shared connection, pipelined clients).
+  UpstreamConn* last_dirty = nullptr;
   virtual void upstream_gone(UpstreamConn* u) = 0;  // closing: forget it (dirty list)
   // A relayed reply arrived `us` microseconds after its request was queued.
   virtual void record_round_trip(uint64_t us, const Requester* c, std::string_view name,
@@ -157,7 +160,12 @@ class UpstreamConn final : private Stream::Handler {
   void fail(std::string_view why);
   void select_db(int db);
   void push_internal(std::string_view raw);
-  void mark_dirty();
+  // To be written by this turn's cork (inline: once per forwarded request).
+  void mark_dirty() {
+    if (state_ != State::Ready || (dirty_ && host_->last_dirty == this)) return;
+    list_dirty();
+  }
+  void list_dirty();
   void deliver(Pending& p, std::string_view reply);
 
   UpstreamHost* host_;
@@ -185,7 +193,20 @@ class UpstreamConn final : private Stream::Handler {
   std::string retry_arena_;  // kept requests (Forwarded::keep_for_retry), in pending order
   size_t retry_head_ = 0;
   std::string_view take_kept(Pending& p);
-  static void compact_arena(std::string& arena, size_t& head);
+  // A FIFO byte arena before an append: emptied when everything was consumed, and the consumed
+  // front dropped once it is most of the arena (a connection that is never idle must not grow
+  // it for ever).
+  static void compact_arena(std::string& arena, size_t& head) {
+    if (head == 0) return;  // the usual case: emptied when its last key was consumed
+    if (head == arena.size()) {
+      arena.clear();
+      head = 0;
+      if (arena.capacity() > (1u << 20)) std::string().swap(arena);  // after a burst of big ones
+    } else if (head >= 65536 && head * 2 >= arena.size()) {
+      arena.erase(0, head);
+      head = 0;
+    }
+  }
   bool try_redirect(Pending& p, std::string_view reply);
   void reply_invalidation(Pending& p);
 };

@@ -102,7 +102,7 @@ TEST_CASE("failure: the upstream answers 3 of 6 pipelined commands and closes", 
   rig.teardown();
 }
 
-TEST_CASE("order: commands read in one turn reach the upstream connections in the order read",
+TEST_CASE("order: connections written in one turn go in the order of their latest request",
           "[component]") {
   Rig rig(no_cache());
   REQUIRE(rig.ready());
@@ -133,8 +133,9 @@ TEST_CASE("order: commands read in one turn reach the upstream connections in th
   };
   REQUIRE(at("a") < up.arrivals().size());
   REQUIRE(at("c") < up.arrivals().size());
-  // The pinned connection was written before the shared one took c's command: a's SET
-  // arrives first. (b's goes with c's: one write per connection per turn.)
+  // The pinned connection is written before the shared one, whose latest request (c's) came
+  // after a's: a's SET arrives before c's. (b's goes with c's: one write per connection per
+  // turn, so b's arrives after a's; no reply had been seen yet, so no client can tell.)
   CHECK(at("a") < at("c"));
   rig.teardown();
 }
@@ -148,12 +149,15 @@ TEST_CASE("redirect: a request answered MOVED or ASK is sent again where the rep
   respite::Node* node = rig.srv().router().primary();
   REQUIRE(node->name() == self);
   up.on("ASKING", reply(simple("OK")));
-  // HGET answers the redirections queued here first, then its field's value.
+  // HGET answers the redirections queued here first ("": its value; "hold": an answer held until released), then
+  // its field's value.
   std::deque<std::string> redirects;
   up.on("HGET", [&](Conn& conn, const Args& a) {
     if (redirects.empty()) return answer_field(conn, a);
     std::string r = redirects.front();
     redirects.pop_front();
+    if (r.empty()) return answer_field(conn, a);
+    if (r == "hold") return hold(bulk("late"));
     return reply(error(r));
   });
   TestClient& c = rig.client();
@@ -179,6 +183,41 @@ TEST_CASE("redirect: a request answered MOVED or ASK is sent again where the rep
     CHECK(hgets() == 4);
     CHECK(node->stats.redirects == 1);
     CHECK(up.count(Role::Shared, "ASKING") == 0);
+  }
+  SECTION("the second of two pipelined requests is moved: its own bytes are sent again") {
+    redirects.push_back("");
+    redirects.push_back("MOVED 866 " + self);
+    c.command({"HGET", "h", "b"});
+    c.command({"HGET", "h", "c"});
+    REQUIRE(rig.wait_replies(c, n + 2));
+    CHECK(c.reply(n) == bulk("value-b"));
+    CHECK(c.reply(n + 1) == bulk("value-c"));
+    REQUIRE(!up.arrivals().empty());
+    CHECK(up.arrivals().back().second == Args{"HGET", "h", "c"});
+    CHECK(hgets() == 4);
+  }
+  SECTION("a request sent again keeps the client's deadline") {
+    redirects.push_back("MOVED 866 " + self);
+    redirects.push_back("hold");
+    c.command({"HGET", "h", "b"});
+    REQUIRE(rig.wait_replies(c, n + 1));
+    CHECK(c.reply(n) == "-ERR upstream unavailable (timeout: no reply within 2000 ms)\r\n");
+    CHECK(node->stats.inflight == 1);  // still owed by the upstream...
+    up.last(Role::Shared)->release();  // ...until it answers (the late reply goes to nobody)
+    REQUIRE(rig.run_until([&] { return node->stats.inflight == 0; }));
+    CHECK(c.count() == n + 1);
+  }
+  SECTION("sent again with the protocol it was sent with, after the client's HELLO 3") {
+    redirects.push_back("MOVED 866 " + self);
+    c.command({"HGET", "h", "b"});
+    c.command({"HELLO", "3"});
+    REQUIRE(rig.wait_replies(c, n + 2));
+    CHECK(c.reply(n) == bulk("value-b"));
+    REQUIRE(up.arrivals().size() >= 2);
+    const auto& last = up.arrivals().back();
+    CHECK(last.second == Args{"HGET", "h", "b"});
+    REQUIRE(up.by_id(last.first));
+    CHECK(up.by_id(last.first)->proto() == 2);
   }
   SECTION("ASK: ASKING goes just before the request sent again") {
     redirects.push_back("ASK 866 " + self);
