@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -55,6 +56,14 @@ struct CacheShared {
   std::unique_ptr<CacheStore> cache;
   std::atomic<uint64_t> flights_started{0};  // cache fetches sent, all loops
   std::vector<CachePath*> paths;             // one per loop; fixed before any loop runs
+  // The upstream's SWAPDB count (INFO commandstats) as the newest applied poll of any loop saw
+  // it (-1: not read yet), and that poll's number. Every loop polls; a reply to a poll older
+  // than the one applied last is dropped, so the shared cache is flushed once per SWAPDB, not
+  // once per loop (Tracking::poll_swapdb).
+  std::mutex swapdb_mu;
+  int64_t swapdb_calls = -1;
+  uint64_t swapdb_applied = 0;
+  std::atomic<uint64_t> swapdb_polls{0};
 };
 
 // What a forwarded write invalidates, as dispatch reads it from the command table.

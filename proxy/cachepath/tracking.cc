@@ -124,34 +124,40 @@ void Tracking::barrier(Requester* c, uint64_t seq, std::string_view reply) {
 }
 
 void Tracking::poll_swapdb(UpstreamConn* via) {
-  if (!via) {  // the timer's poll: on the first shared connection, one at a time
+  const bool timer = !via;
+  if (timer) {  // the timer's poll: on the first shared connection, one at a time
     if (swapdb_poll_pending_ || !(via = node().first_ready())) return;
+    swapdb_poll_pending_ = true;
   }
-  if (!swapdb_sink_) {
-    auto on_info = [this](std::string_view reply, bool failed) {
-      swapdb_poll_pending_ = false;
-      if (failed) return;
-      int64_t n = swapdb_calls(reply);
-      if (n < 0) {
-        if (swapdb_calls_ != -2)
-          log(LogLevel::Warning,
-              "the upstream refuses INFO commandstats: a SWAPDB made directly on Redis reaches "
-              "the cache only when entries expire (cache-ttl-ms)");
-        swapdb_calls_ = -2;
-        return;
-      }
-      if (swapdb_calls_ >= 0 && n != swapdb_calls_) {
-        host_->stats().swapdb_flushes++;
-        log(LogLevel::Notice, "SWAPDB ran on the upstream ({} -> {} calls): cache flushed",
-            swapdb_calls_, n);
-        shared_->cache->flush_all(cache::Source::kTracking);
-      }
-      swapdb_calls_ = n;
-    };
-    swapdb_sink_ = std::make_unique<FnSink<decltype(on_info)>>(on_info);
-  }
-  swapdb_poll_pending_ = true;
-  via->request(swapdb_sink_.get(), "*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n", 0);
+  const uint64_t poll = ++shared_->swapdb_polls;
+  auto on_info = [this, poll, timer](std::string_view reply, bool failed) {
+    if (timer) swapdb_poll_pending_ = false;
+    if (failed) return;
+    int64_t n = swapdb_calls(reply);
+    if (n < 0) {
+      if (!swapdb_refused_)
+        log(LogLevel::Warning,
+            "the upstream refuses INFO commandstats: a SWAPDB made directly on Redis reaches "
+            "the cache only when entries expire (cache-ttl-ms)");
+      swapdb_refused_ = true;
+      return;
+    }
+    int64_t before;
+    {
+      std::lock_guard<std::mutex> lock(shared_->swapdb_mu);
+      if (poll < shared_->swapdb_applied) return;  // a newer poll's count is in already
+      shared_->swapdb_applied = poll;
+      before = shared_->swapdb_calls;
+      shared_->swapdb_calls = n;
+    }
+    if (before >= 0 && n != before) {
+      host_->stats().swapdb_flushes++;
+      log(LogLevel::Notice, "SWAPDB ran on the upstream ({} -> {} calls): cache flushed", before,
+          n);
+      shared_->cache->flush_all(cache::Source::kTracking);
+    }
+  };
+  via->request(once_sink(std::move(on_info)), "*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n", 0);
 }
 
 

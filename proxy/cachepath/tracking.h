@@ -64,10 +64,9 @@ class Tracking {
   Router* router_;
   bool stopping_ = false;
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_;
-  int64_t swapdb_calls_ = -1;  // -1: not read yet on this link; -2: INFO refused
-  bool swapdb_poll_pending_ = false;
+  bool swapdb_refused_ = false;  // the upstream refused INFO commandstats (said once)
+  bool swapdb_poll_pending_ = false;  // the timer's poll is out
   uint64_t next_swapdb_poll_ms_ = 0;
-  std::unique_ptr<ReplySink> swapdb_sink_;
   static constexpr uint64_t kSwapdbPollMs = 100;
 };
 
