@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
   cs.single_flight = cfg.cache_single_flight;
   respite::configure_cache_threads(cs, cfg.threads);
   shared.cache = std::make_unique<cache::Cache<respite::CacheWaiter>>(cs);
+  if (!cfg.replica_addrs.empty())
+    shared.ledger = std::make_unique<respite::WriteLedger>(cfg.replica_addrs.size());
 
   std::vector<std::unique_ptr<respite::Server>> servers;
   for (int i = 0; i < cfg.threads; ++i) {

@@ -441,33 +441,36 @@ void CachePath::answer_waiter(CacheWaiter& w, bool missing, std::string_view val
 CachePath::WritePlan CachePath::invalidate_before_write(uint32_t db, const resp::Frame& f,
                                                         const WriteKeys& w) {
   WritePlan plan;
-  if (!cache_->enabled()) return plan;
+  // Without a cache the plan still names the keys when replicas take reads (their record of
+  // acknowledged writes is kept from the reply); the cache's own steps are no-ops then.
+  const bool cache_on = cache_->enabled();
+  if (!cache_on && !router_->reads_replicas()) return plan;
   plan.db = db;
   plan.flights_at = shared_->flights_started.load(std::memory_order_relaxed);
   if (w.scope != WriteInvalidation::Scope::Keys) {
     plan.heap = new WriteInvalidation;
     plan.heap->db = plan.db;
     plan.heap->scope = w.scope;
-    apply_invalidation(*plan.heap, cache::Source::kLocal);
+    if (cache_on) apply_invalidation(*plan.heap, cache::Source::kLocal);
     return plan;
   }
   if (w.args.empty()) return plan;
   if (w.args.size() == 1 && !w.any_db) {
     plan.key_arg = static_cast<int>(w.args[0]);
-    cache_->invalidate(plan.db, f.arg(w.args[0]), cache::Source::kLocal);
+    if (cache_on) cache_->invalidate(plan.db, f.arg(w.args[0]), cache::Source::kLocal);
     return plan;
   }
   plan.heap = new WriteInvalidation;
   plan.heap->db = plan.db;
   uint32_t key_db = w.any_db ? cache::kAllDbs : plan.db;
   for (uint32_t i : w.args) plan.heap->keys.emplace_back(key_db, std::string(f.arg(i)));
-  apply_invalidation(*plan.heap, cache::Source::kLocal);
+  if (cache_on) apply_invalidation(*plan.heap, cache::Source::kLocal);
   return plan;
 }
 
 void CachePath::invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) {
   // Only a fetch started after the first invalidation can have raced the write.
-  if (shared_->flights_started.load(std::memory_order_relaxed) != flights_at)
+  if (cache_->enabled() && shared_->flights_started.load(std::memory_order_relaxed) != flights_at)
     cache_->invalidate(db, key, cache::Source::kLocal);
 }
 
@@ -482,7 +485,7 @@ void CachePath::apply_invalidation(const WriteInvalidation& inv, cache::Source s
 }
 
 void CachePath::invalidate_after_write(WriteInvalidation* inv) {
-  apply_invalidation(*inv, cache::Source::kLocal);
+  if (cache_->enabled()) apply_invalidation(*inv, cache::Source::kLocal);
   delete inv;
 }
 

@@ -106,7 +106,9 @@ class CachePath {
   void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at);
   void invalidate_after_write(WriteInvalidation* inv);  // applies and frees `inv`
   // Invalidates what `inv` names now (a transaction's writes when EXEC is sent).
-  void invalidate_now(const WriteInvalidation& inv) { apply_invalidation(inv, cache::Source::kLocal); }
+  void invalidate_now(const WriteInvalidation& inv) {
+    if (cache_->enabled()) apply_invalidation(inv, cache::Source::kLocal);
+  }
   void flush() { cache_->flush_all(cache::Source::kLocal); }
 
   // FetchBatch's landing (all its flights) and its return to the pool.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "proxy/cachepath/cache_path.h"
@@ -33,6 +34,8 @@ class Dispatch {
  private:
   bool rate_allowed(ClientConn* c);
   void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
+  // The keys of a read the router may send to a replica (RouteRequest::keys, keys_known).
+  void read_keys(const CommandInfo* ci, const resp::Frame& f, RouteRequest& rr);
   // A write about to be forwarded: what the command table says it writes, invalidated now.
   CachePath::WritePlan invalidate_before_write(ClientConn* c, const resp::Frame& f,
                                                const CommandInfo* ci);
@@ -42,6 +45,8 @@ class Dispatch {
   Server& srv_;
   int verified_db_max_ = 0;  // the highest db a SELECT was seen to work for (select_by_trying)
   std::vector<uint32_t> write_keys_scratch_;
+  std::vector<uint32_t> read_keys_scratch_;
+  std::vector<std::string_view> read_key_views_;
 };
 
 }  // namespace respite

@@ -60,7 +60,9 @@ bool writes_unknown_keys(const resp::Frame& f, const CommandInfo* ci) {
 
 CachePath::WritePlan Dispatch::invalidate_before_write(ClientConn* c, const resp::Frame& f,
                                                      const CommandInfo* ci) {
-  if (!ci || !srv_.cache_path().cache().enabled()) return {};
+  // Also without a cache when reads may go to replicas: the write's reply records its keys
+  // for them (Server::invalidate_after_write).
+  if (!ci || !(srv_.cache_path().cache().enabled() || srv_.router().reads_replicas())) return {};
   WriteKeys w;
   switch (ci->role.flush) {
     case Flush::Db: w.scope = WriteInvalidation::Scope::Db; break;
@@ -90,6 +92,24 @@ static std::string_view first_key(const CommandInfo* ci, const resp::Frame& f) {
   return i < f.argc() ? f.arg(i) : std::string_view{};
 }
 
+// A read that may go to a replica: its keys, for the router to check against the writes the
+// replicas have not applied yet. Keys are not known for a command without key specs (KEYS,
+// SCAN, DBSIZE read the whole keyspace) or with a spec respite cannot follow.
+void Dispatch::read_keys(const CommandInfo* ci, const resp::Frame& f, RouteRequest& rr) {
+  rr.keys_known = false;
+  if (!ci || ci->nspecs == 0) return;
+  for (uint8_t i = 0; i < ci->nspecs; ++i)
+    if (ci->specs[i].begin == KeySpec::Begin::Unknown || ci->specs[i].find == KeySpec::Find::Unknown)
+      return;
+  auto& idx = read_keys_scratch_;
+  idx.clear();
+  command_keys(*ci, f, idx);
+  read_key_views_.clear();
+  for (uint32_t i : idx) read_key_views_.push_back(f.arg(i));
+  rr.keys = read_key_views_;
+  rr.keys_known = true;
+}
+
 void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   const Pin pin = pin_of(f, ci);
   Node* pin_node = nullptr;
@@ -104,9 +124,18 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
     if (srv_.router().routes_by_key()) rr.key = first_key(ci, f);
+    if (!rr.write && !needs_pin && srv_.router().reads_replicas()) read_keys(ci, f, rr);
     Node* node = srv_.router().route(rr);
-    if (needs_pin) pin_node = node;
-    else target = node->shared_conn(c->proto, c->id);
+    if (needs_pin) {
+      pin_node = node;
+    } else {
+      target = node->shared_conn(c->proto, c->id);
+      if (node != srv_.router().primary()) {
+        // A replica this loop cannot reach yet (backing off): the primary answers instead.
+        if (!target) target = srv_.router().primary()->shared_conn(c->proto, c->id);
+        else srv_.stats().replica_reads++;
+      }
+    }
   }
   // Per-client order: never send to a new connection while replies are owed on another, nor
   // past this client's reads still waiting on cache fetches.

@@ -56,6 +56,27 @@ int Server::start() {
     return 1;
   }
   router_.add(node_.get());
+  node_->role = Node::Role::Primary;
+  for (const auto& [host, port] : cfg_.replica_addrs) {
+    auto n = std::make_unique<Node>(this, this, host, port);
+    n->role = Node::Role::Replica;
+    if (std::string err = n->resolve(loop_.uv()); !err.empty()) {
+      log(LogLevel::Warning, "cannot resolve replica {}: {}", n->name(), err);
+      loop_.close();
+      return 1;
+    }
+    router_.add_replica(n.get());
+    replica_nodes_.push_back(std::move(n));
+  }
+  if (!replica_nodes_.empty()) {
+    router_.set_read_from(cfg_.read_from == "replica"          ? ReadFrom::Replica
+                          : cfg_.read_from == "prefer-replica" ? ReadFrom::PreferReplica
+                                                               : ReadFrom::Primary,
+                          shared_->ledger.get());
+    if (index_ == 0)
+      replica_monitor_ = std::make_unique<ReplicaMonitor>(this, shared_->ledger.get(),
+                                                          node_.get(), router_.replicas());
+  }
 
   uv_tcp_init(loop_.uv(), &listener_);
   listener_.data = this;
@@ -76,6 +97,7 @@ int Server::start() {
     begin_shutdown();
   });
   shared_conn(2, 0);  // connect eagerly so PROXY INFO and health reflect the upstream at once
+  started_.store(true, std::memory_order_release);
   if (index_ == 0) {
     log(LogLevel::Notice, "respite {} listening on {}:{} ({} thread{}), upstream {}",
         RESPITE_VERSION, cfg_.bind, cfg_.port, cfg_.threads, cfg_.threads > 1 ? "s" : "",
@@ -215,6 +237,7 @@ void Server::tick() {
     n->reconnect(now);
   }
   srv->cache_path_.tracking().tick(now);
+  if (srv->replica_monitor_ && !srv->shutting_down_) srv->replica_monitor_->tick(now);
   if (!srv->shutting_down_ && srv->cache_path_.cache().enabled())
     srv->cache_path_.cache().expire_step(srv->tick_micros(), 64);
   if (now >= srv->next_token_check_ms_) {
@@ -254,7 +277,22 @@ UpstreamConn* Server::open_pinned(ClientConn* c, Node* node, int db) {
   return u;
 }
 
+void Server::invalidate_after_write(WriteInvalidation* inv) {
+  if (router_.reads_replicas()) {
+    if (inv->scope != WriteInvalidation::Scope::Keys) {
+      shared_->ledger->wrote_all();
+    } else {
+      for (const auto& [db, key] : inv->keys) {
+        if (db == cache::kAllDbs) shared_->ledger->wrote_all();  // MOVE, COPY ... DB
+        else shared_->ledger->wrote(db, key);
+      }
+    }
+  }
+  cache_path_.invalidate_after_write(inv);
+}
+
 void Server::on_shared_up(UpstreamConn* u) {
+  if (u->node() != router_.primary()) return;  // the probes below ask the primary
   ask_databases(u);
   read_upstream_version(u);
   upstream_up_.store(upstream_connected(), std::memory_order_relaxed);

@@ -31,6 +31,7 @@
 #include "proxy/ops/stats.h"
 #include "proxy/upstream/requester.h"
 #include "proxy/upstream/node.h"
+#include "proxy/upstream/replica_monitor.h"
 #include "proxy/upstream/router.h"
 #include "proxy/upstream/upstream_conn.h"
 #include "resp/reply_scanner.h"
@@ -76,6 +77,9 @@ struct Shared : CacheShared {
   std::atomic<int64_t> clients{0};       // connected clients, all loops (maxclients)
   std::atomic<uint64_t> next_client_id{1};
   uint64_t start_ms = 0;
+  // With --replica: which replica may answer which read (every loop's router asks it; the
+  // first loop's ReplicaMonitor feeds it). Made before any loop runs; nullptr without replicas.
+  std::unique_ptr<WriteLedger> ledger;
 };
 
 // Cache settings that depend on the number of loops (shards, locking).
@@ -130,13 +134,14 @@ class Server final : public UpstreamHost, public NodeObserver {
   // or holds (a pin, a transaction, a barrier) must be seen first.
   bool cache_usable(const ClientConn* c) const;
   // UpstreamHost: the second invalidation of a write, and the barrier (CachePath, Tracking).
+  // Both also record the acknowledged write for reads from replicas (WriteLedger).
   void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) override {
+    if (router_.reads_replicas()) shared_->ledger->wrote(db, key);
     cache_path_.invalidate_key_after_write(db, key, flights_at);
   }
-  void invalidate_after_write(WriteInvalidation* inv) override {
-    cache_path_.invalidate_after_write(inv);
-  }
+  void invalidate_after_write(WriteInvalidation* inv) override;
   void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override {
+    if (router_.reads_replicas()) shared_->ledger->wrote_all();
     cache_path_.tracking().barrier(c, seq, reply);
   }
   bool redirect(const Redirect& r) override { return dispatch_.redirect(r); }
@@ -189,6 +194,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   void cork();  // once per loop turn: input, resumed clients, then every output written
   void tick();  // the loop's timer: timeouts, reconnects, idle clients, shutdown
   void maybe_finish_shutdown();
+  // PROXY INFO's replica fields and one line per upstream node (server_info.cc).
+  void node_lines(InfoSnapshot& snap, bool primary_up);
   int open_listener();
   // Answers a waiter on the loop it belongs to.
   void deliver_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
@@ -199,6 +206,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   int index_;
   std::atomic<size_t> pinned_count_{0};  // for other loops' PROXY INFO, refreshed by the timer
   std::atomic<bool> upstream_up_{false};
+  std::atomic<bool> started_{false};  // start() made the nodes (other loops' PROXY INFO reads them)
   Loop loop_;
   uv_tcp_t listener_;
   Stats stats_;
@@ -212,6 +220,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::vector<ClientConn*> resume_spare_, client_spare_;
   std::vector<UpstreamConn*> upstream_spare_;
   std::unique_ptr<Node> node_;  // --upstream
+  std::vector<std::unique_ptr<Node>> replica_nodes_;  // --replica, in the order given
+  std::unique_ptr<ReplicaMonitor> replica_monitor_;   // the first loop's, with replicas
   Router router_;
   CachePath cache_path_;
   Dispatch dispatch_{*this};

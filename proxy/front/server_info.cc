@@ -38,7 +38,46 @@ InfoSnapshot Server::info_snapshot() {
   snap.set_cache_stats(cache_path_.cache().stats());
   snap.set_number(F::cache_enabled, cache_path_.cache().enabled() ? 1 : 0);
   snap.set_text(F::tracking_link, tracking_up() ? "up" : "down");
+  node_lines(snap, connected);
   return snap;
+}
+
+void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
+  using F = InfoField;
+  WriteLedger* ledger = shared_->ledger.get();
+  snap.set_text(F::read_from, ledger ? cfg_.read_from : std::string("primary"));
+  snap.set_number(F::replicas, static_cast<int64_t>(router_.replicas().size()));
+  int64_t healthy = 0;
+  for (size_t i = 0; ledger && i < ledger->replicas(); ++i) healthy += ledger->health(i).healthy.load();
+  snap.set_number(F::replicas_healthy, healthy);
+  snap.set_number(F::replica_pending_keys,
+                  ledger ? static_cast<int64_t>(ledger->recorded_keys()) : 0);
+  // Every loop has the same nodes in the same order; their counts are summed over the loops
+  // that have started (a loop still starting has no nodes yet).
+  const auto& mine = router_.nodes();
+  for (size_t k = 0; k < mine.size(); ++k) {
+    InfoSnapshot::NodeLine line;
+    line.addr = mine[k]->name();
+    const bool primary = mine[k] == router_.primary();
+    line.role = primary ? "primary" : "replica";
+    for (Server* s : shared_->servers) {
+      if (s != this && !s->started_.load(std::memory_order_acquire)) continue;
+      const Node::NodeStats& st = s->router_.nodes()[k]->stats;
+      line.requests += static_cast<int64_t>(st.requests.get());
+      line.inflight += st.inflight.get();
+      line.errors += static_cast<int64_t>(st.errors.get());
+      line.redirects += static_cast<int64_t>(st.redirects.get());
+    }
+    if (primary) {
+      line.state = primary_up ? "up" : "down";
+    } else {
+      const ReplicaHealth& h = ledger->health(k - 1);
+      line.state = h.healthy.load() ? "up" : ReplicaHealth::why_text(h.why.load());
+      line.offset = h.offset.load();
+      line.lag = h.lag.load();
+    }
+    snap.nodes.push_back(std::move(line));
+  }
 }
 
 // PROXY INFO [section]: INFO-format text, `# Section` headers and `name:value` lines.

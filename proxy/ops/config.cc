@@ -4,6 +4,7 @@
 #include "cache/policy.h"
 #include "proxy/ops/text.h"
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cctype>
 #include <cerrno>
@@ -143,6 +144,14 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
   app.add_option("--requirepass", cfg.requirepass,
                  "password clients must AUTH with (empty: no authentication)");
   app.add_option("--upstream", cfg.upstream, "upstream Redis as host:port")->capture_default_str();
+  app.add_option("--replica", cfg.replicas,
+                 "a replica of the upstream as host:port (repeatable); reads may go there "
+                 "(--read-from)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--read-from", cfg.read_from,
+                 "primary|replica|prefer-replica: where reads go when replicas are given (never "
+                 "a read of a write respite acknowledged that a replica has not applied)")
+      ->capture_default_str();
   app.add_option("--upstream-user", cfg.upstream_user, "ACL user respite authenticates as upstream");
   app.add_option("--upstream-password", cfg.upstream_password,
                  "password respite authenticates with upstream (AUTH on every connection)");
@@ -239,18 +248,39 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
   return true;
 }
 
+std::string split_host_port(const std::string& s, const char* what, std::string& host, int& port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) return fmt::format("--{} must be host:port", what);
+  host = s.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const std::string digits = s.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return fmt::format("--{} port is not a number", what);
+  port = std::stoi(digits);
+  if (port <= 0 || port > 65535) return fmt::format("--{} port out of range", what);
+  return "";
+}
+
 std::string finalize_config(Config& cfg) {
-  size_t colon = cfg.upstream.rfind(':');
-  if (colon == std::string::npos || colon == 0) return "--upstream must be host:port";
-  cfg.upstream_host = cfg.upstream.substr(0, colon);
-  if (cfg.upstream_host.size() > 2 && cfg.upstream_host.front() == '[')
-    cfg.upstream_host = cfg.upstream_host.substr(1, cfg.upstream_host.size() - 2);
-  try {
-    cfg.upstream_port = std::stoi(cfg.upstream.substr(colon + 1));
-  } catch (...) {
-    return "--upstream port is not a number";
+  if (std::string e = split_host_port(cfg.upstream, "upstream", cfg.upstream_host,
+                                     cfg.upstream_port); !e.empty())
+    return e;
+  cfg.replica_addrs.clear();
+  for (const std::string& r : cfg.replicas) {
+    if (r.empty()) continue;  // `replica ""` in a file: none
+    std::string host;
+    int port = 0;
+    if (std::string e = split_host_port(r, "replica", host, port); !e.empty()) return e;
+    cfg.replica_addrs.emplace_back(host, port);
   }
-  if (cfg.upstream_port <= 0 || cfg.upstream_port > 65535) return "--upstream port out of range";
+  {
+    std::string rf = lower(cfg.read_from);
+    if (rf != "primary" && rf != "replica" && rf != "prefer-replica")
+      return fmt::format("read-from must be primary, replica or prefer-replica, not '{}'",
+                         cfg.read_from);
+    cfg.read_from = rf;
+  }
   struct {
     const char* name;
     const std::string& in;
@@ -293,6 +323,9 @@ std::vector<std::string> describe_config(const Config& c) {
       fmt::format("upstream {} user {} password {} timeout {}ms connections {}", c.upstream,
                   c.upstream_user.empty() ? "(default)" : c.upstream_user,
                   mask(c.upstream_password), c.upstream_timeout_ms, c.upstream_connections),
+      fmt::format("replicas {} read-from {}",
+                  c.replicas.empty() ? std::string("(none)") : fmt::format("{}", fmt::join(c.replicas, " ")),
+                  c.read_from),
       fmt::format("cache-max-memory {} cache-ttl-ms {} cache-max-keys {} cache-max-value {}",
                   c.cache_max_memory, c.cache_ttl_ms, c.cache_max_keys, c.cache_max_value),
       fmt::format("cache-policy {} xfetch-beta {} cache-lfu-log-factor {} cache-lfu-decay-time {}",

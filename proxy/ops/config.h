@@ -37,6 +37,11 @@ struct Config {
   // KEYS or a big DEL for seconds): a request is failed only when it is surely lost.
   int upstream_timeout_ms = 30000;
   int upstream_connections = 1;  // shared connections per protocol
+  // Replicas of the upstream (host:port each) and which reads go to them: "primary" (none),
+  // "replica" or "prefer-replica" (see proxy/upstream/router.h).
+  std::vector<std::string> replicas;
+  std::vector<std::pair<std::string, int>> replica_addrs;  // derived from `replicas`
+  std::string read_from = "primary";
   int databases = 16;
 
   // Cache.
@@ -97,6 +102,9 @@ bool parse_memory_size(const std::string& s, uint64_t& out);
 // Redis's client-output-buffer-limit value: "normal <hard> <soft> <seconds>", "<hard> <soft>
 // <seconds>", or one size (hard only). Other classes than normal are refused.
 bool parse_output_limit(const std::string& s, uint64_t& hard, uint64_t& soft, uint64_t& seconds);
+
+// "host:port" or "[v6]:port" into its parts; an error text or "". `what` names the setting.
+std::string split_host_port(const std::string& s, const char* what, std::string& host, int& port);
 
 // Resolves derived fields (upstream host/port, sizes). Returns an error text or "".
 std::string finalize_config(Config& cfg);

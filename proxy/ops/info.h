@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "cache/stats.h"
 #include "proxy/ops/stats.h"
@@ -29,6 +30,17 @@ class InfoSnapshot {
 
   // The field's value as INFO shows it (a number in decimal, or the text).
   std::string value(InfoField f) const;
+
+  // The upstream nodes, one `node<i>:addr=...,role=...` line each at the end of the upstream
+  // section (as Redis's INFO lists its replicas), and labelled series in /metrics.
+  struct NodeLine {
+    std::string addr;
+    std::string role;   // primary, replica
+    std::string state;  // up, or why not (down, loading, master_link_status:down ...)
+    int64_t requests = 0, inflight = 0, errors = 0, redirects = 0;
+    int64_t offset = -1, lag = -1;  // a replica's applied offset and its lag behind the primary
+  };
+  std::vector<NodeLine> nodes;
 
  private:
   static size_t index(InfoField f) { return static_cast<size_t>(f); }

@@ -25,6 +25,17 @@ class Counter {
   std::atomic<uint64_t> v_{0};
 };
 
+// A level (up and down) written by one loop thread and read by any, as Counter.
+class Level {
+ public:
+  void operator++(int) { v_.store(v_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void operator--(int) { v_.store(v_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed); }
+  int64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> v_{0};
+};
+
 // One row per field, in INFO order (sections are contiguous):
 //   X(name, section, kind, source, help)
 //   kind:   kCounter (only grows; in /metrics <name>_total, a leading "total_" moved to the end),
@@ -57,6 +68,14 @@ class Counter {
   X(upstream_errors, upstream, kCounter, loops, "Upstream connections lost or refused")            \
   X(upstream_timeouts, upstream, kCounter, loops, "Upstream requests that timed out")              \
   X(upstream_connects, upstream, kCounter, loops, "Upstream connections opened")                   \
+  X(read_from, upstream, kText, set, "Where reads may go: primary, replica or prefer-replica")      \
+  X(replicas, upstream, kGauge, set, "Replicas configured (--replica)")                            \
+  X(replicas_healthy, upstream, kGauge, set,                                                       \
+    "Replicas taking reads: answering, not loading, linked to their primary")                      \
+  X(replica_reads, upstream, kCounter, loops, "Reads forwarded to a replica")                      \
+  X(replica_pending_keys, upstream, kGauge, set,                                                   \
+    "Keys written through respite that some replica has not applied yet (their reads go to the "   \
+    "primary)")                                                                                    \
   X(upstream_protocol_violations, upstream, kCounter, loops,                                       \
     "Upstream connections closed for a reply nobody was waiting for")                              \
   X(tracking_barriers, upstream, kCounter, loops,                                                  \

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/ops/stats.h"
 #include "proxy/upstream/upstream_conn.h"
 
 namespace respite {
@@ -45,11 +46,12 @@ class Node {
 
   // Clients' requests relayed by this node's connections (respite's own polls and fetches are
   // not counted). `inflight` is what the router weighs when it may choose between nodes.
+  // Written by this loop only; other loops read them for PROXY INFO.
   struct NodeStats {
-    uint64_t requests = 0;   // sent
-    uint64_t errors = 0;     // failed with their connection (no reply)
-    uint64_t redirects = 0;  // answered -MOVED/-ASK and sent again elsewhere
-    int64_t inflight = 0;    // sent, reply not yet arrived
+    Counter requests;   // sent
+    Counter errors;     // failed with their connection (no reply)
+    Counter redirects;  // answered -MOVED/-ASK and sent again elsewhere
+    Level inflight;     // sent, reply not yet arrived
   } stats;
 
   // The shared connection for a client of protocol `proto` (2 or 3), spread by `client_id`;

@@ -1,23 +1,38 @@
 // Which upstream node a request goes to. Dispatch describes the request (what the command
-// table says of it, its first key, the client's pin) and the router answers a node. Today there
-// is one node and every request goes there; replicas (reads to a replica that has the client's
-// writes), Sentinel (the primary changes at runtime) and Cluster (a node per key slot, MOVED and
-// ASK) decide here, without dispatch changing.
+// table says of it, its keys, the client's pin) and the router answers a node: the primary, or
+// with --replica and --read-from a replica for a read that replica may answer without missing
+// a write respite acknowledged (WriteLedger, replication.h). Sentinel (the primary changes at
+// runtime) and Cluster (a node per key slot, MOVED and ASK) decide here too, without dispatch
+// changing.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
 #include "proxy/upstream/node.h"
+#include "proxy/upstream/replication.h"
 
 namespace respite {
 
+// Where reads that may go to a replica go (--read-from).
+enum class ReadFrom : uint8_t {
+  Primary,        // every request to the primary
+  Replica,        // reads to a replica; to the primary when none may answer (logged)
+  PreferReplica,  // the same, the primary being an expected fallback
+};
+
 struct RouteRequest {
-  bool write = true;       // may write (or the command table cannot tell)
-  bool pinned = false;     // goes to a connection pinned to its client
+  bool write = true;       // may write (or the command table cannot tell): the primary
+  bool pinned = false;     // goes to a connection pinned to its client: the primary
   uint32_t db = 0;
   std::string_view key;    // the first key at a fixed position, if any, when routes_by_key()
+  // A read that may go to a replica (reads_replicas()): every key it reads, or keys_known false
+  // when they cannot be told (KEYS, SCAN, DBSIZE): then only a replica that has applied every
+  // write respite acknowledged may answer.
+  std::span<const std::string_view> keys;
+  bool keys_known = false;
 };
 
 class Router {
@@ -26,8 +41,25 @@ class Router {
     nodes_.push_back(n);
     if (!primary_) primary_ = n;
   }
+  // Replica `n`, the ledger's replica index `replicas().size()` at the call.
+  void add_replica(Node* n) {
+    nodes_.push_back(n);
+    replicas_.push_back(n);
+  }
+  void set_read_from(ReadFrom rf, WriteLedger* ledger) {
+    read_from_ = rf;
+    ledger_ = ledger;
+  }
   Node* primary() const { return primary_; }
-  Node* route(const RouteRequest&) const { return primary_; }
+  const std::vector<Node*>& replicas() const { return replicas_; }
+  // Reads may go to replicas (dispatch then fills RouteRequest::keys for reads).
+  bool reads_replicas() const { return read_from_ != ReadFrom::Primary && !replicas_.empty(); }
+  WriteLedger* ledger() const { return ledger_; }
+
+  Node* route(const RouteRequest& rr) const {
+    if (rr.write || rr.pinned || !reads_replicas()) return primary_;
+    return read_node(rr);
+  }
   // Whether route() looks at RouteRequest::key (dispatch fills it only then): not with one node.
   bool routes_by_key() const { return false; }
   // Whether a -MOVED/-ASK reply may send a request again (Redis Cluster): forwarded requests
@@ -41,13 +73,30 @@ class Router {
       if (n->name() == name) return n;
     return nullptr;
   }
-  // Where a cache fill of `key` reads from.
+  // Where a cache fill of `key` reads from: the primary (the cache's tracking link is there).
   Node* for_fill(uint32_t, std::string_view) const { return primary_; }
   const std::vector<Node*>& nodes() const { return nodes_; }
 
  private:
+  // A healthy replica that has applied the writes the read needs, the one with the fewest
+  // requests in flight on this loop; else the primary.
+  Node* read_node(const RouteRequest& rr) const {
+    Node* best = nullptr;
+    for (size_t i = 0; i < replicas_.size(); ++i) {
+      Node* n = replicas_[i];
+      if (!ledger_->health(i).healthy.load(std::memory_order_relaxed)) continue;
+      if (best && n->stats.inflight.get() >= best->stats.inflight.get()) continue;
+      if (!ledger_->may_read(i, rr.db, rr.keys, rr.keys_known)) continue;
+      best = n;
+    }
+    return best ? best : primary_;
+  }
+
   std::vector<Node*> nodes_;
+  std::vector<Node*> replicas_;
   Node* primary_ = nullptr;
+  ReadFrom read_from_ = ReadFrom::Primary;
+  WriteLedger* ledger_ = nullptr;
   bool follow_redirects_ = false;
 };
 

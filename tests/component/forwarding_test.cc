@@ -170,7 +170,7 @@ TEST_CASE("redirect: a request answered MOVED or ASK is sent again where the rep
   REQUIRE(rig.wait_replies(c, ++n));
   CHECK(c.reply(n - 1) == error("MOVED 866 " + self));
   CHECK(hgets() == 1);
-  CHECK(node->stats.redirects == 0);
+  CHECK(node->stats.redirects.get() == 0);
 
   rig.srv().router().set_follow_redirects(true);
   SECTION("MOVED: sent again to the node named; the client sees only the answer") {
@@ -181,7 +181,7 @@ TEST_CASE("redirect: a request answered MOVED or ASK is sent again where the rep
     CHECK(c.reply(n) == bulk("value-b"));
     CHECK(c.reply(n + 1) == bulk("value-c"));
     CHECK(hgets() == 4);
-    CHECK(node->stats.redirects == 1);
+    CHECK(node->stats.redirects.get() == 1);
     CHECK(up.count(Role::Shared, "ASKING") == 0);
   }
   SECTION("the second of two pipelined requests is moved: its own bytes are sent again") {
@@ -202,9 +202,9 @@ TEST_CASE("redirect: a request answered MOVED or ASK is sent again where the rep
     c.command({"HGET", "h", "b"});
     REQUIRE(rig.wait_replies(c, n + 1));
     CHECK(c.reply(n) == "-ERR upstream unavailable (timeout: no reply within 2000 ms)\r\n");
-    CHECK(node->stats.inflight == 1);  // still owed by the upstream...
+    CHECK(node->stats.inflight.get() == 1);  // still owed by the upstream...
     up.last(Role::Shared)->release();  // ...until it answers (the late reply goes to nobody)
-    REQUIRE(rig.run_until([&] { return node->stats.inflight == 0; }));
+    REQUIRE(rig.run_until([&] { return node->stats.inflight.get() == 0; }));
     CHECK(c.count() == n + 1);
   }
   SECTION("sent again with the protocol it was sent with, after the client's HELLO 3") {
@@ -251,7 +251,7 @@ TEST_CASE("redirect: a request answered MOVED or ASK is sent again where the rep
   c.command({"WATCH", "w"});
   REQUIRE(rig.wait_replies(c, before + 1));
   CHECK(up.conns(Role::Pinned).size() == 1);
-  CHECK(node->stats.inflight == 0);
+  CHECK(node->stats.inflight.get() == 0);
   rig.teardown();
 }
 

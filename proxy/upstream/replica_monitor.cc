@@ -1,0 +1,112 @@
+// ReplicaMonitor: the polls that tell the routers which replica may answer which read.
+#include "proxy/upstream/replica_monitor.h"
+
+#include <charconv>
+
+#include "proxy/ops/log.h"
+
+namespace respite {
+
+namespace {
+
+constexpr std::string_view kPrimaryInfo = "*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n";
+constexpr std::string_view kReplicaInfo =
+    "*3\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n$11\r\npersistence\r\n";
+
+bool parse_i64(std::string_view s, int64_t& out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+std::string_view info_value(std::string_view info, std::string_view field) {
+  size_t at = 0;
+  while ((at = info.find(field, at)) != std::string_view::npos) {
+    const bool line_start = at == 0 || info[at - 1] == '\n';
+    const size_t colon = at + field.size();
+    if (line_start && colon < info.size() && info[colon] == ':') {
+      size_t end = info.find_first_of("\r\n", colon + 1);
+      if (end == std::string_view::npos) end = info.size();
+      return info.substr(colon + 1, end - colon - 1);
+    }
+    at = colon;
+  }
+  return {};
+}
+
+ReplicaMonitor::ReplicaMonitor(UpstreamHost* host, WriteLedger* ledger, Node* primary,
+                               std::vector<Node*> replicas)
+    : host_(host),
+      ledger_(ledger),
+      primary_(primary),
+      replicas_(std::move(replicas)),
+      replica_out_(replicas_.size(), 0) {}
+
+void ReplicaMonitor::tick(uint64_t now) {
+  if (stopping_ || now < next_poll_ms_) return;
+  next_poll_ms_ = now + (ledger_->behind() ? kBehindMs : kIdleMs);
+  poll_primary();
+  for (size_t i = 0; i < replicas_.size(); ++i) poll_replica(i);
+}
+
+void ReplicaMonitor::poll_primary() {
+  if (primary_out_) return;
+  UpstreamConn* u = primary_->shared_conn(2, 0);
+  if (!u) return;
+  // The mark is taken before the poll is queued: a write acknowledged before this point is
+  // recorded with this mark or an earlier one, and ran before this INFO does.
+  const uint64_t mark = ledger_->next_mark();
+  primary_out_ = true;
+  u->request(once_sink([this, mark](std::string_view reply, bool failed) {
+               primary_out_ = false;
+               int64_t off;
+               if (failed || !parse_i64(info_value(reply, "master_repl_offset"), off)) return;
+               ledger_->primary_offset(mark, off);
+             }),
+             kPrimaryInfo, 0);
+}
+
+void ReplicaMonitor::poll_replica(size_t i) {
+  if (replica_out_[i]) return;
+  UpstreamConn* u = replicas_[i]->shared_conn(2, 0);
+  if (!u) {  // backing off after a failed connect
+    set_health(i, false, ReplicaHealth::kDown);
+    return;
+  }
+  replica_out_[i] = 1;
+  u->request(once_sink([this, i](std::string_view reply, bool failed) {
+               replica_out_[i] = 0;
+               if (failed) return set_health(i, false, ReplicaHealth::kDown);
+               if (reply.empty() || reply[0] == '-')
+                 return set_health(i, false, ReplicaHealth::kError);
+               if (info_value(reply, "role") != "slave")
+                 return set_health(i, false, ReplicaHealth::kNotReplica);
+               int64_t off;
+               if (parse_i64(info_value(reply, "slave_repl_offset"), off))
+                 ledger_->replica_offset(i, off);
+               if (info_value(reply, "loading") == "1")
+                 return set_health(i, false, ReplicaHealth::kLoading);
+               if (info_value(reply, "master_link_status") != "up")
+                 return set_health(i, false, ReplicaHealth::kLinkDown);
+               set_health(i, true, 0);
+             }),
+             kReplicaInfo, 0);
+}
+
+void ReplicaMonitor::set_health(size_t i, bool healthy, uint8_t why) {
+  ReplicaHealth& h = ledger_->health(i);
+  const bool was = h.healthy.load();
+  const uint8_t was_why = h.why.load();
+  h.why.store(why);
+  h.healthy.store(healthy);
+  if (was == healthy && (healthy || was_why == why)) return;
+  if (healthy)
+    log(LogLevel::Notice, "replica {} takes reads", replicas_[i]->name());
+  else
+    log(LogLevel::Warning, "replica {} takes no reads ({}): they go to another replica or the "
+        "primary", replicas_[i]->name(), ReplicaHealth::why_text(why));
+}
+
+}  // namespace respite

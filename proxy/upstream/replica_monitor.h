@@ -1,0 +1,49 @@
+// The replicas' watcher, on one loop (the first): polls `INFO replication` on the primary (its
+// offset, numbered as the WriteLedger's marks) and `INFO replication persistence` on every
+// replica (applied offset, link to its primary, loading), and publishes what it learns in the
+// ledger for every loop's router. It polls every kIdleMs, and every kBehindMs while some
+// acknowledged write is not yet known applied by a healthy replica, so reads of written keys
+// return to the replicas soon after they catch up.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "proxy/upstream/node.h"
+#include "proxy/upstream/replication.h"
+
+namespace respite {
+
+class ReplicaMonitor {
+ public:
+  ReplicaMonitor(UpstreamHost* host, WriteLedger* ledger, Node* primary,
+                 std::vector<Node*> replicas);
+  ReplicaMonitor(const ReplicaMonitor&) = delete;
+  ReplicaMonitor& operator=(const ReplicaMonitor&) = delete;
+
+  void tick(uint64_t now);
+  void stop() { stopping_ = true; }
+
+  static constexpr uint64_t kIdleMs = 100;
+  static constexpr uint64_t kBehindMs = 5;
+
+ private:
+  void poll_primary();
+  void poll_replica(size_t i);
+  void set_health(size_t i, bool healthy, uint8_t why);
+
+  UpstreamHost* host_;
+  WriteLedger* ledger_;
+  Node* primary_;
+  std::vector<Node*> replicas_;
+  bool primary_out_ = false;
+  std::vector<uint8_t> replica_out_;
+  uint64_t next_poll_ms_ = 0;
+  bool stopping_ = false;
+};
+
+// The value of `field` in an INFO reply ("" when absent).
+std::string_view info_value(std::string_view info, std::string_view field);
+
+}  // namespace respite

@@ -1,0 +1,117 @@
+// WriteLedger: which reads a replica may answer (see replication.h for the mechanism).
+#include "proxy/upstream/replication.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace respite {
+
+const char* ReplicaHealth::why_text(uint8_t w) {
+  switch (w) {
+    case kNotPolled: return "not polled yet";
+    case kDown: return "down";
+    case kLoading: return "loading";
+    case kLinkDown: return "master_link_status:down";
+    case kNotReplica: return "not a replica";
+    default: return "INFO refused";
+  }
+}
+
+WriteLedger::WriteLedger(size_t replicas) {
+  for (size_t i = 0; i < replicas; ++i) replicas_.push_back(std::make_unique<ReplicaHealth>());
+}
+
+std::string WriteLedger::map_key(uint32_t db, std::string_view key) {
+  std::string k(sizeof db + key.size(), '\0');
+  std::memcpy(k.data(), &db, sizeof db);
+  std::memcpy(k.data() + sizeof db, key.data(), key.size());
+  return k;
+}
+
+void WriteLedger::wrote(uint32_t db, std::string_view key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t m = current_mark();
+  if (keys_.size() >= kMaxKeys) {
+    // Bounded: forget the keys, and make every read wait for this mark instead.
+    keys_.clear();
+    order_.clear();
+    all_mark_ = m;
+  } else {
+    std::string k = map_key(db, key);
+    keys_[k] = m;
+    order_.emplace_back(m, std::move(k));
+  }
+  if (max_mark_.load() < m) max_mark_.store(m);
+}
+
+void WriteLedger::wrote_all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t m = current_mark();
+  all_mark_ = m;
+  if (max_mark_.load() < m) max_mark_.store(m);
+}
+
+bool WriteLedger::may_read(size_t i, uint32_t db, std::span<const std::string_view> keys,
+                           bool keys_known) const {
+  const uint64_t applied = replicas_[i]->applied.load();
+  if (applied >= max_mark_.load()) return true;  // every acknowledged write is there
+  if (!keys_known) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (all_mark_ > applied) return false;
+  std::string k;
+  for (std::string_view key : keys) {
+    k = map_key(db, key);
+    auto it = keys_.find(k);
+    if (it != keys_.end() && it->second > applied) return false;
+  }
+  return true;
+}
+
+void WriteLedger::primary_offset(uint64_t mark, int64_t offset) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Polls are sent one at a time, so marks arrive in order; a later poll subsumes an earlier
+  // one (its offset is at least as large), so dropping the oldest is safe.
+  if (!polls_.empty() && polls_.back().first >= mark) return;
+  polls_.emplace_back(mark, offset);
+  if (polls_.size() > kMaxPolls) polls_.pop_front();
+  primary_offset_ = offset;
+}
+
+void WriteLedger::replica_offset(size_t i, int64_t offset) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReplicaHealth& h = *replicas_[i];
+  h.offset.store(offset);
+  if (primary_offset_ >= 0) h.lag.store(std::max<int64_t>(0, primary_offset_ - offset));
+  uint64_t applied = h.applied.load();
+  for (const auto& [mark, off] : polls_) {
+    if (off > offset) break;
+    applied = std::max(applied, mark);
+  }
+  h.applied.store(applied);
+  forget_applied();
+}
+
+void WriteLedger::forget_applied() {
+  uint64_t lowest = UINT64_MAX;
+  for (const auto& r : replicas_) lowest = std::min(lowest, r->applied.load());
+  while (!polls_.empty() && polls_.front().first < lowest) polls_.pop_front();
+  while (!order_.empty() && order_.front().first <= lowest) {
+    auto it = keys_.find(order_.front().second);
+    if (it != keys_.end() && it->second <= lowest) keys_.erase(it);
+    order_.pop_front();
+  }
+}
+
+bool WriteLedger::behind() const {
+  const uint64_t newest = max_mark_.load();
+  for (const auto& r : replicas_)
+    if (r->healthy.load() && r->applied.load() < newest) return true;
+  return false;
+}
+
+size_t WriteLedger::recorded_keys() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return keys_.size();
+}
+
+}  // namespace respite

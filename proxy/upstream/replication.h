@@ -1,0 +1,89 @@
+// Reads from replicas without stale reads of respite's own writes (read-your-writes), shared by
+// every loop.
+//
+// The mechanism. Redis numbers everything it replicates (the replication offset). A write whose
+// reply reached respite has an offset no greater than the primary's master_repl_offset read by
+// any INFO sent to the primary afterwards: Redis runs one command at a time, and that INFO
+// arrived after the write had run. So:
+//  - respite polls the primary's `INFO replication` (the polls are numbered: marks) and each
+//    replica's own (slave_repl_offset: what the replica has applied);
+//  - a write acknowledged to respite is recorded with the number of the next primary poll to be
+//    sent (its mark), per key, or for every key when its keys are unknown (FLUSHDB, FLUSHALL,
+//    scripts, MOVE/COPY to another db);
+//  - a replica has applied mark m once it reported an offset >= the primary's offset of poll m;
+//  - a read goes to a replica only if the replica has applied every mark recorded for its keys
+//    (a read whose keys are not known needs every mark). Otherwise it goes to the primary.
+// Records of marks every replica has applied are dropped. The record is bounded (kMaxKeys):
+// past it, the keys are forgotten and every read waits for the newest mark instead.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace respite {
+
+// What the monitor last learnt of one replica (read by every loop).
+struct ReplicaHealth {
+  std::atomic<bool> healthy{false};     // answers, not loading, its link to the primary up
+  std::atomic<uint64_t> applied{0};     // the newest mark it is known to have applied
+  std::atomic<int64_t> offset{-1};      // slave_repl_offset, last read
+  std::atomic<int64_t> lag{-1};         // the primary's offset at its last poll minus `offset`
+  std::atomic<uint8_t> why{0};          // Why below, when not healthy
+  enum Why : uint8_t { kNotPolled, kDown, kLoading, kLinkDown, kNotReplica, kError };
+  static const char* why_text(uint8_t w);
+};
+
+class WriteLedger {
+ public:
+  explicit WriteLedger(size_t replicas);
+
+  // A write through respite was acknowledged: a read of `key` in `db` waits for the replicas.
+  void wrote(uint32_t db, std::string_view key);
+  // An acknowledged write whose keys are not known: every read waits.
+  void wrote_all();
+  // May replica `i` answer a read of `keys` in `db`? `keys_known` false: the read's keys are
+  // not known (KEYS, SCAN, a script): only a replica that has applied every mark may.
+  bool may_read(size_t i, uint32_t db, std::span<const std::string_view> keys,
+                bool keys_known) const;
+
+  // The monitor's side (one loop): the number of the primary poll about to be sent, then the
+  // offset that poll read; a replica's applied offset.
+  uint64_t next_mark() { return marks_.fetch_add(1) + 1; }
+  void primary_offset(uint64_t mark, int64_t offset);
+  void replica_offset(size_t i, int64_t offset);
+  // Some write is not yet known applied by every healthy replica (the monitor polls faster).
+  bool behind() const;
+
+  ReplicaHealth& health(size_t i) { return *replicas_[i]; }
+  const ReplicaHealth& health(size_t i) const { return *replicas_[i]; }
+  size_t replicas() const { return replicas_.size(); }
+  size_t recorded_keys() const;
+
+  static constexpr size_t kMaxKeys = 100000;
+  static constexpr size_t kMaxPolls = 4096;  // primary offsets kept (older ones are subsumed)
+
+ private:
+  static std::string map_key(uint32_t db, std::string_view key);
+  uint64_t current_mark() const { return marks_.load() + 1; }
+  void forget_applied();  // under mu_: drops what every replica has applied
+
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint64_t> keys_;  // db + key -> mark
+  std::deque<std::pair<uint64_t, std::string>> order_;  // the records in mark order, to drop
+  uint64_t all_mark_ = 0;                           // a write of unknown keys
+  std::atomic<uint64_t> max_mark_{0};               // the newest mark recorded
+  std::atomic<uint64_t> marks_{0};                  // primary polls sent
+  std::deque<std::pair<uint64_t, int64_t>> polls_;  // (mark, primary offset), oldest first
+  int64_t primary_offset_ = -1;                     // the newest poll's (for the lag)
+  std::vector<std::unique_ptr<ReplicaHealth>> replicas_;
+};
+
+}  // namespace respite

@@ -1,0 +1,124 @@
+// WriteLedger: which reads a replica may answer after writes respite acknowledged.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/upstream/replica_monitor.h"
+#include "proxy/upstream/replication.h"
+
+using respite::WriteLedger;
+
+namespace {
+
+bool may(const WriteLedger& l, size_t i, uint32_t db, std::vector<std::string_view> keys) {
+  return l.may_read(i, db, keys, true);
+}
+
+}  // namespace
+
+TEST_CASE("ledger: a written key waits for the offset of the next primary poll") {
+  WriteLedger l(2);
+  CHECK(may(l, 0, 0, {"k"}));  // nothing written: every replica may answer
+  CHECK(l.may_read(0, 0, {}, false));
+
+  l.wrote(0, "k");  // acknowledged before poll 1 is sent: poll 1's offset covers it
+  CHECK_FALSE(may(l, 0, 0, {"k"}));
+  CHECK(may(l, 0, 0, {"other"}));     // other keys still go to the replica
+  CHECK(may(l, 0, 1, {"k"}));         // the same name in another db
+  CHECK_FALSE(l.may_read(0, 0, {}, false));  // a read of unknown keys waits for everything
+  CHECK(l.behind() == false);  // no replica is healthy yet: nothing to poll fast for
+  l.health(0).healthy = true;
+  CHECK(l.behind());
+
+  const uint64_t m1 = l.next_mark();
+  CHECK(m1 == 1);
+  l.replica_offset(0, 500);  // before the primary's offset is known: applies nothing
+  CHECK_FALSE(may(l, 0, 0, {"k"}));
+  l.primary_offset(m1, 1000);
+  l.replica_offset(0, 999);
+  CHECK_FALSE(may(l, 0, 0, {"k"}));
+  CHECK(l.health(0).lag == 1);
+  l.replica_offset(0, 1000);
+  CHECK(may(l, 0, 0, {"k"}));
+  CHECK_FALSE(may(l, 1, 0, {"k"}));  // replica 1 has not reported
+  CHECK(l.recorded_keys() == 1);     // kept while some replica has not applied it
+  l.replica_offset(1, 1200);
+  CHECK(may(l, 1, 0, {"k"}));
+  CHECK(l.recorded_keys() == 0);  // every replica has it: forgotten
+  CHECK_FALSE(l.behind());
+}
+
+TEST_CASE("ledger: a write acknowledged after a poll was sent waits for the next poll") {
+  WriteLedger l(1);
+  const uint64_t m1 = l.next_mark();  // poll 1 is out
+  l.wrote(0, "k");                    // acknowledged after it was sent: poll 2's offset covers it
+  l.primary_offset(m1, 100);
+  l.replica_offset(0, 100);
+  CHECK_FALSE(may(l, 0, 0, {"k"}));
+  const uint64_t m2 = l.next_mark();
+  l.primary_offset(m2, 150);
+  l.replica_offset(0, 149);
+  CHECK_FALSE(may(l, 0, 0, {"k"}));
+  l.replica_offset(0, 150);
+  CHECK(may(l, 0, 0, {"k"}));
+}
+
+TEST_CASE("ledger: writes of unknown keys make every read wait") {
+  WriteLedger l(1);
+  l.wrote_all();
+  CHECK_FALSE(may(l, 0, 0, {"any"}));
+  CHECK_FALSE(l.may_read(0, 0, {}, false));
+  const uint64_t m = l.next_mark();
+  l.primary_offset(m, 10);
+  l.replica_offset(0, 10);
+  CHECK(may(l, 0, 0, {"any"}));
+  CHECK(l.may_read(0, 0, {}, false));
+}
+
+TEST_CASE("ledger: a read of several keys waits if any of them was written") {
+  WriteLedger l(1);
+  l.wrote(3, "b");
+  CHECK(may(l, 0, 3, {"a", "c"}));
+  CHECK_FALSE(may(l, 0, 3, {"a", "b", "c"}));
+}
+
+TEST_CASE("ledger: the record is bounded, past it every read waits for the newest mark") {
+  WriteLedger l(1);
+  for (size_t i = 0; i <= WriteLedger::kMaxKeys; ++i) l.wrote(0, "k" + std::to_string(i));
+  CHECK(l.recorded_keys() < WriteLedger::kMaxKeys);
+  CHECK_FALSE(may(l, 0, 0, {"never-written"}));
+  const uint64_t m = l.next_mark();
+  l.primary_offset(m, 7);
+  l.replica_offset(0, 7);
+  CHECK(may(l, 0, 0, {"k1"}));
+  CHECK(may(l, 0, 0, {"never-written"}));
+}
+
+TEST_CASE("ledger: older primary offsets beyond the bound are subsumed by newer ones") {
+  WriteLedger l(1);
+  l.wrote(0, "k");
+  uint64_t last = 0;
+  for (size_t i = 0; i < WriteLedger::kMaxPolls + 10; ++i) {
+    last = l.next_mark();
+    l.primary_offset(last, static_cast<int64_t>(100 + i));
+  }
+  l.replica_offset(0, 99);  // behind even the first poll
+  CHECK_FALSE(may(l, 0, 0, {"k"}));
+  l.replica_offset(0, static_cast<int64_t>(100 + WriteLedger::kMaxPolls + 9));
+  CHECK(may(l, 0, 0, {"k"}));
+  CHECK(l.health(0).applied == last);
+}
+
+TEST_CASE("info_value reads a field of an INFO reply") {
+  std::string_view info =
+      "$80\r\n# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:42\r\n"
+      "xslave_repl_offset:7\r\n";
+  CHECK(respite::info_value(info, "role") == "slave");
+  CHECK(respite::info_value(info, "master_link_status") == "up");
+  CHECK(respite::info_value(info, "slave_repl_offset") == "42");
+  CHECK(respite::info_value(info, "loading").empty());
+  CHECK(respite::info_value("", "role").empty());
+  CHECK(respite::info_value("role", "role").empty());  // no colon
+}
