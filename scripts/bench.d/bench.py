@@ -15,6 +15,10 @@ a ratio is the median over the rounds of that round's own ratio, not a ratio of 
 from different moments. Each run also records the CPU time the client, the proxy and Redis spent on it
 (/proc/<pid>/stat), per request: a cost that does not depend on how fast the machine was.
 
+Replica (--replica, --ab-replica): a second redis-server, a replica of the upstream, on a free
+loopback port; respite targets run with --replica on it and --read-from. The report says how many
+reads the replica served (its INFO commandstats; respite's PROXY INFO replica_reads).
+
 Memory: loads N entries (16-byte keys, 32-byte values) into a fresh upstream with
 `redis-cli --pipe`, reads them all through a fresh respite, and reports the bytes per entry beyond
 key and value, as the cache accounts them and from the growth of respite's RSS.
@@ -61,13 +65,22 @@ AB_THREADS = "respite-threads"
 # a change), interleaved with the others in the same rounds, so "before" and "after" see the same
 # machine moments and each is compared with the direct Redis run of its own round.
 BASELINE = "respite-baseline"
-CACHED = ("respite", AB_THREADS, BASELINE)
+# --ab-replica adds this target: respite with its cache, reading from a replica of the upstream
+# (--replica, --read-from), interleaved with the others in the same rounds, while the plain
+# respite target runs with the one node; each is compared with the direct Redis run of its round.
+AB_REPLICA = "respite-replica"
+CACHED = ("respite", AB_THREADS, BASELINE, AB_REPLICA)
 # Run order within a round (forward in odd rounds, backward in even ones): direct Redis sits next
-# to twemproxy and to respite, the ratios the acceptance checks; the baseline binary right next to
-# respite, then the thread A/B.
-RUN_ORDER = ["twemproxy", "redis", "respite", BASELINE, AB_THREADS, "respite-nocache"]
-# --baseline-bin's verdict: no ratio to direct Redis worse than the baseline's by more than this.
+# to twemproxy and to respite, the ratios the acceptance checks; the baseline binary (or else the
+# replica A/B) right next to respite, then the others.
+RUN_ORDER = ["twemproxy", "redis", "respite", BASELINE, AB_REPLICA, AB_THREADS, "respite-nocache"]
+# The respite targets (every one of them gets --replica with --replica).
+RESPITE_TARGETS = ("respite", "respite-nocache", AB_THREADS, BASELINE, AB_REPLICA)
+# --baseline-bin's verdict: no ratio to direct Redis worse than the baseline's by more than this;
+# --ab-replica's: none worse with the replica than with the one node by more than this.
 MAX_RATIO_LOSS = 0.05
+# Bounded waits for the replica: its link to the upstream up, then the filled keys applied.
+REPLICA_WAIT_S = 30.0
 TESTS = ["get", "set", "mget"]
 TEST_LABEL = {"get": "GET", "set": "SET", "mget": "MGET10"}
 
@@ -213,12 +226,73 @@ def free_ports(n):
     return ports
 
 
-def start_redis(procs, name, port):
+def start_redis(procs, name, port, extra=()):
     d = os.path.join(procs.tmp, name)
     os.makedirs(d, exist_ok=True)
     procs.start(name, ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                        "--save", "", "--appendonly", "no", "--dir", d, "--daemonize", "no",
-                       "--protected-mode", "yes"], port=port)
+                       "--protected-mode", "yes"] + list(extra), port=port)
+
+
+def wait_replica_link(procs, port, timeout=REPLICA_WAIT_S):
+    """Waits (bounded) until the replica on `port` reports master_link_status:up."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        if not procs.alive("replica"):
+            raise RuntimeError("the replica exited at start\n%s" % procs.log_tail("replica"))
+        with Conn(port, timeout=2.0) as c:
+            status = parse_info(c.call("INFO", "replication")).get("master_link_status")
+        if status == "up":
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the replica's master_link_status is %s, not up, after %.0f s\n%s"
+                       % (status, timeout, procs.log_tail("replica")))
+
+
+def wait_replica_dbsize(procs, port, want, timeout=REPLICA_WAIT_S):
+    """Waits (bounded) until the replica's DBSIZE equals `want` (the upstream's); returns the
+    seconds it took."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    n = None
+    while time.monotonic() < deadline:
+        with Conn(port, timeout=2.0) as c:
+            n = c.call("DBSIZE")
+        if n == want:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise RuntimeError("the replica's DBSIZE is %s, not the upstream's %s, after %.0f s\n%s"
+                       % (n, want, timeout, procs.log_tail("replica")))
+
+
+def replica_read_calls(port):
+    """The replica's INFO commandstats calls of GET and of MGET (the bench's reads)."""
+    with Conn(port, timeout=5.0) as c:
+        st = parse_info(c.call("INFO", "commandstats"))
+    out = {}
+    for cmd in ("get", "mget"):
+        calls = 0
+        for kv in st.get("cmdstat_" + cmd, "").split(","):
+            if kv.startswith("calls="):
+                calls = int(kv[len("calls="):])
+        out[cmd] = calls
+    return out
+
+
+def uses_replica(args, tg):
+    """Whether respite target tg runs with --replica (all of them with --replica; with
+    --ab-replica only AB_REPLICA)."""
+    if tg not in RESPITE_TARGETS:
+        return False
+    return bool(args.replica) or tg == AB_REPLICA
+
+
+def read_from_text(mode):
+    return {"replica": "reads to the replica (to the primary when it has not applied a write "
+                       "respite acknowledged for their keys, or cannot be reached)",
+            "prefer-replica": "reads to the replica, the primary an expected fallback",
+            "primary": "every request to the primary (the replica only replicates)"}[mode]
 
 
 def start_twemproxy(procs, port, stats_port, upstream_port):
@@ -241,11 +315,13 @@ def start_twemproxy(procs, port, stats_port, upstream_port):
 
 
 def respite_argv(args, port, upstream_port, cache_max_memory, cache_ttl_ms, threads=None,
-                 binary=None):
+                 binary=None, replica_port=None):
     argv = [binary or args.respite, "--port", str(port), "--bind", "127.0.0.1",
             "--upstream", "127.0.0.1:%d" % upstream_port,
             "--cache-max-memory", cache_max_memory, "--cache-ttl-ms", str(cache_ttl_ms),
             "--log-level", "warning"]
+    if replica_port:
+        argv += ["--replica", "127.0.0.1:%d" % replica_port, "--read-from", args.read_from]
     threads = threads or args.threads
     if threads:
         argv += ["--threads", str(threads)]
@@ -476,38 +552,64 @@ def write_chart(path_png, stamp, summary, targets, tests, pipelines, tmp):
 
 def throughput(args, procs, report):
     targets = args.targets
-    ports = free_ports(7)
-    up_port, tw_port, tw_stats, rc_port, rn_port, rt_port, rb_port = ports[:7]
+    ports = free_ports(9)
+    up_port, tw_port, tw_stats, rc_port, rn_port, rt_port, rb_port, rr_port, rep_port = ports[:9]
     target_port = {"redis": up_port, "twemproxy": tw_port, "respite": rc_port,
-                   "respite-nocache": rn_port, AB_THREADS: rt_port, BASELINE: rb_port}
+                   "respite-nocache": rn_port, AB_THREADS: rt_port, BASELINE: rb_port,
+                   AB_REPLICA: rr_port}
+    with_replica = args.replica or args.ab_replica
     log("starting: upstream redis :%d" % up_port)
-    start_redis(procs, "redis", up_port)
+    # With a replica: its first sync starts at once, not after the default 5 s diskless delay.
+    start_redis(procs, "redis", up_port,
+                ["--repl-diskless-sync-delay", "0"] if with_replica else [])
+    if with_replica:
+        log("starting: replica redis :%d (--replicaof 127.0.0.1 %d)" % (rep_port, up_port))
+        start_redis(procs, "replica", rep_port, ["--replicaof", "127.0.0.1", str(up_port)])
+        t0 = time.monotonic()
+        wait_replica_link(procs, rep_port)
+        log("replica: master_link_status:up after %.1f s" % (time.monotonic() - t0))
+
+    def rep(tg):
+        return rep_port if with_replica and uses_replica(args, tg) else None
+
     if "twemproxy" in targets:
         log("starting: twemproxy :%d" % tw_port)
         start_twemproxy(procs, tw_port, tw_stats, up_port)
     if "respite" in targets:
-        argv = respite_argv(args, rc_port, up_port, args.cache_max_memory, args.cache_ttl_ms)
+        argv = respite_argv(args, rc_port, up_port, args.cache_max_memory, args.cache_ttl_ms,
+                            replica_port=rep("respite"))
         log("starting: respite (cache) :%d: %s" % (rc_port, " ".join(argv[1:])))
         procs.start("respite", argv, port=rc_port)
     if "respite-nocache" in targets:
-        argv = respite_argv(args, rn_port, up_port, "0", args.cache_ttl_ms)
+        argv = respite_argv(args, rn_port, up_port, "0", args.cache_ttl_ms,
+                            replica_port=rep("respite-nocache"))
         log("starting: respite (cache off) :%d: %s" % (rn_port, " ".join(argv[1:])))
         procs.start("respite-nocache", argv, port=rn_port)
     if AB_THREADS in targets:
         argv = respite_argv(args, rt_port, up_port, args.cache_max_memory, args.cache_ttl_ms,
-                            threads=args.ab_threads)
+                            threads=args.ab_threads, replica_port=rep(AB_THREADS))
         log("starting: %s :%d: %s" % (TARGET_LABEL[AB_THREADS], rt_port, " ".join(argv[1:])))
         procs.start(AB_THREADS, argv, port=rt_port)
     if BASELINE in targets:
         argv = respite_argv(args, rb_port, up_port, args.cache_max_memory, args.cache_ttl_ms,
-                            binary=args.baseline_bin)
+                            binary=args.baseline_bin, replica_port=rep(BASELINE))
         log("starting: %s :%d: %s %s" % (TARGET_LABEL[BASELINE], rb_port, args.baseline_bin,
                                           " ".join(argv[1:])))
         procs.start(BASELINE, argv, port=rb_port)
+    if AB_REPLICA in targets:
+        argv = respite_argv(args, rr_port, up_port, args.cache_max_memory, args.cache_ttl_ms,
+                            replica_port=rep(AB_REPLICA))
+        log("starting: %s :%d: %s" % (TARGET_LABEL[AB_REPLICA], rr_port, " ".join(argv[1:])))
+        procs.start(AB_REPLICA, argv, port=rr_port)
 
     n = fill_keys(up_port, args.keys)
     log("filled %d keys (%s .. %s, %d-byte values); upstream DBSIZE %s"
         % (args.keys, KEY_FMT % 0, KEY_FMT % (args.keys - 1), VALUE_SIZE, n))
+    if with_replica:
+        # The fill went straight to the upstream (respite's ledger never saw it): reads through
+        # the replica find the keys only once it has applied them.
+        took = wait_replica_dbsize(procs, rep_port, n)
+        log("replica: DBSIZE %s (the upstream's) after %.1f s" % (n, took))
 
     warm_notes = []
     for tg in [t for t in CACHED if t in targets]:
@@ -527,6 +629,7 @@ def throughput(args, procs, report):
                    args.keys, hits, misses, bad))
         log(line)
         warm_notes.append(line)
+    replica_calls0 = replica_read_calls(rep_port) if with_replica else None
 
     pipelines = args.pipelines
     runs = []  # dicts: round, test, pipeline, target, rps, p50, p99, errors, note, misses
@@ -541,8 +644,9 @@ def throughput(args, procs, report):
                 order = [t for t in RUN_ORDER if t in targets]
                 # Every target takes each place in turn: the one in the middle measured ~0.1
                 # faster than the one at the end in a run of one binary against a copy of itself.
-                if (r // 2) % 2 and "respite" in order and BASELINE in order:
-                    i, j = order.index("respite"), order.index(BASELINE)
+                partner = BASELINE if BASELINE in order else AB_REPLICA
+                if (r // 2) % 2 and "respite" in order and partner in order:
+                    i, j = order.index("respite"), order.index(partner)
                     order[i], order[j] = order[j], order[i]
                 if r % 2:
                     order.reverse()
@@ -558,7 +662,7 @@ def throughput(args, procs, report):
                                      "rps": None, "p50": None, "p99": None, "errors": 1,
                                      "note": "target not running", "misses": None,
                                      "cpu_proxy": None, "cpu_redis": None,
-                                     "cpu_client": None})
+                                     "cpu_replica": None, "cpu_client": None})
                         continue
                     misses = None
                     if tg in CACHED and test in ("get", "mget"):
@@ -567,6 +671,9 @@ def throughput(args, procs, report):
                     cpu_pids = {"redis": procs.pid("redis")}
                     if tg != "redis":
                         cpu_pids["proxy"] = procs.pid(tg)
+                    if with_replica and procs.alive("replica"):
+                        # It applies every target's SETs, and serves the reads of those with it.
+                        cpu_pids["replica"] = procs.pid("replica")
                     cpu0 = {who: cpu_ticks(pid) for who, pid in cpu_pids.items()}
                     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     res = run_benchmark(args, port, test, p, nreq)
@@ -584,20 +691,37 @@ def throughput(args, procs, report):
                     res.update({"round": r + 1, "test": test, "pipeline": p, "target": tg,
                                 "misses": misses})
                     runs.append(res)
-                    log("[%3d/%d round %d] %-6s -P%-2d %-20s %10s rps  p50 %6s  p99 %6s ms  "
-                        "cpu us/req client %5s proxy %5s redis %5s%s%s%s"
-                        % (k, total, r + 1, TEST_LABEL[test], p, TARGET_LABEL[tg],
+                    log("[%3d/%d round %d] %-6s -P%-2d %-*s %10s rps  p50 %6s  p99 %6s ms  "
+                        "cpu us/req client %5s proxy %5s redis %5s%s%s%s%s"
+                        % (k, total, r + 1, TEST_LABEL[test], p, label_width(targets),
+                           TARGET_LABEL[tg],
                            fmt_num(res["rps"], ",.0f"), fmt_num(res["p50"], ".3f"),
                            fmt_num(res["p99"], ".3f"), fmt_num(res.get("cpu_client"), ".2f"),
                            fmt_num(res.get("cpu_proxy"), ".2f"),
                            fmt_num(res.get("cpu_redis"), ".2f"),
+                           " replica %5s" % fmt_num(res.get("cpu_replica"), ".2f")
+                           if "cpu_replica" in res else "",
                            "  ERRORS %d" % res["errors"] if res["errors"] else "",
                            "  cache misses %d" % misses if misses else "",
                            "  (%s)" % res["note"] if res["note"] else ""))
     log("throughput runs took %.0f s" % (time.monotonic() - t0))
-    for name in ["respite", "respite-nocache", AB_THREADS, BASELINE, "twemproxy"]:
+    for name in ["respite", "respite-nocache", AB_THREADS, BASELINE, AB_REPLICA, "twemproxy",
+                 "replica"]:
         if name in procs.running and not procs.alive(name):
             warn("%s died during the bench\n%s" % (name, procs.log_tail(name)))
+    if with_replica:
+        # Before stopping anything: what the replica served, by its own count and by respite's.
+        rep_report = {"port": rep_port, "upstream_port": up_port, "proxies": []}
+        if procs.alive("replica"):
+            rep_report["calls_warm"] = replica_calls0
+            rep_report["calls_end"] = replica_read_calls(rep_port)
+        for tg in targets:
+            if uses_replica(args, tg) and procs.alive(tg):
+                pi = proxy_info(target_port[tg])
+                rep_report["proxies"].append(
+                    (tg, info_int(pi, "replica_reads"), pi.get("read_from"),
+                     pi.get("replicas_healthy"), info_int(pi, "replica_pending_keys")))
+        report["replica"] = rep_report
     procs.stop_all()
 
     summary = {}
@@ -617,6 +741,7 @@ def throughput(args, procs, report):
                     # CPU of runs that completed only (a failed run's CPU is not per request)
                     "cpu_proxy": median([x.get("cpu_proxy") for x in rs if x["rps"]]),
                     "cpu_redis": median([x.get("cpu_redis") for x in rs if x["rps"]]),
+                    "cpu_replica": median([x.get("cpu_replica") for x in rs if x["rps"]]),
                     "cpu_client": median([x.get("cpu_client") for x in rs if x["rps"]]),
                 }
     by_round = {(x["test"], x["pipeline"], x["target"], x["round"]): x["rps"] for x in runs}
@@ -631,6 +756,17 @@ def throughput(args, procs, report):
                 ratios.append(a / b)
         return median(ratios), ratios
 
+    def diff_ratios(test, p, tg, base_tg):
+        """Each round's (tg / redis - base_tg / redis), then the median over the rounds."""
+        diffs = []
+        for r in range(1, args.rounds + 1):
+            a = by_round.get((test, p, tg, r))
+            b = by_round.get((test, p, base_tg, r))
+            d = by_round.get((test, p, "redis", r))
+            if a and b and d:
+                diffs.append(a / d - b / d)
+        return median(diffs), diffs
+
     for key, s in summary.items():
         test, p, tg = key
         s["x_redis"], s["x_redis_rounds"] = paired(test, p, tg, "redis")
@@ -638,15 +774,13 @@ def throughput(args, procs, report):
         if tg == "respite" and BASELINE in targets:
             # Each round's difference of the two binaries' ratios to that round's direct Redis
             # run, then the median over the rounds (as for the ratios themselves).
-            diffs = []
-            for r in range(1, args.rounds + 1):
-                a = by_round.get((test, p, "respite", r))
-                b = by_round.get((test, p, BASELINE, r))
-                d = by_round.get((test, p, "redis", r))
-                if a and b and d:
-                    diffs.append(a / d - b / d)
-            s["x_redis_diff"], s["x_redis_diff_rounds"] = median(diffs), diffs
+            s["x_redis_diff"], s["x_redis_diff_rounds"] = diff_ratios(test, p, "respite",
+                                                                      BASELINE)
             s["x_baseline"], s["x_baseline_rounds"] = paired(test, p, "respite", BASELINE)
+        if tg == AB_REPLICA and "respite" in targets:
+            # The same against the plain respite target (one node) of each round.
+            s["x_one_diff"], s["x_one_diff_rounds"] = diff_ratios(test, p, AB_REPLICA, "respite")
+            s["x_one"], s["x_one_rounds"] = paired(test, p, AB_REPLICA, "respite")
         threads = (args.ab_threads if tg == AB_THREADS else args.threads) or 1
         s["ceiling"] = cpu_ceiling(s, summary.get((test, p, "redis")), threads)
 
@@ -675,24 +809,34 @@ def cpu_ceiling(s, direct, proxy_threads=1):
     v = [s.get("cpu_client"), s.get("cpu_proxy"), s.get("cpu_redis")]
     if any(x is None for x in d + v) or max(d) <= 0:
         return None
+    # A replica (--replica, --ab-replica) runs during every run: one more process on both sides.
+    if direct.get("cpu_replica") is not None and s.get("cpu_replica") is not None:
+        d.append(direct["cpu_replica"])
+        v.append(s["cpu_replica"])
     cores = usable_cores()
     best_direct = min(1 / max(d), cores / sum(d))
-    per_process = max(v[0], v[1] / max(proxy_threads, 1), v[2])
+    per_process = max([v[0], v[1] / max(proxy_threads, 1)] + v[2:])
     best_proxy = min(1 / max(per_process, 1e-9), cores / max(sum(v), 1e-9))
     return best_proxy / best_direct
 
 
+def label_width(targets):
+    return max([20] + [len(TARGET_LABEL[t]) for t in targets])
+
+
 def table_lines(args, summary, pipelines):
-    hdr = "%-10s %-20s %12s %8s %8s %8s %8s %6s  %s" % (
-        "test", "target", "rps", "p50 ms", "p99 ms", "x redis", "x twem", "errors",
+    w = label_width(args.targets)
+    hdr = "%-10s %-*s %12s %8s %8s %8s %8s %6s  %s" % (
+        "test", w, "target", "rps", "p50 ms", "p99 ms", "x redis", "x twem", "errors",
         "cpu us/req: client proxy redis  ceiling")
     lines = [hdr, "-" * len(hdr)]
     for test in args.tests:
         for p in pipelines:
             for tg in args.targets:
                 s = summary[(test, p, tg)]
-                lines.append("%-10s %-20s %12s %8s %8s %8s %8s %6d  %18s %5s %5s %8s%s" % (
-                    "%s -P%d" % (TEST_LABEL[test], p), TARGET_LABEL[tg], fmt_num(s["rps"], ",.0f"),
+                lines.append("%-10s %-*s %12s %8s %8s %8s %8s %6d  %18s %5s %5s %8s%s" % (
+                    "%s -P%d" % (TEST_LABEL[test], p), w, TARGET_LABEL[tg],
+                    fmt_num(s["rps"], ",.0f"),
                     fmt_num(s["p50"], ".3f"), fmt_num(s["p99"], ".3f"),
                     fmt_num(s["x_redis"], ".2f"), fmt_num(s["x_twem"], ".2f"), s["errors"],
                     fmt_num(s["cpu_client"], ".2f"), fmt_num(s["cpu_proxy"], ".2f"),
@@ -707,34 +851,58 @@ def table_lines(args, summary, pipelines):
                  "Redis those costs allow on %d cores" % usable_cores())
     lines.append("with perfect scheduling (each process at most one core); a proxy near its "
                  "ceiling is CPU-bound, not waiting.")
+    if args.replica or args.ab_replica:
+        lines.append("With a replica running, the ceiling counts its CPU too (it applies every "
+                     "target's SETs and serves the reads")
+        lines.append("of the respite targets given --replica); its cpu us/req is in the "
+                     "-runs.csv and .csv files.")
     lines.append("")
     return lines
 
 
-def baseline_verdict(args, summary, pipelines):
-    """--baseline-bin: (lines of the before/after table, the verdict line, fails)."""
-    lines = ["before/after (--baseline-bin): respite (cache) from this binary and from the "
-             "baseline binary, each as a ratio to",
-             "the direct Redis run of its own round; diff = the median over the rounds of each "
-             "round's (this - baseline);",
-             "x base = the median over the rounds of each round's this / baseline throughput.",
-             "  this:     %s" % args.respite,
-             "  baseline: %s" % args.baseline_bin,
-             "",
-             "%-11s %8s %8s %8s %8s  %s" % ("test", "this", "baseline", "diff", "x base",
-                                           "diff per round"),
-             "-" * 72]
+def replica_lines(args, rep):
+    """--replica/--ab-replica: where the reads went and how many the replica served."""
+    if not rep:
+        return []
+    lines = ["replica: redis-server 127.0.0.1:%d, --replicaof 127.0.0.1 %d; respite targets with "
+             "--replica 127.0.0.1:%d --read-from %s:"
+             % (rep["port"], rep["upstream_port"], rep["port"], args.read_from),
+             "  %s" % read_from_text(args.read_from)]
+    warm, end = rep.get("calls_warm"), rep.get("calls_end")
+    if end is None:
+        lines.append("  reads served by the replica: ? (the replica was not running at the end)")
+    else:
+        n = end["get"] + end["mget"]
+        lines.append("  reads served by the replica: %d (its INFO commandstats: GET %d, MGET %d; "
+                     "%d of them by the end of the warm-up)"
+                     % (n, end["get"], end["mget"], warm["get"] + warm["mget"]))
+    for tg, reads, rf, healthy, pending in rep["proxies"]:
+        lines.append("  %s: PROXY INFO replica_reads %s, read_from %s, replicas_healthy %s, "
+                     "replica_pending_keys %s" % (TARGET_LABEL[tg], fmt_num(reads, "d"), rf,
+                                                  healthy, fmt_num(pending, "d")))
+    if any(tg in CACHED and not reads for tg, reads, _, _, _ in rep["proxies"]):
+        lines.append("  (respite fills its cache from the primary: a respite target with its cache "
+                     "sends the replica only the reads")
+        lines.append("  it does not cache; respite (cache off) with --replica sends it its GETs "
+                     "and MGETs)")
+    lines.append("")
+    return lines
+
+
+def ab_verdict(args, summary, pipelines, intro, cols, row, what):
+    """A table of two respite targets' ratios to direct Redis per test and pipeline depth and
+    the verdict on it: (lines, the verdict line "PASS/FAIL <what> ...", fails). row(test, p)
+    gives (ratio a, ratio b, diff, x, diff per round) for the columns `cols`."""
+    lines = intro + ["", "%-11s %8s %8s %8s %8s  %s" % (("test",) + cols + ("diff per round",)),
+                     "-" * 72]
     worst, missing = None, []
     for test in args.tests:
         for p in pipelines:
             label = "%s -P%d" % (TEST_LABEL[test], p)
-            s = summary.get((test, p, "respite")) or {}
-            b = summary.get((test, p, BASELINE)) or {}
-            d = s.get("x_redis_diff")
+            a, b, d, x, rounds = row(test, p)
             lines.append("%-11s %8s %8s %8s %8s  %s" % (
-                label, fmt_num(s.get("x_redis"), ".2f"), fmt_num(b.get("x_redis"), ".2f"),
-                fmt_num(d, "+.3f"), fmt_num(s.get("x_baseline"), ".2f"),
-                " ".join("%+.2f" % x for x in s.get("x_redis_diff_rounds") or [])))
+                label, fmt_num(a, ".2f"), fmt_num(b, ".2f"), fmt_num(d, "+.3f"),
+                fmt_num(x, ".2f"), " ".join("%+.2f" % v for v in rounds or [])))
             if d is None:
                 missing.append(label)
             elif worst is None or d < worst[0]:
@@ -745,10 +913,70 @@ def baseline_verdict(args, summary, pipelines):
         detail.append("worst: %s %+.3f" % (worst[1], worst[0]))
     if missing:
         detail.append("not measured: %s" % ", ".join(missing))
-    verdict = "  %s no ratio worse by more than %.2f  (%s; %d round(s))" % (
-        "PASS" if ok else "FAIL", MAX_RATIO_LOSS, "; ".join(detail), args.rounds)
+    verdict = "  %s %s  (%s; %d round(s))" % ("PASS" if ok else "FAIL", what, "; ".join(detail),
+                                              args.rounds)
     lines.append("")
     return lines, verdict, 0 if ok else 1
+
+
+def baseline_row(summary):
+    """row(test, p) for ab_verdict and write_ab_csv: respite and the baseline binary."""
+    def row(test, p):
+        s = summary.get((test, p, "respite")) or {}
+        b = summary.get((test, p, BASELINE)) or {}
+        return (s.get("x_redis"), b.get("x_redis"), s.get("x_redis_diff"), s.get("x_baseline"),
+                s.get("x_redis_diff_rounds"))
+    return row
+
+
+def replica_row(summary):
+    """row(test, p) for ab_verdict and write_ab_csv: respite on one node and with the replica."""
+    def row(test, p):
+        s = summary.get((test, p, "respite")) or {}
+        b = summary.get((test, p, AB_REPLICA)) or {}
+        return (s.get("x_redis"), b.get("x_redis"), b.get("x_one_diff"), b.get("x_one"),
+                b.get("x_one_diff_rounds"))
+    return row
+
+
+def write_ab_csv(path, args, pipelines, header, row):
+    """One line per test and pipeline depth of row(test, p) (see ab_verdict)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["test", "pipeline"] + header)
+        for test in args.tests:
+            for p in pipelines:
+                a, b, d, x, rounds = row(test, p)
+                w.writerow([TEST_LABEL[test], p] + [fmt_num(v, ".3f") for v in (a, b, d, x)]
+                           + [";".join("%.3f" % v for v in rounds or [])])
+
+
+def replica_verdict(args, summary, pipelines):
+    """--ab-replica: (lines of the one node / +replica table, the verdict line, fails)."""
+    intro = ["one node / +replica (--ab-replica): respite (cache) with the one upstream and "
+             "respite (cache) +replica (--replica,",
+             "--read-from %s), each as a ratio to the direct Redis run of its own round; diff = "
+             "the median over the rounds" % args.read_from,
+             "of each round's (+replica - one node); x one = the median over the rounds of each "
+             "round's +replica / one node throughput."]
+
+    return ab_verdict(args, summary, pipelines, intro, ("one node", "+replica", "diff", "x one"),
+                      replica_row(summary), "replica: no ratio worse by more than %.2f than one node"
+                      % MAX_RATIO_LOSS)
+
+
+def baseline_verdict(args, summary, pipelines):
+    """--baseline-bin: (lines of the before/after table, the verdict line, fails)."""
+    intro = ["before/after (--baseline-bin): respite (cache) from this binary and from the "
+             "baseline binary, each as a ratio to",
+             "the direct Redis run of its own round; diff = the median over the rounds of each "
+             "round's (this - baseline);",
+             "x base = the median over the rounds of each round's this / baseline throughput.",
+             "  this:     %s" % args.respite,
+             "  baseline: %s" % args.baseline_bin]
+
+    return ab_verdict(args, summary, pipelines, intro, ("this", "baseline", "diff", "x base"),
+                      baseline_row(summary), "no ratio worse by more than %.2f" % MAX_RATIO_LOSS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -877,6 +1105,10 @@ def check_lines(args, report):
         _, verdict, bad = baseline_verdict(args, summary, report.get("pipelines") or [])
         lines.append(verdict)
         fails += bad
+    if args.ab_replica:
+        _, verdict, bad = replica_verdict(args, summary, report.get("pipelines") or [])
+        lines.append(verdict)
+        fails += bad
     m = report.get("memory")
     for label, key in (("bytes/entry (cache)", "acct"), ("bytes/entry (RSS)", "rss")):
         v = m and m.get(key)
@@ -924,6 +1156,20 @@ def main():
                          "same interleaved rounds; reports both binaries' ratios to direct Redis, "
                          "their difference, and the verdict 'no ratio worse by more than %.2f' "
                          "(a FAIL counts for --strict)" % MAX_RATIO_LOSS)
+    ap.add_argument("--replica", action="store_true",
+                    help="also start a redis-server replica of the upstream (--replicaof, on a "
+                         "free loopback port; the bench waits for its link and for the filled "
+                         "keys) and start every respite target with --replica on it and "
+                         "--read-from (the memory test runs without it)")
+    ap.add_argument("--read-from", choices=("replica", "prefer-replica", "primary"), default=None,
+                    help="respite --read-from with --replica or --ab-replica (default replica)")
+    ap.add_argument("--ab-replica", action="store_true",
+                    help="start the replica as --replica does, but give it to one more target "
+                         "only, respite (cache) +replica, in the same interleaved rounds next to "
+                         "respite (cache), which keeps the one node; reports both ratios to "
+                         "direct Redis, their difference, and the verdict 'replica: no ratio "
+                         "worse by more than %.2f than one node' (a FAIL counts for --strict)"
+                         % MAX_RATIO_LOSS)
     ap.add_argument("--bin", metavar="PATH", default=None,
                     help="the respite binary under test (default: build/release/respite, which "
                          "scripts/bench builds; with --bin it builds nothing)")
@@ -989,6 +1235,21 @@ def main():
             ap.error("--baseline-bin compares throughput; it does nothing with --memory-only")
         args.targets.append(BASELINE)
         TARGET_LABEL[BASELINE] = "respite (cache) base"
+    if args.replica and args.ab_replica:
+        ap.error("--ab-replica compares with respite (cache) on one node: drop --replica")
+    if (args.replica or args.ab_replica) and args.memory_only:
+        ap.error("--replica and --ab-replica are for the throughput runs; they do nothing with "
+                 "--memory-only")
+    if args.read_from and not (args.replica or args.ab_replica):
+        ap.error("--read-from needs --replica or --ab-replica")
+    args.read_from = args.read_from or "replica"
+    if args.ab_replica:
+        if "respite" not in args.targets:
+            ap.error("--ab-replica compares with the respite target: keep it in --targets")
+        if "redis" not in args.targets:
+            ap.error("--ab-replica compares ratios to direct Redis: keep redis in --targets")
+        args.targets.append(AB_REPLICA)
+        TARGET_LABEL[AB_REPLICA] = "respite (cache) +replica"
     for t in args.tests:
         if t not in TESTS:
             ap.error("unknown test %r" % t)
@@ -1007,6 +1268,13 @@ def main():
     if args.baseline_bin:
         head.append("baseline:  %s (target respite (cache) base, with respite (cache)'s flags)"
                     % args.baseline_bin)
+    if args.replica or args.ab_replica:
+        head.append("replica:   a redis-server replica of the upstream (--replicaof, loopback); "
+                    "%s: --replica on it, --read-from %s"
+                    % ("every respite target" if args.replica
+                       else "only respite (cache) +replica (the other respite targets: one node)",
+                       args.read_from))
+        head.append("           reads went: %s" % read_from_text(args.read_from))
     head.append("command:   scripts/bench %s" % " ".join(sys.argv[1:]))
     head.append("bench:     redis-benchmark -c %d -r %d -d %d, -n %d at -P 1 and %d at -P 16; "
                 "%d round(s), targets interleaved (order forward, then backward); medians"
@@ -1044,6 +1312,9 @@ def main():
         out += table_lines(args, summary, report["pipelines"])
         if args.baseline_bin:
             out += baseline_verdict(args, summary, report["pipelines"])[0]
+        if args.ab_replica:
+            out += replica_verdict(args, summary, report["pipelines"])[0]
+    out += replica_lines(args, report.get("replica"))
     out += memory_lines(report.get("memory"))
     out.append("")
     checks, fails = check_lines(args, report)
@@ -1060,7 +1331,7 @@ def main():
             w.writerow(["test", "pipeline", "target", "rps", "p50_ms", "p99_ms", "x_redis",
                         "x_twemproxy", "runs", "errors", "cache_misses", "rps_per_round",
                         "x_redis_per_round", "cpu_us_per_req_proxy", "cpu_us_per_req_redis",
-                        "cpu_us_per_req_client", "cpu_ceiling"])
+                        "cpu_us_per_req_client", "cpu_ceiling", "cpu_us_per_req_replica"])
             for (test, p, tg), s in summary.items():
                 w.writerow([TEST_LABEL[test], p, tg, fmt_num(s["rps"], ".0f"),
                             fmt_num(s["p50"], ".3f"), fmt_num(s["p99"], ".3f"),
@@ -1069,37 +1340,33 @@ def main():
                             ";".join(fmt_num(x, ".0f") for x in s["all_rps"]),
                             ";".join("%.3f" % x for x in s["x_redis_rounds"]),
                             fmt_num(s["cpu_proxy"], ".3f"), fmt_num(s["cpu_redis"], ".3f"),
-                            fmt_num(s["cpu_client"], ".3f"), fmt_num(s["ceiling"], ".3f")])
+                            fmt_num(s["cpu_client"], ".3f"), fmt_num(s["ceiling"], ".3f"),
+                            fmt_num(s["cpu_replica"], ".3f")])
         files.append(base + ".csv")
         with open(base + "-runs.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["round", "test", "pipeline", "target", "rps", "p50_ms", "p99_ms",
                         "errors", "cache_misses", "cpu_us_per_req_proxy", "cpu_us_per_req_redis",
-                        "cpu_us_per_req_client", "note"])
+                        "cpu_us_per_req_client", "note", "cpu_us_per_req_replica"])
             for x in report["runs"]:
                 w.writerow([x["round"], TEST_LABEL[x["test"]], x["pipeline"], x["target"],
                             fmt_num(x["rps"], ".0f"), fmt_num(x["p50"], ".3f"),
                             fmt_num(x["p99"], ".3f"), x["errors"],
                             "" if x["misses"] is None else x["misses"],
                             fmt_num(x.get("cpu_proxy"), ".3f"), fmt_num(x.get("cpu_redis"), ".3f"),
-                            fmt_num(x.get("cpu_client"), ".3f"), x["note"]])
+                            fmt_num(x.get("cpu_client"), ".3f"), x["note"],
+                            fmt_num(x.get("cpu_replica"), ".3f")])
         files.append(base + "-runs.csv")
         if args.baseline_bin:
-            with open(base + "-baseline.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["test", "pipeline", "x_redis", "x_redis_baseline", "diff",
-                            "x_baseline", "diff_per_round"])
-                for test in args.tests:
-                    for p in report["pipelines"]:
-                        s = summary[(test, p, "respite")]
-                        b = summary[(test, p, BASELINE)]
-                        w.writerow([TEST_LABEL[test], p, fmt_num(s["x_redis"], ".3f"),
-                                    fmt_num(b["x_redis"], ".3f"),
-                                    fmt_num(s.get("x_redis_diff"), ".3f"),
-                                    fmt_num(s.get("x_baseline"), ".3f"),
-                                    ";".join("%.3f" % x for x in
-                                             s.get("x_redis_diff_rounds") or [])])
+            write_ab_csv(base + "-baseline.csv", args, report["pipelines"],
+                         ["x_redis", "x_redis_baseline", "diff", "x_baseline", "diff_per_round"],
+                         baseline_row(summary))
             files.append(base + "-baseline.csv")
+        if args.ab_replica:
+            write_ab_csv(base + "-replica.csv", args, report["pipelines"],
+                         ["x_redis_one_node", "x_redis_replica", "diff", "x_one_node",
+                          "diff_per_round"], replica_row(summary))
+            files.append(base + "-replica.csv")
         if write_chart(base + ".png", stamp, summary, args.targets, args.tests,
                        report["pipelines"], tmp):
             files.append(base + ".png")
