@@ -13,6 +13,7 @@
 #include "proxy/ops/log.h"
 #include "proxy/front/server.h"
 #include "proxy/http/http_server.h"
+#include "proxy/upstream/sentinel.h"
 
 // Counting replacements of the global allocation functions (see alloc_count.h). A relaxed
 // increment is the only cost; the aligned forms keep the library's own pair.
@@ -59,6 +60,30 @@ int main(int argc, char** argv) {
   if (!respite::set_log_file(cfg.logfile)) {
     fmt::print(stderr, "respite: cannot open logfile '{}'\n", cfg.logfile);
     return 1;
+  }
+  if (!cfg.sentinel_addrs.empty()) {
+    // The primary (and the replicas, when reads may go there and none were given) as the
+    // Sentinels say, before anything listens.
+    const bool want_replicas = cfg.read_from != "primary" && cfg.replica_addrs.empty();
+    respite::SentinelAnswer a = respite::ask_sentinels(cfg, want_replicas);
+    if (a.host.empty()) {
+      respite::log(respite::LogLevel::Warning, "no Sentinel named a primary for {}: {}",
+                   cfg.sentinel_master, a.error);
+      return 1;
+    }
+    cfg.upstream_host = a.host;
+    cfg.upstream_port = a.port;
+    cfg.upstream = a.host.find(':') != std::string::npos ? fmt::format("[{}]:{}", a.host, a.port)
+                                                         : fmt::format("{}:{}", a.host, a.port);
+    respite::log(respite::LogLevel::Notice, "Sentinel: the primary of {} is {}", cfg.sentinel_master,
+                 cfg.upstream);
+    if (want_replicas) {
+      cfg.replica_addrs = a.replicas;
+      for (const auto& [h, p] : a.replicas) {
+        cfg.replicas.push_back(fmt::format("{}:{}", h, p));
+        respite::log(respite::LogLevel::Notice, "Sentinel: replica {}:{}", h, p);
+      }
+    }
   }
   // One cache for every loop; with several loops it takes per-shard locks.
   respite::Shared shared;

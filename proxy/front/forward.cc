@@ -149,6 +149,11 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   uint64_t answer_by = 0;
   if (pin != Pin::Blocking && pin != Pin::Stream && !c->streaming)
     answer_by = c->arrived_ms() + static_cast<uint64_t>(srv_.config().upstream_timeout_ms);
+  if ((c->pinned || needs_pin || !ci || !ci->is(CommandFlag::kReadonly)) && srv_.writes_held()) {
+    // Sentinel is failing the primary over: what may write would be lost with the old one.
+    c->immediate_reply() += upstream_error(kFailover);
+    return;
+  }
   if (!target && needs_pin) {
     c->pinned = target = srv_.open_pinned(c, pin_node, pin == Pin::Aside ? 0 : -1);
   }

@@ -68,6 +68,22 @@ int Server::start() {
     router_.add_replica(n.get());
     replica_nodes_.push_back(std::move(n));
   }
+  if (!cfg_.sentinel_addrs.empty() && index_ == 0) {
+    sentinel_ = std::make_unique<SentinelWatcher>(
+        this, cfg_, cfg_.upstream_host, cfg_.upstream_port,
+        [this](const std::string& host, int port) {
+          for (Server* s : shared_->servers) s->post([s, host, port] { s->switch_primary(host, port); });
+        },
+        [this] {
+          for (Server* s : shared_->servers)
+            s->post([s] { s->hold_writes(s->now() + SentinelWatcher::kHoldMs); });
+        });
+    if (std::string err = sentinel_->start(loop_.uv()); !err.empty()) {
+      log(LogLevel::Warning, "{}", err);
+      loop_.close();
+      return 1;
+    }
+  }
   if (!replica_nodes_.empty()) {
     router_.set_read_from(cfg_.read_from == "replica"          ? ReadFrom::Replica
                           : cfg_.read_from == "prefer-replica" ? ReadFrom::PreferReplica
@@ -122,6 +138,7 @@ void Server::finish() {
   if (http_) http_->close();
   while (!clients_.empty()) clients_.back()->close();
   for (Node* n : router_.nodes()) n->close_all();
+  if (sentinel_) sentinel_->stop();
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   loop_.close();
@@ -238,6 +255,7 @@ void Server::tick() {
   }
   srv->cache_path_.tracking().tick(now);
   if (srv->replica_monitor_ && !srv->shutting_down_) srv->replica_monitor_->tick(now);
+  if (srv->sentinel_ && !srv->shutting_down_) srv->sentinel_->tick(now);
   if (!srv->shutting_down_ && srv->cache_path_.cache().enabled())
     srv->cache_path_.cache().expire_step(srv->tick_micros(), 64);
   if (now >= srv->next_token_check_ms_) {
@@ -275,6 +293,31 @@ UpstreamConn* Server::open_pinned(ClientConn* c, Node* node, int db) {
   UpstreamConn* u = node->open_pinned(c, c->proto, db < 0 ? c->db : db);
   if (u) learn_upstream_client_id(u);  // CLIENT ID: its first request after the handshake
   return u;
+}
+
+void Server::upstream_readonly(Node* n) {
+  if (n != router_.primary() || cfg_.sentinel_addrs.empty()) return;
+  Server* first = shared_->servers.front();
+  first->post([first] {
+    if (first->sentinel_) first->sentinel_->reask();
+  });
+}
+
+void Server::switch_primary(const std::string& host, int port) {
+  if (shutting_down_) return;
+  const std::string old = node_->name();
+  if (std::string err = node_->retarget(loop_.uv(), host, port); !err.empty()) {
+    log(LogLevel::Warning, "cannot resolve the new primary {}:{}: {}", host, port, err);
+    return;
+  }
+  cfg_.upstream = host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
+                                                      : fmt::format("{}:{}", host, port);
+  cfg_.upstream_host = host;
+  cfg_.upstream_port = port;
+  writes_held_until_ = 0;
+  log(LogLevel::Notice, "primary {} -> {}: connections to the old one closed, cache flushed", old,
+      node_->name());
+  shared_conn(2, 0);  // connect now: health, and the probes of a new primary
 }
 
 void Server::invalidate_after_write(WriteInvalidation* inv) {

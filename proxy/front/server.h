@@ -33,6 +33,7 @@
 #include "proxy/upstream/node.h"
 #include "proxy/upstream/replica_monitor.h"
 #include "proxy/upstream/router.h"
+#include "proxy/upstream/sentinel.h"
 #include "proxy/upstream/upstream_conn.h"
 #include "resp/reply_scanner.h"
 #include "resp/request_parser.h"
@@ -145,6 +146,14 @@ class Server final : public UpstreamHost, public NodeObserver {
     cache_path_.tracking().barrier(c, seq, reply);
   }
   bool redirect(const Redirect& r) override { return dispatch_.redirect(r); }
+  // A node answered -READONLY: with Sentinel, ask where the primary is now.
+  void upstream_readonly(Node* n) override;
+  // Sentinel moved the primary: this loop's primary node goes to `host`:`port`.
+  void switch_primary(const std::string& host, int port);
+  // Sentinel began a failover: writes (and pinned clients' requests) get an error instead of
+  // reaching the old primary, until switch_primary() or `until_ms`.
+  void hold_writes(uint64_t until_ms) { writes_held_until_ = until_ms; }
+  bool writes_held() { return writes_held_until_ != 0 && now() < writes_held_until_; }
   // The batch clock (Loop::micros).
   cache::Micros micros() const override { return loop_.micros(); }
   cache::Micros tick_micros() override { return loop_.tick_micros(); }
@@ -222,6 +231,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::unique_ptr<Node> node_;  // --upstream
   std::vector<std::unique_ptr<Node>> replica_nodes_;  // --replica, in the order given
   std::unique_ptr<ReplicaMonitor> replica_monitor_;   // the first loop's, with replicas
+  std::unique_ptr<SentinelWatcher> sentinel_;         // the first loop's, with --sentinel
+  uint64_t writes_held_until_ = 0;                    // hold_writes()
   Router router_;
   CachePath cache_path_;
   Dispatch dispatch_{*this};

@@ -50,6 +50,13 @@ void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
   int64_t healthy = 0;
   for (size_t i = 0; ledger && i < ledger->replicas(); ++i) healthy += ledger->health(i).healthy.load();
   snap.set_number(F::replicas_healthy, healthy);
+  Server* first = shared_->servers.front();
+  const SentinelWatcher* sw =
+      first == this || first->started_.load(std::memory_order_acquire) ? first->sentinel_.get() : nullptr;
+  snap.set_text(F::sentinel_master, cfg_.sentinel_master.empty() ? std::string("none")
+                                                                  : cfg_.sentinel_master);
+  snap.set_number(F::sentinels_reachable, sw ? static_cast<int64_t>(sw->reachable()) : 0);
+  snap.set_number(F::sentinel_switches, sw ? static_cast<int64_t>(sw->switches()) : 0);
   snap.set_number(F::replica_pending_keys,
                   ledger ? static_cast<int64_t>(ledger->recorded_keys()) : 0);
   // Every loop has the same nodes in the same order; their counts are summed over the loops

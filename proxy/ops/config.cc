@@ -152,6 +152,13 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
                  "primary|replica|prefer-replica: where reads go when replicas are given (never "
                  "a read of a write respite acknowledged that a replica has not applied)")
       ->capture_default_str();
+  app.add_option("--sentinel", cfg.sentinels,
+                 "a Sentinel as host:port (repeatable): the upstream primary is the one they "
+                 "name for --sentinel-master, followed through failovers")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--sentinel-master", cfg.sentinel_master, "the master name the Sentinels monitor");
+  app.add_option("--sentinel-user", cfg.sentinel_user, "ACL user for the Sentinels");
+  app.add_option("--sentinel-password", cfg.sentinel_password, "password for the Sentinels");
   app.add_option("--upstream-user", cfg.upstream_user, "ACL user respite authenticates as upstream");
   app.add_option("--upstream-password", cfg.upstream_password,
                  "password respite authenticates with upstream (AUTH on every connection)");
@@ -274,6 +281,16 @@ std::string finalize_config(Config& cfg) {
     if (std::string e = split_host_port(r, "replica", host, port); !e.empty()) return e;
     cfg.replica_addrs.emplace_back(host, port);
   }
+  cfg.sentinel_addrs.clear();
+  for (const std::string& r : cfg.sentinels) {
+    if (r.empty()) continue;
+    std::string host;
+    int port = 0;
+    if (std::string e = split_host_port(r, "sentinel", host, port); !e.empty()) return e;
+    cfg.sentinel_addrs.emplace_back(host, port);
+  }
+  if (!cfg.sentinel_addrs.empty() && cfg.sentinel_master.empty())
+    return "--sentinel needs --sentinel-master (the name the Sentinels monitor)";
   {
     std::string rf = lower(cfg.read_from);
     if (rf != "primary" && rf != "replica" && rf != "prefer-replica")
@@ -326,6 +343,12 @@ std::vector<std::string> describe_config(const Config& c) {
       fmt::format("replicas {} read-from {}",
                   c.replicas.empty() ? std::string("(none)") : fmt::format("{}", fmt::join(c.replicas, " ")),
                   c.read_from),
+      c.sentinels.empty()
+          ? std::string("sentinel (none)")
+          : fmt::format("sentinel {} sentinel-master {} sentinel-user {} sentinel-password {}",
+                        fmt::join(c.sentinels, " "), c.sentinel_master,
+                        c.sentinel_user.empty() ? "(default)" : c.sentinel_user,
+                        mask(c.sentinel_password)),
       fmt::format("cache-max-memory {} cache-ttl-ms {} cache-max-keys {} cache-max-value {}",
                   c.cache_max_memory, c.cache_ttl_ms, c.cache_max_keys, c.cache_max_value),
       fmt::format("cache-policy {} xfetch-beta {} cache-lfu-log-factor {} cache-lfu-decay-time {}",

@@ -42,6 +42,13 @@ struct Config {
   std::vector<std::string> replicas;
   std::vector<std::pair<std::string, int>> replica_addrs;  // derived from `replicas`
   std::string read_from = "primary";
+  // Sentinel: the primary (and, for --read-from, the replicas) of `sentinel_master` as these
+  // Sentinels (host:port each) say, followed through failovers. `upstream` is then found.
+  std::vector<std::string> sentinels;
+  std::vector<std::pair<std::string, int>> sentinel_addrs;  // derived
+  std::string sentinel_master;
+  std::string sentinel_user;
+  std::string sentinel_password;
   int databases = 16;
 
   // Cache.

@@ -73,6 +73,9 @@ class Level {
   X(replicas_healthy, upstream, kGauge, set,                                                       \
     "Replicas taking reads: answering, not loading, linked to their primary")                      \
   X(replica_reads, upstream, kCounter, loops, "Reads forwarded to a replica")                      \
+  X(sentinel_master, upstream, kText, set, "The master name followed through Sentinel, or none")   \
+  X(sentinels_reachable, upstream, kGauge, set, "Sentinels respite is subscribed to")             \
+  X(sentinel_switches, upstream, kCounter, set, "Primary changes followed (Sentinel failovers)")  \
   X(replica_pending_keys, upstream, kGauge, set,                                                   \
     "Keys written through respite that some replica has not applied yet (their reads go to the "   \
     "primary)")                                                                                    \

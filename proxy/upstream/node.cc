@@ -28,6 +28,27 @@ std::string Node::resolve(uv_loop_t* loop) {
   return "";
 }
 
+std::string Node::retarget(uv_loop_t* loop, const std::string& host, int port) {
+  const std::string old_host = host_;
+  const int old_port = port_;
+  host_ = host;
+  port_ = port;
+  if (std::string err = resolve(loop); !err.empty()) {
+    host_ = old_host;
+    port_ = old_port;
+    return err;
+  }
+  name_ = host_ + ":" + std::to_string(port_);
+  const bool stopping = stopping_;
+  close_all();  // conn_gone unlists each; the pools are empty after
+  stopping_ = stopping;
+  backoff_ms_ = 0;
+  next_attempt_[0] = next_attempt_[1] = 0;
+  tracking.next_attempt_ms = 0;
+  tracking.backoff_ms = 0;
+  return "";
+}
+
 UpstreamConn* Node::shared_conn(int proto, uint64_t client_id) {
   auto& v = pool_[proto - 2];
   if (v.empty()) v.assign(static_cast<size_t>(up_->config().upstream_connections), nullptr);

@@ -40,6 +40,21 @@ class Node {
 
   // Resolves the address (blocking getaddrinfo on `loop`); "" or why it failed.
   std::string resolve(uv_loop_t* loop);
+  // The node is now another server (Sentinel announced a new primary): every connection
+  // closes (requests in flight fail, pinned clients are closed, the tracking link goes and with
+  // it the cache), and new ones go to `host`:`port`. "" or why the address did not resolve
+  // (the old one is then kept).
+  std::string retarget(uv_loop_t* loop, const std::string& host, int port);
+  // Credentials for this node's connections instead of --upstream-user/--upstream-password
+  // (a Sentinel's own).
+  void set_auth(std::string user, std::string password) {
+    own_auth_ = true;
+    auth_user_ = std::move(user);
+    auth_password_ = std::move(password);
+  }
+  bool own_auth() const { return own_auth_; }
+  const std::string& auth_user() const { return auth_user_; }
+  const std::string& auth_password() const { return auth_password_; }
   const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
   const std::string& name() const { return name_; }  // "host:port" as configured
   Role role = Role::Unknown;
@@ -100,6 +115,8 @@ class Node {
   uint64_t next_attempt_[2] = {0, 0};  // per protocol: no new shared connection before this
   uint64_t backoff_ms_ = 0;
   bool stopping_ = false;
+  bool own_auth_ = false;
+  std::string auth_user_, auth_password_;
 };
 
 }  // namespace respite

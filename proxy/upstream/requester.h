@@ -21,6 +21,9 @@ constexpr uint64_t kStreamSeq = UINT64_MAX;
 std::string upstream_error(std::string_view why);
 // Why, while no connection to the node is up (backing off after a failed connect).
 inline constexpr std::string_view kReconnecting = "reconnecting";
+// Why, while Sentinel is failing the primary over: writes are not sent to the old primary,
+// which would drop them when it becomes a replica.
+inline constexpr std::string_view kFailover = "failover in progress, not sent";
 // The reason given when a request got no reply within --upstream-timeout-ms.
 std::string timeout_reason(int timeout_ms);
 

@@ -21,15 +21,16 @@ UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester*
     : host_(host), node_(node), proto_(proto), owner_(owner), db_(0), stream_(host->loop(), this, kKeepOutput),
       out_(stream_.out()) {
   const Config& cfg = host->config();
+  const std::string& user = node->own_auth() ? node->auth_user() : cfg.upstream_user;
+  const std::string& password = node->own_auth() ? node->auth_password() : cfg.upstream_password;
   // The handshake goes first in the output, so whatever clients queue while we connect follows.
-  if (!cfg.upstream_password.empty()) {
+  if (!password.empty()) {
     std::string cmd;
-    if (cfg.upstream_user.empty())
-      cmd = fmt::format("*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n", cfg.upstream_password.size(),
-                        cfg.upstream_password);
+    if (user.empty())
+      cmd = fmt::format("*2\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n", password.size(), password);
     else
-      cmd = fmt::format("*3\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n${}\r\n{}\r\n", cfg.upstream_user.size(),
-                        cfg.upstream_user, cfg.upstream_password.size(), cfg.upstream_password);
+      cmd = fmt::format("*3\r\n$4\r\nAUTH\r\n${}\r\n{}\r\n${}\r\n{}\r\n", user.size(), user,
+                        password.size(), password);
     push_internal(cmd);
   }
   if (proto_ == 3) push_internal("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
@@ -324,6 +325,8 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
         take_kept(p);
       }
       reply_invalidation(p);
+      if (reply.size() > 9 && reply[0] == '-' && reply.substr(1, 8) == "READONLY")
+        host_->upstream_readonly(node_);
       host_->record_round_trip(static_cast<uint64_t>(host_->micros()) - p.start_us, p.client,
                                  {p.name, p.name_len}, {p.arg, p.arg_len});
       if (p.answer_by && !p.answered) answer_by_pending_--;

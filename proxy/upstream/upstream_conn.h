@@ -58,6 +58,8 @@ class UpstreamHost {
   // where the reply says and return true (its slot is then answered by the retry), or return
   // false and the reply is relayed to the client as it is.
   virtual bool redirect(const Redirect& r) = 0;
+  // A client's request on `n` was answered -READONLY (a primary turned replica).
+  virtual void upstream_readonly(Node*) {}
 
  protected:
   ~UpstreamHost() = default;

@@ -1,0 +1,101 @@
+// Sentinel: where the primary is, and when it moves.
+//
+// At start (before any loop runs) ask_sentinels() asks each Sentinel in turn
+// SENTINEL GET-MASTER-ADDR-BY-NAME (and SENTINEL REPLICAS when reads may go to replicas and none
+// were given) and confirms the answer with ROLE on the primary itself. While running, the first
+// loop's SentinelWatcher keeps a subscription on every reachable Sentinel (+switch-master: the
+// failover is done; +selected-slave: it has begun, writes are held; +sdown/-sdown, +odown and
+// +replica are logged) and asks again every
+// kReaskMs and when a node answers -READONLY (a primary that was turned into a replica). A new
+// address is handed to `on_switch`, which moves every loop's primary node there
+// (Node::retarget: requests in flight fail, pinned clients are closed, the cache read from the
+// old primary is flushed with its tracking link).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "proxy/ops/config.h"
+#include "proxy/upstream/node.h"
+
+namespace respite {
+
+struct SentinelAnswer {
+  std::string host;  // empty: not found (`error` says why)
+  int port = 0;
+  std::vector<std::pair<std::string, int>> replicas;  // not down, not disconnected
+  std::string error;
+};
+
+// Blocking (1 s connect and reply timeouts per Sentinel): for start-up only.
+SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas);
+
+class SentinelWatcher final : private NodeObserver {
+ public:
+  using SwitchFn = std::function<void(const std::string& host, int port)>;
+  // `on_hold`: a failover of the primary has begun (+selected-slave): writes must stop until
+  // `on_switch` (or, if the failover is abandoned, kHoldMs).
+  SentinelWatcher(UpstreamHost* host, const Config& cfg, std::string primary_host,
+                  int primary_port, SwitchFn on_switch, std::function<void()> on_hold);
+  ~SentinelWatcher();
+  SentinelWatcher(const SentinelWatcher&) = delete;
+  SentinelWatcher& operator=(const SentinelWatcher&) = delete;
+
+  // Resolves the Sentinels' addresses; "" or why one failed.
+  std::string start(uv_loop_t* loop);
+  void tick(uint64_t now);
+  // Ask every Sentinel now (a node answered -READONLY).
+  void reask() { next_ask_ms_ = 0; }
+  void stop();  // closes every connection (shutdown)
+  // Failovers followed since start, and Sentinels subscribed to now (PROXY INFO, any loop).
+  uint64_t switches() const { return switches_.load(std::memory_order_relaxed); }
+  size_t reachable() const { return reachable_.load(std::memory_order_relaxed); }
+
+  static constexpr uint64_t kReaskMs = 1000;
+  static constexpr uint64_t kHoldMs = 10000;
+
+ private:
+  struct Sentinel {
+    std::unique_ptr<Node> node;
+    std::unique_ptr<ReplySink> sub_sink;  // SUBSCRIBE's replies (one per channel)
+    bool subscribed = false;
+    bool asking = false;
+  };
+  // NodeObserver: a Sentinel's subscription (its node's tracking.link) dropped.
+  void on_shared_up(UpstreamConn*) override {}
+  void on_link_lost() override;
+  void on_fetch_lost() override {}
+
+  void subscribe(Sentinel& s);
+  void ask(Sentinel& s);
+  void on_message(std::string_view reply);
+  // Every answer of an asking round is in: a new primary only when more than half of the
+  // Sentinels answered and all of them name it (a Sentinel that missed the failover would
+  // otherwise send respite back to the old primary).
+  void round_done();
+  // The primary is now (host, port).
+  void named(const std::string& host, int port, bool announced);
+
+  UpstreamHost* host_;
+  const Config& cfg_;
+  std::string primary_host_;
+  int primary_port_;
+  SwitchFn on_switch_;
+  std::function<void()> on_hold_;
+  std::vector<Sentinel> sentinels_;
+  std::unique_ptr<ReplySink> msg_sink_;
+  uint64_t next_ask_ms_ = 0;
+  uint64_t next_sub_ms_ = 0;
+  size_t round_outstanding_ = 0;
+  std::vector<std::pair<std::string, int>> round_answers_;
+  std::atomic<uint64_t> switches_{0};
+  std::atomic<size_t> reachable_{0};
+  bool stopping_ = false;
+};
+
+}  // namespace respite
