@@ -164,6 +164,16 @@ def wait_for_port(port: int, timeout: float = START_TIMEOUT, proc: subprocess.Po
     return False
 
 
+def wait_until(pred, timeout: float, what: str) -> None:
+    """Polls `pred` every 20 ms until it is true; AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def wait_port_closed(port: int, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

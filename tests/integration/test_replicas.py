@@ -9,7 +9,7 @@ import time
 import unittest
 
 import harness
-from harness import HOST, RedisServer, Respite, proxy_info
+from harness import HOST, RedisServer, Respite, proxy_info, wait_until
 
 
 class PausableRelay:
@@ -84,14 +84,6 @@ def calls(server: RedisServer, cmd: str) -> int:
 def replication(server: RedisServer) -> dict:
     return server.client().info("replication")
 
-
-def wait_until(pred, timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class ReplicaSetup(unittest.TestCase):

@@ -8,16 +8,9 @@ import time
 import unittest
 
 import harness
-from harness import HOST, Proc, RedisServer, Respite, free_port, proxy_info, wait_for_port
+from harness import (HOST, Proc, RedisServer, Respite, free_port, proxy_info, wait_for_port,
+                     wait_until)
 
-
-def wait_until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Sentinels:
