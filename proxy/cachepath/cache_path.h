@@ -64,6 +64,9 @@ struct CacheShared {
   int64_t swapdb_calls = -1;
   uint64_t swapdb_applied = 0;
   std::atomic<uint64_t> swapdb_polls{0};
+  // The refusal of tracking was logged (Tracking::refuse): once for all loops, again only after
+  // some loop's link was accepted meanwhile.
+  std::atomic<bool> tracking_refusal_said{false};
 };
 
 // What a forwarded write invalidates, as dispatch reads it from the command table.
@@ -82,8 +85,9 @@ class CachePath {
 
   CacheStore& cache() { return *cache_; }
   Tracking& tracking() { return tracking_; }
-  // The cache may answer reads: enabled, and this loop's invalidation link is up.
-  bool usable() const { return cache_->enabled() && tracking_.up(); }
+  // The cache may answer reads: enabled, and this loop's invalidation link is up (or, with
+  // cache-coherence ttl, its fetch connection is open).
+  bool usable() const { return cache_->enabled() && tracking_.serving(); }
 
   // GET `key` in `db` for `c`: answered from the cache or joined to a flight (its reply slot is
   // taken now). Only when usable() and the client may use the cache (dispatch checks).

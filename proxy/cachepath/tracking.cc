@@ -54,34 +54,90 @@ int64_t swapdb_calls(std::string_view reply) {
 
 }  // namespace
 
+// The mode is read from the loop's settings (the Server's, made before its cache path); it is
+// fixed for the process (PROXY CONFIG SET refuses it).
 Tracking::Tracking(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router)
-    : shared_(shared), loop_(loop), host_(host), router_(router) {}
+    : shared_(shared),
+      loop_(loop),
+      host_(host),
+      router_(router),
+      ttl_(host->config().cache_coherence == CacheCoherence::Ttl) {}
 
 void Tracking::tick(uint64_t now) {
   if (stopping_ || !shared_->cache->enabled()) return;
   Node::Tracking& t = node().tracking;
-  if (!t.link && now >= t.next_attempt_ms && node().connected()) start_link();
+  if (ttl_) {
+    // No link. The fetch connection is opened here, not per miss: an upstream that is down
+    // costs no connection attempt per read (reads go the forwarded way meanwhile).
+    if (!t.fetch && node().connected()) fetch_conn();
+  } else if (!t.link && now >= t.next_attempt_ms && node().connected()) {
+    start_link();
+  }
   if (now >= next_swapdb_poll_ms_) {
     next_swapdb_poll_ms_ = now + kSwapdbPollMs;
-    if (t.up) poll_swapdb();
+    if (serving()) poll_swapdb();
   }
 }
 
 UpstreamConn* Tracking::fetch_conn() {
   Node::Tracking& t = node().tracking;
   if (t.fetch) return t.fetch;
-  if (!t.up || t.link_id < 0) return nullptr;
-  t.fetch = new UpstreamConn(host_, &node(), 2, nullptr, 0);
-  t.fetch->handshake(fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
-                                 std::to_string(t.link_id).size(), t.link_id));
-  t.fetch->connect();
+  if (ttl_) {
+    if (!node().connected()) return nullptr;
+    t.fetch = new UpstreamConn(host_, &node(), 2, nullptr, 0);
+    t.fetch->connect();
+    return t.fetch;  // nullptr when the connect failed at once
+  }
+  if (!link_subscribed_ || t.link_id < 0) return nullptr;
+  UpstreamConn* f = t.fetch = new UpstreamConn(host_, &node(), 2, nullptr, 0);
+  // A request, not a handshake: a refusal is then told from a lost connection. Fetches queued
+  // behind it (a reopen while up) are failed by the close a refusal brings, never filled
+  // untracked: replies come in order.
+  f->request(once_sink([this, f](std::string_view reply, bool failed) {
+               if (!failed) on_tracking_reply(f, reply);
+             }),
+             fmt::format("*5\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\non\r\n$8\r\nREDIRECT\r\n${}\r\n{}\r\n",
+                         std::to_string(t.link_id).size(), t.link_id),
+             0);
+  f->connect();
   return t.fetch;
+}
+
+void Tracking::on_tracking_reply(UpstreamConn* f, std::string_view reply) {
+  Node::Tracking& t = node().tracking;
+  if (!reply.empty() && reply[0] == '-') {
+    refuse("CLIENT TRACKING", reply);
+    if (t.fetch == f) f->close();
+    close_link();  // link_lost: the cache is flushed and the link asked again later
+    return;
+  }
+  if (t.fetch != f || !link_subscribed_) return;  // a connection or a link since replaced
+  if (!t.up) log(LogLevel::Verbose, "invalidation link up (client id {})", t.link_id);
+  t.up = true;
+  t.backoff_ms = 0;
+  refused_ = false;
+  if (shared_->tracking_refusal_said.exchange(false))
+    log(LogLevel::Notice, "the upstream accepts CLIENT TRACKING now: the cache is on");
+}
+
+void Tracking::refuse(std::string_view what, std::string_view reply) {
+  std::string_view msg = reply.substr(1, reply.find('\r') - 1);
+  // A server loading its data or running a script refuses nothing for good: the usual backoff.
+  if (msg.starts_with("LOADING") || msg.starts_with("BUSY")) return;
+  refused_ = true;
+  if (shared_->tracking_refusal_said.exchange(true)) return;
+  log(LogLevel::Warning,
+      "the upstream refuses CLIENT TRACKING ({}: {}): the cache is off and reads are forwarded "
+      "to the upstream (tracking is asked again every {} s); cache-coherence ttl caches without "
+      "tracking, each entry for at most cache-ttl-ms ({} ms), writes made elsewhere seen when "
+      "it expires",
+      what, msg, kRefusedRetryMs / 1000, host_->config().cache_ttl_ms);
 }
 
 void Tracking::fetch_lost() {
   // Redis forgets what a connection tracked when it goes: entries it fetched would no longer be
-  // invalidated, so they go too.
-  shared_->cache->flush_all(cache::Source::kLocal);
+  // invalidated, so they go too. Entries fetched without tracking (ttl) never depended on it.
+  if (!ttl_) shared_->cache->flush_all(cache::Source::kLocal);
 }
 
 void Tracking::close_link() {
@@ -164,6 +220,7 @@ void Tracking::poll_swapdb(UpstreamConn* via) {
 void Tracking::start_link() {
   node().tracking.link = new UpstreamConn(host_, &node(), 2, nullptr, 0);
   node().tracking.link_id = -1;
+  link_subscribed_ = false;
   if (!link_msg_sink_) {
     auto on_message = [this](std::string_view reply, bool failed) {
       if (failed) return;
@@ -188,18 +245,22 @@ void Tracking::start_link() {
       resp::Value v;
       if (!failed && resp::decode(reply, v).status == resp::ScanResult::Status::Ok && v.type == ':')
         node().tracking.link_id = v.integer;
+      else if (!failed && !reply.empty() && reply[0] == '-')
+        refuse("CLIENT ID", reply);  // e.g. CLIENT renamed away
     };
     link_id_sink_ = std::make_unique<FnSink<decltype(on_id)>>(on_id);
     auto on_sub = [this](std::string_view reply, bool failed) {
       if (failed || reply.empty() || reply[0] == '-' || node().tracking.link_id < 0) {
         // Refused, or no answer in time (the link then starts over; when the connection
         // itself failed it is already going).
+        if (!failed && !reply.empty() && reply[0] == '-') refuse("SUBSCRIBE", reply);
         if (node().tracking.link && !node().tracking.link->closed()) node().tracking.link->close();
         return;
       }
-      node().tracking.up = true;
-      node().tracking.backoff_ms = 0;
-      log(LogLevel::Verbose, "invalidation link up (client id {})", node().tracking.link_id);
+      // Up once the fetch connection is tracked (on_tracking_reply): an upstream that takes
+      // CLIENT ID but refuses TRACKING never gets a fill read untracked.
+      link_subscribed_ = true;
+      fetch_conn();
     };
     link_sub_sink_ = std::make_unique<FnSink<decltype(on_sub)>>(on_sub);
   }
@@ -214,6 +275,7 @@ void Tracking::link_lost(const char* why) {
   if (node().tracking.up && !stopping_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
   node().tracking.up = false;
   node().tracking.link_id = -1;
+  link_subscribed_ = false;
   shared_->cache->flush_all(cache::Source::kLocal);
   if (node().tracking.fetch) {
     // Fetches in flight still answer their readers (the flush detached them: nothing they
@@ -222,6 +284,10 @@ void Tracking::link_lost(const char* why) {
     node().tracking.fetch = nullptr;
     node().tracking.retired.push_back(f);
     f->retire();
+  }
+  if (refused_) {
+    node().tracking.next_attempt_ms = loop_->now() + kRefusedRetryMs;
+    return;
   }
   node().tracking.backoff_ms = std::min<uint64_t>(500, std::max<uint64_t>(50, node().tracking.backoff_ms * 2));
   node().tracking.next_attempt_ms = loop_->now() + node().tracking.backoff_ms;

@@ -7,6 +7,12 @@
 // barrier for writes respite cannot key (EVAL, FCALL, SORT ... STORE), and SWAPDB made directly
 // on Redis, which sends no invalidation (Redis 7.0), seen as a change of its call count in INFO
 // commandstats.
+//
+// cache-coherence ttl (proxy/ops/config.h) starts no link: the fetch connection is a plain one,
+// the cache serves while it is open, and entries live at most cache-ttl-ms. With tracking, an
+// upstream that answers CLIENT ID, SUBSCRIBE or CLIENT TRACKING with an error (ElastiCache 7.1,
+// Memorystore, a renamed CLIENT, an ACL) is a known state, refused(): said once, the cache off,
+// asked again every kRefusedRetryMs.
 #pragma once
 
 #include <cstdint>
@@ -29,13 +35,20 @@ class Tracking {
   Tracking(const Tracking&) = delete;
   Tracking& operator=(const Tracking&) = delete;
 
-  // The invalidation link is subscribed: the cache may be used.
+  // The invalidation link is subscribed and the fetch connection tracked: the cache may be used.
   bool up() const { return node().tracking.up; }
+  // The cache may answer reads (tracking: up(); ttl: a fetch connection is open).
+  bool serving() const { return ttl_ ? node().tracking.fetch != nullptr : node().tracking.up; }
+  bool ttl() const { return ttl_; }
+  // The upstream's last answer to the link's setup was an error (tracking mode).
+  bool refused() const { return refused_; }
   int64_t link_id() const { return node().tracking.link_id; }
   // The timer: (re)starts the link once the node is up, polls SWAPDB's call count.
   void tick(uint64_t now);
   void stop() { stopping_ = true; }
-  // The fetch connection, opened on first use after the link is up; nullptr without a link.
+  // The fetch connection: with tracking opened once the link is subscribed (its CLIENT TRACKING
+  // answer decides up()), and again on first use after it was lost; nullptr without a link.
+  // With ttl a plain connection, opened by the timer while the node answers.
   UpstreamConn* fetch_conn();
   // The link or the fetch connection closed (NodeObserver, through the server).
   void link_lost(const char* why);
@@ -54,6 +67,11 @@ class Tracking {
  private:
   Node& node() const { return *router_->primary(); }
   void start_link();
+  // The upstream answered `what` with the error `reply`: refused, unless the error is one that
+  // passes (LOADING, BUSY). Logged once per process until tracking is accepted again.
+  void refuse(std::string_view what, std::string_view reply);
+  // CLIENT TRACKING's answer on fetch connection `f`.
+  void on_tracking_reply(UpstreamConn* f, std::string_view reply);
   // Sends INFO commandstats on `via` (the link before it subscribes: the count to compare with
   // is known before anything is cached), or on the node's first shared connection.
   void poll_swapdb(UpstreamConn* via = nullptr);
@@ -62,12 +80,18 @@ class Tracking {
   Loop* loop_;
   UpstreamHost* host_;
   Router* router_;
+  const bool ttl_;  // cache-coherence ttl
   bool stopping_ = false;
+  bool link_subscribed_ = false;  // the link's SUBSCRIBE was answered (this link)
+  bool refused_ = false;
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_;
   bool swapdb_refused_ = false;  // the upstream refused INFO commandstats (said once)
   bool swapdb_poll_pending_ = false;  // the timer's poll is out
   uint64_t next_swapdb_poll_ms_ = 0;
   static constexpr uint64_t kSwapdbPollMs = 100;
+  // A refusing upstream is asked again this often: one that allows tracking later (a changed
+  // ACL or parameter group) gets its cache back, without a connection every 500 ms meanwhile.
+  static constexpr uint64_t kRefusedRetryMs = 5000;
 };
 
 }  // namespace respite

@@ -53,7 +53,7 @@ namespace {
 struct Tunable {
   const char* name;
   std::string (*get)(Server&);
-  bool (*set)(Server&, std::string_view);  // false: invalid value
+  bool (*set)(Server&, std::string_view);  // false: invalid value; nullptr: fixed at start
 };
 
 bool set_int(std::string_view v, long long lo, long long hi, long long& out) {
@@ -128,6 +128,12 @@ const Tunable kTunables[] = {
        s.config().slowlog_log_slower_than = n;
        return true;
      }},
+    // Fixed at start: an entry cached under ttl was never tracked and would stay stale after a
+    // switch to tracking; a switch the other way would weaken the promise clients were given.
+    // Either needs every loop's link and fetch connection replaced at once: a restart does that.
+    {"cache-coherence",
+     [](Server& s) { return std::string(cache_coherence_name(s.config().cache_coherence)); },
+     nullptr},
     {"cache-max-memory", [](Server& s) { return std::to_string(s.config().cache_max_memory); },
      [](Server& s, std::string_view v) {
        uint64_t n;
@@ -230,6 +236,12 @@ void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which
       if (!hit) {
         w.error(fmt::format("ERR Unknown option or number of arguments for CONFIG SET - '{}'",
                             f.arg(i)));
+        return;
+      }
+      if (!hit->set) {  // Redis's answer for an immutable parameter
+        w.error(fmt::format("ERR CONFIG SET failed (possibly related to argument '{}') - can't "
+                            "set immutable config",
+                            hit->name));
         return;
       }
       which.push_back(hit);

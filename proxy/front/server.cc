@@ -315,6 +315,9 @@ void Server::switch_primary(const std::string& host, int port) {
   cfg_.upstream_host = host;
   cfg_.upstream_port = port;
   writes_held_until_ = 0;
+  // The tracking link's loss flushed the cache already; without one (cache-coherence ttl)
+  // nothing else would drop what the old primary said.
+  cache_path_.flush();
   log(LogLevel::Notice, "primary {} -> {}: connections to the old one closed, cache flushed", old,
       node_->name());
   shared_conn(2, 0);  // connect now: health, and the probes of a new primary

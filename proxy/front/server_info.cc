@@ -37,7 +37,11 @@ InfoSnapshot Server::info_snapshot() {
   snap.set_number(F::upstream_rtt_p999_us, static_cast<int64_t>(latency_percentile(0.999)));
   snap.set_cache_stats(cache_path_.cache().stats());
   snap.set_number(F::cache_enabled, cache_path_.cache().enabled() ? 1 : 0);
-  snap.set_text(F::tracking_link, tracking_up() ? "up" : "down");
+  const Tracking& tracking = cache_path_.tracking();
+  snap.set_text(F::cache_coherence, cache_coherence_name(cfg_.cache_coherence));
+  snap.set_number(F::cache_serving, cache_path_.usable() ? 1 : 0);
+  snap.set_text(F::tracking_link, tracking.ttl() ? "off" : tracking_up() ? "up" : "down");
+  snap.set_number(F::tracking_refused, tracking.refused() ? 1 : 0);
   node_lines(snap, connected);
   return snap;
 }

@@ -184,6 +184,11 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
                  "eviction: noeviction, allkeys-lru, volatile-lru, allkeys-lfu, volatile-lfu, "
                  "allkeys-random, volatile-random, volatile-ttl, tinylfu")
       ->capture_default_str();
+  app.add_option("--cache-coherence", cfg.cache_coherence_str,
+                 "tracking: Redis's CLIENT TRACKING keeps the cache coherent (an upstream that "
+                 "refuses it gets no cache); ttl: no tracking, writes through respite invalidate, "
+                 "writes made elsewhere are seen within cache-ttl-ms")
+      ->capture_default_str();
   app.add_option("--cache-lfu-log-factor", cfg.cache_lfu_log_factor,
                  "LFU counter logarithm factor (Redis's lfu-log-factor)")
       ->capture_default_str()->check(CLI::Range(0, 255));
@@ -323,9 +328,20 @@ std::string finalize_config(Config& cfg) {
     else if (m == "no") cfg.http_metrics_needs_auth = false;
     else return fmt::format("http-metrics-auth must be yes or no, not '{}'", cfg.http_metrics_auth);
   }
+  {
+    std::string m = lower(cfg.cache_coherence_str);
+    if (m == "tracking") cfg.cache_coherence = CacheCoherence::Tracking;
+    else if (m == "ttl") cfg.cache_coherence = CacheCoherence::Ttl;
+    else return fmt::format("cache-coherence must be tracking or ttl, not '{}'", cfg.cache_coherence_str);
+    cfg.cache_coherence_str = m;
+  }
   if (cfg.port < 0 || cfg.port > 65535) return "--port out of range";
   if (!cache::parse_policy(cfg.cache_policy)) return fmt::format("unknown cache-policy '{}'", cfg.cache_policy);
   return "";
+}
+
+const char* cache_coherence_name(CacheCoherence c) {
+  return c == CacheCoherence::Ttl ? "ttl" : "tracking";
 }
 
 std::vector<std::string> describe_config(const Config& c) {
@@ -353,6 +369,7 @@ std::vector<std::string> describe_config(const Config& c) {
                   c.cache_max_memory, c.cache_ttl_ms, c.cache_max_keys, c.cache_max_value),
       fmt::format("cache-policy {} xfetch-beta {} cache-lfu-log-factor {} cache-lfu-decay-time {}",
                   c.cache_policy, c.xfetch_beta, c.cache_lfu_log_factor, c.cache_lfu_decay_time),
+      fmt::format("cache-coherence {}", cache_coherence_name(c.cache_coherence)),
       fmt::format("rate-limit {} timeout {} slowlog-log-slower-than {} slowlog-max-len {}",
                   c.rate_limit, c.timeout, c.slowlog_log_slower_than, c.slowlog_max_len),
       fmt::format("proto-max-bulk-len {} client-query-buffer-limit {} "

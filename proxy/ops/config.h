@@ -9,6 +9,14 @@
 
 namespace respite {
 
+// How the cache learns of writes made behind respite's back (cache-coherence).
+//   Tracking: Redis's CLIENT TRACKING (an invalidation link per loop); an upstream that refuses
+//             it leaves the cache off and reads forwarded, never a cache that cannot be told.
+//   Ttl:      no link: writes through respite still invalidate, writes made elsewhere are seen
+//             when the entry expires, at most cache-ttl-ms later. The operator's choice for
+//             upstreams without tracking (ElastiCache 7.1, Memorystore).
+enum class CacheCoherence : uint8_t { Tracking, Ttl };
+
 struct Config {
   // Listening.
   int port = 7000;
@@ -63,6 +71,10 @@ struct Config {
   int cache_lfu_decay_time = 1;
   double xfetch_beta = 1.0;        // early refresh (XFetch); 0 = off
   bool cache_single_flight = true;  // off only for the stampede demo (hidden flag)
+  // Fixed at start: entries cached under one promise must not be served under the other
+  // (PROXY CONFIG SET refuses it, see proxy_command.cc).
+  std::string cache_coherence_str = "tracking";
+  CacheCoherence cache_coherence = CacheCoherence::Tracking;  // derived
 
   // Limits (Redis's meanings).
   std::string proto_max_bulk_len_str = "512mb";
@@ -115,6 +127,9 @@ std::string split_host_port(const std::string& s, const char* what, std::string&
 
 // Resolves derived fields (upstream host/port, sizes). Returns an error text or "".
 std::string finalize_config(Config& cfg);
+
+// "tracking" or "ttl".
+const char* cache_coherence_name(CacheCoherence c);
 
 // Lines for the startup log: every setting, passwords masked.
 std::vector<std::string> describe_config(const Config& cfg);

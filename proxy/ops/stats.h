@@ -96,7 +96,16 @@ class Level {
     "bucket)")                                                                                     \
   RESPITE_CACHE_STATS(CACHE)                                                                       \
   X(cache_enabled, cache, kGauge, set, "1 when the cache is on")                                   \
-  X(tracking_link, cache, kText, set, "up or down: the invalidation link to the upstream")
+  X(cache_coherence, cache, kText, set,                                                            \
+    "tracking or ttl: how writes made behind respite's back reach the cache")                      \
+  X(cache_serving, cache, kGauge, set,                                                             \
+    "1 when the cache answers reads: it is on, and its invalidation link is up or "                \
+    "cache-coherence is ttl")                                                                      \
+  X(tracking_link, cache, kText, set,                                                              \
+    "up or down: the invalidation link to the upstream (off: cache-coherence ttl, no link)")       \
+  X(tracking_refused, cache, kGauge, set,                                                          \
+    "1 when the upstream refuses CLIENT TRACKING: with cache-coherence tracking the cache is "     \
+    "off and reads are forwarded")
 
 // The per-loop counters: the rows whose source is `loops`.
 struct Stats {

@@ -38,7 +38,8 @@ TEST_CASE("retire: the link drops while a fetch is outstanding", "[component]") 
   CHECK(c.reply(0) == bulk("v1"));
   REQUIRE(rig.run_until([&] { return fetch->closed_by_peer(); }));
 
-  // A new link comes up, and the next miss opens a new fetch connection redirected to it.
+  // A new link comes up with a new fetch connection redirected to it (opened at once: its
+  // CLIENT TRACKING answer decides whether the cache may be used).
   REQUIRE(rig.run_until([&] { return rig.srv().tracking_up(); }));
   std::vector<Conn*> links = up.conns(Role::Link);
   REQUIRE(links.size() == 2);
@@ -93,6 +94,77 @@ TEST_CASE("multi: a transaction's write reaches the cache", "[component]") {
   CHECK(a.reply(3) == bulk("new"));
   CHECK(up.count(Role::Pinned, "EXEC") == 1);
   CHECK(up.count(Role::Pinned, "SET") == 1);
+  rig.teardown();
+}
+
+TEST_CASE("refused: CLIENT TRACKING refused, reads are forwarded and no client sees it",
+          "[component]") {
+  RigOptions o;
+  o.wait_link = false;
+  o.script = [](ScriptedUpstream& up) {
+    up.on("CLIENT TRACKING", hold(error("ERR unknown subcommand 'TRACKING'")));
+  };
+  Rig rig(o);
+  REQUIRE(rig.ready());
+  ScriptedUpstream& up = rig.up();
+  respite::CachePath& path = rig.srv().cache_path();
+  up.set("k", "v");
+  TestClient& c = rig.client();
+  // The link is subscribed, CLIENT TRACKING not answered yet: the cache is not used, so a read
+  // now is forwarded and cannot wait behind (and fail with) the refusal.
+  REQUIRE(rig.run_until([&] { return up.count(Role::Fetch, "CLIENT TRACKING") == 1; }));
+  CHECK_FALSE(path.usable());
+  c.command({"GET", "k"});
+  REQUIRE(rig.wait_replies(c, 1));
+  CHECK(c.reply(0) == bulk("v"));
+  up.last(Role::Fetch)->release();
+  REQUIRE(rig.run_until([&] { return path.tracking().refused(); }));
+  CHECK_FALSE(path.usable());
+  c.command({"GET", "k"});
+  c.command({"GET", "nokey"});
+  c.command({"GET", "k"});
+  REQUIRE(rig.wait_replies(c, 4));
+  CHECK(c.reply(1) == bulk("v"));
+  CHECK(c.reply(2) == nil());
+  CHECK(c.reply(3) == bulk("v"));
+  CHECK(up.count(Role::Shared, "GET") == 4);
+  CHECK(up.count(Role::Fetch, "GET") == 0);
+  // Asked again only after the slow retry: one link, one refused fetch connection so far.
+  rig.run_for(300);
+  CHECK(up.conns(Role::Link).size() == 1);
+  CHECK(up.count(Role::Fetch, "CLIENT TRACKING") == 1);
+  CHECK_FALSE(path.usable());
+  rig.teardown();
+}
+
+TEST_CASE("ttl: no link, fills on a plain connection, writes through respite invalidate",
+          "[component]") {
+  RigOptions o;
+  o.wait_link = false;
+  o.configure = [](respite::Config& cfg) { cfg.cache_coherence = respite::CacheCoherence::Ttl; };
+  Rig rig(o);
+  REQUIRE(rig.ready());
+  ScriptedUpstream& up = rig.up();
+  respite::CachePath& path = rig.srv().cache_path();
+  REQUIRE(rig.run_until([&] { return path.usable(); }));
+  up.set("k", "old");
+  TestClient& c = rig.client();
+  c.command({"GET", "k"});
+  REQUIRE(rig.wait_replies(c, 1));
+  c.command({"GET", "k"});  // after the fill: from the cache
+  REQUIRE(rig.wait_replies(c, 2));
+  CHECK(c.reply(0) == bulk("old"));
+  CHECK(c.reply(1) == bulk("old"));
+  CHECK(path.cache().stats().cache_hits == 1);
+  c.command({"SET", "k", "new"});
+  c.command({"GET", "k"});
+  REQUIRE(rig.wait_replies(c, 4));
+  CHECK(c.reply(3) == bulk("new"));
+  CHECK(up.conns(Role::Link).empty());
+  CHECK(up.conns(Role::Fetch).empty());  // no CLIENT TRACKING
+  size_t subscribes = 0;
+  for (Role r : {Role::Unknown, Role::Shared, Role::Pinned}) subscribes += up.count(r, "SUBSCRIBE");
+  CHECK(subscribes == 0);
   rig.teardown();
 }
 

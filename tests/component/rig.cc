@@ -14,6 +14,7 @@ Rig::Rig(RigOptions o) {
   cfg.bind = "127.0.0.1";
   cfg.upstream_timeout_ms = o.upstream_timeout_ms;
   cfg.cache_max_memory = o.cache ? cfg.cache_max_memory : 0;
+  if (o.configure) o.configure(cfg);
   // As proxy/main.cc: one cache for the loop(s), configured from the settings.
   cache::Settings cs;
   cs.max_memory = cfg.cache_max_memory;
@@ -30,6 +31,7 @@ Rig::Rig(RigOptions o) {
   up_ = std::make_unique<ScriptedUpstream>(server_->loop());
   int port = up_->start();
   if (port <= 0) return;
+  if (o.script) o.script(*up_);
   respite::Config& live = server_->config();
   live.upstream_host = "127.0.0.1";
   live.upstream_port = port;
@@ -37,7 +39,8 @@ Rig::Rig(RigOptions o) {
   if (server_->start() != 0) return;
   started_ = true;
   if (server_->port() <= 0) return;
-  ready_ = run_until([&] { return shared_idle() && (!o.cache || server_->tracking_up()); });
+  ready_ = run_until(
+      [&] { return shared_idle() && (!o.cache || !o.wait_link || server_->tracking_up()); });
 }
 
 Rig::~Rig() {

@@ -21,6 +21,12 @@ struct RigOptions {
   // Off: no invalidation link, no fetch connection, no INFO commandstats polls on the shared
   // connection (tests about forwarding see only their own traffic there).
   bool cache = true;
+  // Settings beyond these (e.g. cache_coherence), and scripts the upstream has before respite
+  // connects (e.g. a refused CLIENT TRACKING).
+  std::function<void(respite::Config&)> configure;
+  std::function<void(ScriptedUpstream&)> script;
+  // ready() waits for the invalidation link too (with the cache on).
+  bool wait_link = true;
 };
 
 class Rig {

@@ -143,3 +143,23 @@ TEST_CASE("config: size settings are read through the same parser") {
     CHECK(q.exit_code != 0);
   }
 }
+
+TEST_CASE("config: cache-coherence is tracking (default) or ttl, nothing else") {
+  Parsed d = parse({});
+  REQUIRE(d.ok);
+  CHECK(d.cfg.cache_coherence == respite::CacheCoherence::Tracking);
+  Parsed t = parse({"--cache-coherence", "TTL"});
+  REQUIRE(t.ok);
+  CHECK(t.cfg.cache_coherence == respite::CacheCoherence::Ttl);
+  CHECK(t.cfg.cache_coherence_str == "ttl");
+  bool described = false;
+  for (const std::string& line : respite::describe_config(t.cfg))
+    described |= line == "cache-coherence ttl";
+  CHECK(described);
+  for (const char* bad : {"", "none", "tracking ttl", "ttl "}) {
+    INFO(bad);
+    Parsed q = parse({"--cache-coherence", bad});
+    CHECK_FALSE(q.ok);
+    CHECK(q.exit_code != 0);
+  }
+}

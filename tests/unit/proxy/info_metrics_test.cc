@@ -24,6 +24,8 @@ InfoSnapshot sample() {
   snap.set_number(InfoField::maxclients, -1);
   snap.set_text(InfoField::upstream, "127.0.0.1:6379");
   snap.set_number(InfoField::upstream_connected, 1);
+  snap.set_text(InfoField::cache_coherence, "tracking");
+  snap.set_number(InfoField::cache_serving, 1);
   snap.set_text(InfoField::tracking_link, "up");
   Stats loop1, loop2;
   loop1.total_commands_processed++;
@@ -58,7 +60,7 @@ TEST_CASE("INFO field list: sections contiguous, names unique, valid metric name
     CHECK(metrics.insert(m).second);
     for (char c : m) CHECK(((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'));
   }
-  CHECK(&info_field(InfoField::tracking_link) == &kInfoFields[kInfoFieldCount - 1]);
+  CHECK(&info_field(InfoField::tracking_refused) == &kInfoFields[kInfoFieldCount - 1]);
   CHECK(info_field(InfoField::cache_hits).cache == &cache::Stats::cache_hits);
   CHECK(info_field(InfoField::idle_timeouts).loops == &Stats::idle_timeouts);
 }
@@ -75,7 +77,8 @@ TEST_CASE("INFO text from a snapshot", "[info]") {
   CHECK(contains(all, "# Upstream\r\nupstream:127.0.0.1:6379\r\nupstream_connected:1\r\n"
                       "upstream_version:\r\nupstream_errors:0\r\n"));
   CHECK(contains(all, "# Cache\r\ncache_hits:5\r\ncache_misses:0\r\ncache_keys:2\r\n"));
-  CHECK(all.ends_with("\r\ncache_enabled:0\r\ntracking_link:up\r\n"));
+  CHECK(all.ends_with("\r\ncache_enabled:0\r\ncache_coherence:tracking\r\ncache_serving:1\r\n"
+                      "tracking_link:up\r\ntracking_refused:0\r\n"));
   CHECK(render_info(snap, "clients") ==
         "# Clients\r\nconnected_clients:0\r\nmaxclients:-1\r\npinned_clients:0\r\n");
   CHECK(render_info(snap, "nosuchsection").empty());
@@ -95,9 +98,12 @@ TEST_CASE("Prometheus text from a snapshot", "[info]") {
   CHECK(contains(out, "# TYPE respite_uptime_in_seconds gauge\nrespite_uptime_in_seconds 12\n"));
   CHECK(contains(out, "respite_upstream_connected 1\n"));
   CHECK(contains(out, "respite_maxclients -1\n"));
+  CHECK(contains(out, "# TYPE respite_cache_serving gauge\nrespite_cache_serving 1\n"));
+  CHECK(contains(out, "# TYPE respite_tracking_refused gauge\nrespite_tracking_refused 0\n"));
   // Text fields are INFO only.
   CHECK_FALSE(contains(out, "version"));
   CHECK_FALSE(contains(out, "tracking_link"));
+  CHECK_FALSE(contains(out, "respite_cache_coherence"));
   CHECK_FALSE(contains(out, "respite_upstream "));
   CHECK_FALSE(contains(out, "respite_bind"));
   // In the list's order.
