@@ -248,7 +248,7 @@ void SentinelWatcher::on_message(std::string_view reply) {
     // "slave <ip:port> <ip> <port> @ <master> <ip> <port>": the replica to be promoted.
     const std::string ours = fmt::format(" @ {} ", cfg_.sentinel_master);
     if (payload.find(ours) != std::string::npos) {
-      log(LogLevel::Warning, "Sentinel: failover of {} begun ({}): writes held until it ends",
+      log(LogLevel::Warning, "Sentinel: failover of {} begun ({}): writes get an error until it ends",
           cfg_.sentinel_master, payload);
       on_hold_();
     }

@@ -4,7 +4,8 @@
 // SENTINEL GET-MASTER-ADDR-BY-NAME (and SENTINEL REPLICAS when reads may go to replicas and none
 // were given) and confirms the answer with ROLE on the primary itself. While running, the first
 // loop's SentinelWatcher keeps a subscription on every reachable Sentinel (+switch-master: the
-// failover is done; +selected-slave: it has begun, writes are held; +sdown/-sdown, +odown and
+// failover is done; +selected-slave: it has begun, writes get an error (not queued: the
+// failover may take seconds) until it ends; +sdown/-sdown, +odown and
 // +replica are logged) and asks again every
 // kReaskMs and when a node answers -READONLY (a primary that was turned into a replica). A new
 // address is handed to `on_switch`, which moves every loop's primary node there

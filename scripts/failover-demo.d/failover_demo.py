@@ -519,7 +519,7 @@ def run(args, bin_path, mode, tmp):
     # -- What happened, from every witness.
     rlog = respite_log(cl.respite.logpath, t0_wall)
     switch_lines = [(t, l) for t, l in rlog if "moved from" in l and "the primary of" in l]
-    hold_lines = [(t, l) for t, l in rlog if "writes held" in l]
+    hold_lines = [(t, l) for t, l in rlog if "failover of" in l and "begun" in l]
     switch_log_t = switch_lines[0][0] if switch_lines else None
     switch_poll_t = next((t for t, sw, _ in poller.changes if sw not in (None, "0")), None)
     switch_t = switch_log_t if switch_log_t is not None else switch_poll_t
@@ -590,7 +590,7 @@ def run(args, bin_path, mode, tmp):
     if len(shown) > 40:
         p("  ... %d more Sentinel events" % (len(shown) - 40))
     for t, l in hold_lines[:3]:
-        p("respite held writes:      %s  %s" % (fmt_t(t), l))
+        p("respite refused writes:   %s  %s" % (fmt_t(t), l))
     p("respite switched (log):   %s  %s" % (fmt_t(switch_log_t),
                                            switch_lines[0][1] if switch_lines else ""))
     for t, l in switch_lines[1:4]:
@@ -633,7 +633,7 @@ def run(args, bin_path, mode, tmp):
     write_csv(base + ".csv", load, messages)
     marks = [(asked, "SIGKILL" if args.kill else "SENTINEL FAILOVER")]
     if hold_lines and hold_lines[0][0] is not None:
-        marks.append((hold_lines[0][0], "writes held"))
+        marks.append((hold_lines[0][0], "writes refused"))
     if switch_t is not None:
         marks.append((switch_t, "respite switched"))
     title = ("respite through a Sentinel failover (%s): %d client threads, 100 ms buckets"
