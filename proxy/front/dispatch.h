@@ -45,6 +45,7 @@ class Dispatch {
   Server& srv_;
   int verified_db_max_ = 0;  // the highest db a SELECT was seen to work for (select_by_trying)
   std::vector<uint32_t> write_keys_scratch_;
+  uint64_t next_fallback_log_ms_ = 0;  // --read-from replica with no replica up: logged
   std::vector<uint32_t> read_keys_scratch_;
   std::vector<std::string_view> read_key_views_;
 };

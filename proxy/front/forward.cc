@@ -134,6 +134,11 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
         // A replica this loop cannot reach yet (backing off): the primary answers instead.
         if (!target) target = srv_.router().primary()->shared_conn(c->proto, c->id);
         else srv_.stats().replica_reads++;
+      } else if (!rr.write && srv_.router().read_from() == ReadFrom::Replica &&
+                 srv_.now() >= next_fallback_log_ms_ && !srv_.router().any_replica_healthy()) {
+        // --read-from replica asked for replicas: say (at most every 10 s) that none answers.
+        next_fallback_log_ms_ = srv_.now() + 10000;
+        log(LogLevel::Warning, "read-from replica: no replica takes reads, the primary answers");
       }
     }
   }

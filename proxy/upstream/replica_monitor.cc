@@ -100,7 +100,7 @@ void ReplicaMonitor::set_health(size_t i, bool healthy, uint8_t why) {
   const bool was = h.healthy.load();
   const uint8_t was_why = h.why.load();
   h.why.store(why);
-  h.healthy.store(healthy);
+  ledger_->set_healthy(i, healthy);
   if (was == healthy && (healthy || was_why == why)) return;
   if (healthy)
     log(LogLevel::Notice, "replica {} takes reads", replicas_[i]->name());

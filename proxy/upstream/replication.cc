@@ -51,9 +51,18 @@ void WriteLedger::wrote_all() {
   if (max_mark_.load() < m) max_mark_.store(m);
 }
 
+void WriteLedger::set_healthy(size_t i, bool healthy) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReplicaHealth& h = *replicas_[i];
+  if (healthy && !h.healthy.load()) h.floor.store(max_mark_.load());
+  h.healthy.store(healthy);
+  forget_applied();
+}
+
 bool WriteLedger::may_read(size_t i, uint32_t db, std::span<const std::string_view> keys,
                            bool keys_known) const {
   const uint64_t applied = replicas_[i]->applied.load();
+  if (applied < replicas_[i]->floor.load()) return false;  // back from an outage, catching up
   if (applied >= max_mark_.load()) return true;  // every acknowledged write is there
   if (!keys_known) return false;
   std::lock_guard<std::mutex> lock(mu_);
@@ -92,8 +101,11 @@ void WriteLedger::replica_offset(size_t i, int64_t offset) {
 }
 
 void WriteLedger::forget_applied() {
-  uint64_t lowest = UINT64_MAX;
-  for (const auto& r : replicas_) lowest = std::min(lowest, r->applied.load());
+  // With no replica taking reads everything may go: a replica that comes back must first apply
+  // every mark up to its floor.
+  uint64_t lowest = max_mark_.load();
+  for (const auto& r : replicas_)
+    if (r->healthy.load()) lowest = std::min(lowest, r->applied.load());
   while (!polls_.empty() && polls_.front().first < lowest) polls_.pop_front();
   while (!order_.empty() && order_.front().first <= lowest) {
     auto it = keys_.find(order_.front().second);

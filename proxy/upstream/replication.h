@@ -37,6 +37,9 @@ struct ReplicaHealth {
   std::atomic<int64_t> offset{-1};      // slave_repl_offset, last read
   std::atomic<int64_t> lag{-1};         // the primary's offset at its last poll minus `offset`
   std::atomic<uint8_t> why{0};          // Why below, when not healthy
+  // Marks up to this one may have been forgotten while the replica was out: it answers nothing
+  // until it has applied them all (WriteLedger::set_healthy).
+  std::atomic<uint64_t> floor{0};
   enum Why : uint8_t { kNotPolled, kDown, kLoading, kLinkDown, kNotReplica, kError };
   static const char* why_text(uint8_t w);
 };
@@ -54,6 +57,10 @@ class WriteLedger {
   bool may_read(size_t i, uint32_t db, std::span<const std::string_view> keys,
                 bool keys_known) const;
 
+  // The monitor's verdict on replica `i`. Records are kept only for replicas taking reads (one
+  // that is down must not hold every record), so a replica coming back answers nothing until it
+  // has applied every write acknowledged so far.
+  void set_healthy(size_t i, bool healthy);
   // The monitor's side (one loop): the number of the primary poll about to be sent, then the
   // offset that poll read; a replica's applied offset.
   uint64_t next_mark() { return marks_.fetch_add(1) + 1; }
@@ -73,7 +80,7 @@ class WriteLedger {
  private:
   static std::string map_key(uint32_t db, std::string_view key);
   uint64_t current_mark() const { return marks_.load() + 1; }
-  void forget_applied();  // under mu_: drops what every replica has applied
+  void forget_applied();  // under mu_: drops what every healthy replica has applied
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, uint64_t> keys_;  // db + key -> mark

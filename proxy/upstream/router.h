@@ -19,7 +19,8 @@ namespace respite {
 // Where reads that may go to a replica go (--read-from).
 enum class ReadFrom : uint8_t {
   Primary,        // every request to the primary
-  Replica,        // reads to a replica; to the primary when none may answer (logged)
+  Replica,        // reads to a replica; to the primary when none may answer (logged when no
+                  // replica takes reads at all)
   PreferReplica,  // the same, the primary being an expected fallback
 };
 
@@ -55,6 +56,12 @@ class Router {
   // Reads may go to replicas (dispatch then fills RouteRequest::keys for reads).
   bool reads_replicas() const { return read_from_ != ReadFrom::Primary && !replicas_.empty(); }
   WriteLedger* ledger() const { return ledger_; }
+  ReadFrom read_from() const { return read_from_; }
+  bool any_replica_healthy() const {
+    for (size_t i = 0; i < replicas_.size(); ++i)
+      if (ledger_->health(i).healthy.load(std::memory_order_relaxed)) return true;
+    return false;
+  }
 
   Node* route(const RouteRequest& rr) const {
     if (rr.write || rr.pinned || !reads_replicas()) return primary_;

@@ -22,14 +22,14 @@ TEST_CASE("ledger: a written key waits for the offset of the next primary poll")
   WriteLedger l(2);
   CHECK(may(l, 0, 0, {"k"}));  // nothing written: every replica may answer
   CHECK(l.may_read(0, 0, {}, false));
+  l.set_healthy(0, true);
+  l.set_healthy(1, true);
 
   l.wrote(0, "k");  // acknowledged before poll 1 is sent: poll 1's offset covers it
   CHECK_FALSE(may(l, 0, 0, {"k"}));
   CHECK(may(l, 0, 0, {"other"}));     // other keys still go to the replica
   CHECK(may(l, 0, 1, {"k"}));         // the same name in another db
   CHECK_FALSE(l.may_read(0, 0, {}, false));  // a read of unknown keys waits for everything
-  CHECK(l.behind() == false);  // no replica is healthy yet: nothing to poll fast for
-  l.health(0).healthy = true;
   CHECK(l.behind());
 
   const uint64_t m1 = l.next_mark();
@@ -52,6 +52,7 @@ TEST_CASE("ledger: a written key waits for the offset of the next primary poll")
 
 TEST_CASE("ledger: a write acknowledged after a poll was sent waits for the next poll") {
   WriteLedger l(1);
+  l.set_healthy(0, true);
   const uint64_t m1 = l.next_mark();  // poll 1 is out
   l.wrote(0, "k");                    // acknowledged after it was sent: poll 2's offset covers it
   l.primary_offset(m1, 100);
@@ -67,6 +68,7 @@ TEST_CASE("ledger: a write acknowledged after a poll was sent waits for the next
 
 TEST_CASE("ledger: writes of unknown keys make every read wait") {
   WriteLedger l(1);
+  l.set_healthy(0, true);
   l.wrote_all();
   CHECK_FALSE(may(l, 0, 0, {"any"}));
   CHECK_FALSE(l.may_read(0, 0, {}, false));
@@ -79,6 +81,7 @@ TEST_CASE("ledger: writes of unknown keys make every read wait") {
 
 TEST_CASE("ledger: a read of several keys waits if any of them was written") {
   WriteLedger l(1);
+  l.set_healthy(0, true);
   l.wrote(3, "b");
   CHECK(may(l, 0, 3, {"a", "c"}));
   CHECK_FALSE(may(l, 0, 3, {"a", "b", "c"}));
@@ -86,6 +89,7 @@ TEST_CASE("ledger: a read of several keys waits if any of them was written") {
 
 TEST_CASE("ledger: the record is bounded, past it every read waits for the newest mark") {
   WriteLedger l(1);
+  l.set_healthy(0, true);
   for (size_t i = 0; i <= WriteLedger::kMaxKeys; ++i) l.wrote(0, "k" + std::to_string(i));
   CHECK(l.recorded_keys() < WriteLedger::kMaxKeys);
   CHECK_FALSE(may(l, 0, 0, {"never-written"}));
@@ -98,6 +102,7 @@ TEST_CASE("ledger: the record is bounded, past it every read waits for the newes
 
 TEST_CASE("ledger: older primary offsets beyond the bound are subsumed by newer ones") {
   WriteLedger l(1);
+  l.set_healthy(0, true);
   l.wrote(0, "k");
   uint64_t last = 0;
   for (size_t i = 0; i < WriteLedger::kMaxPolls + 10; ++i) {
@@ -109,6 +114,25 @@ TEST_CASE("ledger: older primary offsets beyond the bound are subsumed by newer 
   l.replica_offset(0, static_cast<int64_t>(100 + WriteLedger::kMaxPolls + 9));
   CHECK(may(l, 0, 0, {"k"}));
   CHECK(l.health(0).applied == last);
+}
+
+TEST_CASE("ledger: a replica that was down does not hold the record, and answers nothing until it caught up") {
+  WriteLedger l(2);
+  l.set_healthy(0, true);
+  l.set_healthy(1, true);
+  l.set_healthy(1, false);  // replica 1 goes down
+  l.wrote(0, "k");
+  const uint64_t m = l.next_mark();
+  l.primary_offset(m, 100);
+  l.replica_offset(0, 100);
+  CHECK(l.recorded_keys() == 0);  // replica 0 has it; the one that is down holds nothing
+  l.set_healthy(1, true);         // back, but behind
+  l.replica_offset(1, 50);
+  CHECK_FALSE(may(l, 1, 0, {"k"}));      // the forgotten write is covered by its floor...
+  CHECK_FALSE(may(l, 1, 0, {"other"}));  // ...which holds every read back
+  l.replica_offset(1, 100);
+  CHECK(may(l, 1, 0, {"k"}));
+  CHECK(may(l, 1, 0, {"other"}));
 }
 
 TEST_CASE("info_value reads a field of an INFO reply") {
