@@ -478,6 +478,7 @@ void CachePath::apply_invalidation(const WriteInvalidation& inv, cache::Source s
   switch (inv.scope) {
     case WriteInvalidation::Scope::All: cache_->flush_all(src); break;
     case WriteInvalidation::Scope::Db: cache_->flush_db(inv.db, src); break;
+    case WriteInvalidation::Scope::Unknown: break;  // the tracking link tells the cache
     case WriteInvalidation::Scope::Keys:
       for (const auto& [db, key] : inv.keys) cache_->invalidate(db, key, src);
       break;

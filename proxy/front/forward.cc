@@ -62,7 +62,16 @@ CachePath::WritePlan Dispatch::invalidate_before_write(ClientConn* c, const resp
                                                      const CommandInfo* ci) {
   // Also without a cache when reads may go to replicas: the write's reply records its keys
   // for them (Server::invalidate_after_write).
-  if (!ci || !(srv_.cache_path().cache().enabled() || srv_.router().reads_replicas())) return {};
+  if (!ci) {
+    // Not in the command table (newer than it, a module's): it may write anything. The cache
+    // learns of it from the tracking link; reads from replicas must wait for it.
+    if (!srv_.router().reads_replicas()) return {};
+    CachePath::WritePlan plan;
+    plan.heap = new WriteInvalidation;
+    plan.heap->scope = WriteInvalidation::Scope::Unknown;
+    return plan;
+  }
+  if (!(srv_.cache_path().cache().enabled() || srv_.router().reads_replicas())) return {};
   WriteKeys w;
   switch (ci->role.flush) {
     case Flush::Db: w.scope = WriteInvalidation::Scope::Db; break;
@@ -120,7 +129,9 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   if (!target) {
     // The router names the node (the one node today); nothing of the request is copied for it.
     RouteRequest rr;
-    rr.write = !ci || !ci->is(CommandFlag::kReadonly);
+    // Scripts, even read-only ones, stay on the primary: a script may read keys it did not
+    // declare, and Redis does not replicate SCRIPT LOAD (EVALSHA_RO on a replica: NOSCRIPT).
+    rr.write = !ci || !ci->is(CommandFlag::kReadonly) || (ci->acl_categories & kAclScripting);
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
     if (srv_.router().routes_by_key()) rr.key = first_key(ci, f);
@@ -155,9 +166,13 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   if (pin != Pin::Blocking && pin != Pin::Stream && !c->streaming)
     answer_by = c->arrived_ms() + static_cast<uint64_t>(srv_.config().upstream_timeout_ms);
   if ((c->pinned || needs_pin || !ci || !ci->is(CommandFlag::kReadonly)) && srv_.writes_held()) {
-    // Sentinel is failing the primary over: what may write would be lost with the old one.
-    c->immediate_reply() += upstream_error(kFailover);
-    return;
+    // Sentinel is failing the primary over: what may write would be lost with the old one. A
+    // transaction fails whole: its EXEC goes as DISCARD (-EXECABORT), as after any refusal.
+    if (c->in_multi) c->multi_failed = true;
+    if (!(c->in_multi && ends_multi)) {
+      c->immediate_reply() += upstream_error(kFailover);
+      return;
+    }
   }
   if (!target && needs_pin) {
     c->pinned = target = srv_.open_pinned(c, pin_node, pin == Pin::Aside ? 0 : -1);
@@ -282,7 +297,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   r.answer_by = answer_by;
   r.frame = &f;
   r.after = after;
-  r.write = is_exec || unkeyed_write || (ci && ci->is(kWrite));
+  r.write = is_exec || unkeyed_write || !ci || ci->is(kWrite);
   if (after & UpstreamConn::kAfterExec) {
     r.exec_db = exec_db;
     r.exec_pos = exec_pos;

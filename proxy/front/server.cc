@@ -74,9 +74,9 @@ int Server::start() {
         [this](const std::string& host, int port) {
           for (Server* s : shared_->servers) s->post([s, host, port] { s->switch_primary(host, port); });
         },
-        [this] {
+        [this](bool hold) {
           for (Server* s : shared_->servers)
-            s->post([s] { s->hold_writes(s->now() + SentinelWatcher::kHoldMs); });
+            s->post([s, hold] { s->hold_writes(hold ? s->now() + SentinelWatcher::kHoldMs : 0); });
         });
     if (std::string err = sentinel_->start(loop_.uv()); !err.empty()) {
       log(LogLevel::Warning, "{}", err);
@@ -401,6 +401,8 @@ void Server::begin_shutdown() {
   shutting_down_ = true;
   for (Node* n : router_.nodes()) n->stop_connecting();
   cache_path_.tracking().stop();
+  if (replica_monitor_) replica_monitor_->stop();
+  if (sentinel_) sentinel_->stop();
   shutdown_deadline_ = now() + kShutdownGraceMs;
   uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   if (http_) http_->begin_shutdown();

@@ -30,7 +30,8 @@ void append_node_lines(std::string& out, const InfoSnapshot& snap) {
                    "node{}:addr={},role={},state={},requests={},inflight={},errors={},"
                    "redirects={}",
                    i, n.addr, n.role, n.state, n.requests, n.inflight, n.errors, n.redirects);
-    if (n.offset >= 0) fmt::format_to(std::back_inserter(out), ",offset={},lag={}", n.offset, n.lag);
+    if (n.offset >= 0)
+      fmt::format_to(std::back_inserter(out), ",offset={},lag_bytes={}", n.offset, n.lag);
     out += "\r\n";
   }
 }

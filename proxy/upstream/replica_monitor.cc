@@ -63,7 +63,7 @@ void ReplicaMonitor::poll_primary() {
                primary_out_ = false;
                int64_t off;
                if (failed || !parse_i64(info_value(reply, "master_repl_offset"), off)) return;
-               ledger_->primary_offset(mark, off);
+               ledger_->primary_offset(mark, off, info_value(reply, "master_replid"));
              }),
              kPrimaryInfo, 0);
 }
@@ -85,7 +85,7 @@ void ReplicaMonitor::poll_replica(size_t i) {
                  return set_health(i, false, ReplicaHealth::kNotReplica);
                int64_t off;
                if (parse_i64(info_value(reply, "slave_repl_offset"), off))
-                 ledger_->replica_offset(i, off);
+                 ledger_->replica_offset(i, off, info_value(reply, "master_replid"));
                if (info_value(reply, "loading") == "1")
                  return set_health(i, false, ReplicaHealth::kLoading);
                if (info_value(reply, "master_link_status") != "up")
@@ -96,6 +96,7 @@ void ReplicaMonitor::poll_replica(size_t i) {
 }
 
 void ReplicaMonitor::set_health(size_t i, bool healthy, uint8_t why) {
+  if (stopping_) return;  // shutting down: the polls fail as their connections close
   ReplicaHealth& h = ledger_->health(i);
   const bool was = h.healthy.load();
   const uint8_t was_why = h.why.load();

@@ -31,7 +31,7 @@ std::string WriteLedger::map_key(uint32_t db, std::string_view key) {
 void WriteLedger::wrote(uint32_t db, std::string_view key) {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t m = current_mark();
-  if (keys_.size() >= kMaxKeys) {
+  if (keys_.size() >= kMaxKeys || order_.size() >= 2 * kMaxKeys) {
     // Bounded: forget the keys, and make every read wait for this mark instead.
     keys_.clear();
     order_.clear();
@@ -76,8 +76,13 @@ bool WriteLedger::may_read(size_t i, uint32_t db, std::span<const std::string_vi
   return true;
 }
 
-void WriteLedger::primary_offset(uint64_t mark, int64_t offset) {
+void WriteLedger::primary_offset(uint64_t mark, int64_t offset, std::string_view replid) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (replid != primary_replid_) {
+    // Another history (a failover, a restarted primary): offsets polled before mean nothing in it.
+    primary_replid_ = replid;
+    polls_.clear();
+  }
   // Polls are sent one at a time, so marks arrive in order; a later poll subsumes an earlier
   // one (its offset is at least as large), so dropping the oldest is safe.
   if (!polls_.empty() && polls_.back().first >= mark) return;
@@ -86,10 +91,11 @@ void WriteLedger::primary_offset(uint64_t mark, int64_t offset) {
   primary_offset_ = offset;
 }
 
-void WriteLedger::replica_offset(size_t i, int64_t offset) {
+void WriteLedger::replica_offset(size_t i, int64_t offset, std::string_view replid) {
   std::lock_guard<std::mutex> lock(mu_);
   ReplicaHealth& h = *replicas_[i];
   h.offset.store(offset);
+  if (replid != primary_replid_) return;  // not (yet) following the primary respite writes to
   if (primary_offset_ >= 0) h.lag.store(std::max<int64_t>(0, primary_offset_ - offset));
   uint64_t applied = h.applied.load();
   for (const auto& [mark, off] : polls_) {

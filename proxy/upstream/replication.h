@@ -13,8 +13,9 @@
 //  - a replica has applied mark m once it reported an offset >= the primary's offset of poll m;
 //  - a read goes to a replica only if the replica has applied every mark recorded for its keys
 //    (a read whose keys are not known needs every mark). Otherwise it goes to the primary.
-// Records of marks every replica has applied are dropped. The record is bounded (kMaxKeys):
-// past it, the keys are forgotten and every read waits for the newest mark instead.
+// Records of marks every replica taking reads has applied are dropped. The record is bounded
+// (kMaxKeys keys, 2 x kMaxKeys writes of them): past it, the keys are forgotten and every read
+// waits for the newest mark instead.
 #pragma once
 
 #include <atomic>
@@ -64,8 +65,12 @@ class WriteLedger {
   // The monitor's side (one loop): the number of the primary poll about to be sent, then the
   // offset that poll read; a replica's applied offset.
   uint64_t next_mark() { return marks_.fetch_add(1) + 1; }
-  void primary_offset(uint64_t mark, int64_t offset);
-  void replica_offset(size_t i, int64_t offset);
+  // `replid`: the primary's master_replid, and the one the replica follows (its own
+  // master_replid): an offset counts only in the history of the primary respite writes to (a
+  // replica still following an old primary after a failover could report a larger offset
+  // without the write).
+  void primary_offset(uint64_t mark, int64_t offset, std::string_view replid);
+  void replica_offset(size_t i, int64_t offset, std::string_view replid);
   // Some write is not yet known applied by every healthy replica (the monitor polls faster).
   bool behind() const;
 
@@ -90,6 +95,7 @@ class WriteLedger {
   std::atomic<uint64_t> marks_{0};                  // primary polls sent
   std::deque<std::pair<uint64_t, int64_t>> polls_;  // (mark, primary offset), oldest first
   int64_t primary_offset_ = -1;                     // the newest poll's (for the lag)
+  std::string primary_replid_;                      // ...and its replication id
   std::vector<std::unique_ptr<ReplicaHealth>> replicas_;
 };
 

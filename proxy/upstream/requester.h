@@ -112,7 +112,9 @@ ReplySink* once_sink(F f) {
 // The cache keys a forwarded write touches, invalidated before it is sent and again when its
 // reply arrives (a fill that raced the write is dropped either way).
 struct WriteInvalidation {
-  enum class Scope : uint8_t { Keys, Db, All } scope = Scope::Keys;
+  // Unknown: a command respite does not know wrote who knows what; the cache relies on the
+  // tracking link for it, the replicas' record of acknowledged writes counts it as every key.
+  enum class Scope : uint8_t { Keys, Db, All, Unknown } scope = Scope::Keys;
   uint32_t db = 0;  // cache::kAllDbs for keys whose db cannot be known (MOVE, COPY ... DB)
   std::vector<std::pair<uint32_t, std::string>> keys;  // (db, key)
 };

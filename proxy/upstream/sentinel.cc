@@ -131,7 +131,7 @@ SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas) {
 
 SentinelWatcher::SentinelWatcher(UpstreamHost* host, const Config& cfg, std::string primary_host,
                                  int primary_port, SwitchFn on_switch,
-                                 std::function<void()> on_hold)
+                                 std::function<void(bool)> on_hold)
     : host_(host),
       cfg_(cfg),
       primary_host_(std::move(primary_host)),
@@ -201,6 +201,8 @@ void SentinelWatcher::subscribe(Sentinel& s) {
       }
     }));
   link->request(s.sub_sink.get(), kSub, 0, 6);  // one reply per channel
+  static const std::string kPsub = resp_array({"PSUBSCRIBE", "-failover-abort-*"});
+  link->request(s.sub_sink.get(), kPsub, 0, 1);
   link->connect();
 }
 
@@ -234,29 +236,47 @@ void SentinelWatcher::round_done() {
   if (round_answers_.empty() || round_answers_.size() * 2 <= sentinels_.size()) return;
   for (const auto& a : round_answers_)
     if (a != round_answers_.front()) return;
+  // Sentinels that missed a failover still name the old primary for a while: never go back to
+  // it on their word alone (+switch-master, which only the failover's leader sends, may).
+  if (round_answers_.front() == previous_ && host_->now() < previous_until_ms_) return;
   named(round_answers_.front().first, round_answers_.front().second, false);
 }
 
 void SentinelWatcher::on_message(std::string_view reply) {
   resp::Value v;
   if (resp::decode(reply, v).status != resp::ScanResult::Status::Ok || v.type != '*' ||
-      v.elements.size() != 3 || !v.elements[1].is_string() || !v.elements[2].is_string())
+      v.elements.size() < 3)
     return;
-  const std::string& channel = v.elements[1].str;
-  const std::string& payload = v.elements[2].str;
+  // ["message", channel, payload] or ["pmessage", pattern, channel, payload]
+  const size_t at = v.elements.size() == 4 ? 2 : 1;
+  if (v.elements.size() > 4 || !v.elements[at].is_string() || !v.elements[at + 1].is_string())
+    return;
+  const std::string& channel = v.elements[at].str;
+  const std::string& payload = v.elements[at + 1].str;
+  if (channel.rfind("-failover-abort", 0) == 0) {
+    // "-failover-abort-not-elected master mymaster 127.0.0.1 6379": the old primary stays.
+    if (payload.find(fmt::format(" {} ", cfg_.sentinel_master)) != std::string::npos) {
+      log(LogLevel::Warning, "Sentinel: {} {}: writes go to the primary again", channel, payload);
+      on_hold_(false);
+    }
+    return;
+  }
   if (channel == "+selected-slave") {
     // "slave <ip:port> <ip> <port> @ <master> <ip> <port>": the replica to be promoted.
     const std::string ours = fmt::format(" @ {} ", cfg_.sentinel_master);
     if (payload.find(ours) != std::string::npos) {
       log(LogLevel::Warning, "Sentinel: failover of {} begun ({}): writes get an error until it ends",
           cfg_.sentinel_master, payload);
-      on_hold_();
+      on_hold_(true);
     }
     return;
   }
   if (channel != "+switch-master") {
-    // "+sdown master mymaster 127.0.0.1 6379" and the like: worth a line in the log.
-    log(LogLevel::Notice, "Sentinel: {} {}", channel, payload);
+    // "+sdown master mymaster 127.0.0.1 6379", "+replica slave <addr> <ip> <port> @ mymaster
+    // <ip> <port>": worth a line in the log when about our master.
+    const std::string name = cfg_.sentinel_master;
+    if (payload.find(fmt::format(" {} ", name)) != std::string::npos)
+      log(LogLevel::Notice, "Sentinel: {} {}", channel, payload);
     return;
   }
   // "<name> <old ip> <old port> <new ip> <new port>"
@@ -280,6 +300,8 @@ void SentinelWatcher::named(const std::string& host, int port, bool announced) {
   log(LogLevel::Warning, "the primary of {} moved from {}:{} to {}:{} ({})", cfg_.sentinel_master,
       primary_host_, primary_port_, host, port,
       announced ? "+switch-master" : "SENTINEL GET-MASTER-ADDR-BY-NAME");
+  previous_ = {primary_host_, primary_port_};
+  previous_until_ms_ = host_->now() + kPreviousMs;
   primary_host_ = host;
   primary_port_ = port;
   switches_.fetch_add(1, std::memory_order_relaxed);

@@ -5,7 +5,7 @@
 // were given) and confirms the answer with ROLE on the primary itself. While running, the first
 // loop's SentinelWatcher keeps a subscription on every reachable Sentinel (+switch-master: the
 // failover is done; +selected-slave: it has begun, writes get an error (not queued: the
-// failover may take seconds) until it ends; +sdown/-sdown, +odown and
+// failover may take seconds) until it ends or -failover-abort-* says it was abandoned; +sdown/-sdown, +odown and
 // +replica are logged) and asks again every
 // kReaskMs and when a node answers -READONLY (a primary that was turned into a replica). A new
 // address is handed to `on_switch`, which moves every loop's primary node there
@@ -39,10 +39,11 @@ SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas);
 class SentinelWatcher final : private NodeObserver {
  public:
   using SwitchFn = std::function<void(const std::string& host, int port)>;
-  // `on_hold`: a failover of the primary has begun (+selected-slave): writes must stop until
-  // `on_switch` (or, if the failover is abandoned, kHoldMs).
+  // `on_hold(true)`: a failover of the primary has begun (+selected-slave): writes must stop
+  // until `on_switch`; `on_hold(false)`: it was abandoned (-failover-abort-*). kHoldMs bounds
+  // a hold whose end was never heard.
   SentinelWatcher(UpstreamHost* host, const Config& cfg, std::string primary_host,
-                  int primary_port, SwitchFn on_switch, std::function<void()> on_hold);
+                  int primary_port, SwitchFn on_switch, std::function<void(bool)> on_hold);
   ~SentinelWatcher();
   SentinelWatcher(const SentinelWatcher&) = delete;
   SentinelWatcher& operator=(const SentinelWatcher&) = delete;
@@ -58,7 +59,10 @@ class SentinelWatcher final : private NodeObserver {
   size_t reachable() const { return reachable_.load(std::memory_order_relaxed); }
 
   static constexpr uint64_t kReaskMs = 1000;
-  static constexpr uint64_t kHoldMs = 10000;
+  // Longer than a failover takes with Sentinel's default failover-timeout (180 s) would be safer
+  // still; a minute keeps a hold whose end was lost from refusing writes for long.
+  static constexpr uint64_t kHoldMs = 60000;
+  static constexpr uint64_t kPreviousMs = 30000;  // the old primary is not taken back this soon
 
  private:
   struct Sentinel {
@@ -87,13 +91,15 @@ class SentinelWatcher final : private NodeObserver {
   std::string primary_host_;
   int primary_port_;
   SwitchFn on_switch_;
-  std::function<void()> on_hold_;
+  std::function<void(bool)> on_hold_;
   std::vector<Sentinel> sentinels_;
   std::unique_ptr<ReplySink> msg_sink_;
   uint64_t next_ask_ms_ = 0;
   uint64_t next_sub_ms_ = 0;
   size_t round_outstanding_ = 0;
   std::vector<std::pair<std::string, int>> round_answers_;
+  std::pair<std::string, int> previous_;  // the primary before the last switch...
+  uint64_t previous_until_ms_ = 0;        // ...not taken back on a round's word before this
   std::atomic<uint64_t> switches_{0};
   std::atomic<size_t> reachable_{0};
   bool stopping_ = false;

@@ -34,17 +34,17 @@ TEST_CASE("ledger: a written key waits for the offset of the next primary poll")
 
   const uint64_t m1 = l.next_mark();
   CHECK(m1 == 1);
-  l.replica_offset(0, 500);  // before the primary's offset is known: applies nothing
+  l.replica_offset(0, 500, "r");  // before the primary's offset is known: applies nothing
   CHECK_FALSE(may(l, 0, 0, {"k"}));
-  l.primary_offset(m1, 1000);
-  l.replica_offset(0, 999);
+  l.primary_offset(m1, 1000, "r");
+  l.replica_offset(0, 999, "r");
   CHECK_FALSE(may(l, 0, 0, {"k"}));
   CHECK(l.health(0).lag == 1);
-  l.replica_offset(0, 1000);
+  l.replica_offset(0, 1000, "r");
   CHECK(may(l, 0, 0, {"k"}));
   CHECK_FALSE(may(l, 1, 0, {"k"}));  // replica 1 has not reported
   CHECK(l.recorded_keys() == 1);     // kept while some replica has not applied it
-  l.replica_offset(1, 1200);
+  l.replica_offset(1, 1200, "r");
   CHECK(may(l, 1, 0, {"k"}));
   CHECK(l.recorded_keys() == 0);  // every replica has it: forgotten
   CHECK_FALSE(l.behind());
@@ -55,14 +55,14 @@ TEST_CASE("ledger: a write acknowledged after a poll was sent waits for the next
   l.set_healthy(0, true);
   const uint64_t m1 = l.next_mark();  // poll 1 is out
   l.wrote(0, "k");                    // acknowledged after it was sent: poll 2's offset covers it
-  l.primary_offset(m1, 100);
-  l.replica_offset(0, 100);
+  l.primary_offset(m1, 100, "r");
+  l.replica_offset(0, 100, "r");
   CHECK_FALSE(may(l, 0, 0, {"k"}));
   const uint64_t m2 = l.next_mark();
-  l.primary_offset(m2, 150);
-  l.replica_offset(0, 149);
+  l.primary_offset(m2, 150, "r");
+  l.replica_offset(0, 149, "r");
   CHECK_FALSE(may(l, 0, 0, {"k"}));
-  l.replica_offset(0, 150);
+  l.replica_offset(0, 150, "r");
   CHECK(may(l, 0, 0, {"k"}));
 }
 
@@ -73,8 +73,8 @@ TEST_CASE("ledger: writes of unknown keys make every read wait") {
   CHECK_FALSE(may(l, 0, 0, {"any"}));
   CHECK_FALSE(l.may_read(0, 0, {}, false));
   const uint64_t m = l.next_mark();
-  l.primary_offset(m, 10);
-  l.replica_offset(0, 10);
+  l.primary_offset(m, 10, "r");
+  l.replica_offset(0, 10, "r");
   CHECK(may(l, 0, 0, {"any"}));
   CHECK(l.may_read(0, 0, {}, false));
 }
@@ -94,8 +94,8 @@ TEST_CASE("ledger: the record is bounded, past it every read waits for the newes
   CHECK(l.recorded_keys() < WriteLedger::kMaxKeys);
   CHECK_FALSE(may(l, 0, 0, {"never-written"}));
   const uint64_t m = l.next_mark();
-  l.primary_offset(m, 7);
-  l.replica_offset(0, 7);
+  l.primary_offset(m, 7, "r");
+  l.replica_offset(0, 7, "r");
   CHECK(may(l, 0, 0, {"k1"}));
   CHECK(may(l, 0, 0, {"never-written"}));
 }
@@ -107,11 +107,11 @@ TEST_CASE("ledger: older primary offsets beyond the bound are subsumed by newer 
   uint64_t last = 0;
   for (size_t i = 0; i < WriteLedger::kMaxPolls + 10; ++i) {
     last = l.next_mark();
-    l.primary_offset(last, static_cast<int64_t>(100 + i));
+    l.primary_offset(last, static_cast<int64_t>(100 + i), "r");
   }
-  l.replica_offset(0, 99);  // behind even the first poll
+  l.replica_offset(0, 99, "r");  // behind even the first poll
   CHECK_FALSE(may(l, 0, 0, {"k"}));
-  l.replica_offset(0, static_cast<int64_t>(100 + WriteLedger::kMaxPolls + 9));
+  l.replica_offset(0, static_cast<int64_t>(100 + WriteLedger::kMaxPolls + 9), "r");
   CHECK(may(l, 0, 0, {"k"}));
   CHECK(l.health(0).applied == last);
 }
@@ -123,16 +123,28 @@ TEST_CASE("ledger: a replica that was down does not hold the record, and answers
   l.set_healthy(1, false);  // replica 1 goes down
   l.wrote(0, "k");
   const uint64_t m = l.next_mark();
-  l.primary_offset(m, 100);
-  l.replica_offset(0, 100);
+  l.primary_offset(m, 100, "r");
+  l.replica_offset(0, 100, "r");
   CHECK(l.recorded_keys() == 0);  // replica 0 has it; the one that is down holds nothing
   l.set_healthy(1, true);         // back, but behind
-  l.replica_offset(1, 50);
+  l.replica_offset(1, 50, "r");
   CHECK_FALSE(may(l, 1, 0, {"k"}));      // the forgotten write is covered by its floor...
   CHECK_FALSE(may(l, 1, 0, {"other"}));  // ...which holds every read back
-  l.replica_offset(1, 100);
+  l.replica_offset(1, 100, "r");
   CHECK(may(l, 1, 0, {"k"}));
   CHECK(may(l, 1, 0, {"other"}));
+}
+
+TEST_CASE("ledger: a replica's offset counts only in the primary's replication history") {
+  WriteLedger l(1);
+  l.set_healthy(0, true);
+  l.wrote(0, "k");
+  const uint64_t m = l.next_mark();
+  l.primary_offset(m, 100, "new-primary");
+  l.replica_offset(0, 500, "old-primary");  // larger, but another history
+  CHECK_FALSE(may(l, 0, 0, {"k"}));
+  l.replica_offset(0, 100, "new-primary");
+  CHECK(may(l, 0, 0, {"k"}));
 }
 
 TEST_CASE("info_value reads a field of an INFO reply") {
