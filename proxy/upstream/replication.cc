@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 
 namespace respite {
 
@@ -21,11 +22,8 @@ WriteLedger::WriteLedger(size_t replicas) {
   for (size_t i = 0; i < replicas; ++i) replicas_.push_back(std::make_unique<ReplicaHealth>());
 }
 
-std::string WriteLedger::map_key(uint32_t db, std::string_view key) {
-  std::string k(sizeof db + key.size(), '\0');
-  std::memcpy(k.data(), &db, sizeof db);
-  std::memcpy(k.data() + sizeof db, key.data(), key.size());
-  return k;
+uint64_t WriteLedger::key_hash(uint32_t db, std::string_view key) {
+  return std::hash<std::string_view>{}(key) ^ (uint64_t{db} + 1) * 0x9E3779B97F4A7C15ull;
 }
 
 void WriteLedger::wrote(uint32_t db, std::string_view key) {
@@ -37,9 +35,12 @@ void WriteLedger::wrote(uint32_t db, std::string_view key) {
     order_.clear();
     all_mark_ = m;
   } else {
-    std::string k = map_key(db, key);
-    keys_[k] = m;
-    order_.emplace_back(m, std::move(k));
+    const uint64_t h = key_hash(db, key);
+    uint64_t& mark = keys_[h];
+    if (mark != m) {  // a key written again before the next poll needs no second entry
+      mark = m;
+      order_.emplace_back(m, h);
+    }
   }
   if (max_mark_.load() < m) max_mark_.store(m);
 }
@@ -67,10 +68,8 @@ bool WriteLedger::may_read(size_t i, uint32_t db, std::span<const std::string_vi
   if (!keys_known) return false;
   std::lock_guard<std::mutex> lock(mu_);
   if (all_mark_ > applied) return false;
-  std::string k;
   for (std::string_view key : keys) {
-    k = map_key(db, key);
-    auto it = keys_.find(k);
+    auto it = keys_.find(key_hash(db, key));
     if (it != keys_.end() && it->second > applied) return false;
   }
   return true;

@@ -83,13 +83,15 @@ class WriteLedger {
   static constexpr size_t kMaxPolls = 4096;  // primary offsets kept (older ones are subsumed)
 
  private:
-  static std::string map_key(uint32_t db, std::string_view key);
+  // The record is by a 64-bit hash of (db, key): no allocation per write, and a collision only
+  // sends a read to the primary.
+  static uint64_t key_hash(uint32_t db, std::string_view key);
   uint64_t current_mark() const { return marks_.load() + 1; }
   void forget_applied();  // under mu_: drops what every healthy replica has applied
 
   mutable std::mutex mu_;
-  std::unordered_map<std::string, uint64_t> keys_;  // db + key -> mark
-  std::deque<std::pair<uint64_t, std::string>> order_;  // the records in mark order, to drop
+  std::unordered_map<uint64_t, uint64_t> keys_;        // key_hash -> mark
+  std::deque<std::pair<uint64_t, uint64_t>> order_;    // (mark, key_hash) in mark order, to drop
   uint64_t all_mark_ = 0;                           // a write of unknown keys
   std::atomic<uint64_t> max_mark_{0};               // the newest mark recorded
   std::atomic<uint64_t> marks_{0};                  // primary polls sent
