@@ -73,15 +73,14 @@ int main(int argc, char** argv) {
     }
     cfg.upstream_host = a.host;
     cfg.upstream_port = a.port;
-    cfg.upstream = a.host.find(':') != std::string::npos ? fmt::format("[{}]:{}", a.host, a.port)
-                                                         : fmt::format("{}:{}", a.host, a.port);
+    cfg.upstream = respite::join_host_port(a.host, a.port);
     respite::log(respite::LogLevel::Notice, "Sentinel: the primary of {} is {}", cfg.sentinel_master,
                  cfg.upstream);
     if (want_replicas) {
       cfg.replica_addrs = a.replicas;
       for (const auto& [h, p] : a.replicas) {
-        cfg.replicas.push_back(fmt::format("{}:{}", h, p));
-        respite::log(respite::LogLevel::Notice, "Sentinel: replica {}:{}", h, p);
+        cfg.replicas.push_back(respite::join_host_port(h, p));
+        respite::log(respite::LogLevel::Notice, "Sentinel: replica {}", cfg.replicas.back());
       }
     }
   }

@@ -310,8 +310,7 @@ void Server::switch_primary(const std::string& host, int port) {
     log(LogLevel::Warning, "cannot resolve the new primary {}:{}: {}", host, port, err);
     return;
   }
-  cfg_.upstream = host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
-                                                      : fmt::format("{}:{}", host, port);
+  cfg_.upstream = join_host_port(host, port);
   cfg_.upstream_host = host;
   cfg_.upstream_port = port;
   writes_held_until_ = 0;

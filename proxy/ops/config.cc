@@ -274,26 +274,30 @@ std::string split_host_port(const std::string& s, const char* what, std::string&
   return "";
 }
 
+std::string join_host_port(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
+                                             : fmt::format("{}:{}", host, port);
+}
+
 std::string finalize_config(Config& cfg) {
   if (std::string e = split_host_port(cfg.upstream, "upstream", cfg.upstream_host,
                                      cfg.upstream_port); !e.empty())
     return e;
-  cfg.replica_addrs.clear();
-  for (const std::string& r : cfg.replicas) {
-    if (r.empty()) continue;  // `replica ""` in a file: none
-    std::string host;
-    int port = 0;
-    if (std::string e = split_host_port(r, "replica", host, port); !e.empty()) return e;
-    cfg.replica_addrs.emplace_back(host, port);
-  }
-  cfg.sentinel_addrs.clear();
-  for (const std::string& r : cfg.sentinels) {
-    if (r.empty()) continue;
-    std::string host;
-    int port = 0;
-    if (std::string e = split_host_port(r, "sentinel", host, port); !e.empty()) return e;
-    cfg.sentinel_addrs.emplace_back(host, port);
-  }
+  // Repeatable addresses; an empty one (`replica ""` in a file) stands for none.
+  auto split_all = [](const std::vector<std::string>& in, const char* what,
+                      std::vector<std::pair<std::string, int>>& out) -> std::string {
+    out.clear();
+    for (const std::string& r : in) {
+      if (r.empty()) continue;
+      std::string host;
+      int port = 0;
+      if (std::string e = split_host_port(r, what, host, port); !e.empty()) return e;
+      out.emplace_back(host, port);
+    }
+    return "";
+  };
+  if (std::string e = split_all(cfg.replicas, "replica", cfg.replica_addrs); !e.empty()) return e;
+  if (std::string e = split_all(cfg.sentinels, "sentinel", cfg.sentinel_addrs); !e.empty()) return e;
   if (!cfg.sentinel_addrs.empty() && cfg.sentinel_master.empty())
     return "--sentinel needs --sentinel-master (the name the Sentinels monitor)";
   {

@@ -124,6 +124,8 @@ bool parse_output_limit(const std::string& s, uint64_t& hard, uint64_t& soft, ui
 
 // "host:port" or "[v6]:port" into its parts; an error text or "". `what` names the setting.
 std::string split_host_port(const std::string& s, const char* what, std::string& host, int& port);
+// The inverse: "host:port", brackets around an IPv6 address.
+std::string join_host_port(const std::string& host, int port);
 
 // Resolves derived fields (upstream host/port, sizes). Returns an error text or "".
 std::string finalize_config(Config& cfg);

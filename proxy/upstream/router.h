@@ -55,7 +55,6 @@ class Router {
   const std::vector<Node*>& replicas() const { return replicas_; }
   // Reads may go to replicas (dispatch then fills RouteRequest::keys for reads).
   bool reads_replicas() const { return read_from_ != ReadFrom::Primary && !replicas_.empty(); }
-  WriteLedger* ledger() const { return ledger_; }
   ReadFrom read_from() const { return read_from_; }
   bool any_replica_healthy() const {
     for (size_t i = 0; i < replicas_.size(); ++i)
