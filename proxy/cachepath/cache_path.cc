@@ -296,7 +296,9 @@ void CachePath::send_fetch(uint32_t db, std::span<const std::string_view> keys,
       for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed, false);
     }
   };
-  UpstreamConn* fetch = tracking_.fetch_conn();
+  UpstreamConn* fetch = nullptr;
+  if (!replica_tracking_.empty()) fetch = fill_tracking(db, keys)->fetch_conn();
+  if (!fetch) fetch = tracking_.fetch_conn();
   if (!fetch) return fail_all();
   std::string& req = fetch_scratch_;
   req.clear();

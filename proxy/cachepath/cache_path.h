@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -84,7 +85,23 @@ class CachePath {
   ~CachePath();
 
   CacheStore& cache() { return *cache_; }
+  // The primary's tracking service.
   Tracking& tracking() { return tracking_; }
+  // Fills may read from replica `i` of `ledger` on `n` (--read-from replica, prefer-replica):
+  // a tracking service of its own. Before the loop runs.
+  void add_replica(Node* n, int i, WriteLedger* ledger);
+  // The tracking service on node `n`, or nullptr when the cache does not read from it.
+  Tracking* tracking_for(const Node* n);
+  // Every tracking service: the timer, shutdown, and the cache switched off (links closed).
+  void tick(uint64_t now);
+  void stop_tracking();
+  void close_links();
+  // This loop's part of a barrier (Tracking::barrier): `done` runs once the primary's link, and
+  // the link of every replica the cache reads from, answered a PING sent after the write, a
+  // replica's once it has applied WriteLedger mark `mark`. A replica that has not within
+  // kReplicaApplyWaitMs (or stops being healthy) loses its link and the cache is flushed.
+  void coherence_ping(uint64_t mark, std::function<void()> done);
+  static constexpr uint64_t kReplicaApplyWaitMs = 200;
   // The cache may answer reads: enabled, and this loop's invalidation link is up (or, with
   // cache-coherence ttl, its fetch connection is open).
   bool usable() const { return cache_->enabled() && tracking_.serving(); }
@@ -123,6 +140,10 @@ class CachePath {
  private:
   void send_fetch(uint32_t db, std::span<const std::string_view> keys,
                   std::span<const cache::FlightId> ids);
+  // Where a fill of `keys` reads: a replica whose link is up and that has applied every write
+  // of them respite acknowledged, the one with the fewest fetches pending; else the primary.
+  Tracking* fill_tracking(uint32_t db, std::span<const std::string_view> keys);
+  void check_replica_waits(uint64_t now);
   // Answers a waiter on the loop it belongs to.
   void deliver_waiter(CacheWaiter& w, bool missing, std::string_view value, std::string_view error,
                       bool key_error, std::shared_ptr<const std::string>* shared_value = nullptr);
@@ -140,6 +161,16 @@ class CachePath {
   UpstreamHost* host_;
   Router* router_;
   Tracking tracking_;
+  std::vector<std::unique_ptr<Tracking>> replica_tracking_;
+  WriteLedger* ledger_ = nullptr;
+  // Barrier parts waiting for a replica to apply a write (coherence_ping).
+  struct ReplicaWait {
+    Tracking* t;
+    uint64_t mark;
+    uint64_t give_up_ms;
+    std::function<void()> done;
+  };
+  std::vector<ReplicaWait> replica_waits_;
   // Landed fetch batches, kept for reuse (FetchBatch::reset); owned.
   std::vector<FetchBatch*> batch_pool_;
   static constexpr size_t kBatchPoolMax = 4096;

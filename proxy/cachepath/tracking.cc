@@ -56,16 +56,35 @@ int64_t swapdb_calls(std::string_view reply) {
 
 // The mode is read from the loop's settings (the Server's, made before its cache path); it is
 // fixed for the process (PROXY CONFIG SET refuses it).
-Tracking::Tracking(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router)
+Tracking::Tracking(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router,
+                   Node* node, int replica, WriteLedger* ledger)
     : shared_(shared),
       loop_(loop),
       host_(host),
       router_(router),
+      node_(node),
+      replica_(replica),
+      ledger_(ledger),
       ttl_(host->config().cache_coherence == CacheCoherence::Ttl) {}
 
 void Tracking::tick(uint64_t now) {
   if (stopping_ || !shared_->cache->enabled()) return;
   Node::Tracking& t = node().tracking;
+  if (replica_ >= 0) {
+    // A replica the monitor does not trust (down, loading, its own link down: it may not apply
+    // writes for a while) keeps nothing in the cache: what it said goes, and its link with it.
+    if (!ledger_->health(replica_).healthy.load(std::memory_order_relaxed)) {
+      if (t.link) {
+        log(LogLevel::Notice, "replica {} takes no reads: cache filled from it flushed",
+            node().name());
+        close_link();
+      }
+      if (ttl_ && t.fetch) t.fetch->close();
+      return;
+    }
+    // Only the first loop's replica monitor opens connections to replicas: here the others.
+    if (!node().connected()) node().shared_conn(2, 0);
+  }
   if (ttl_) {
     // No link. The fetch connection is opened here, not per miss: an upstream that is down
     // costs no connection attempt per read (reads go the forwarded way meanwhile).
@@ -75,7 +94,7 @@ void Tracking::tick(uint64_t now) {
   }
   if (now >= next_swapdb_poll_ms_) {
     next_swapdb_poll_ms_ = now + kSwapdbPollMs;
-    if (serving()) poll_swapdb();
+    if (serving() && replica_ < 0) poll_swapdb();  // SWAPDB reaches replicas as it ran on the primary
   }
 }
 
@@ -112,7 +131,8 @@ void Tracking::on_tracking_reply(UpstreamConn* f, std::string_view reply) {
     return;
   }
   if (t.fetch != f || !link_subscribed_) return;  // a connection or a link since replaced
-  if (!t.up) log(LogLevel::Verbose, "invalidation link up (client id {})", t.link_id);
+  if (!t.up)
+    log(LogLevel::Verbose, "invalidation link up on {} (client id {})", node().name(), t.link_id);
   t.up = true;
   t.backoff_ms = 0;
   refused_ = false;
@@ -151,7 +171,7 @@ void Tracking::link_ping(std::function<void()> done) {
   node().tracking.link->request(new PingSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
 }
 
-void Tracking::barrier(Requester* c, uint64_t seq, std::string_view reply) {
+void Tracking::barrier(Requester* c, uint64_t seq, std::string_view reply, uint64_t mark) {
   host_->stats().tracking_barriers++;
   auto* b = new Barrier{c, seq, std::string(reply), shared_->paths.size() + 1};
   c->ref();
@@ -166,13 +186,12 @@ void Tracking::barrier(Requester* c, uint64_t seq, std::string_view reply) {
     delete b;
   };
   for (CachePath* p : shared_->paths) {
-    Tracking* s = &p->tracking();
-    if (s == this) {
-      link_ping(part_done);
+    if (&p->tracking() == this) {
+      p->coherence_ping(mark, part_done);
     } else {
-      // Each loop has its own link (its fetch connection's keys are reported there).
-      s->loop_->post([s, origin = this, part_done] {
-        s->link_ping([origin, part_done] { origin->loop_->post(part_done); });
+      // Each loop has its own links (its fetch connections' keys are reported there).
+      p->tracking().loop_->post([p, origin = this, mark, part_done] {
+        p->coherence_ping(mark, [origin, part_done] { origin->loop_->post(part_done); });
       });
     }
   }
@@ -272,7 +291,14 @@ void Tracking::start_link() {
 }
 
 void Tracking::link_lost(const char* why) {
-  if (node().tracking.up && !stopping_) log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
+  if (node().tracking.up && !stopping_) {
+    if (replica_ < 0)
+      log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
+    else
+      log(LogLevel::Warning,
+          "invalidation link to replica {} down ({}): cache flushed, fills go elsewhere",
+          node().name(), why);
+  }
   node().tracking.up = false;
   node().tracking.link_id = -1;
   link_subscribed_ = false;

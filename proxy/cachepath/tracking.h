@@ -8,6 +8,12 @@
 // on Redis, which sends no invalidation (Redis 7.0), seen as a change of its call count in INFO
 // commandstats.
 //
+// With --read-from replica/prefer-replica each replica the cache fills from has its own Tracking
+// (replica() >= 0): its link reports a key when the replica applies a write of it. It runs only
+// while the replica is healthy (WriteLedger); it stops, and the cache is flushed, when the
+// replica is not. The primary's Tracking alone polls SWAPDB and decides whether the cache is
+// usable at all.
+//
 // cache-coherence ttl (proxy/ops/config.h) starts no link: the fetch connection is a plain one,
 // the cache serves while it is open, and entries live at most cache-ttl-ms. With tracking, an
 // upstream that answers CLIENT ID, SUBSCRIBE or CLIENT TRACKING with an error (ElastiCache 7.1,
@@ -31,7 +37,10 @@ struct CacheShared;
 
 class Tracking {
  public:
-  Tracking(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router);
+  // The primary's (`replica` -1: the router's primary, whichever server that is now), or
+  // replica `replica`'s (the ledger's index) on `node`.
+  Tracking(CacheShared* shared, Loop* loop, UpstreamHost* host, Router* router,
+           Node* node = nullptr, int replica = -1, WriteLedger* ledger = nullptr);
   Tracking(const Tracking&) = delete;
   Tracking& operator=(const Tracking&) = delete;
 
@@ -42,6 +51,10 @@ class Tracking {
   bool ttl() const { return ttl_; }
   // The upstream's last answer to the link's setup was an error (tracking mode).
   bool refused() const { return refused_; }
+  int replica() const { return replica_; }
+  Node& node() const { return replica_ < 0 ? *router_->primary() : *node_; }
+  // The fetch connection if open, without opening one.
+  UpstreamConn* open_fetch() const { return node().tracking.fetch; }
   int64_t link_id() const { return node().tracking.link_id; }
   // The timer: (re)starts the link once the node is up, polls SWAPDB's call count.
   void tick(uint64_t now);
@@ -58,14 +71,14 @@ class Tracking {
 
   // The reply of a write whose keys respite cannot know: the invalidations Redis made for it
   // are written to the tracking links before the answer to a PING sent there after the reply
-  // arrived. `reply` goes to `c`'s slot `seq` once every loop's link has answered that PING (at
-  // once when no link is up: the cache is not used then).
-  void barrier(Requester* c, uint64_t seq, std::string_view reply);
-  // This loop's part of a barrier: `done` runs on this loop once its link answered a PING.
+  // arrived. `reply` goes to `c`'s slot `seq` once every loop's links have answered that PING
+  // (at once when no link is up: the cache is not used then); a replica's link once the replica
+  // has applied the write, WriteLedger mark `mark` (CachePath::coherence_ping).
+  void barrier(Requester* c, uint64_t seq, std::string_view reply, uint64_t mark);
+  // `done` runs on this loop once this link answered a PING (at once without a link).
   void link_ping(std::function<void()> done);
 
  private:
-  Node& node() const { return *router_->primary(); }
   void start_link();
   // The upstream answered `what` with the error `reply`: refused, unless the error is one that
   // passes (LOADING, BUSY). Logged once per process until tracking is accepted again.
@@ -80,6 +93,9 @@ class Tracking {
   Loop* loop_;
   UpstreamHost* host_;
   Router* router_;
+  Node* node_;
+  const int replica_;
+  WriteLedger* ledger_;
   const bool ttl_;  // cache-coherence ttl
   bool stopping_ = false;
   bool link_subscribed_ = false;  // the link's SUBSCRIBE was answered (this link)

@@ -92,6 +92,9 @@ int Server::start() {
     if (index_ == 0)
       replica_monitor_ = std::make_unique<ReplicaMonitor>(this, shared_->ledger.get(),
                                                           node_.get(), router_.replicas());
+    if (router_.reads_replicas())  // cache fills may read from replicas too
+      for (size_t i = 0; i < router_.replicas().size(); ++i)
+        cache_path_.add_replica(router_.replicas()[i], static_cast<int>(i), shared_->ledger.get());
   }
 
   uv_tcp_init(loop_.uv(), &listener_);
@@ -253,7 +256,7 @@ void Server::tick() {
     n->check_timeouts(now);
     n->reconnect(now);
   }
-  srv->cache_path_.tracking().tick(now);
+  srv->cache_path_.tick(now);
   if (srv->replica_monitor_ && !srv->shutting_down_) srv->replica_monitor_->tick(now);
   if (srv->sentinel_ && !srv->shutting_down_) srv->sentinel_->tick(now);
   if (!srv->shutting_down_ && srv->cache_path_.cache().enabled())
@@ -349,9 +352,13 @@ void Server::upstream_gone(UpstreamConn* u) {
   if (last_dirty == u) last_dirty = nullptr;
 }
 
-void Server::on_link_lost() { cache_path_.tracking().link_lost("connection lost"); }
+void Server::on_link_lost(Node* n) {
+  if (Tracking* t = cache_path_.tracking_for(n)) t->link_lost("connection lost");
+}
 
-void Server::on_fetch_lost() { cache_path_.tracking().fetch_lost(); }
+void Server::on_fetch_lost(Node* n) {
+  if (Tracking* t = cache_path_.tracking_for(n)) t->fetch_lost();
+}
 
 bool Server::cache_usable(const ClientConn* c) const {
   // A client with forwarded requests in flight reads through its upstream connection, so a GET
@@ -399,7 +406,7 @@ void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   for (Node* n : router_.nodes()) n->stop_connecting();
-  cache_path_.tracking().stop();
+  cache_path_.stop_tracking();
   if (replica_monitor_) replica_monitor_->stop();
   if (sentinel_) sentinel_->stop();
   shutdown_deadline_ = now() + kShutdownGraceMs;
@@ -430,7 +437,7 @@ void Server::apply_cache_config() {
   s.policy = *cache::parse_policy(cfg_.cache_policy);
   s.xfetch_beta = cfg_.xfetch_beta;
   cache.apply(s, micros());
-  if (!cache.enabled()) cache_path_.tracking().close_link();  // off: no link, reads go upstream
+  if (!cache.enabled()) cache_path_.close_links();  // off: no link, reads go upstream
 }
 
 void Server::flush_cache() { cache_path_.flush(); }

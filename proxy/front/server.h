@@ -142,8 +142,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   }
   void invalidate_after_write(WriteInvalidation* inv) override;
   void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override {
-    if (router_.reads_replicas()) shared_->ledger->wrote_all();
-    cache_path_.tracking().barrier(c, seq, reply);
+    const uint64_t mark = router_.reads_replicas() ? shared_->ledger->wrote_all() : 0;
+    cache_path_.tracking().barrier(c, seq, reply, mark);
   }
   bool redirect(const Redirect& r) override { return dispatch_.redirect(r); }
   // A node answered -READONLY: with Sentinel, ask where the primary is now.
@@ -238,8 +238,8 @@ class Server final : public UpstreamHost, public NodeObserver {
   Dispatch dispatch_{*this};
   // NodeObserver
   void on_shared_up(UpstreamConn* u) override;
-  void on_link_lost() override;
-  void on_fetch_lost() override;
+  void on_link_lost(Node* n) override;
+  void on_fetch_lost(Node* n) override;
 
   uint64_t next_idle_check_ms_ = 0;
   int databases_ = 16;

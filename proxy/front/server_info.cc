@@ -79,6 +79,8 @@ void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
       line.errors += static_cast<int64_t>(st.errors.get());
       line.redirects += static_cast<int64_t>(st.redirects.get());
     }
+    if (const Tracking* t = cache_path_.tracking_for(mine[k]); t && !t->ttl() && cache_path_.cache().enabled())
+      line.tracking = t->up() ? "up" : "down";
     if (primary) {
       line.state = primary_up ? "up" : "down";
     } else {

@@ -28,8 +28,9 @@ void append_node_lines(std::string& out, const InfoSnapshot& snap) {
     const InfoSnapshot::NodeLine& n = snap.nodes[i];
     fmt::format_to(std::back_inserter(out),
                    "node{}:addr={},role={},state={},requests={},inflight={},errors={},"
-                   "redirects={}",
-                   i, n.addr, n.role, n.state, n.requests, n.inflight, n.errors, n.redirects);
+                   "redirects={},tracking={}",
+                   i, n.addr, n.role, n.state, n.requests, n.inflight, n.errors, n.redirects,
+                   n.tracking);
     if (n.offset >= 0)
       fmt::format_to(std::back_inserter(out), ",offset={},lag_bytes={}", n.offset, n.lag);
     out += "\r\n";

@@ -39,6 +39,9 @@ class InfoSnapshot {
     std::string state;  // up, or why not (down, loading, master_link_status:down ...)
     int64_t requests = 0, inflight = 0, errors = 0, redirects = 0;
     int64_t offset = -1, lag = -1;  // a replica's applied offset and its lag behind the primary
+    // The cache's invalidation link on the node (this loop's): up, down, or off (the cache does
+    // not read from the node, or cache-coherence ttl).
+    std::string tracking = "off";
   };
   std::vector<NodeLine> nodes;
 

@@ -91,12 +91,12 @@ void Node::conn_up(UpstreamConn* u) {
 void Node::conn_gone(UpstreamConn* u) {
   if (u == tracking.link) {
     tracking.link = nullptr;
-    observer_->on_link_lost();
+    observer_->on_link_lost(this);
     return;
   }
   if (u == tracking.fetch) {
     tracking.fetch = nullptr;
-    observer_->on_fetch_lost();
+    observer_->on_fetch_lost(this);
     return;
   }
   auto& r = tracking.retired;

@@ -16,14 +16,16 @@
 
 namespace respite {
 
+class Node;
+
 // What a node tells the layers above about its connections.
 class NodeObserver {
  public:
   // A shared connection (not pinned, not link or fetch) became ready.
   virtual void on_shared_up(UpstreamConn* u) = 0;
-  // The tracking link or the fetch connection of `tracking` is closing (see Node::Tracking).
-  virtual void on_link_lost() = 0;
-  virtual void on_fetch_lost() = 0;
+  // The tracking link or the fetch connection of node `n` is closing (see Node::Tracking).
+  virtual void on_link_lost(Node* n) = 0;
+  virtual void on_fetch_lost(Node* n) = 0;
 
  protected:
   ~NodeObserver() = default;

@@ -45,11 +45,12 @@ void WriteLedger::wrote(uint32_t db, std::string_view key) {
   if (max_mark_.load() < m) max_mark_.store(m);
 }
 
-void WriteLedger::wrote_all() {
+uint64_t WriteLedger::wrote_all() {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t m = current_mark();
   all_mark_ = m;
   if (max_mark_.load() < m) max_mark_.store(m);
+  return m;
 }
 
 void WriteLedger::set_healthy(size_t i, bool healthy) {

@@ -51,8 +51,9 @@ class WriteLedger {
 
   // A write through respite was acknowledged: a read of `key` in `db` waits for the replicas.
   void wrote(uint32_t db, std::string_view key);
-  // An acknowledged write whose keys are not known: every read waits.
-  void wrote_all();
+  // An acknowledged write whose keys are not known: every read waits. Returns its mark (a
+  // replica has applied the write once ReplicaHealth::applied reaches it).
+  uint64_t wrote_all();
   // May replica `i` answer a read of `keys` in `db`? `keys_known` false: the read's keys are
   // not known (KEYS, SCAN, a script): only a replica that has applied every mark may.
   bool may_read(size_t i, uint32_t db, std::span<const std::string_view> keys,

@@ -79,7 +79,8 @@ class Router {
       if (n->name() == name) return n;
     return nullptr;
   }
-  // Where a cache fill of `key` reads from: the primary (the cache's tracking link is there).
+  // Where a plain GET for a reader that cannot use the cache goes (CachePath::read_key); cache
+  // fills choose their node themselves (CachePath::fill_tracking).
   Node* for_fill(uint32_t, std::string_view) const { return primary_; }
   const std::vector<Node*>& nodes() const { return nodes_; }
 

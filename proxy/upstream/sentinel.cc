@@ -206,7 +206,7 @@ void SentinelWatcher::subscribe(Sentinel& s) {
   link->connect();
 }
 
-void SentinelWatcher::on_link_lost() {
+void SentinelWatcher::on_link_lost(Node*) {
   for (auto& s : sentinels_) s.subscribed = s.subscribed && s.node->tracking.link != nullptr;
 }
 

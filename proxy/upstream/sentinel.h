@@ -73,8 +73,8 @@ class SentinelWatcher final : private NodeObserver {
   };
   // NodeObserver: a Sentinel's subscription (its node's tracking.link) dropped.
   void on_shared_up(UpstreamConn*) override {}
-  void on_link_lost() override;
-  void on_fetch_lost() override {}
+  void on_link_lost(Node*) override;
+  void on_fetch_lost(Node*) override {}
 
   void subscribe(Sentinel& s);
   void ask(Sentinel& s);

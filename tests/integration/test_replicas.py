@@ -234,6 +234,104 @@ class UnknownCommandWrites(ReplicaSetup):
             self.relay.resume()
 
 
+def node_tracking(client, k: int) -> str:
+    """The `tracking=` of PROXY INFO's node<k> line as the loop serving `client`'s connection
+    sees it (each loop has its own links)."""
+    line = harness.parse_info(client.execute_command("PROXY", "INFO")).get(f"node{k}", "")
+    return dict(kv.split("=", 1) for kv in line.split(",") if "=" in kv).get("tracking", "")
+
+
+class CacheFillsFromReplica(ReplicaSetup):
+    """The cache on: its misses are filled from the replica (its own invalidation link and
+    tracked fetch connection), and stay coherent with writes through respite and on the
+    primary."""
+
+    def reader(self):
+        r = self.px.client()
+        wait_until(lambda: node_tracking(r, 1) == "up", 10, "the replica's invalidation link")
+        return r
+
+    def test_misses_are_filled_from_the_replica(self):
+        c = self.px.client()
+        r = self.reader()
+        sets0 = calls(self.primary, "set")
+        for i in range(200):
+            self.assertTrue(c.set(f"fill:{i}", f"value-{i}"))
+        self.assertEqual(calls(self.primary, "set") - sets0, 200)
+        self.wait_applied()
+        gp0, gr0 = calls(self.primary, "get"), calls(self.replica, "get")
+        for i in range(200):
+            self.assertEqual(r.get(f"fill:{i}"), f"value-{i}".encode())
+        self.assertEqual(calls(self.replica, "get") - gr0, 200,
+                         "every miss was filled from the replica")
+        self.assertEqual(calls(self.primary, "get") - gp0, 0)
+        for i in range(200):  # now cached: nobody is asked
+            self.assertEqual(r.get(f"fill:{i}"), f"value-{i}".encode())
+        self.assertEqual(calls(self.replica, "get") - gr0, 200, "the second round was cached")
+        self.assertEqual(node_tracking(r, 0), "up")
+
+    def test_a_direct_write_on_the_primary_arrives_when_the_replica_applies_it(self):
+        c = self.px.client()
+        r = self.reader()
+        c.set("direct:k", "old")
+        self.wait_applied()
+        gr0 = calls(self.replica, "get")
+        self.assertEqual(r.get("direct:k"), b"old")
+        self.assertEqual(r.get("direct:k"), b"old")
+        self.assertEqual(calls(self.replica, "get") - gr0, 1, "filled from the replica, then cached")
+        self.relay.pause()
+        try:
+            self.primary.client().set("direct:k", "new")  # behind respite's back
+            # Not applied by the replica yet: what respite read from it is what it has.
+            for _ in range(10):
+                self.assertEqual(r.get("direct:k"), b"old")
+        finally:
+            self.relay.resume()
+        # The replica applies it and its tracking link says so.
+        wait_until(lambda: r.get("direct:k") == b"new", 5, "the replica's invalidation")
+
+    def test_a_script_write_waits_for_the_replica(self):
+        """A script writes a key it does not declare: respite cannot know which, so the reply
+        waits until the replica has applied it (or, past a bound, the cache is flushed)."""
+        c = self.px.client()
+        r = self.reader()
+        script = "return redis.call('SET', ARGV[1], ARGV[2])"
+        for lagging in (False, True):
+            key = f"script:{lagging}"
+            c.set(key, "old")
+            self.wait_applied()
+            self.assertEqual(r.get(key), b"old")
+            self.assertEqual(r.get(key), b"old")  # cached, from the replica
+            if lagging:
+                self.relay.pause()
+            try:
+                for i in range(5):
+                    self.assertEqual(c.eval(script, 0, key, f"new{i}"), b"OK")
+                    got = r.get(key)
+                    self.assertEqual(got, f"new{i}".encode(),
+                                     f"read after the script's reply (replica lagging: {lagging})")
+            finally:
+                self.relay.resume()
+
+    def test_the_replica_link_lost_flushes_and_comes_back(self):
+        c = self.px.client()
+        r = self.reader()
+        c.set("link:k", "v")
+        self.wait_applied()
+        self.assertEqual(r.get("link:k"), b"v")
+        gr0 = calls(self.replica, "get")
+        self.assertEqual(r.get("link:k"), b"v")
+        self.assertEqual(calls(self.replica, "get"), gr0, "cached")
+        # The replica drops respite's invalidation links (what they reported would be lost).
+        self.assertGreater(self.replica.client().client_kill_filter(_type="pubsub"), 0)
+        wait_until(lambda: node_tracking(r, 1) == "up", 10, "the link to come back")
+        # What was read from the replica went with the link: read again (from a node).
+        gp0, gr0 = calls(self.primary, "get"), calls(self.replica, "get")
+        self.assertEqual(r.get("link:k"), b"v")
+        self.assertEqual(calls(self.primary, "get") + calls(self.replica, "get") - gp0 - gr0, 1,
+                         "the entry was flushed with the link")
+
+
 class ReplicaKilled(ReplicaSetup):
     read_from = "prefer-replica"
     respite_args = ["--cache-max-memory", "0"]
