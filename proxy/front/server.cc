@@ -313,6 +313,20 @@ void Server::switch_primary(const std::string& host, int port) {
     log(LogLevel::Warning, "cannot resolve the new primary {}:{}: {}", host, port, err);
     return;
   }
+  // The promoted server was one of our replicas: its place goes to the old primary, which
+  // Sentinel makes a replica of the new one. It takes reads once the monitor sees it
+  // replicating the new primary's history and caught up (its floor, WriteLedger::set_healthy).
+  for (size_t j = 0; j < replica_nodes_.size(); ++j) {
+    Node& r = *replica_nodes_[j];
+    if (r.name() != node_->name()) continue;
+    if (index_ == 0) shared_->ledger->set_healthy(j, false);
+    if (std::string err = r.retarget(loop_.uv(), cfg_.upstream_host, cfg_.upstream_port);
+        !err.empty())
+      log(LogLevel::Warning, "cannot resolve the old primary {} as a replica: {}", old, err);
+    else if (index_ == 0)
+      log(LogLevel::Notice, "replica {} is the primary now: the old primary {} takes its place",
+          node_->name(), old);
+  }
   cfg_.upstream = join_host_port(host, port);
   cfg_.upstream_host = host;
   cfg_.upstream_port = port;

@@ -63,7 +63,9 @@ class SentinelFailover(unittest.TestCase):
         args = []
         for p in cls.sentinels.ports:
             args += ["--sentinel", f"{HOST}:{p}"]
-        cls.px = Respite(None, args + ["--sentinel-master", "mymaster"]).start()
+        # Reads to the replica Sentinel lists (SENTINEL REPLICAS), cache fills too.
+        cls.px = Respite(None, args + ["--sentinel-master", "mymaster",
+                                       "--read-from", "prefer-replica"]).start()
         cls.addClassCleanup(cls.px.close)
         wait_until(lambda: proxy_info(cls.px.port).get("sentinels_reachable") == "3", 10,
                    "respite to subscribe to the Sentinels")
@@ -71,6 +73,9 @@ class SentinelFailover(unittest.TestCase):
     def test_failover_under_load(self):
         info = proxy_info(self.px.port)
         self.assertEqual(info["upstream"], f"{HOST}:{self.primary.port}")
+        self.assertTrue(info["node1"].startswith(f"addr={HOST}:{self.replica.port},"), info["node1"])
+        wait_until(lambda: proxy_info(self.px.port).get("replicas_healthy") == "1", 10,
+                   "the replica to take reads")
         acked = {}            # key -> value, writes respite acknowledged
         acked_counter = [0]   # the newest acknowledged value of `ctr`
         write_errors = []     # (time, error)
@@ -144,6 +149,17 @@ class SentinelFailover(unittest.TestCase):
                     missing.append((k, v))
         self.assertEqual(missing, [], "writes respite acknowledged that the new primary lacks")
         self.assertEqual(stale, [], "reads older than an acknowledged write")
+        # The old primary, now a replica of the new one, took the promoted replica's place.
+        info = proxy_info(self.px.port)
+        self.assertTrue(info["node1"].startswith(f"addr={HOST}:{self.primary.port},"), info["node1"])
+        wait_until(lambda: proxy_info(self.px.port).get("replicas_healthy") == "1", 30,
+                   "the old primary to take reads as a replica")
+        c = self.px.client()
+        c.set("after", "x")
+        r0 = int(proxy_info(self.px.port)["replica_reads"])
+        wait_until(lambda: c.strlen("after") == 1 and
+                   int(proxy_info(self.px.port)["replica_reads"]) > r0, 10,
+                   "a read served by the old primary as a replica")
 
 
 if __name__ == "__main__":
