@@ -368,5 +368,10 @@ class ReplicaKilled(ReplicaSetup):
         self.assertIn("role=replica,state=down", info["node1"])
 
 
+class ReplicaKilledCacheOn(ReplicaKilled):
+    """The same with the cache on: GET misses were filled from the replica."""
+    respite_args = []
+
+
 if __name__ == "__main__":
     harness.run_tests()
