@@ -17,8 +17,11 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && useradd --system --no-create-home respite
 COPY --from=build /src/build/release/respite /usr/local/bin/respite
 COPY conf/respite.conf /etc/respite/respite.conf
+COPY conf/respite-healthcheck /usr/local/bin/respite-healthcheck
 USER respite
 EXPOSE 7000
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD redis-cli -p 7000 ping | grep -q PONG
+# PING on port 7000 (RESPITE_HEALTHCHECK_PORT to change it); works with requirepass too, with
+# no password needed (see the script).
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD respite-healthcheck
 # In a container respite must listen beyond loopback; point --upstream at your Redis.
 ENTRYPOINT ["/usr/local/bin/respite", "--config", "/etc/respite/respite.conf", "--bind", "0.0.0.0"]

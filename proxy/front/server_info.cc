@@ -61,6 +61,8 @@ void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
                                                                   : cfg_.sentinel_master);
   snap.set_number(F::sentinels_reachable, sw ? static_cast<int64_t>(sw->reachable()) : 0);
   snap.set_number(F::sentinel_switches, sw ? static_cast<int64_t>(sw->switches()) : 0);
+  snap.set_number(F::sentinel_connects, sw ? static_cast<int64_t>(sw->connects()) : 0);
+  snap.set_number(F::sentinel_errors, sw ? static_cast<int64_t>(sw->errors()) : 0);
   snap.set_number(F::replica_pending_keys,
                   ledger ? static_cast<int64_t>(ledger->recorded_keys()) : 0);
   // Every loop has the same nodes in the same order; their counts are summed over the loops

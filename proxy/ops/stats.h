@@ -76,6 +76,10 @@ class Level {
   X(sentinel_master, upstream, kText, set, "The master name followed through Sentinel, or none")   \
   X(sentinels_reachable, upstream, kGauge, set, "Sentinels respite is subscribed to")             \
   X(sentinel_switches, upstream, kCounter, set, "Primary changes followed (Sentinel failovers)")  \
+  X(sentinel_connects, upstream, kCounter, set,                                                    \
+    "Connections opened to the Sentinels (not in upstream_connects)")                              \
+  X(sentinel_errors, upstream, kCounter, set,                                                      \
+    "Connections to the Sentinels lost or refused (not in upstream_errors)")                       \
   X(replica_pending_keys, upstream, kGauge, set,                                                   \
     "Keys written through respite that some replica has not applied yet (their reads go to the "   \
     "primary)")                                                                                    \

@@ -84,7 +84,7 @@ UpstreamConn* Node::first_ready() const {
 
 void Node::conn_up(UpstreamConn* u) {
   if (u->owner()) return;
-  backoff_ms_ = 0;  // the node answers
+  backoff_ms_ = 0;  // the node answers, and took the handshake (UpstreamConn::connected_at_ms)
   if (u != tracking.link && u != tracking.fetch) observer_->on_shared_up(u);
 }
 
@@ -111,7 +111,8 @@ void Node::conn_gone(UpstreamConn* u) {
     for (UpstreamConn*& slot : pool_[p]) {
       if (slot != u) continue;
       slot = nullptr;
-      // A connection that never became ready means the upstream is down: back off.
+      // A connection that never came up means the upstream is down, or refuses respite's
+      // handshake (a wrong password): back off either way.
       if (u->connected_at_ms == 0)
         backoff_ms_ = std::min(kMaxBackoffMs, std::max<uint64_t>(50, backoff_ms_ * 2));
       next_attempt_[p] = up_->now() + backoff_ms_;

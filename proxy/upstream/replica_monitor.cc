@@ -9,7 +9,10 @@ namespace respite {
 
 namespace {
 
-constexpr std::string_view kPrimaryInfo = "*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n";
+constexpr std::string_view kReplicationInfo = "*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n";
+constexpr std::string_view kPersistenceInfo = "*2\r\n$4\r\nINFO\r\n$11\r\npersistence\r\n";
+// Both sections in one reply: Redis 7 and later. Redis 6 and earlier answer INFO with more
+// than one argument "-ERR syntax error".
 constexpr std::string_view kReplicaInfo =
     "*3\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n$11\r\npersistence\r\n";
 
@@ -42,7 +45,9 @@ ReplicaMonitor::ReplicaMonitor(UpstreamHost* host, WriteLedger* ledger, Node* pr
       ledger_(ledger),
       primary_(primary),
       replicas_(std::move(replicas)),
-      replica_out_(replicas_.size(), 0) {}
+      replica_out_(replicas_.size(), 0),
+      one_section_(replicas_.size(), 0),
+      replication_reply_(replicas_.size()) {}
 
 void ReplicaMonitor::tick(uint64_t now) {
   if (stopping_ || now < next_poll_ms_) return;
@@ -65,7 +70,7 @@ void ReplicaMonitor::poll_primary() {
                if (failed || !parse_i64(info_value(reply, "master_repl_offset"), off)) return;
                ledger_->primary_offset(mark, off, info_value(reply, "master_replid"));
              }),
-             kPrimaryInfo, 0);
+             kReplicationInfo, 0);
 }
 
 void ReplicaMonitor::poll_replica(size_t i) {
@@ -76,23 +81,56 @@ void ReplicaMonitor::poll_replica(size_t i) {
     return;
   }
   replica_out_[i] = 1;
+  if (one_section_[i]) {
+    // Two INFOs pipelined on one connection: their replies come in order, the first is kept
+    // until the second's (a sink is called exactly once, with its reply or its failure).
+    u->request(once_sink([this, i](std::string_view reply, bool failed) {
+                 replication_reply_[i].assign(failed ? std::string_view() : reply);
+               }),
+               kReplicationInfo, 0);
+    u->request(once_sink([this, i](std::string_view reply, bool failed) {
+                 replica_out_[i] = 0;
+                 // Empty: the first failed (no reply is empty).
+                 judge_replica(i, replication_reply_[i], reply,
+                               failed || replication_reply_[i].empty());
+                 replication_reply_[i].clear();
+               }),
+               kPersistenceInfo, 0);
+    return;
+  }
   u->request(once_sink([this, i](std::string_view reply, bool failed) {
                replica_out_[i] = 0;
-               if (failed) return set_health(i, false, ReplicaHealth::kDown);
-               if (reply.empty() || reply[0] == '-')
-                 return set_health(i, false, ReplicaHealth::kError);
-               if (info_value(reply, "role") != "slave")
-                 return set_health(i, false, ReplicaHealth::kNotReplica);
-               int64_t off;
-               if (parse_i64(info_value(reply, "slave_repl_offset"), off))
-                 ledger_->replica_offset(i, off, info_value(reply, "master_replid"));
-               if (info_value(reply, "loading") == "1")
-                 return set_health(i, false, ReplicaHealth::kLoading);
-               if (info_value(reply, "master_link_status") != "up")
-                 return set_health(i, false, ReplicaHealth::kLinkDown);
-               set_health(i, true, 0);
+               if (!failed && reply.starts_with("-ERR")) {
+                 // A generic error, not one of a state (-LOADING, -BUSY, -NOPERM ...): a Redis
+                 // before 7, which takes one section per INFO. The next poll asks for the two
+                 // apart, and so does every poll after it (a replica's version rarely changes;
+                 // two INFOs work on every version).
+                 one_section_[i] = 1;
+                 log(LogLevel::Notice, "replica {} refuses INFO with two sections ({}): polling "
+                     "INFO replication and INFO persistence apart", replicas_[i]->name(),
+                     reply.substr(1, reply.find('\r') - 1));
+                 return;
+               }
+               judge_replica(i, reply, reply, failed);
              }),
              kReplicaInfo, 0);
+}
+
+void ReplicaMonitor::judge_replica(size_t i, std::string_view replication,
+                                   std::string_view persistence, bool failed) {
+  if (failed) return set_health(i, false, ReplicaHealth::kDown);
+  if (replication.empty() || replication[0] == '-' || persistence.empty() || persistence[0] == '-')
+    return set_health(i, false, ReplicaHealth::kError);
+  if (info_value(replication, "role") != "slave")
+    return set_health(i, false, ReplicaHealth::kNotReplica);
+  int64_t off;
+  if (parse_i64(info_value(replication, "slave_repl_offset"), off))
+    ledger_->replica_offset(i, off, info_value(replication, "master_replid"));
+  if (info_value(persistence, "loading") == "1")
+    return set_health(i, false, ReplicaHealth::kLoading);
+  if (info_value(replication, "master_link_status") != "up")
+    return set_health(i, false, ReplicaHealth::kLinkDown);
+  set_health(i, true, 0);
 }
 
 void ReplicaMonitor::set_health(size_t i, bool healthy, uint8_t why) {

@@ -1,12 +1,14 @@
 // The replicas' watcher, on one loop (the first): polls `INFO replication` on the primary (its
 // offset, numbered as the WriteLedger's marks) and `INFO replication persistence` on every
-// replica (applied offset, link to its primary, loading), and publishes what it learns in the
-// ledger for every loop's router. It polls every kIdleMs, and every kBehindMs while some
-// acknowledged write is not yet known applied by a healthy replica, so reads of written keys
-// return to the replicas soon after they catch up.
+// replica (applied offset, link to its primary, loading; a replica older than Redis 7 refuses
+// two sections in one INFO, and is asked `INFO replication` and `INFO persistence` apart from
+// then on), and publishes what it learns in the ledger for every loop's router. It polls every
+// kIdleMs, and every kBehindMs while some acknowledged write is not yet known applied by a
+// healthy replica, so reads of written keys return to the replicas soon after they catch up.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -31,6 +33,9 @@ class ReplicaMonitor {
  private:
   void poll_primary();
   void poll_replica(size_t i);
+  // Replica i's health from its INFO sections (one reply for both, or two), or its poll failed.
+  void judge_replica(size_t i, std::string_view replication, std::string_view persistence,
+                     bool failed);
   void set_health(size_t i, bool healthy, uint8_t why);
 
   UpstreamHost* host_;
@@ -39,6 +44,8 @@ class ReplicaMonitor {
   std::vector<Node*> replicas_;
   bool primary_out_ = false;
   std::vector<uint8_t> replica_out_;
+  std::vector<uint8_t> one_section_;            // refused the two-section INFO
+  std::vector<std::string> replication_reply_;  // ...so its first reply, awaiting the second
   uint64_t next_poll_ms_ = 0;
   bool stopping_ = false;
 };

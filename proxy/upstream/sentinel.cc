@@ -133,6 +133,7 @@ SentinelWatcher::SentinelWatcher(UpstreamHost* host, const Config& cfg, std::str
                                  int primary_port, SwitchFn on_switch,
                                  std::function<void(bool)> on_hold)
     : host_(host),
+      own_host_(host),
       cfg_(cfg),
       primary_host_(std::move(primary_host)),
       primary_port_(primary_port),
@@ -150,7 +151,7 @@ std::string SentinelWatcher::start(uv_loop_t* loop) {
   for (const auto& [h, p] : cfg_.sentinel_addrs) {
     Sentinel s;
     NodeObserver* observer = this;
-    s.node = std::make_unique<Node>(host_, observer, h, p);
+    s.node = std::make_unique<Node>(&own_host_, observer, h, p);
     s.node->set_auth(cfg_.sentinel_user, cfg_.sentinel_password);
     if (std::string err = s.node->resolve(loop); !err.empty())
       return fmt::format("cannot resolve Sentinel {}: {}", s.node->name(), err);
@@ -178,7 +179,8 @@ void SentinelWatcher::tick(uint64_t now) {
 }
 
 void SentinelWatcher::subscribe(Sentinel& s) {
-  auto* link = new UpstreamConn(host_, s.node.get(), 2, nullptr, 0);
+  auto* link = new UpstreamConn(&own_host_, s.node.get(), 2, nullptr, 0);
+  own_host_.counts.upstream_connects++;  // (Node::shared_conn counts the questions')
   s.node->tracking.link = link;
   s.subscribed = false;
   link->stream_sink = msg_sink_.get();

@@ -57,6 +57,10 @@ class SentinelWatcher final : private NodeObserver {
   // Failovers followed since start, and Sentinels subscribed to now (PROXY INFO, any loop).
   uint64_t switches() const { return switches_.load(std::memory_order_relaxed); }
   size_t reachable() const { return reachable_.load(std::memory_order_relaxed); }
+  // Connections opened to the Sentinels, and lost or refused (PROXY INFO, any loop). They are
+  // not the upstream's: upstream_connects/upstream_errors count connections to Redis only.
+  uint64_t connects() const { return own_host_.counts.upstream_connects.get(); }
+  uint64_t errors() const { return own_host_.counts.upstream_errors.get(); }
 
   static constexpr uint64_t kReaskMs = 1000;
   // Longer than a failover takes with Sentinel's default failover-timeout (180 s) would be safer
@@ -86,7 +90,42 @@ class SentinelWatcher final : private NodeObserver {
   // The primary is now (host, port).
   void named(const std::string& host, int port, bool announced);
 
+  // The host the Sentinels' nodes and connections are made with: the loop's own for all but
+  // the counters, which are the watcher's (`counts`, of which they touch upstream_connects,
+  // upstream_errors and upstream_timeouts). last_dirty stays null here, so every request on
+  // these connections calls add_dirty, which keeps the loop's own order of connections.
+  class OwnCountsHost final : public UpstreamHost {
+   public:
+    explicit OwnCountsHost(UpstreamHost* loop_host) : h_(loop_host) {}
+    Stats counts;
+    uv_loop_t* loop() override { return h_->loop(); }
+    uint64_t now() override { return h_->now(); }
+    cache::Micros micros() const override { return h_->micros(); }
+    cache::Micros tick_micros() override { return h_->tick_micros(); }
+    const Config& config() const override { return h_->config(); }
+    Stats& stats() override { return counts; }
+    void add_dirty(UpstreamConn* u, bool listed) override { h_->add_dirty(u, listed); }
+    void upstream_gone(UpstreamConn* u) override { h_->upstream_gone(u); }
+    void record_round_trip(uint64_t us, const Requester* c, std::string_view name,
+                           std::string_view arg) override {
+      h_->record_round_trip(us, c, name, arg);
+    }
+    void invalidate_after_write(WriteInvalidation* inv) override { h_->invalidate_after_write(inv); }
+    void invalidate_key_after_write(uint32_t db, std::string_view key,
+                                    uint64_t flights_at) override {
+      h_->invalidate_key_after_write(db, key, flights_at);
+    }
+    void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override {
+      h_->tracking_barrier(c, seq, reply);
+    }
+    bool redirect(const Redirect& r) override { return h_->redirect(r); }
+
+   private:
+    UpstreamHost* h_;
+  };
+
   UpstreamHost* host_;
+  OwnCountsHost own_host_;
   const Config& cfg_;
   std::string primary_host_;
   int primary_port_;

@@ -60,11 +60,23 @@ void UpstreamConn::connect() {
 void UpstreamConn::on_stream_ready() {
   if (state_ == State::Closed) return;
   state_ = State::Ready;
-  connected_at_ms = host_->now();
   stream_.set_options(30);  // keepalive: a peer gone without a reset is found out
   stream_.read_start(&in_);
-  node_->conn_up(this);
+  // The handshake: the internal requests queued first (AUTH, HELLO, a pinned connection's
+  // SELECT); their replies are the first to come.
+  while (handshake_left_ < pending_.size() &&
+         pending_[handshake_left_].kind == Pending::Kind::Internal)
+    handshake_left_++;
+  if (handshake_left_ == 0) declare_up();
   mark_dirty();
+}
+
+// Up means the upstream took the handshake, not merely the TCP connection: one that accepts
+// connections and refuses AUTH must leave the node backing off (Node::conn_gone), not
+// reconnecting at once in a loop.
+void UpstreamConn::declare_up() {
+  connected_at_ms = host_->now();
+  node_->conn_up(this);
 }
 
 void UpstreamConn::on_stream_error(const char* op, int status) {
@@ -349,6 +361,8 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
         std::string_view msg = reply.substr(1, reply.find('\r') - 1);
         log(LogLevel::Warning, "upstream refused a handshake command: {}", msg);
         fail(fmt::format("handshake: {}", msg));
+      } else if (handshake_left_ > 0 && --handshake_left_ == 0) {
+        declare_up();
       }
       break;
     case Pending::Kind::Sink:

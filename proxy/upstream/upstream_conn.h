@@ -118,6 +118,9 @@ class UpstreamConn final : private Stream::Handler {
   void retire();
   void flush();                        // called from the cork
   void check_timeout(uint64_t now);    // called from the server's timer
+  // When the connection came up: connected, and every request of its handshake (the internal
+  // requests at the front of its queue: AUTH, HELLO, SELECT) answered without an error.
+  // Node::conn_up is called then. 0: not up yet, or never.
   uint64_t connected_at_ms = 0;
 
  private:
@@ -160,6 +163,7 @@ class UpstreamConn final : private Stream::Handler {
   // Replies of a pipelined batch arrive together: read them in 64 KB chunks.
   size_t read_hint() override { return 65536; }
   void fail(std::string_view why);
+  void declare_up();
   void select_db(int db);
   void push_internal(std::string_view raw);
   // To be written by this turn's cork (inline: once per forwarded request).
@@ -176,6 +180,7 @@ class UpstreamConn final : private Stream::Handler {
   Requester* owner_;
   int db_;
   State state_ = State::Connecting;
+  uint32_t handshake_left_ = 0;  // handshake requests not answered yet (see connected_at_ms)
   TcpStream stream_;
   std::string& out_;  // the stream's output: requests not written yet
   bool retiring_ = false;

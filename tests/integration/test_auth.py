@@ -6,8 +6,8 @@ import time
 import unittest
 
 import harness
-from harness import (DIRECT, RawConn, RedisServer, Respite, assert_same_as_redis, encode_command,
-                     respite_only)
+from harness import (DIRECT, RawConn, RedisServer, Respite, RespError, assert_same_as_redis,
+                     encode_command, respite_only)
 
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
@@ -139,6 +139,52 @@ class UpstreamUser(harness.ProxyTestCase):
             self.assertEqual(c.call("ACL", "WHOAMI"), b"app")
             self.assertEqual(c.call("SET", "respite:acl:k", "v"), "OK")
         self.assertEqual(self.up().get("respite:acl:k"), b"v")
+
+
+@respite_only
+class RefusedHandshake(unittest.TestCase):
+    """An upstream that accepts TCP connections but refuses respite's handshake (a wrong
+    --upstream-password: AUTH fails and the connection goes) is reconnected to with the backoff,
+    not in a loop. Witness: the upstream's total_connections_received while a client keeps
+    sending PING and GET through respite."""
+
+    WARMUP_S = 1.0   # the backoff doubles from 50 ms to its 500 ms cap in 750 ms
+    WINDOW_S = 2.0
+    # Per loop at the cap: about two attempts a second of the shared connection and two of the
+    # tracking link; twice that leaves room for a slow machine. Reconnecting at once after each
+    # refusal was thousands a second.
+    MAX_PER_S_PER_LOOP = 8
+
+    def connections_while_busy(self, respite_args: list[str]) -> int:
+        with RedisServer(password="right") as up, Respite(up, respite_args) as px:
+            stats = up.client()
+            with RawConn(px.port) as c:
+                def busy(seconds: float):
+                    end = time.monotonic() + seconds
+                    for _ in range(1_000_000):
+                        if time.monotonic() >= end:
+                            return
+                        self.assertEqual(c.call("PING"), "PONG")
+                        self.assertIsInstance(c.call("GET", "respite:refused:k"), RespError)
+                busy(self.WARMUP_S)
+                before = int(stats.info("stats")["total_connections_received"])
+                busy(self.WINDOW_S)
+                after = int(stats.info("stats")["total_connections_received"])
+            px.assert_alive()
+        return after - before  # `stats` reads both on one connection, made before `before`
+
+    def bound(self) -> int:
+        loops = int(harness.THREADS) if harness.THREADS else 1
+        return int(self.MAX_PER_S_PER_LOOP * self.WINDOW_S * loops)
+
+    def test_wrong_upstream_password_backs_off(self):
+        n = self.connections_while_busy(["--upstream-password", "wrong"])
+        self.assertLessEqual(n, self.bound(), f"{n} connections in {self.WINDOW_S} s")
+
+    def test_no_upstream_password_backs_off(self):
+        # Connections stay up (each command is refused with -NOAUTH, the connection is not).
+        n = self.connections_while_busy([])
+        self.assertLessEqual(n, self.bound(), f"{n} connections in {self.WINDOW_S} s")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """A primary with a replica behind respite (--replica, --read-from): writes go to the primary,
 reads to the replica, and no read through respite misses a write respite acknowledged, even with
 the replica's link to its primary held back. The replica replicates through a relay the test can
-pause, so it lags while it still answers reads."""
+pause, so it lags while it still answers reads. Redis6Replica: a replica refusing two-section
+INFO, as Redis before 7 does."""
 
 import socket
 import threading
@@ -9,7 +10,7 @@ import time
 import unittest
 
 import harness
-from harness import HOST, RedisServer, Respite, proxy_info, wait_until
+from harness import HOST, Incomplete, RedisServer, Respite, parse_reply, proxy_info, wait_until
 
 
 class PausableRelay:
@@ -37,15 +38,24 @@ class PausableRelay:
                 return
             b = socket.create_connection((HOST, self.target_port))
             self.conns += [a, b]
-            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-            threading.Thread(target=self._pump, args=(b, a), daemon=True).start()
+            self._carry(a, b)
+
+    def _carry(self, a: socket.socket, b: socket.socket):
+        """Carries the bytes between an accepted connection and its own to the target."""
+        threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+        threading.Thread(target=self._pump, args=(b, a), daemon=True).start()
+
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        """What `sock` has to read; b"" at its end or on an error."""
+        try:
+            return sock.recv(65536)
+        except OSError:
+            return b""
 
     def _pump(self, src, dst):
         while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
+            data = self._recv(src)
             if not data:
                 for s in (src, dst):
                     try:
@@ -76,6 +86,63 @@ class PausableRelay:
                 pass
 
 
+class OneSectionInfoRelay(PausableRelay):
+    """A relay to a redis-server that answers INFO with more than one section as Redis 6 does
+    ("-ERR syntax error"; Redis 7 accepts it). Requests go one at a time, each reply read whole
+    before the next request is sent, so the refusal takes its place among the replies. With
+    `loading` set, INFO persistence says loading:1, as a replica still loading its data would."""
+
+    def __init__(self, target_port: int):
+        self.loading = False
+        self.refused = 0       # multi-section INFOs answered with the error
+        self.one_section = 0   # single-section INFOs passed on
+        super().__init__(target_port)
+
+    def _carry(self, a: socket.socket, b: socket.socket):
+        threading.Thread(target=self._serve, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _next(sock: socket.socket, buf: bytearray):
+        """The next whole RESP message in `buf`, reading `sock` for more: (value, raw bytes), or
+        None at the end of the stream."""
+        while True:
+            try:
+                value, end = parse_reply(bytes(buf))
+                raw = bytes(buf[:end])
+                del buf[:end]
+                return value, raw
+            except Incomplete:
+                data = OneSectionInfoRelay._recv(sock)
+                if not data:
+                    return None
+                buf += data
+
+    def _serve(self, a: socket.socket, b: socket.socket):
+        requests, replies = bytearray(), bytearray()
+        try:
+            while (req := self._next(a, requests)) is not None:
+                args, raw = req
+                name = args[0].upper() if isinstance(args, list) and args else b""
+                if name == b"INFO" and len(args) > 2:
+                    self.refused += 1
+                    a.sendall(b"-ERR syntax error\r\n")
+                    continue
+                b.sendall(raw)
+                if (rep := self._next(b, replies)) is None:
+                    return
+                reply = rep[1]
+                if name == b"INFO" and len(args) == 2:
+                    self.one_section += 1
+                    if self.loading and args[1].lower() == b"persistence":
+                        reply = reply.replace(b"loading:0\r\n", b"loading:1\r\n")
+                a.sendall(reply)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                s.close()
+
+
 def calls(server: RedisServer, cmd: str) -> int:
     stat = server.client().info("commandstats").get(f"cmdstat_{cmd}")
     return int(stat["calls"]) if stat else 0
@@ -104,11 +171,16 @@ class ReplicaSetup(unittest.TestCase):
         cls.addClassCleanup(cls.replica.close)
         wait_until(lambda: replication(cls.replica).get("master_link_status") == "up", 20,
                    "the replica's link")
-        cls.px = Respite(cls.primary, ["--replica", f"{HOST}:{cls.replica.port}",
+        cls.px = Respite(cls.primary, ["--replica", f"{HOST}:{cls.replica_port()}",
                                        "--read-from", cls.read_from, *cls.respite_args]).start()
         cls.addClassCleanup(cls.px.close)
         wait_until(lambda: proxy_info(cls.px.port).get("replicas_healthy") == "1", 10,
                    "respite to see the replica healthy")
+
+    @classmethod
+    def replica_port(cls) -> int:
+        """Where respite reaches the replica."""
+        return cls.replica.port
 
     def setUp(self):
         self.relay.resume()
@@ -371,6 +443,45 @@ class ReplicaKilled(ReplicaSetup):
 class ReplicaKilledCacheOn(ReplicaKilled):
     """The same with the cache on: GET misses were filled from the replica."""
     respite_args = []
+
+
+class Redis6Replica(ReplicaSetup):
+    """A replica answering INFO as Redis 6 does (a OneSectionInfoRelay before it; no Redis 6 is
+    installed here): respite asks one section per INFO after the refusal, the replica takes
+    reads (setUpClass waits for it healthy), and `loading` is still read from INFO persistence."""
+    respite_args = ["--cache-max-memory", "0"]
+
+    @classmethod
+    def replica_port(cls) -> int:
+        cls.front = OneSectionInfoRelay(cls.replica.port)
+        cls.addClassCleanup(cls.front.close)
+        return cls.front.port
+
+    def setUp(self):
+        super().setUp()
+        self.front.loading = False
+
+    def test_reads_go_to_the_replica(self):
+        self.assertGreaterEqual(self.front.refused, 1, "the two-section INFO was tried")
+        self.assertGreater(self.front.one_section, 0, "INFO asked one section at a time")
+        c = self.px.client()
+        for i in range(50):
+            self.assertTrue(c.set(f"r6:{i}", i))
+        self.wait_applied()
+        gets0 = calls(self.replica, "get")
+        for i in range(50):
+            self.assertEqual(c.get(f"r6:{i}"), str(i).encode())
+        self.assertEqual(calls(self.replica, "get") - gets0, 50, "the replica served the reads")
+        self.assertIn("role=replica,state=up", proxy_info(self.px.port)["node1"])
+
+    def test_loading_is_read_from_info_persistence(self):
+        self.front.loading = True
+        wait_until(lambda: "state=loading" in proxy_info(self.px.port).get("node1", ""), 10,
+                   "respite to see the replica loading")
+        self.assertEqual(proxy_info(self.px.port)["replicas_healthy"], "0")
+        self.front.loading = False
+        wait_until(lambda: proxy_info(self.px.port).get("replicas_healthy") == "1", 10,
+                   "respite to see the replica done loading")
 
 
 if __name__ == "__main__":

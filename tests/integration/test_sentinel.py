@@ -1,15 +1,18 @@
 """Sentinel: respite finds the primary through three real Sentinels (redis-server --sentinel) and
 follows a SENTINEL FAILOVER made under a steady stream of writes and reads: writes resume soon
 after the switch, every write respite acknowledged is on the new primary, and no read returns a
-value older than a write acknowledged before it was sent."""
+value older than a write acknowledged before it was sent. SentinelCounts: connections to the
+Sentinels are counted apart from those to Redis."""
 
 import threading
 import time
 import unittest
+import urllib.request
 
 import harness
 from harness import (HOST, Proc, RedisServer, Respite, free_port, proxy_info, wait_for_port,
                      wait_until)
+from test_http import HttpRespite, parse_metrics
 
 
 
@@ -17,6 +20,7 @@ class Sentinels:
     """Three Sentinels monitoring `master` at `port` (quorum 2, down after 1 s)."""
 
     def __init__(self, tmp, master_port: int, name: str = "mymaster"):
+        self.name = name
         self.procs = []
         self.ports = []
         for i in range(3):
@@ -32,6 +36,20 @@ class Sentinels:
                 raise RuntimeError(f"sentinel did not start: {p.log_tail()}")
             self.procs.append(p)
             self.ports.append(port)
+
+    def start_respite(self, respite_class=Respite, extra=()) -> Respite:
+        """respite following `name` through these Sentinels, once subscribed to all three."""
+        args = ["--sentinel-master", self.name, *extra]
+        for p in self.ports:
+            args += ["--sentinel", f"{HOST}:{p}"]
+        px = respite_class(None, args).start()
+        try:
+            wait_until(lambda: proxy_info(px.port).get("sentinels_reachable") == "3", 10,
+                       "respite to subscribe to the Sentinels")
+        except BaseException:
+            px.close()
+            raise
+        return px
 
     def client(self, i: int = 0):
         import redis
@@ -60,15 +78,9 @@ class SentinelFailover(unittest.TestCase):
             return any(r.get("port") == cls.replica.port and "s_down" not in str(r.get("flags"))
                        and r.get("master-link-status") == "ok" for r in rs)
         wait_until(replica_known, 30, "the Sentinels to know the replica")
-        args = []
-        for p in cls.sentinels.ports:
-            args += ["--sentinel", f"{HOST}:{p}"]
         # Reads to the replica Sentinel lists (SENTINEL REPLICAS), cache fills too.
-        cls.px = Respite(None, args + ["--sentinel-master", "mymaster",
-                                       "--read-from", "prefer-replica"]).start()
+        cls.px = cls.sentinels.start_respite(extra=["--read-from", "prefer-replica"])
         cls.addClassCleanup(cls.px.close)
-        wait_until(lambda: proxy_info(cls.px.port).get("sentinels_reachable") == "3", 10,
-                   "respite to subscribe to the Sentinels")
 
     def test_failover_under_load(self):
         info = proxy_info(self.px.port)
@@ -160,6 +172,51 @@ class SentinelFailover(unittest.TestCase):
         wait_until(lambda: c.strlen("after") == 1 and
                    int(proxy_info(self.px.port)["replica_reads"]) > r0, 10,
                    "a read served by the old primary as a replica")
+
+
+class SentinelCounts(unittest.TestCase):
+    """Connections to the Sentinels are counted apart (sentinel_connects, sentinel_errors), not
+    in upstream_connects/upstream_errors, which count connections to Redis: a Sentinel going
+    away moves only the former, in PROXY INFO and /metrics alike."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.primary = RedisServer().start()
+        cls.addClassCleanup(cls.primary.close)
+        cls.sentinels = Sentinels(cls.primary.tmp, cls.primary.port)
+        cls.addClassCleanup(cls.sentinels.close)
+        cls.px = cls.sentinels.start_respite(HttpRespite)
+        cls.addClassCleanup(cls.px.close)
+
+    def metrics(self) -> dict:
+        with urllib.request.urlopen(f"http://{HOST}:{self.px.http_port}/metrics", timeout=5) as r:
+            return parse_metrics(r.read().decode())[0]
+
+    def test_a_sentinel_lost_is_not_an_upstream_error(self):
+        # Subscribed to all three (setUpClass): their question connections are open too (both
+        # are made on the first tick).
+        before = proxy_info(self.px.port)
+
+        def errors(info):  # wherever they are counted
+            return int(info.get("sentinel_errors", 0)) + int(info["upstream_errors"])
+        self.sentinels.procs[0].stop()
+        wait_until(lambda: errors(proxy_info(self.px.port)) >= errors(before) + 3, 10,
+                   "respite to fail to reach the stopped Sentinel (again and again)")
+        after = proxy_info(self.px.port)
+        for name in ("upstream_connects", "upstream_errors"):
+            self.assertEqual(after[name], before[name], f"{name}: about Redis, not the Sentinels")
+        self.assertGreaterEqual(int(before.get("sentinel_connects", 0)), 6,
+                                "a subscription and a question connection per Sentinel")
+        self.assertGreater(int(after["sentinel_connects"]), int(before["sentinel_connects"]),
+                           "connections to the stopped Sentinel tried again")
+        self.assertEqual(after["sentinels_reachable"], "2")
+        # /metrics carries the same counters: between two PROXY INFO reads around it.
+        m = self.metrics()
+        last = proxy_info(self.px.port)
+        for name in ("sentinel_connects", "sentinel_errors", "upstream_connects",
+                     "upstream_errors"):
+            got = m[f"respite_{name}_total"]
+            self.assertTrue(int(after[name]) <= got <= int(last[name]), (name, got, after, last))
 
 
 if __name__ == "__main__":
