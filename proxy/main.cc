@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   shared.cache = std::make_unique<cache::Cache<respite::CacheWaiter>>(cs);
   if (!cfg.replica_addrs.empty())
     shared.ledger = std::make_unique<respite::WriteLedger>(cfg.replica_addrs.size());
+  shared.set_nodes(cfg.replica_addrs.size());
 
   std::vector<std::unique_ptr<respite::Server>> servers;
   for (int i = 0; i < cfg.threads; ++i) {

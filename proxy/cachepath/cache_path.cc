@@ -289,7 +289,11 @@ void CachePath::recycle(FetchBatch* b) {
 
 void CachePath::send_fetch(uint32_t db, std::span<const std::string_view> keys,
                         std::span<const cache::FlightId> ids) {
-  shared_->flights_started.fetch_add(ids.size(), std::memory_order_relaxed);
+  // Sequentially consistent, like the load in invalidate_key_after_write: with a write's
+  // record in the WriteLedger (read by fill_tracking below) either this fill sees the write or
+  // the write's second invalidation sees this fill; relaxed, both could miss on a weakly
+  // ordered CPU and a replica's old value be cached after the acknowledgement.
+  shared_->flights_started.fetch_add(ids.size());
   auto fail_all = [&] {
     for (cache::FlightId id : ids) {
       cache::Landing<CacheWaiter> l = cache_->abandon(id);
@@ -448,7 +452,7 @@ CachePath::WritePlan CachePath::invalidate_before_write(uint32_t db, const resp:
   const bool cache_on = cache_->enabled();
   if (!cache_on && !router_->reads_replicas()) return plan;
   plan.db = db;
-  plan.flights_at = shared_->flights_started.load(std::memory_order_relaxed);
+  plan.flights_at = shared_->flights_started.load();
   if (w.scope != WriteInvalidation::Scope::Keys) {
     plan.heap = new WriteInvalidation;
     plan.heap->db = plan.db;
@@ -472,7 +476,7 @@ CachePath::WritePlan CachePath::invalidate_before_write(uint32_t db, const resp:
 
 void CachePath::invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) {
   // Only a fetch started after the first invalidation can have raced the write.
-  if (cache_->enabled() && shared_->flights_started.load(std::memory_order_relaxed) != flights_at)
+  if (cache_->enabled() && shared_->flights_started.load() != flights_at)
     cache_->invalidate(db, key, cache::Source::kLocal);
 }
 

@@ -57,14 +57,24 @@ struct CacheShared {
   std::unique_ptr<CacheStore> cache;
   std::atomic<uint64_t> flights_started{0};  // cache fetches sent, all loops
   std::vector<CachePath*> paths;             // one per loop; fixed before any loop runs
-  // The upstream's SWAPDB count (INFO commandstats) as the newest applied poll of any loop saw
-  // it (-1: not read yet), and that poll's number. Every loop polls; a reply to a poll older
-  // than the one applied last is dropped, so the shared cache is flushed once per SWAPDB, not
-  // once per loop (Tracking::poll_swapdb).
-  std::mutex swapdb_mu;
-  int64_t swapdb_calls = -1;
-  uint64_t swapdb_applied = 0;
-  std::atomic<uint64_t> swapdb_polls{0};
+  // A node's SWAPDB count (INFO commandstats) as the newest applied poll of any loop saw it
+  // (-1: not read yet), and that poll's number. Every loop polls; a reply to a poll older than
+  // the one applied last is dropped, so the shared cache is flushed once per SWAPDB, not once
+  // per loop (Tracking::poll_swapdb). One per node the cache reads from: [0] the primary's,
+  // [1 + i] replica i's (a replica applies a SWAPDB later than the primary, and sends no
+  // invalidation for it either).
+  struct SwapdbCount {
+    std::mutex mu;
+    int64_t calls = -1;
+    uint64_t applied = 0;
+    std::atomic<uint64_t> polls{0};
+  };
+  std::vector<std::unique_ptr<SwapdbCount>> swapdb;  // sized by set_nodes(), before loops run
+  void set_nodes(size_t replicas) {
+    swapdb.clear();
+    for (size_t i = 0; i < 1 + replicas; ++i) swapdb.push_back(std::make_unique<SwapdbCount>());
+  }
+  CacheShared() { set_nodes(0); }
   // The refusal of tracking was logged (Tracking::refuse): once for all loops, again only after
   // some loop's link was accepted meanwhile.
   std::atomic<bool> tracking_refusal_said{false};
@@ -101,6 +111,13 @@ class CachePath {
   // replica's once it has applied WriteLedger mark `mark`. A replica that has not within
   // kReplicaApplyWaitMs (or stops being healthy) loses its link and the cache is flushed.
   void coherence_ping(uint64_t mark, std::function<void()> done);
+  // A replica reported a newer applied offset (the monitor, posted to every loop): barrier
+  // parts waiting for it may go on.
+  void replicas_applied() {
+    if (!replica_waits_.empty()) check_replica_waits(loop_->now());
+  }
+  // Fills may read from replicas (add_replica was called).
+  bool fills_from_replicas() const { return !replica_tracking_.empty(); }
   static constexpr uint64_t kReplicaApplyWaitMs = 200;
   // The cache may answer reads: enabled, and this loop's invalidation link is up (or, with
   // cache-coherence ttl, its fetch connection is open).

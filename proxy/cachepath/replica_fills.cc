@@ -56,7 +56,7 @@ Tracking* CachePath::fill_tracking(uint32_t db, std::span<const std::string_view
   size_t best_pending = 0;
   for (auto& t : replica_tracking_) {
     if (!t->serving()) continue;  // link down, or the replica not healthy (Tracking::tick)
-    UpstreamConn* f = t->open_fetch();
+    UpstreamConn* f = t->fetch_conn();  // reopened here after it was lost, like the primary's
     if (!f || !f->ready()) continue;
     const size_t pending = f->pending();
     if (best && pending >= best_pending) continue;
@@ -69,6 +69,7 @@ Tracking* CachePath::fill_tracking(uint32_t db, std::span<const std::string_view
 }
 
 void CachePath::coherence_ping(uint64_t mark, std::function<void()> done) {
+  if (replica_tracking_.empty()) return tracking_.link_ping(std::move(done));
   struct Parts {
     size_t left;
     std::function<void()> done;

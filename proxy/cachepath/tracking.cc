@@ -18,17 +18,21 @@ namespace respite {
 namespace {
 
 // A ReplySink that frees itself, then runs a function (which may post or complete replies).
+// A link's PING that failed (the link lost, or no answer in time) may not have delivered the
+// invalidations before it: the cache is flushed before `f` releases anything.
 class PingSink final : public ReplySink {
  public:
-  explicit PingSink(std::function<void()> f) : f_(std::move(f)) {}
-  void on_reply(std::string_view, bool) override {
+  PingSink(std::function<void()> f, CacheStore* cache) : f_(std::move(f)), cache_(cache) {}
+  void on_reply(std::string_view, bool failed) override {
     auto f = std::move(f_);
+    if (failed) cache_->flush_all(cache::Source::kLocal);
     delete this;
     f();
   }
 
  private:
   std::function<void()> f_;
+  CacheStore* cache_;
 };
 
 // One held reply and the loops whose links have still to answer.
@@ -94,7 +98,7 @@ void Tracking::tick(uint64_t now) {
   }
   if (now >= next_swapdb_poll_ms_) {
     next_swapdb_poll_ms_ = now + kSwapdbPollMs;
-    if (serving() && replica_ < 0) poll_swapdb();  // SWAPDB reaches replicas as it ran on the primary
+    if (serving()) poll_swapdb();
   }
 }
 
@@ -136,7 +140,8 @@ void Tracking::on_tracking_reply(UpstreamConn* f, std::string_view reply) {
   t.up = true;
   t.backoff_ms = 0;
   refused_ = false;
-  if (shared_->tracking_refusal_said.exchange(false))
+  replica_refusal_said_ = false;
+  if (replica_ < 0 && shared_->tracking_refusal_said.exchange(false))
     log(LogLevel::Notice, "the upstream accepts CLIENT TRACKING now: the cache is on");
 }
 
@@ -145,6 +150,14 @@ void Tracking::refuse(std::string_view what, std::string_view reply) {
   // A server loading its data or running a script refuses nothing for good: the usual backoff.
   if (msg.starts_with("LOADING") || msg.starts_with("BUSY")) return;
   refused_ = true;
+  if (replica_ >= 0) {  // the cache goes on with the primary and the other replicas
+    if (!replica_refusal_said_)
+      log(LogLevel::Warning, "replica {} refuses CLIENT TRACKING ({}: {}): cache fills read from "
+          "the primary or other replicas (asked again every {} s)", node().name(), what, msg,
+          kRefusedRetryMs / 1000);
+    replica_refusal_said_ = true;
+    return;
+  }
   if (shared_->tracking_refusal_said.exchange(true)) return;
   log(LogLevel::Warning,
       "the upstream refuses CLIENT TRACKING ({}: {}): the cache is off and reads are forwarded "
@@ -168,7 +181,7 @@ void Tracking::link_ping(std::function<void()> done) {
   if (!node().tracking.link || !node().tracking.up) return done();  // no link: this loop caches nothing
   // The link is subscribed: PING is one of the commands it may send, and Redis answers it
   // after every invalidation it has written there so far.
-  node().tracking.link->request(new PingSink(std::move(done)), "*1\r\n$4\r\nPING\r\n", 0);
+  node().tracking.link->request(new PingSink(std::move(done), shared_->cache.get()), "*1\r\n$4\r\nPING\r\n", 0);
 }
 
 void Tracking::barrier(Requester* c, uint64_t seq, std::string_view reply, uint64_t mark) {
@@ -204,8 +217,9 @@ void Tracking::poll_swapdb(UpstreamConn* via) {
     if (swapdb_poll_pending_ || !(via = node().first_ready())) return;
     swapdb_poll_pending_ = true;
   }
-  const uint64_t poll = ++shared_->swapdb_polls;
-  auto on_info = [this, poll, timer](std::string_view reply, bool failed) {
+  CacheShared::SwapdbCount& count = *shared_->swapdb[static_cast<size_t>(replica_ + 1)];
+  const uint64_t poll = ++count.polls;
+  auto on_info = [this, &count, poll, timer](std::string_view reply, bool failed) {
     if (timer) swapdb_poll_pending_ = false;
     if (failed) return;
     int64_t n = swapdb_calls(reply);
@@ -219,16 +233,16 @@ void Tracking::poll_swapdb(UpstreamConn* via) {
     }
     int64_t before;
     {
-      std::lock_guard<std::mutex> lock(shared_->swapdb_mu);
-      if (poll < shared_->swapdb_applied) return;  // a newer poll's count is in already
-      shared_->swapdb_applied = poll;
-      before = shared_->swapdb_calls;
-      shared_->swapdb_calls = n;
+      std::lock_guard<std::mutex> lock(count.mu);
+      if (poll < count.applied) return;  // a newer poll's count is in already
+      count.applied = poll;
+      before = count.calls;
+      count.calls = n;
     }
     if (before >= 0 && n != before) {
       host_->stats().swapdb_flushes++;
-      log(LogLevel::Notice, "SWAPDB ran on the upstream ({} -> {} calls): cache flushed", before,
-          n);
+      log(LogLevel::Notice, "SWAPDB ran on {} ({} -> {} calls): cache flushed", node().name(),
+          before, n);
       shared_->cache->flush_all(cache::Source::kTracking);
     }
   };
@@ -299,10 +313,12 @@ void Tracking::link_lost(const char* why) {
           "invalidation link to replica {} down ({}): cache flushed, fills go elsewhere",
           node().name(), why);
   }
+  // Nothing was filled through a link that never came up (fills wait for up()): a node that
+  // refuses tracking must not flush the cache at every attempt.
+  if (node().tracking.up) shared_->cache->flush_all(cache::Source::kLocal);
   node().tracking.up = false;
   node().tracking.link_id = -1;
   link_subscribed_ = false;
-  shared_->cache->flush_all(cache::Source::kLocal);
   if (node().tracking.fetch) {
     // Fetches in flight still answer their readers (the flush detached them: nothing they
     // bring is cached); the connection closes once they are done.

@@ -53,8 +53,6 @@ class Tracking {
   bool refused() const { return refused_; }
   int replica() const { return replica_; }
   Node& node() const { return replica_ < 0 ? *router_->primary() : *node_; }
-  // The fetch connection if open, without opening one.
-  UpstreamConn* open_fetch() const { return node().tracking.fetch; }
   int64_t link_id() const { return node().tracking.link_id; }
   // The timer: (re)starts the link once the node is up, polls SWAPDB's call count.
   void tick(uint64_t now);
@@ -100,6 +98,7 @@ class Tracking {
   bool stopping_ = false;
   bool link_subscribed_ = false;  // the link's SUBSCRIBE was answered (this link)
   bool refused_ = false;
+  bool replica_refusal_said_ = false;  // a replica's refusal, logged once until it accepts
   std::unique_ptr<ReplySink> link_id_sink_, link_sub_sink_, link_msg_sink_;
   bool swapdb_refused_ = false;  // the upstream refused INFO commandstats (said once)
   bool swapdb_poll_pending_ = false;  // the timer's poll is out

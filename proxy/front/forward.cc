@@ -182,7 +182,11 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     return;
   }
   const bool was_in_multi = c->in_multi;
-  const bool unkeyed_write = writes_unknown_keys(f, ci);
+  // A command the table does not know may write anything. Its invalidations come from the
+  // links alone, which with fills from replicas may be the replica's, seconds later: the
+  // barrier waits for them (without replicas the primary's link is as fast as its reply).
+  const bool unkeyed_write =
+      writes_unknown_keys(f, ci) || (!ci && srv_.cache_path().fills_from_replicas());
   const bool is_exec = pin == Pin::Exec && was_in_multi;
   uint8_t after = 0;
   int exec_db = -1;

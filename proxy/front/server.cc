@@ -92,6 +92,10 @@ int Server::start() {
     if (index_ == 0)
       replica_monitor_ = std::make_unique<ReplicaMonitor>(this, shared_->ledger.get(),
                                                           node_.get(), router_.replicas());
+    if (replica_monitor_)  // barrier parts waiting for a replica (CachePath::coherence_ping)
+      replica_monitor_->set_on_applied([this] {
+        for (Server* s : shared_->servers) s->post([s] { s->cache_path_.replicas_applied(); });
+      });
     if (router_.reads_replicas())  // cache fills may read from replicas too
       for (size_t i = 0; i < router_.replicas().size(); ++i)
         cache_path_.add_replica(router_.replicas()[i], static_cast<int>(i), shared_->ledger.get());
@@ -351,6 +355,20 @@ void Server::invalidate_after_write(WriteInvalidation* inv) {
     }
   }
   cache_path_.invalidate_after_write(inv);
+}
+
+void Server::tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) {
+  uint64_t mark = 0;
+  if (router_.reads_replicas()) {
+    mark = shared_->ledger->wrote_all();
+    if (cache_path_.fills_from_replicas()) {  // the barrier waits for the replicas: ask now
+      Server* first = shared_->servers.front();
+      first->post([first] {
+        if (first->replica_monitor_) first->replica_monitor_->kick();
+      });
+    }
+  }
+  cache_path_.tracking().barrier(c, seq, reply, mark);
 }
 
 void Server::on_shared_up(UpstreamConn* u) {

@@ -141,10 +141,7 @@ class Server final : public UpstreamHost, public NodeObserver {
     cache_path_.invalidate_key_after_write(db, key, flights_at);
   }
   void invalidate_after_write(WriteInvalidation* inv) override;
-  void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override {
-    const uint64_t mark = router_.reads_replicas() ? shared_->ledger->wrote_all() : 0;
-    cache_path_.tracking().barrier(c, seq, reply, mark);
-  }
+  void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override;
   bool redirect(const Redirect& r) override { return dispatch_.redirect(r); }
   // A node answered -READONLY: with Sentinel, ask where the primary is now.
   void upstream_readonly(Node* n) override;

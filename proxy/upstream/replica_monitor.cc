@@ -46,14 +46,24 @@ ReplicaMonitor::ReplicaMonitor(UpstreamHost* host, WriteLedger* ledger, Node* pr
       primary_(primary),
       replicas_(std::move(replicas)),
       replica_out_(replicas_.size(), 0),
+      replica_again_(replicas_.size(), 0),
       one_section_(replicas_.size(), 0),
       replication_reply_(replicas_.size()) {}
 
 void ReplicaMonitor::tick(uint64_t now) {
-  if (stopping_ || now < next_poll_ms_) return;
-  next_poll_ms_ = now + (ledger_->behind() ? kBehindMs : kIdleMs);
+  // The interval is decided now, not when the last poll went out: a write acknowledged since
+  // makes the next poll due at once.
+  if (stopping_ || now < last_poll_ms_ + (ledger_->behind() ? kBehindMs : kIdleMs)) return;
+  last_poll_ms_ = now;
   poll_primary();
   for (size_t i = 0; i < replicas_.size(); ++i) poll_replica(i);
+}
+
+void ReplicaMonitor::kick() {
+  if (stopping_) return;
+  // A poll already out may have been sent before the write: its mark does not cover it.
+  if (primary_out_) primary_again_ = true;
+  else poll_primary();
 }
 
 void ReplicaMonitor::poll_primary() {
@@ -69,6 +79,18 @@ void ReplicaMonitor::poll_primary() {
                int64_t off;
                if (failed || !parse_i64(info_value(reply, "master_repl_offset"), off)) return;
                ledger_->primary_offset(mark, off, info_value(reply, "master_replid"));
+               if (stopping_) return;
+               if (primary_again_) {
+                 primary_again_ = false;
+                 poll_primary();
+               }
+               // Some write is not known applied: ask the replicas now, the offset to compare
+               // with being in (a kick's round takes two round trips, not a tick).
+               if (!ledger_->behind()) return;
+               for (size_t i = 0; i < replicas_.size(); ++i) {
+                 if (replica_out_[i]) replica_again_[i] = 1;
+                 else poll_replica(i);
+               }
              }),
              kReplicationInfo, 0);
 }
@@ -118,6 +140,17 @@ void ReplicaMonitor::poll_replica(size_t i) {
 
 void ReplicaMonitor::judge_replica(size_t i, std::string_view replication,
                                    std::string_view persistence, bool failed) {
+  const uint64_t applied = ledger_->health(i).applied.load();
+  judge(i, replication, persistence, failed);
+  if (on_applied_ && ledger_->health(i).applied.load() > applied) on_applied_();
+  if (replica_again_[i] && !stopping_) {
+    replica_again_[i] = 0;
+    poll_replica(i);
+  }
+}
+
+void ReplicaMonitor::judge(size_t i, std::string_view replication, std::string_view persistence,
+                           bool failed) {
   if (failed) return set_health(i, false, ReplicaHealth::kDown);
   if (replication.empty() || replication[0] == '-' || persistence.empty() || persistence[0] == '-')
     return set_health(i, false, ReplicaHealth::kError);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,11 @@ class ReplicaMonitor {
 
   void tick(uint64_t now);
   void stop() { stopping_ = true; }
+  // Something waits for the replicas to apply a write (a script's barrier): poll the primary
+  // now, and the replicas as soon as its offset is in, instead of at the next tick.
+  void kick();
+  // Runs (on this loop) when some replica's applied mark moved forward.
+  void set_on_applied(std::function<void()> f) { on_applied_ = std::move(f); }
 
   static constexpr uint64_t kIdleMs = 100;
   static constexpr uint64_t kBehindMs = 5;
@@ -34,8 +40,11 @@ class ReplicaMonitor {
   void poll_primary();
   void poll_replica(size_t i);
   // Replica i's health from its INFO sections (one reply for both, or two), or its poll failed.
+  // judge_replica: judge(), then on_applied_ if its applied mark moved, and a poll asked for
+  // while this one was out.
   void judge_replica(size_t i, std::string_view replication, std::string_view persistence,
                      bool failed);
+  void judge(size_t i, std::string_view replication, std::string_view persistence, bool failed);
   void set_health(size_t i, bool healthy, uint8_t why);
 
   UpstreamHost* host_;
@@ -46,7 +55,10 @@ class ReplicaMonitor {
   std::vector<uint8_t> replica_out_;
   std::vector<uint8_t> one_section_;            // refused the two-section INFO
   std::vector<std::string> replication_reply_;  // ...so its first reply, awaiting the second
-  uint64_t next_poll_ms_ = 0;
+  uint64_t last_poll_ms_ = 0;
+  bool primary_again_ = false;        // kicked while a primary poll was out: poll once more
+  std::vector<uint8_t> replica_again_;  // the same per replica, after a new primary offset
+  std::function<void()> on_applied_;
   bool stopping_ = false;
 };
 
