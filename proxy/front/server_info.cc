@@ -64,7 +64,7 @@ void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
   snap.set_number(F::sentinel_connects, sw ? static_cast<int64_t>(sw->connects()) : 0);
   snap.set_number(F::sentinel_errors, sw ? static_cast<int64_t>(sw->errors()) : 0);
   snap.set_number(F::replica_pending_keys,
-                  ledger ? static_cast<int64_t>(ledger->recorded_keys()) : 0);
+                  ledger ? static_cast<int64_t>(ledger->pending_slots()) : 0);
   // Every loop has the same nodes in the same order; their counts are summed over the loops
   // that have started (a loop still starting has no nodes yet).
   const auto& mine = router_.nodes();

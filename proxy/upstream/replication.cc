@@ -18,47 +18,38 @@ const char* ReplicaHealth::why_text(uint8_t w) {
   }
 }
 
-WriteLedger::WriteLedger(size_t replicas) {
+WriteLedger::WriteLedger(size_t replicas) : slots_(new std::atomic<uint64_t>[kSlots]) {
+  for (size_t i = 0; i < kSlots; ++i) slots_[i].store(0, std::memory_order_relaxed);
   for (size_t i = 0; i < replicas; ++i) replicas_.push_back(std::make_unique<ReplicaHealth>());
 }
 
-uint64_t WriteLedger::key_hash(uint32_t db, std::string_view key) {
-  return std::hash<std::string_view>{}(key) ^ (uint64_t{db} + 1) * 0x9E3779B97F4A7C15ull;
+size_t WriteLedger::slot(uint32_t db, std::string_view key) {
+  const uint64_t h = std::hash<std::string_view>{}(key) ^ (uint64_t{db} + 1) * 0x9E3779B97F4A7C15ull;
+  return static_cast<size_t>((h ^ (h >> 29)) & (kSlots - 1));
 }
 
+// Sequentially consistent stores (the slot, then the newest mark): a reader that sees the
+// write acknowledged sees both.
 void WriteLedger::wrote(uint32_t db, std::string_view key) {
-  std::lock_guard<std::mutex> lock(mu_);
   const uint64_t m = current_mark();
-  if (keys_.size() >= kMaxKeys || order_.size() >= 2 * kMaxKeys) {
-    // Bounded: forget the keys, and make every read wait for this mark instead.
-    keys_.clear();
-    order_.clear();
-    all_mark_ = m;
-  } else {
-    const uint64_t h = key_hash(db, key);
-    uint64_t& mark = keys_[h];
-    if (mark != m) {  // a key written again before the next poll needs no second entry
-      mark = m;
-      order_.emplace_back(m, h);
-    }
-  }
-  if (max_mark_.load() < m) max_mark_.store(m);
+  raise(slots_[slot(db, key)], m);
+  raise(max_mark_, m);
 }
 
 uint64_t WriteLedger::wrote_all() {
-  std::lock_guard<std::mutex> lock(mu_);
   const uint64_t m = current_mark();
-  all_mark_ = m;
-  if (max_mark_.load() < m) max_mark_.store(m);
+  raise(all_mark_, m);
+  raise(max_mark_, m);
   return m;
 }
 
 void WriteLedger::set_healthy(size_t i, bool healthy) {
   std::lock_guard<std::mutex> lock(mu_);
   ReplicaHealth& h = *replicas_[i];
+  // Back from an outage: the writes meanwhile were not waited for by anyone; it answers
+  // nothing until it has applied them all.
   if (healthy && !h.healthy.load()) h.floor.store(max_mark_.load());
   h.healthy.store(healthy);
-  forget_applied();
 }
 
 bool WriteLedger::may_read(size_t i, uint32_t db, std::span<const std::string_view> keys,
@@ -66,13 +57,9 @@ bool WriteLedger::may_read(size_t i, uint32_t db, std::span<const std::string_vi
   const uint64_t applied = replicas_[i]->applied.load();
   if (applied < replicas_[i]->floor.load()) return false;  // back from an outage, catching up
   if (applied >= max_mark_.load()) return true;  // every acknowledged write is there
-  if (!keys_known) return false;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (all_mark_ > applied) return false;
-  for (std::string_view key : keys) {
-    auto it = keys_.find(key_hash(db, key));
-    if (it != keys_.end() && it->second > applied) return false;
-  }
+  if (!keys_known || all_mark_.load() > applied) return false;
+  for (std::string_view key : keys)
+    if (slots_[slot(db, key)].load() > applied) return false;
   return true;
 }
 
@@ -103,21 +90,11 @@ void WriteLedger::replica_offset(size_t i, int64_t offset, std::string_view repl
     applied = std::max(applied, mark);
   }
   h.applied.store(applied);
-  forget_applied();
-}
-
-void WriteLedger::forget_applied() {
-  // With no replica taking reads everything may go: a replica that comes back must first apply
-  // every mark up to its floor.
+  // Polls every healthy replica has passed are not needed to judge an offset again.
   uint64_t lowest = max_mark_.load();
   for (const auto& r : replicas_)
     if (r->healthy.load()) lowest = std::min(lowest, r->applied.load());
-  while (!polls_.empty() && polls_.front().first < lowest) polls_.pop_front();
-  while (!order_.empty() && order_.front().first <= lowest) {
-    auto it = keys_.find(order_.front().second);
-    if (it != keys_.end() && it->second <= lowest) keys_.erase(it);
-    order_.pop_front();
-  }
+  while (polls_.size() > 1 && polls_.front().first < lowest) polls_.pop_front();
 }
 
 bool WriteLedger::behind() const {
@@ -127,9 +104,14 @@ bool WriteLedger::behind() const {
   return false;
 }
 
-size_t WriteLedger::recorded_keys() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return keys_.size();
+size_t WriteLedger::pending_slots() const {
+  uint64_t lowest = UINT64_MAX;
+  for (const auto& r : replicas_)
+    if (r->healthy.load()) lowest = std::min(lowest, r->applied.load());
+  if (lowest == UINT64_MAX) return 0;
+  size_t n = 0;
+  for (size_t i = 0; i < kSlots; ++i) n += slots_[i].load(std::memory_order_relaxed) > lowest;
+  return n;
 }
 
 }  // namespace respite

@@ -13,9 +13,10 @@
 //  - a replica has applied mark m once it reported an offset >= the primary's offset of poll m;
 //  - a read goes to a replica only if the replica has applied every mark recorded for its keys
 //    (a read whose keys are not known needs every mark). Otherwise it goes to the primary.
-// Records of marks every replica taking reads has applied are dropped. The record is bounded
-// (kMaxKeys keys, 2 x kMaxKeys writes of them): past it, the keys are forgotten and every read
-// waits for the newest mark instead.
+// The record is a fixed table of kSlots marks indexed by a hash of (db, key): a write raises its
+// slot to its mark, a read compares its keys' slots with the replica's applied mark. Two keys in
+// one slot only make a read wait for the other's write (it goes to the primary); nothing is
+// ever allocated or dropped, and no lock is taken on the write or read path.
 #pragma once
 
 #include <atomic>
@@ -26,7 +27,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace respite {
@@ -50,6 +50,7 @@ class WriteLedger {
   explicit WriteLedger(size_t replicas);
 
   // A write through respite was acknowledged: a read of `key` in `db` waits for the replicas.
+  // Called on the reply's way to the client, before anything else sees it acknowledged.
   void wrote(uint32_t db, std::string_view key);
   // An acknowledged write whose keys are not known: every read waits. Returns its mark (a
   // replica has applied the write once ReplicaHealth::applied reaches it).
@@ -78,24 +79,31 @@ class WriteLedger {
   ReplicaHealth& health(size_t i) { return *replicas_[i]; }
   const ReplicaHealth& health(size_t i) const { return *replicas_[i]; }
   size_t replicas() const { return replicas_.size(); }
-  size_t recorded_keys() const;
+  // Slots holding a write some healthy replica has not applied (0 with none healthy): about
+  // the number of keys written through respite that reads still send to the primary. A scan
+  // of the table, for PROXY INFO.
+  size_t pending_slots() const;
 
-  static constexpr size_t kMaxKeys = 100000;
+  // 128 KiB: small enough to stay in a core's L2 cache (recording a write was a cache miss,
+  // ~10% of a forwarded SET's CPU, with 1 MiB), large enough that a few thousand keys written
+  // and not yet replicated hold back few reads of others.
+  static constexpr size_t kSlots = size_t{1} << 14;
   static constexpr size_t kMaxPolls = 4096;  // primary offsets kept (older ones are subsumed)
 
  private:
-  // The record is by a 64-bit hash of (db, key): no allocation per write, and a collision only
-  // sends a read to the primary.
-  static uint64_t key_hash(uint32_t db, std::string_view key);
+  static size_t slot(uint32_t db, std::string_view key);
   uint64_t current_mark() const { return marks_.load() + 1; }
-  void forget_applied();  // under mu_: drops what every healthy replica has applied
+  static void raise(std::atomic<uint64_t>& a, uint64_t v) {
+    uint64_t cur = a.load();
+    while (cur < v && !a.compare_exchange_weak(cur, v)) {
+    }
+  }
 
-  mutable std::mutex mu_;
-  std::unordered_map<uint64_t, uint64_t> keys_;        // key_hash -> mark
-  std::deque<std::pair<uint64_t, uint64_t>> order_;    // (mark, key_hash) in mark order, to drop
-  uint64_t all_mark_ = 0;                           // a write of unknown keys
+  std::unique_ptr<std::atomic<uint64_t>[]> slots_;  // kSlots marks
+  std::atomic<uint64_t> all_mark_{0};               // a write of unknown keys
   std::atomic<uint64_t> max_mark_{0};               // the newest mark recorded
   std::atomic<uint64_t> marks_{0};                  // primary polls sent
+  mutable std::mutex mu_;                           // the polls and offsets below
   std::deque<std::pair<uint64_t, int64_t>> polls_;  // (mark, primary offset), oldest first
   int64_t primary_offset_ = -1;                     // the newest poll's (for the lag)
   std::string primary_replid_;                      // ...and its replication id

@@ -880,11 +880,10 @@ def replica_lines(args, rep):
         lines.append("  %s: PROXY INFO replica_reads %s, read_from %s, replicas_healthy %s, "
                      "replica_pending_keys %s" % (TARGET_LABEL[tg], fmt_num(reads, "d"), rf,
                                                   healthy, fmt_num(pending, "d")))
-    if any(tg in CACHED and not reads for tg, reads, _, _, _ in rep["proxies"]):
-        lines.append("  (respite fills its cache from the primary: a respite target with its cache "
-                     "sends the replica only the reads")
-        lines.append("  it does not cache; respite (cache off) with --replica sends it its GETs "
-                     "and MGETs)")
+    if any(tg in CACHED for tg, _, _, _, _ in rep["proxies"]):
+        lines.append("  (replica_reads counts forwarded reads; a respite target with its cache "
+                     "fills its misses from the replica")
+        lines.append("  too, as GET+PTTL pairs, and answers the rest from the cache)")
     lines.append("")
     return lines
 
