@@ -188,6 +188,7 @@ class CachePath {
     std::function<void()> done;
   };
   std::vector<ReplicaWait> replica_waits_;
+  bool waits_stopped_ = false;  // shutdown: barrier parts no longer wait for replicas
   // Landed fetch batches, kept for reuse (FetchBatch::reset); owned.
   std::vector<FetchBatch*> batch_pool_;
   static constexpr size_t kBatchPoolMax = 4096;

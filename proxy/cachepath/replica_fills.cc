@@ -40,7 +40,12 @@ void CachePath::tick(uint64_t now) {
 void CachePath::stop_tracking() {
   tracking_.stop();
   for (auto& t : replica_tracking_) t->stop();
-  // Barrier parts still waiting answer now: the replies go out with the shutdown.
+  // Barrier parts still waiting answer now, and later ones do not wait (coherence_ping): the
+  // loop may stop before a wait would end. The cache goes first: what a replica said may be
+  // older than those writes.
+  waits_stopped_ = true;
+  if (replica_waits_.empty()) return;
+  shared_->cache->flush_all(cache::Source::kLocal);
   auto waits = std::move(replica_waits_);
   replica_waits_.clear();
   for (auto& w : waits) w.done();
@@ -56,11 +61,11 @@ Tracking* CachePath::fill_tracking(uint32_t db, std::span<const std::string_view
   size_t best_pending = 0;
   for (auto& t : replica_tracking_) {
     if (!t->serving()) continue;  // link down, or the replica not healthy (Tracking::tick)
+    if (!ledger_->health(t->replica()).healthy.load(std::memory_order_relaxed)) continue;
     UpstreamConn* f = t->fetch_conn();  // reopened here after it was lost, like the primary's
     if (!f || !f->ready()) continue;
     const size_t pending = f->pending();
     if (best && pending >= best_pending) continue;
-    if (!ledger_->health(t->replica()).healthy.load(std::memory_order_relaxed)) continue;
     if (!ledger_->may_read(t->replica(), db, keys, true)) continue;
     best = t.get();
     best_pending = pending;
@@ -70,6 +75,10 @@ Tracking* CachePath::fill_tracking(uint32_t db, std::span<const std::string_view
 
 void CachePath::coherence_ping(uint64_t mark, std::function<void()> done) {
   if (replica_tracking_.empty()) return tracking_.link_ping(std::move(done));
+  if (waits_stopped_) {  // shutting down (stop_tracking): no waiting, no replica's word kept
+    shared_->cache->flush_all(cache::Source::kLocal);
+    return tracking_.link_ping(std::move(done));
+  }
   struct Parts {
     size_t left;
     std::function<void()> done;

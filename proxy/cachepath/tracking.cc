@@ -169,8 +169,10 @@ void Tracking::refuse(std::string_view what, std::string_view reply) {
 
 void Tracking::fetch_lost() {
   // Redis forgets what a connection tracked when it goes: entries it fetched would no longer be
-  // invalidated, so they go too. Entries fetched without tracking (ttl) never depended on it.
-  if (!ttl_) shared_->cache->flush_all(cache::Source::kLocal);
+  // invalidated, so they go too. Entries fetched without tracking (ttl) never depended on it,
+  // and nothing was fetched before the link was up (a refusal of CLIENT TRACKING closes the
+  // fetch connection: no flush at every attempt).
+  if (!ttl_ && node().tracking.up) shared_->cache->flush_all(cache::Source::kLocal);
 }
 
 void Tracking::close_link() {

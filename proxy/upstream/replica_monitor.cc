@@ -78,6 +78,9 @@ void ReplicaMonitor::poll_primary() {
                primary_out_ = false;
                int64_t off;
                if (failed || !parse_i64(info_value(reply, "master_repl_offset"), off)) return;
+               // A server demoted by a failover this loop has not followed yet: its offset is
+               // not the primary's (and may be behind writes the new one acknowledged).
+               if (info_value(reply, "role") != "master") return;
                ledger_->primary_offset(mark, off, info_value(reply, "master_replid"));
                if (stopping_) return;
                if (primary_again_) {

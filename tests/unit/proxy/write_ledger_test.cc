@@ -72,11 +72,13 @@ TEST_CASE("ledger: writes of unknown keys make every read wait") {
   l.wrote_all();
   CHECK_FALSE(may(l, 0, 0, {"any"}));
   CHECK_FALSE(l.may_read(0, 0, {}, false));
+  CHECK(l.pending_slots() == 1);  // PROXY INFO says something is pending
   const uint64_t m = l.next_mark();
   l.primary_offset(m, 10, "r");
   l.replica_offset(0, 10, "r");
   CHECK(may(l, 0, 0, {"any"}));
   CHECK(l.may_read(0, 0, {}, false));
+  CHECK(l.pending_slots() == 0);
 }
 
 TEST_CASE("ledger: a read of several keys waits if any of them was written") {
