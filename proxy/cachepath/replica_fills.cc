@@ -10,8 +10,11 @@
 //    answered a PING (coherence_ping): the invalidations the replica made for them are in;
 //  - writes made directly on the primary reach the cache when the replica applies them (its
 //    link reports them), as any read from that replica would see them.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <memory>
+#include <string>
 
 #include "proxy/cachepath/cache_path.h"
 #include "proxy/ops/log.h"
@@ -120,11 +123,14 @@ void CachePath::check_replica_waits(uint64_t now) {
     } else if (h.applied.load(std::memory_order_relaxed) >= w.mark) {
       w.t->link_ping(std::move(w.done));
     } else {
-      // Too slow: what was read from it may be older than the write. The cache goes (and the
-      // link; the tick starts it again, fills waiting in the ledger until it has caught up).
+      // Too slow, or no longer trusted: what was read from it may be older than the write. The
+      // cache goes (and the link; the tick starts it again, fills waiting in the ledger until
+      // it has caught up).
       log(LogLevel::Notice,
-          "replica {} has not applied a script's write within {} ms: cache flushed",
-          w.t->node().name(), kReplicaApplyWaitMs);
+          "replica {} has not applied a script's write ({}): cache flushed", w.t->node().name(),
+          h.healthy.load(std::memory_order_relaxed)
+              ? fmt::format("within {} ms", kReplicaApplyWaitMs)
+              : std::string("it takes no reads"));
       w.t->close_link();
       shared_->cache->flush_all(cache::Source::kLocal);
       w.done();
