@@ -143,7 +143,13 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
                  "/lookup answers 413 for larger values")->capture_default_str();
   app.add_option("--requirepass", cfg.requirepass,
                  "password clients must AUTH with (empty: no authentication)");
-  app.add_option("--upstream", cfg.upstream, "upstream Redis as host:port")->capture_default_str();
+  app.add_option("--upstream", cfg.upstreams,
+                 "upstream Redis as host:port (default 127.0.0.1:6379); with --cluster "
+                 "repeatable: the seed nodes")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_flag("--cluster", cfg.cluster,
+               "the upstream is a Redis Cluster: keys go to the node serving their slot, "
+               "multi-key commands are split, clients see one node owning every slot");
   app.add_option("--replica", cfg.replicas,
                  "a replica of the upstream as host:port (repeatable); reads may go there "
                  "(--read-from)")
@@ -280,6 +286,22 @@ std::string join_host_port(const std::string& host, int port) {
 }
 
 std::string finalize_config(Config& cfg) {
+  {
+    std::vector<std::string> given;
+    for (const std::string& u : cfg.upstreams)
+      if (!u.empty()) given.push_back(u);
+    if (!given.empty()) cfg.upstream = given[0];
+    if (given.size() > 1 && !cfg.cluster)
+      return "more than one --upstream needs --cluster (they are then the cluster's seed nodes)";
+    if (given.empty()) given.push_back(cfg.upstream);
+    cfg.upstream_addrs.clear();
+    for (const std::string& u : given) {
+      std::string host;
+      int port = 0;
+      if (std::string e = split_host_port(u, "upstream", host, port); !e.empty()) return e;
+      cfg.upstream_addrs.emplace_back(host, port);
+    }
+  }
   if (std::string e = split_host_port(cfg.upstream, "upstream", cfg.upstream_host,
                                      cfg.upstream_port); !e.empty())
     return e;
@@ -300,6 +322,8 @@ std::string finalize_config(Config& cfg) {
   if (std::string e = split_all(cfg.sentinels, "sentinel", cfg.sentinel_addrs); !e.empty()) return e;
   if (!cfg.sentinel_addrs.empty() && cfg.sentinel_master.empty())
     return "--sentinel needs --sentinel-master (the name the Sentinels monitor)";
+  if (cfg.cluster && (!cfg.sentinel_addrs.empty() || !cfg.replica_addrs.empty()))
+    return "--cluster finds masters and replicas itself: no --sentinel or --replica with it";
   {
     std::string rf = lower(cfg.read_from);
     if (rf != "primary" && rf != "replica" && rf != "prefer-replica")
@@ -357,7 +381,10 @@ std::vector<std::string> describe_config(const Config& c) {
       c.http_port > 0 ? fmt::format("http-port {} http-bind {}", c.http_port,
                                     c.http_bind.empty() ? c.bind : c.http_bind)
                       : std::string("http-port 0 (HTTP endpoint off)"),
-      fmt::format("upstream {} user {} password {} timeout {}ms connections {}", c.upstream,
+      fmt::format("upstream {}{} user {} password {} timeout {}ms connections {}",
+                  c.cluster ? fmt::format("{} (cluster seeds)", fmt::join(c.upstreams, " "))
+                            : c.upstream,
+                  "",
                   c.upstream_user.empty() ? "(default)" : c.upstream_user,
                   mask(c.upstream_password), c.upstream_timeout_ms, c.upstream_connections),
       fmt::format("replicas {} read-from {}",

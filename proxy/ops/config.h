@@ -39,6 +39,11 @@ struct Config {
   std::string upstream = "127.0.0.1:6379";
   std::string upstream_host = "127.0.0.1";  // derived from `upstream`
   int upstream_port = 6379;                 // derived from `upstream`
+  // Every --upstream given (repeatable with --cluster: the seed nodes); `upstream` is the first.
+  std::vector<std::string> upstreams;
+  std::vector<std::pair<std::string, int>> upstream_addrs;  // derived from `upstreams`
+  // Redis Cluster: the upstreams are seed nodes; the slot map says which serves each key.
+  bool cluster = false;
   std::string upstream_user;
   std::string upstream_password;
   // Above what Redis itself may take for one command (a script runs past lua-time-limit's 5 s,
