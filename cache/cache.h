@@ -319,6 +319,18 @@ class Cache {
     }
   }
 
+  // Drops every entry whose key `doomed` names, and detaches every flight (a fill in flight may
+  // be of such a key; detached, it answers its waiters and caches nothing).
+  void flush_keys_if(bool (*doomed)(const void* ctx, std::string_view key), const void* ctx,
+                     Source src) {
+    for (auto& s : shards_) {
+      Guard g(lock_of(*s));
+      s->store.erase_if(doomed, ctx);
+      s->flights.detach_all();
+      if (s->index == 0) count_invalidation(*s, src);
+    }
+  }
+
   void flush_all(Source src) {
     for (auto& s : shards_) {
       Guard g(lock_of(*s));

@@ -233,6 +233,16 @@ size_t Store::erase_db(uint32_t db) {
   return doomed.size();
 }
 
+size_t Store::erase_if(bool (*doomed)(const void* ctx, std::string_view key), const void* ctx) {
+  std::vector<Entry*> out;
+  for (size_t i = 0; i < cap_; i++) {
+    if (slots_[i] != 0 && doomed(ctx, entry_at(slots_[i])->key())) out.push_back(entry_at(slots_[i]));
+  }
+  for (Entry* e : out) erase_at(find_entry(e));
+  maybe_shrink();
+  return out.size();
+}
+
 void Store::clear() {
   for (size_t i = 0; i < cap_; i++) {
     if (slots_[i] != 0) ::operator delete(entry_at(slots_[i]));

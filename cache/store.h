@@ -93,6 +93,9 @@ class Store final : private EntrySampler {
   // Removes (db, key), or the key in every db with kAllDbs. Returns how many entries went.
   size_t erase(uint32_t db, std::string_view key, uint64_t h);
   size_t erase_db(uint32_t db);
+  // Erases every entry whose key `doomed(ctx, key)` names (Redis Cluster: the keys of slots
+  // that moved); the number erased.
+  size_t erase_if(bool (*doomed)(const void* ctx, std::string_view key), const void* ctx);
   void clear();
 
   // Active expiry: looks at up to `max_slots` table slots from where the last call stopped and

@@ -86,6 +86,18 @@ int main(int argc, char** argv) {
   }
   // One cache for every loop; with several loops it takes per-shard locks.
   respite::Shared shared;
+  if (cfg.cluster) {
+    // The slot map before anything listens; then a thread keeps it current.
+    shared.cluster_watcher = std::make_unique<respite::ClusterWatcher>(cfg, &shared.cluster_map);
+    if (std::string err = shared.cluster_watcher->refresh(); !err.empty()) {
+      respite::log(respite::LogLevel::Warning, "cannot read the cluster's slot map: {}", err);
+      return 1;
+    }
+    auto map = shared.cluster_map.get();
+    respite::log(respite::LogLevel::Notice, "cluster: {} masters, {} of {} slots served",
+                 map->shards.size(), map->slots_covered(), respite::kClusterSlots);
+    shared.cluster_watcher->start();
+  }
   cache::Settings cs;
   cs.max_memory = cfg.cache_max_memory;
   cs.ttl_ms = static_cast<uint64_t>(cfg.cache_ttl_ms);
@@ -118,5 +130,6 @@ int main(int argc, char** argv) {
     });
   int rc = servers[0]->run();
   for (auto& t : threads) t.join();
+  if (shared.cluster_watcher) shared.cluster_watcher->stop();
   return rc != 0 ? rc : failed.load();
 }

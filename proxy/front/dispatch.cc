@@ -189,6 +189,8 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
         if (f.argc() != 2) return arity_error(c, cmd);
         long long n;
         if (!parse_ll(f.arg(1), n)) return error(c, "ERR value is not an integer or out of range");
+        if (srv_.router().cluster() && n != 0)
+          return error(c, "ERR SELECT is not allowed in cluster mode");
         if (n < 0 || n >= srv_.databases()) return error(c, "ERR DB index is out of range");
         if (!c->pinned && !srv_.databases_known() && n > verified_db_max_)
           return select_by_trying(c, static_cast<int>(n));

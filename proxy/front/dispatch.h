@@ -34,6 +34,9 @@ class Dispatch {
  private:
   bool rate_allowed(ClientConn* c);
   void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
+  // Cluster: the slot of the request's keys into rr.slot; false when they span slots (the
+  // client was answered CROSSSLOT).
+  bool cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci, RouteRequest& rr);
   // The keys of a read the router may send to a replica (RouteRequest::keys, keys_known).
   void read_keys(const CommandInfo* ci, const resp::Frame& f, RouteRequest& rr);
   // A write about to be forwarded: what the command table says it writes, invalidated now.

@@ -90,17 +90,6 @@ CachePath::WritePlan Dispatch::invalidate_before_write(ClientConn* c, const resp
   return srv_.cache_path().invalidate_before_write(db, f, w);
 }
 
-// The request's first key when its first key spec names a fixed position (GET, SET, HGET,
-// EVAL's first key is not one: a key count comes first); empty otherwise. What Cluster routes
-// by; looked up without building the key list.
-static std::string_view first_key(const CommandInfo* ci, const resp::Frame& f) {
-  if (!ci || ci->nspecs == 0 || ci->specs[0].begin != KeySpec::Begin::Index ||
-      ci->specs[0].find != KeySpec::Find::Range || ci->specs[0].index <= 0)
-    return {};
-  size_t i = static_cast<size_t>(ci->specs[0].index);
-  return i < f.argc() ? f.arg(i) : std::string_view{};
-}
-
 // A read that may go to a replica: its keys, for the router to check against the writes the
 // replicas have not applied yet. Keys are not known for a command without key specs (KEYS,
 // SCAN, DBSIZE read the whole keyspace) or with a spec respite cannot follow.
@@ -119,6 +108,27 @@ void Dispatch::read_keys(const CommandInfo* ci, const resp::Frame& f, RouteReque
   rr.keys_known = true;
 }
 
+bool Dispatch::cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci,
+                            RouteRequest& rr) {
+  if (!ci || ci->nspecs == 0) return true;  // no keys: any master
+  auto& idx = read_keys_scratch_;
+  idx.clear();
+  command_keys(*ci, f, idx);
+  int slot = -1;
+  for (uint32_t i : idx) {
+    const int s = key_slot(f.arg(i));
+    if (slot < 0) {
+      slot = s;
+    } else if (s != slot) {
+      // Redis Cluster's answer; the commands respite splits by slot never get here.
+      error(c, "CROSSSLOT Keys in request don't hash to the same slot");
+      return false;
+    }
+  }
+  rr.slot = slot;
+  return true;
+}
+
 void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
   const Pin pin = pin_of(f, ci);
   Node* pin_node = nullptr;
@@ -134,7 +144,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     rr.write = !ci || !ci->is(CommandFlag::kReadonly) || (ci->acl_categories & kAclScripting);
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
-    if (srv_.router().routes_by_key()) rr.key = first_key(ci, f);
+    if (srv_.router().routes_by_key() && !cluster_slot(c, f, ci, rr)) return;
     if (!rr.write && !needs_pin && srv_.router().reads_replicas()) read_keys(ci, f, rr);
     Node* node = srv_.router().route(rr);
     if (needs_pin) {
@@ -317,9 +327,17 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
 }
 
 bool Dispatch::redirect(const Redirect& r) {
-  // A node respite does not know yet: the client gets the reply as Redis gave it.
-  Node* node = srv_.router().find(r.target);
+  // A node respite does not know yet: the client gets the reply as Redis gave it (in Cluster
+  // mode the router meets it: every node of the cluster is one respite may send to).
+  Router& router = srv_.router();
+  Node* node = router.cluster() ? router.find_or_make(r.target) : router.find(r.target);
   if (!node) return false;
+  long long slot;
+  if (router.cluster() && !r.ask && parse_ll(r.slot, slot) && slot >= 0 && slot < kClusterSlots) {
+    // The slot has moved: this loop sends it there from now on, and the map is read again.
+    router.moved(static_cast<uint16_t>(slot), node);
+    srv_.cluster_moved();
+  }
   UpstreamConn* t = node->shared_conn(r.proto, r.client->id);
   if (!t) return false;
   // The client's later requests wait until this one is answered, wherever they go: its order

@@ -68,6 +68,11 @@ int Server::start() {
     router_.add_replica(n.get());
     replica_nodes_.push_back(std::move(n));
   }
+  if (cfg_.cluster)
+    router_.set_cluster(
+        &shared_->cluster_map,
+        [this](const std::string& host, int port) { return make_cluster_node(host, port); },
+        [this](const std::vector<uint16_t>& slots) { slots_moved(slots); });
   if (!cfg_.sentinel_addrs.empty() && index_ == 0) {
     sentinel_ = std::make_unique<SentinelWatcher>(
         this, cfg_, cfg_.upstream_host, cfg_.upstream_port,
@@ -253,9 +258,37 @@ void Server::cork() {
   }
 }
 
+Node* Server::make_cluster_node(const std::string& host, int port) {
+  auto n = std::make_unique<Node>(this, this, host, port);
+  // An address the cluster gave (an IP, as Redis announces them): resolving does not block.
+  if (std::string err = n->resolve(loop_.uv()); !err.empty()) {
+    log(LogLevel::Warning, "cannot resolve cluster node {}: {}", n->name(), err);
+    return nullptr;
+  }
+  n->role = Node::Role::Primary;
+  if (shutting_down_) n->stop_connecting();
+  router_.add(n.get());
+  cluster_nodes_.push_back(std::move(n));
+  return cluster_nodes_.back().get();
+}
+
+namespace {
+bool slot_listed(const void* ctx, std::string_view key) {
+  return (*static_cast<const std::vector<bool>*>(ctx))[key_slot(key)];
+}
+}  // namespace
+
+void Server::slots_moved(const std::vector<uint16_t>& slots) {
+  if (!cache_path_.cache().enabled()) return;
+  std::vector<bool> doomed(kClusterSlots, false);
+  for (uint16_t s : slots) doomed[s] = true;
+  cache_path_.cache().flush_keys_if(slot_listed, &doomed, cache::Source::kLocal);
+}
+
 void Server::tick() {
   Server* srv = this;
   uint64_t now = srv->now();
+  if (router_.cluster()) router_.sync();  // before the nodes are walked: it may add some
   for (Node* n : srv->router_.nodes()) {
     n->check_timeouts(now);
     n->reconnect(now);
@@ -396,7 +429,7 @@ bool Server::cache_usable(const ClientConn* c) const {
   // A client with forwarded requests in flight reads through its upstream connection, so a GET
   // pipelined after its own SET sees the SET. A reply held by a tracking barrier: the write's
   // invalidations may not have arrived yet.
-  return cache_path_.usable() && !c->pinned && c->inflight == 0 && c->barriers == 0 &&
+  return cache_path_.usable() && !router_.cluster() && !c->pinned && c->inflight == 0 && c->barriers == 0 &&
          !c->in_multi && !c->streaming;
 }
 

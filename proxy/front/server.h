@@ -31,6 +31,7 @@
 #include "proxy/ops/stats.h"
 #include "proxy/upstream/requester.h"
 #include "proxy/upstream/node.h"
+#include "proxy/upstream/cluster_watcher.h"
 #include "proxy/upstream/replica_monitor.h"
 #include "proxy/upstream/router.h"
 #include "proxy/upstream/sentinel.h"
@@ -81,6 +82,9 @@ struct Shared : CacheShared {
   // With --replica: which replica may answer which read (every loop's router asks it; the
   // first loop's ReplicaMonitor feeds it). Made before any loop runs; nullptr without replicas.
   std::unique_ptr<WriteLedger> ledger;
+  // With --cluster: the slot map every loop routes by, and its reader (main.cc starts it).
+  ClusterMapHolder cluster_map;
+  std::unique_ptr<ClusterWatcher> cluster_watcher;
 };
 
 // Cache settings that depend on the number of loops (shards, locking).
@@ -227,6 +231,17 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::vector<UpstreamConn*> upstream_spare_;
   std::unique_ptr<Node> node_;  // --upstream
   std::vector<std::unique_ptr<Node>> replica_nodes_;  // --replica, in the order given
+  std::vector<std::unique_ptr<Node>> cluster_nodes_;  // --cluster: the nodes met (Router::sync)
+  Node* make_cluster_node(const std::string& host, int port);
+ public:
+  // A MOVED reply was seen: the slot map is read again soon.
+  void cluster_moved() {
+    if (shared_->cluster_watcher) shared_->cluster_watcher->want_refresh();
+  }
+
+ private:
+  // --cluster: the cache drops what it holds of slots this loop now sends elsewhere.
+  void slots_moved(const std::vector<uint16_t>& slots);
   std::unique_ptr<ReplicaMonitor> replica_monitor_;   // the first loop's, with replicas
   std::unique_ptr<SentinelWatcher> sentinel_;         // the first loop's, with --sentinel
   uint64_t writes_held_until_ = 0;                    // hold_writes()

@@ -7,10 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
 
+#include "proxy/upstream/cluster_map.h"
 #include "proxy/upstream/node.h"
 #include "proxy/upstream/replication.h"
 
@@ -28,7 +31,7 @@ struct RouteRequest {
   bool write = true;       // may write (or the command table cannot tell): the primary
   bool pinned = false;     // goes to a connection pinned to its client: the primary
   uint32_t db = 0;
-  std::string_view key;    // the first key at a fixed position, if any, when routes_by_key()
+  int slot = -1;           // Cluster: the slot of every key of the request (-1: no key)
   // A read that may go to a replica (reads_replicas()): every key it reads, or keys_known false
   // when they cannot be told (KEYS, SCAN, DBSIZE): then only a replica that has applied every
   // write respite acknowledged may answer.
@@ -62,12 +65,58 @@ class Router {
     return false;
   }
 
-  Node* route(const RouteRequest& rr) const {
+  Node* route(const RouteRequest& rr) {
+    if (cluster_) return rr.slot >= 0 ? slot_node(static_cast<uint16_t>(rr.slot)) : any_master();
     if (rr.write || rr.pinned || !reads_replicas()) return primary_;
     return read_node(rr);
   }
-  // Whether route() looks at RouteRequest::key (dispatch fills it only then): not with one node.
-  bool routes_by_key() const { return false; }
+  // Whether route() looks at RouteRequest::slot (dispatch computes it only then): Cluster.
+  bool routes_by_key() const { return cluster_ != nullptr; }
+
+  // ---- Redis Cluster ----
+  // The slot map every loop shares, and how this loop makes a Node for an address it has not
+  // met (the factory adds it with add()). Before the loop runs.
+  using NodeFactory = std::function<Node*(const std::string& host, int port)>;
+  // `on_moved(slots)`: slots this loop now sends to another node than before (the cache drops
+  // what it holds of them).
+  void set_cluster(ClusterMapHolder* holder, NodeFactory make,
+                   std::function<void(const std::vector<uint16_t>&)> on_moved) {
+    cluster_ = holder;
+    make_node_ = std::move(make);
+    on_moved_ = std::move(on_moved);
+    follow_redirects_ = true;
+    slot_nodes_.assign(kClusterSlots, nullptr);
+    sync();
+  }
+  bool cluster() const { return cluster_ != nullptr; }
+  // The node serving `slot` as this loop knows it (the shared map, and MOVED replies since).
+  Node* slot_node(uint16_t slot) {
+    if (cluster_->version() != seen_version_) sync();
+    Node* n = slot_nodes_[slot];
+    return n ? n : any_master();
+  }
+  // Where a request without keys goes: the master of the lowest served slot (it follows a
+  // failover), else the first seed.
+  Node* any_master() {
+    if (cluster_ && cluster_->version() != seen_version_) sync();
+    return first_master_ ? first_master_ : primary_;
+  }
+  // Every master of the map (fan-out commands: DBSIZE, KEYS, SCAN, FLUSHALL ...), in shard
+  // order of the map.
+  const std::vector<Node*>& masters() {
+    if (cluster_->version() != seen_version_) sync();
+    return masters_;
+  }
+  // A -MOVED reply: `slot` is served by `n` from now on (until the map says otherwise).
+  void moved(uint16_t slot, Node* n) {
+    if (slot >= kClusterSlots || slot_nodes_[slot] == n) return;
+    slot_nodes_[slot] = n;
+    if (on_moved_) on_moved_({slot});
+  }
+  // The node named "host:port" (as MOVED/ASK name it), made when this loop has not met it.
+  Node* find_or_make(std::string_view name);
+  // Reads the shared map again when it changed (also called by the loop's timer).
+  void sync();
   // Whether a -MOVED/-ASK reply may send a request again (Redis Cluster): forwarded requests
   // then keep their bytes until the reply (Forwarded::keep_for_retry). Off with one node, so
   // nothing is copied; on for tests of the retry path (and for Cluster, when it comes).
@@ -101,6 +150,13 @@ class Router {
 
   std::vector<Node*> nodes_;
   std::vector<Node*> replicas_;
+  ClusterMapHolder* cluster_ = nullptr;
+  NodeFactory make_node_;
+  std::function<void(const std::vector<uint16_t>&)> on_moved_;
+  uint64_t seen_version_ = ~0ull;
+  std::vector<Node*> slot_nodes_;  // [slot]
+  std::vector<Node*> masters_;
+  Node* first_master_ = nullptr;
   Node* primary_ = nullptr;
   ReadFrom read_from_ = ReadFrom::Primary;
   WriteLedger* ledger_ = nullptr;

@@ -2,6 +2,8 @@
 // first loop (respite's own connections). See sentinel.h.
 #include "proxy/upstream/sentinel.h"
 
+#include "proxy/upstream/blocking_client.h"
+
 #include <hiredis/hiredis.h>
 
 #include <fmt/format.h>
@@ -17,45 +19,14 @@ namespace respite {
 
 namespace {
 
-struct ContextFree {
-  void operator()(redisContext* c) const { redisFree(c); }
-};
-struct ReplyFree {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using Ctx = std::unique_ptr<redisContext, ContextFree>;
-using Reply = std::unique_ptr<redisReply, ReplyFree>;
+using Ctx = BlockingConn;
+using Reply = BlockingReply;
 
-Reply command(redisContext* c, std::vector<std::string> args) {
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  return Reply(static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
-}
+Reply command(redisContext* c, std::vector<std::string> args) { return blocking_command(c, args); }
 
-// A connection with 1 s timeouts, authenticated if `password` is set; nullptr and `err`.
 Ctx open(const std::string& host, int port, const std::string& user, const std::string& password,
          std::string& err) {
-  timeval tv{1, 0};
-  Ctx c(redisConnectWithTimeout(host.c_str(), port, tv));
-  if (!c || c->err) {
-    err = c ? c->errstr : "out of memory";
-    return nullptr;
-  }
-  redisSetTimeout(c.get(), tv);
-  if (!password.empty()) {
-    Reply r = user.empty() ? command(c.get(), {"AUTH", password})
-                           : command(c.get(), {"AUTH", user, password});
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      err = r ? r->str : c->errstr;
-      return nullptr;
-    }
-  }
-  return c;
+  return blocking_open(host, port, user, password, err);
 }
 
 // A command as a RESP array of bulk strings.
