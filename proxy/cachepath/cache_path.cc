@@ -48,8 +48,12 @@ class FetchBatch final : public ReplySink {
     if (why_.capacity() > kKeepReplyBytes) std::string().swap(why_);
   }
   static constexpr size_t kKeepReplyBytes = 4096;
-  void reset(std::span<const cache::FlightId> ids) {
+  // `keys` are kept only with Redis Cluster, where a fill answered MOVED/ASK is read again
+  // elsewhere (CachePath::fill_elsewhere).
+  void reset(std::span<const cache::FlightId> ids, std::span<const std::string_view> keys = {}) {
     ids_.assign(ids.begin(), ids.end());
+    keys_.resize(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) keys_[i].assign(keys[i]);
     gets_.resize(ids_.size());
     pttls_.assign(ids_.size(), -1);
     got_ = 0;
@@ -58,6 +62,7 @@ class FetchBatch final : public ReplySink {
   }
   size_t replies() const { return 2 * ids_.size(); }
   const std::vector<cache::FlightId>& ids() const { return ids_; }
+  std::string_view key(size_t i) const { return i < keys_.size() ? keys_[i] : std::string_view{}; }
 
   void on_reply(std::string_view reply, bool failed) override {
     size_t i = got_ / 2;
@@ -79,6 +84,7 @@ class FetchBatch final : public ReplySink {
  private:
   CachePath* srv_;
   std::vector<cache::FlightId> ids_;
+  std::vector<std::string> keys_;
   std::vector<std::string> gets_;  // each GET's raw reply
   std::vector<int64_t> pttls_;
   size_t got_ = 0;
@@ -300,10 +306,16 @@ void CachePath::send_fetch(uint32_t db, std::span<const std::string_view> keys,
       for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, kFetchFailed, false);
     }
   };
+  if (router_->cluster()) return send_cluster_fetch(db, keys, ids);
   UpstreamConn* fetch = nullptr;
   if (!replica_tracking_.empty()) fetch = fill_tracking(db, keys)->fetch_conn();
   if (!fetch) fetch = tracking_.fetch_conn();
   if (!fetch) return fail_all();
+  send_batch(fetch, db, keys, ids);
+}
+
+void CachePath::send_batch(UpstreamConn* fetch, uint32_t db, std::span<const std::string_view> keys,
+                           std::span<const cache::FlightId> ids) {
   std::string& req = fetch_scratch_;
   req.clear();
   for (std::string_view k : keys) {
@@ -319,7 +331,8 @@ void CachePath::send_fetch(uint32_t db, std::span<const std::string_view> keys,
     batch = batch_pool_.back();
     batch_pool_.pop_back();
   }
-  batch->reset(ids);
+  if (router_->cluster()) batch->reset(ids, keys);
+  else batch->reset(ids);
   fetch->request(batch, req, static_cast<int>(db), batch->replies());
 }
 
@@ -345,6 +358,11 @@ void CachePath::fetch_landed(FetchBatch* b, const std::vector<std::string>& gets
     if (!ok || (!v.null && v.type != '$' && !v.is_error())) {
       cache_->abandon(ids[i], l);
       for (CacheWaiter& w : l.waiters) deliver_waiter(w, false, {}, failure_text(), false);
+      continue;
+    }
+    if (v.is_error() && router_->cluster() &&
+        (gets[i].starts_with("-MOVED ") || gets[i].starts_with("-ASK "))) {
+      fill_elsewhere(ids[i], b->key(i), gets[i]);
       continue;
     }
     if (v.is_error()) {

@@ -121,7 +121,9 @@ class CachePath {
   static constexpr uint64_t kReplicaApplyWaitMs = 200;
   // The cache may answer reads: enabled, and this loop's invalidation link is up (or, with
   // cache-coherence ttl, its fetch connection is open).
-  bool usable() const { return cache_->enabled() && tracking_.serving(); }
+  bool usable() const {
+    return cache_->enabled() && (router_->cluster() ? cluster_serving_ : tracking_.serving());
+  }
 
   // GET `key` in `db` for `c`: answered from the cache or joined to a flight (its reply slot is
   // taken now). Only when usable() and the client may use the cache (dispatch checks).
@@ -157,6 +159,24 @@ class CachePath {
  private:
   void send_fetch(uint32_t db, std::span<const std::string_view> keys,
                   std::span<const cache::FlightId> ids);
+  // A fetch batch of `keys` (flights `ids`) on `fetch`.
+  void send_batch(UpstreamConn* fetch, uint32_t db, std::span<const std::string_view> keys,
+                  std::span<const cache::FlightId> ids);
+  // ---- Redis Cluster (cachepath/cluster_fills.cc) ----
+  // Fills read from the master serving each key's slot, on that master's tracked fetch
+  // connection; keys of a master whose tracking is not up are read without caching them.
+  void send_cluster_fetch(uint32_t db, std::span<const std::string_view> keys,
+                          std::span<const cache::FlightId> ids);
+  // A cluster master's tracking service, made on first use.
+  Tracking* cluster_tracking(Node* n);
+  void cluster_tick(uint64_t now);
+  // A fill answered -MOVED/-ASK (the slot is moving): read `key` where the reply says, not
+  // cached (the next miss fills from the slot's new master), and answer flight `id`'s waiters.
+  void fill_elsewhere(cache::FlightId id, std::string_view key, std::string_view error);
+  // Reads `key` on `n` (after ASKING when `ask`) for flight `id`'s waiters; caches nothing.
+  void read_uncached(Node* n, bool ask, cache::FlightId id, std::string_view key, int tries);
+  std::vector<std::unique_ptr<Tracking>> cluster_tracking_;
+  bool cluster_serving_ = false;  // every master's tracking is up (updated by the tick)
   // Where a fill of `keys` reads: a replica whose link is up and that has applied every write
   // of them respite acknowledged, the one with the fewest fetches pending; else the primary.
   Tracking* fill_tracking(uint32_t db, std::span<const std::string_view> keys);

@@ -28,6 +28,9 @@ void CachePath::add_replica(Node* n, int i, WriteLedger* ledger) {
 }
 
 Tracking* CachePath::tracking_for(const Node* n) {
+  for (auto& t : cluster_tracking_)
+    if (&t->node() == n) return t.get();
+  if (router_->cluster()) return nullptr;  // the seed's own tracking is not used
   if (n == &tracking_.node()) return &tracking_;
   for (auto& t : replica_tracking_)
     if (&t->node() == n) return t.get();
@@ -35,6 +38,7 @@ Tracking* CachePath::tracking_for(const Node* n) {
 }
 
 void CachePath::tick(uint64_t now) {
+  if (router_->cluster()) return cluster_tick(now);
   tracking_.tick(now);
   for (auto& t : replica_tracking_) t->tick(now);
   if (!replica_waits_.empty()) check_replica_waits(now);
@@ -42,6 +46,7 @@ void CachePath::tick(uint64_t now) {
 
 void CachePath::stop_tracking() {
   tracking_.stop();
+  for (auto& t : cluster_tracking_) t->stop();
   for (auto& t : replica_tracking_) t->stop();
   // Barrier parts still waiting answer now, and later ones do not wait (coherence_ping): the
   // loop may stop before a wait would end. The cache goes first: what a replica said may be
@@ -56,6 +61,7 @@ void CachePath::stop_tracking() {
 
 void CachePath::close_links() {
   tracking_.close_link();
+  for (auto& t : cluster_tracking_) t->close_link();
   for (auto& t : replica_tracking_) t->close_link();
 }
 
@@ -77,6 +83,19 @@ Tracking* CachePath::fill_tracking(uint32_t db, std::span<const std::string_view
 }
 
 void CachePath::coherence_ping(uint64_t mark, std::function<void()> done) {
+  if (router_->cluster()) {
+    // Every master's link answers a PING sent after the write (the script's keys may be on
+    // any of them).
+    auto left = std::make_shared<std::pair<size_t, std::function<void()>>>(1, std::move(done));
+    auto part = [left] {
+      if (--left->first == 0) left->second();
+    };
+    for (auto& t : cluster_tracking_) {
+      left->first++;
+      t->link_ping(part);
+    }
+    return part();
+  }
   if (replica_tracking_.empty()) return tracking_.link_ping(std::move(done));
   if (waits_stopped_) {  // shutting down (stop_tracking): no waiting, no replica's word kept
     shared_->cache->flush_all(cache::Source::kLocal);

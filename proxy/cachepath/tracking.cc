@@ -89,6 +89,7 @@ void Tracking::tick(uint64_t now) {
     // Only the first loop's replica monitor opens connections to replicas: here the others.
     if (!node().connected()) node().shared_conn(2, 0);
   }
+  if (cluster_node() && !node().connected()) node().shared_conn(2, 0);
   if (ttl_) {
     // No link. The fetch connection is opened here, not per miss: an upstream that is down
     // costs no connection attempt per read (reads go the forwarded way meanwhile).
@@ -96,7 +97,7 @@ void Tracking::tick(uint64_t now) {
   } else if (!t.link && now >= t.next_attempt_ms && node().connected()) {
     start_link();
   }
-  if (now >= next_swapdb_poll_ms_) {
+  if (now >= next_swapdb_poll_ms_ && !cluster_node()) {
     next_swapdb_poll_ms_ = now + kSwapdbPollMs;
     if (serving()) poll_swapdb();
   }
@@ -112,6 +113,8 @@ UpstreamConn* Tracking::fetch_conn() {
     return t.fetch;  // nullptr when the connect failed at once
   }
   if (!link_subscribed_ || t.link_id < 0) return nullptr;
+  // A cluster node's link was asked on a connection of its own; the fetch connection is then
+  // tracked on the same node (CLIENT TRACKING's REDIRECT names a client of this node).
   UpstreamConn* f = t.fetch = new UpstreamConn(host_, &node(), 2, nullptr, 0);
   // A request, not a handshake: a refusal is then told from a lost connection. Fetches queued
   // behind it (a reopen while up) are failed by the close a refusal brings, never filled
@@ -172,7 +175,21 @@ void Tracking::fetch_lost() {
   // invalidated, so they go too. Entries fetched without tracking (ttl) never depended on it,
   // and nothing was fetched before the link was up (a refusal of CLIENT TRACKING closes the
   // fetch connection: no flush at every attempt).
-  if (!ttl_ && node().tracking.up) shared_->cache->flush_all(cache::Source::kLocal);
+  if (!ttl_ && node().tracking.up) flush_filled();
+}
+
+namespace {
+bool slot_listed(const void* ctx, std::string_view key) {
+  return (*static_cast<const std::vector<bool>*>(ctx))[key_slot(key)];
+}
+}  // namespace
+
+void Tracking::flush_filled() {
+  if (!cluster_node()) return shared_->cache->flush_all(cache::Source::kLocal);
+  // The slots this loop sends to the node (fills read where requests go). Taken before the
+  // cache's locks: the router may not be asked under them.
+  std::vector<bool> mine = router_->slots_of(node_);
+  shared_->cache->flush_keys_if(slot_listed, &mine, cache::Source::kLocal);
 }
 
 void Tracking::close_link() {
@@ -301,14 +318,16 @@ void Tracking::start_link() {
   }
   node().tracking.link->stream_sink = link_msg_sink_.get();
   node().tracking.link->request(link_id_sink_.get(), "*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n", 0);
-  poll_swapdb(node().tracking.link);  // before SUBSCRIBE: INFO is not allowed on a subscribed connection
+  if (!cluster_node()) poll_swapdb(node().tracking.link);  // before SUBSCRIBE: INFO is not allowed on a subscribed connection
   node().tracking.link->request(link_sub_sink_.get(), "*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n", 0);
   node().tracking.link->connect();
 }
 
 void Tracking::link_lost(const char* why) {
   if (node().tracking.up && !stopping_) {
-    if (replica_ < 0)
+    if (cluster_node())
+      log(LogLevel::Warning, "invalidation link to {} down ({}): its slots flushed", node().name(), why);
+    else if (replica_ < 0)
       log(LogLevel::Warning, "invalidation link down ({}): cache flushed, reads go upstream", why);
     else
       log(LogLevel::Warning,
@@ -317,7 +336,7 @@ void Tracking::link_lost(const char* why) {
   }
   // Nothing was filled through a link that never came up (fills wait for up()): a node that
   // refuses tracking must not flush the cache at every attempt.
-  if (node().tracking.up) shared_->cache->flush_all(cache::Source::kLocal);
+  if (node().tracking.up) flush_filled();
   node().tracking.up = false;
   node().tracking.link_id = -1;
   link_subscribed_ = false;

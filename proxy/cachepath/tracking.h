@@ -52,7 +52,10 @@ class Tracking {
   // The upstream's last answer to the link's setup was an error (tracking mode).
   bool refused() const { return refused_; }
   int replica() const { return replica_; }
-  Node& node() const { return replica_ < 0 ? *router_->primary() : *node_; }
+  Node& node() const { return node_ ? *node_ : *router_->primary(); }
+  // A master of a Redis Cluster (made with `node` and no replica index): its loss drops only
+  // the slots this loop sends to it, and there is no SWAPDB to poll (one db).
+  bool cluster_node() const { return node_ && replica_ < 0; }
   int64_t link_id() const { return node().tracking.link_id; }
   // The timer: (re)starts the link once the node is up, polls SWAPDB's call count.
   void tick(uint64_t now);
@@ -86,6 +89,8 @@ class Tracking {
   // Sends INFO commandstats on `via` (the link before it subscribes: the count to compare with
   // is known before anything is cached), or on the node's first shared connection.
   void poll_swapdb(UpstreamConn* via = nullptr);
+  // What this node filled goes: every entry, or a cluster master's slots.
+  void flush_filled();
 
   CacheShared* shared_;
   Loop* loop_;

@@ -336,7 +336,6 @@ bool Dispatch::redirect(const Redirect& r) {
   if (router.cluster() && !r.ask && parse_ll(r.slot, slot) && slot >= 0 && slot < kClusterSlots) {
     // The slot has moved: this loop sends it there from now on, and the map is read again.
     router.moved(static_cast<uint16_t>(slot), node);
-    srv_.cluster_moved();
   }
   UpstreamConn* t = node->shared_conn(r.proto, r.client->id);
   if (!t) return false;

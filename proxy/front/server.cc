@@ -73,6 +73,7 @@ int Server::start() {
         &shared_->cluster_map,
         [this](const std::string& host, int port) { return make_cluster_node(host, port); },
         [this](const std::vector<uint16_t>& slots) { slots_moved(slots); });
+  if (cfg_.cluster) router_.set_on_stale([this] { cluster_moved(); });
   if (!cfg_.sentinel_addrs.empty() && index_ == 0) {
     sentinel_ = std::make_unique<SentinelWatcher>(
         this, cfg_, cfg_.upstream_host, cfg_.upstream_port,
@@ -429,7 +430,7 @@ bool Server::cache_usable(const ClientConn* c) const {
   // A client with forwarded requests in flight reads through its upstream connection, so a GET
   // pipelined after its own SET sees the SET. A reply held by a tracking barrier: the write's
   // invalidations may not have arrived yet.
-  return cache_path_.usable() && !router_.cluster() && !c->pinned && c->inflight == 0 && c->barriers == 0 &&
+  return cache_path_.usable() && !c->pinned && c->inflight == 0 && c->barriers == 0 &&
          !c->in_multi && !c->streaming;
 }
 

@@ -109,9 +109,18 @@ class Router {
   }
   // A -MOVED reply: `slot` is served by `n` from now on (until the map says otherwise).
   void moved(uint16_t slot, Node* n) {
+    if (on_stale_) on_stale_();
     if (slot >= kClusterSlots || slot_nodes_[slot] == n) return;
     slot_nodes_[slot] = n;
     if (on_moved_) on_moved_({slot});
+  }
+  // Called by moved(): the shared map is behind (the watcher reads it again).
+  void set_on_stale(std::function<void()> f) { on_stale_ = std::move(f); }
+  // The slots this loop sends to `n` (without reading the map again).
+  std::vector<bool> slots_of(const Node* n) const {
+    std::vector<bool> out(kClusterSlots, false);
+    for (size_t s = 0; s < slot_nodes_.size(); ++s) out[s] = slot_nodes_[s] == n;
+    return out;
   }
   // The node named "host:port" (as MOVED/ASK name it), made when this loop has not met it.
   Node* find_or_make(std::string_view name);
@@ -153,6 +162,7 @@ class Router {
   ClusterMapHolder* cluster_ = nullptr;
   NodeFactory make_node_;
   std::function<void(const std::vector<uint16_t>&)> on_moved_;
+  std::function<void()> on_stale_;
   uint64_t seen_version_ = ~0ull;
   std::vector<Node*> slot_nodes_;  // [slot]
   std::vector<Node*> masters_;
