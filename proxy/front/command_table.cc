@@ -131,6 +131,12 @@ constexpr RoleRow kRoles[] = {
     {"client|setname", {.local = Local::ClientSetname}},
     {"client|tracking", {.pin = Pin::Sticky}},         // tracking state of the connection
     {"client|unblock", {.local = Local::ClientUnblock}},
+    // CLUSTER: in cluster mode respite answers as a one-node cluster (cluster_command); every
+    // subcommand without a row here shares the container's role (with_roles). The slot's keys
+    // are the cluster's: forwarded.
+    {"cluster", {.local = Local::Cluster}},
+    {"cluster|countkeysinslot", {}},
+    {"cluster|getkeysinslot", {}},
     // Pub/sub and MONITOR: more than one reply, so never on a shared connection.
     {"subscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
     {"psubscribe", {.pin = Pin::Stream, .reply = Reply::PerArgument}},
@@ -190,12 +196,24 @@ constexpr bool role_rows_name_commands() {
 static_assert(role_rows_name_commands(),
               "kRoles: a row names no command of the table, or a command twice");
 
+constexpr bool has_row(std::string_view name) {
+  for (const RoleRow& r : kRoles)
+    if (r.name == name) return true;
+  return false;
+}
+
 // The generated entries with their roles, built at compile time: a role is a byte of the entry
 // the lookup returns.
 constexpr std::array<CommandInfo, std::size(kGenerated)> with_roles() {
   std::array<CommandInfo, std::size(kGenerated)> t{};
   for (size_t i = 0; i < t.size(); ++i) t[i] = kGenerated[i];
   for (const RoleRow& r : kRoles) t[generated_index(r.name)].role = r.role;
+  // A subcommand without a row takes its container's Local, when the container has one.
+  for (CommandInfo& c : t) {
+    size_t bar = c.name.find('|');
+    if (bar == std::string_view::npos || has_row(c.name)) continue;
+    c.role.local = t[generated_index(c.name.substr(0, bar))].role.local;
+  }
   for (CommandInfo& c : t)
     if (c.is(kBlocking) && c.role.pin == Pin::None) c.role.pin = Pin::Blocking;
   return t;

@@ -99,6 +99,8 @@ enum class Local : uint8_t {
   ClientNoEvict,
   ClientNoTouch,  // refused for an upstream before 7.2, forwarded (and pinned) from 7.2
   ClientReply,
+  Cluster,      // CLUSTER in cluster mode: respite as a one-node cluster (cluster_command.cc);
+                // forwarded otherwise. Its subcommands without a row of their own share it.
 };
 
 // Which upstream connection a forwarded command needs, and what it does to the client's state

@@ -229,6 +229,9 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
       case Local::ClientReply:
         if (ours && client_command(srv_, c, f, role.local)) return;
         break;
+      case Local::Cluster:
+        if (ours && srv_.config().cluster) return cluster_command(srv_, c, f);
+        break;
     }
   }
   if (role.cache != Cache::None && srv_.cache_usable(c)) {

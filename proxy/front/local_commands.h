@@ -1,5 +1,6 @@
 // Commands respite answers itself: HELLO and AUTH (hello_auth.cc), the CLIENT family
-// (client_command.cc), PROXY (proxy_command.cc), and the reply helpers they share with dispatch.
+// (client_command.cc), PROXY (proxy_command.cc), CLUSTER in cluster mode (cluster_command.cc),
+// and the reply helpers they share with dispatch.
 #pragma once
 
 #include <string>
@@ -32,5 +33,9 @@ bool client_command(Server& srv, ClientConn* c, const resp::Frame& f, Local whic
 // PROXY <sub> (proxy_command.cc): `which` is the subcommand's Local role (Local::Proxy: none, or
 // one PROXY lacks).
 void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which);
+// CLUSTER <sub> in cluster mode (cluster_command.cc): respite answers as a one-node cluster
+// owning every slot, refuses what would change a cluster, and errs as Redis on arity and
+// unknown subcommands. COUNTKEYSINSLOT/GETKEYSINSLOT never come here (Local::None).
+void cluster_command(Server& srv, ClientConn* c, const resp::Frame& f);
 
 }  // namespace respite

@@ -441,6 +441,12 @@ TEST_CASE("roles: commands respite answers itself", "[command_table]") {
   CHECK(role_of("proxy", "nosuch").local == Local::Proxy);  // the container: an error reply
   CHECK(role_of("proxy", "config").local == Local::ProxyConfig);
   CHECK(role_of("proxy", "slowlog").local == Local::ProxySlowlog);
+  CHECK(role_of("cluster").local == Local::Cluster);
+  CHECK(role_of("CLUSTER", "SLOTS").local == Local::Cluster);
+  CHECK(role_of("cluster", "failover").local == Local::Cluster);  // refused by cluster_command
+  CHECK(role_of("cluster", "myshardid").local == Local::Cluster);  // 7.2's: the container
+  CHECK(role_of("cluster", "countkeysinslot").local == Local::None);  // the cluster's keys
+  CHECK(role_of("cluster", "getkeysinslot").local == Local::None);
   // Forwarded as is.
   CHECK(role_of("set").local == Local::None);
   CHECK(role_of("client", "pause").local == Local::None);
@@ -500,7 +506,7 @@ TEST_CASE("roles: replies, cache, invalidation", "[command_table]") {
 }
 
 TEST_CASE("command table: roles agree with what Redis says of each command", "[command_table]") {
-  std::vector<bool> local_used(static_cast<size_t>(Local::ClientReply) + 1);
+  std::vector<bool> local_used(static_cast<size_t>(Local::Cluster) + 1);
   std::vector<bool> pin_used(static_cast<size_t>(Pin::Aside) + 1);
   for (size_t i = 0; i < respite::command_count(); ++i) {
     const CommandInfo& c = respite::command_at(i);
@@ -574,6 +580,9 @@ TEST_CASE("command table: roles agree with what Redis says of each command", "[c
       case Local::ProxyDebug:
       case Local::ProxyCache:
         CHECK(container == "proxy");
+        break;
+      case Local::Cluster:
+        CHECK(container == "cluster");
         break;
       case Local::None:
         break;
