@@ -5,6 +5,8 @@
 #include "proxy/ops/info.h"
 #include "proxy/front/server.h"
 
+#include <algorithm>
+
 namespace respite {
 
 InfoSnapshot Server::info_snapshot() {
@@ -68,6 +70,26 @@ void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
   // Every loop has the same nodes in the same order; their counts are summed over the loops
   // that have started (a loop still starting has no nodes yet).
   const auto& mine = router_.nodes();
+  if (router_.cluster()) {
+    // Each loop meets the cluster's nodes in its own order and adds them while it runs: its
+    // node list is not read from other threads. The lines are this loop's (the one answering).
+    const std::vector<Node*>& masters = router_.masters();
+    for (Node* n : mine) {
+      InfoSnapshot::NodeLine line;
+      line.addr = n->name();
+      const bool master = std::find(masters.begin(), masters.end(), n) != masters.end();
+      line.role = master ? "master" : "node";
+      line.requests = static_cast<int64_t>(n->stats.requests.get());
+      line.inflight = n->stats.inflight.get();
+      line.errors = static_cast<int64_t>(n->stats.errors.get());
+      line.redirects = static_cast<int64_t>(n->stats.redirects.get());
+      if (const Tracking* t = cache_path_.tracking_for(n); t && !t->ttl() && cache_path_.cache().enabled())
+        line.tracking = t->up() ? "up" : "down";
+      line.state = n->connected() ? "up" : "down";
+      snap.nodes.push_back(std::move(line));
+    }
+    return;
+  }
   for (size_t k = 0; k < mine.size(); ++k) {
     InfoSnapshot::NodeLine line;
     line.addr = mine[k]->name();
