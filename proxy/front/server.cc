@@ -420,6 +420,8 @@ void Server::upstream_gone(UpstreamConn* u) {
 
 void Server::on_link_lost(Node* n) {
   if (Tracking* t = cache_path_.tracking_for(n)) t->link_lost("connection lost");
+  // A cluster node lost: a failover may be under way; the map is read again soon.
+  if (router_.cluster() && !shutting_down_) cluster_moved();
 }
 
 void Server::on_fetch_lost(Node* n) {
