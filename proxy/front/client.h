@@ -104,6 +104,11 @@ class ClientConn final : public Requester, private Stream::Handler {
   // only if nothing (a SELECT pipelined after EXEC, RESET) moved it since EXEC was sent.
   uint32_t db_gen = 0;
   uint32_t multi_count = 0;    // commands queued since MULTI
+  // Cluster: MULTI was answered by respite and not sent yet; the transaction's first command
+  // pins it to the node of its slot (then MULTI goes first). The slot its keys are in (-1:
+  // none yet): every key of a transaction must be in one slot.
+  bool multi_deferred = false;
+  int multi_slot = -1;
   // EXEC's reply arrived: SELECTs the transaction ran move the client to their db.
   void on_exec_reply(std::string_view reply, uint32_t pos, int new_db, uint32_t gen) override;
   void on_pinned_conn_closed(UpstreamConn* conn) override;

@@ -52,6 +52,8 @@ void Dispatch::reset_client(ClientConn* c) {
   }
   c->in_multi = c->watching = c->streaming = c->sticky_pin = false;
   c->multi_failed = c->multi_barrier = false;
+  c->multi_deferred = false;
+  c->multi_slot = -1;
   c->multi_select_db = -1;
   c->db_gen++;
   c->multi_count = 0;

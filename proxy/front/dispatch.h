@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/cachepath/cache_path.h"
+#include "proxy/front/command_table.h"
 #include "resp/request_parser.h"
 
 namespace respite {
@@ -37,6 +38,12 @@ class Dispatch {
   // Cluster: the slot of the request's keys into rr.slot; false when they span slots (the
   // client was answered CROSSSLOT).
   bool cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci, RouteRequest& rr);
+  // Cluster transactions (front/cluster_multi.cc): MULTI answered here, the pin made by the
+  // transaction's first command to its slot's node, CROSSSLOT for a key in another slot. True
+  // when the request was answered here.
+  bool cluster_transaction(ClientConn* c, const resp::Frame& f, const CommandInfo* ci, Pin pin);
+  // The slot of the request's keys (-1: none; -2: they span slots).
+  int keys_slot(const resp::Frame& f, const CommandInfo* ci);
   // The keys of a read the router may send to a replica (RouteRequest::keys, keys_known).
   void read_keys(const CommandInfo* ci, const resp::Frame& f, RouteRequest& rr);
   // A write about to be forwarded: what the command table says it writes, invalidated now.

@@ -108,24 +108,29 @@ void Dispatch::read_keys(const CommandInfo* ci, const resp::Frame& f, RouteReque
   rr.keys_known = true;
 }
 
-bool Dispatch::cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci,
-                            RouteRequest& rr) {
-  if (!ci || ci->nspecs == 0) return true;  // no keys: any master
+int Dispatch::keys_slot(const resp::Frame& f, const CommandInfo* ci) {
+  if (!ci || ci->nspecs == 0) return -1;
   auto& idx = read_keys_scratch_;
   idx.clear();
   command_keys(*ci, f, idx);
   int slot = -1;
   for (uint32_t i : idx) {
     const int s = key_slot(f.arg(i));
-    if (slot < 0) {
-      slot = s;
-    } else if (s != slot) {
-      // Redis Cluster's answer; the commands respite splits by slot never get here.
-      error(c, "CROSSSLOT Keys in request don't hash to the same slot");
-      return false;
-    }
+    if (slot < 0) slot = s;
+    else if (s != slot) return -2;
   }
-  rr.slot = slot;
+  return slot;
+}
+
+bool Dispatch::cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci,
+                            RouteRequest& rr) {
+  const int slot = keys_slot(f, ci);
+  if (slot == -2) {
+    // Redis Cluster's answer; the commands respite splits by slot never get here.
+    error(c, "CROSSSLOT Keys in request don't hash to the same slot");
+    return false;
+  }
+  rr.slot = slot;  // -1: no keys, any master
   return true;
 }
 
@@ -133,6 +138,9 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   const Pin pin = pin_of(f, ci);
   Node* pin_node = nullptr;
   const bool ends_multi = pin == Pin::Exec || pin == Pin::Discard;
+  if (srv_.router().cluster() && (c->in_multi || pin == Pin::Multi) &&
+      cluster_transaction(c, f, ci, pin))
+    return;
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
                    pin == Pin::Stream || pin == Pin::Sticky || pin == Pin::Aside;
   UpstreamConn* target = c->pinned;
