@@ -31,6 +31,8 @@ class Dispatch {
   // A request answered -MOVED/-ASK, sent again to the node the reply names (UpstreamHost::
   // redirect); false when that node is not known (the client then gets the reply).
   bool redirect(const Redirect& r);
+  // Sends the requests answered -TRYAGAIN whose wait is over (the loop's timer).
+  void retry_due(uint64_t now);
 
  private:
   bool rate_allowed(ClientConn* c);
@@ -51,6 +53,23 @@ class Dispatch {
                                                const CommandInfo* ci);
   // SELECT beyond the databases known to exist, when the upstream does not say how many it has.
   void select_by_trying(ClientConn* c, int n);
+
+  // Requests answered -TRYAGAIN, sent again to their node after kTryAgainMs.
+  struct Delayed {
+    Requester* client;  // holds a reference
+    uint64_t seq;
+    std::string raw;
+    int db;
+    int proto;
+    uint64_t answer_by;
+    bool write;
+    std::string target;
+    uint8_t redirects;
+    WriteInvalidation* inv;
+    uint64_t due_ms;
+  };
+  std::vector<Delayed> delayed_;
+  static constexpr uint64_t kTryAgainMs = 20;
 
   Server& srv_;
   int verified_db_max_ = 0;  // the highest db a SELECT was seen to work for (select_by_trying)

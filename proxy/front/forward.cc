@@ -334,7 +334,54 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   c->inflight++;
 }
 
+void Dispatch::retry_due(uint64_t now) {
+  if (delayed_.empty()) return;
+  std::vector<Delayed> due;
+  for (size_t i = 0; i < delayed_.size();) {
+    if (delayed_[i].due_ms <= now) {
+      due.push_back(std::move(delayed_[i]));
+      delayed_[i] = std::move(delayed_.back());
+      delayed_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  for (Delayed& d : due) {
+    Node* node = srv_.router().find(d.target);
+    UpstreamConn* t = node && !d.client->closed() ? node->shared_conn(d.proto, d.client->id) : nullptr;
+    if (!t) {
+      if (!d.client->closed()) {
+        d.client->complete(d.seq, "-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
+        d.client->on_forwarded_done(nullptr);
+      }
+      if (d.inv) srv_.invalidate_after_write(d.inv);
+    } else {
+      Forwarded f;
+      f.client = d.client;
+      f.seq = d.seq;
+      f.raw = d.raw;
+      f.db = d.db;
+      f.answer_by = d.answer_by;
+      f.write = d.write;
+      f.keep_for_retry = true;
+      f.redirects = d.redirects;
+      t->forward(f);
+      if (d.inv) t->set_reply_invalidation(d.inv);
+    }
+    d.client->unref();
+  }
+}
+
 bool Dispatch::redirect(const Redirect& r) {
+  if (r.again) {
+    // -TRYAGAIN: the slot is moving and some keys are already elsewhere; the same node soon
+    // answers either the request or ASK. The reply slot waits meanwhile.
+    r.client->on_redirected();
+    r.client->ref();
+    delayed_.push_back({r.client, r.seq, std::string(r.raw), r.db, r.proto, r.answer_by, r.write,
+                        std::string(r.target), r.redirects, r.inv, srv_.now() + kTryAgainMs});
+    return true;
+  }
   // A node respite does not know yet: the client gets the reply as Redis gave it (in Cluster
   // mode the router meets it: every node of the cluster is one respite may send to).
   Router& router = srv_.router();

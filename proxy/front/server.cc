@@ -289,7 +289,10 @@ void Server::slots_moved(const std::vector<uint16_t>& slots) {
 void Server::tick() {
   Server* srv = this;
   uint64_t now = srv->now();
-  if (router_.cluster()) router_.sync();  // before the nodes are walked: it may add some
+  if (router_.cluster()) {
+    router_.sync();  // before the nodes are walked: it may add some
+    dispatch_.retry_due(now);
+  }
   for (Node* n : srv->router_.nodes()) {
     n->check_timeouts(now);
     n->reconnect(now);

@@ -48,6 +48,8 @@ struct Redirect {
   // A write's second invalidation (or nullptr): whoever sends it again attaches it to the
   // retry (UpstreamConn::set_reply_invalidation), or applies it (invalidate_after_write).
   WriteInvalidation* inv;
+  // -TRYAGAIN (a multi-key request while its slot moves): the same node, after a short wait.
+  bool again = false;
 };
 
 // Redis Cluster's clients give up after a few redirections; so does respite, relaying the last

@@ -170,7 +170,9 @@ bool UpstreamConn::try_redirect(Pending& p, std::string_view reply) {
     return false;
   bool ask = false;
   std::string_view slot, target;
-  if (!parse_redirect(reply, ask, slot, target)) return false;
+  const bool again = reply.starts_with("-TRYAGAIN");
+  if (again) target = node_->name();
+  else if (!parse_redirect(reply, ask, slot, target)) return false;
   // The retry may land on this very connection: its bytes must not live in our arena then.
   std::string raw(kept);
   // A write's second invalidation goes with the retry, to run on the reply that applied it.
@@ -187,7 +189,7 @@ bool UpstreamConn::try_redirect(Pending& p, std::string_view reply) {
   // The client's deadline: answer_by when it came before the connection's, else the deadline
   // itself (0: untimed, a blocking command).
   Redirect r{p.client, p.seq, raw, p.db, proto_, p.answer_by ? p.answer_by : p.deadline,
-             p.write, ask, slot, target, static_cast<uint8_t>(p.redirects + 1), inv};
+             p.write, ask, slot, target, static_cast<uint8_t>(p.redirects + 1), inv, again};
   if (!host_->redirect(r)) {
     if (inv) host_->invalidate_after_write(inv);
     return false;
