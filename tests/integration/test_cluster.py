@@ -466,6 +466,8 @@ class ClusterAwareClients(ClusterCase):
         self.assertEqual(len(re.findall(r"\bOK\b", out)), len(keys), out)
         for k in keys:
             self.assertIn(f'"v-{k}"', out)
+        self.assertEqual(self.cl.read_direct(keys), [f"v-{k}".encode() for k in keys],
+                         "the values are not on the cluster")
         # the check can fail: the cluster itself redirects redis-cli -c
         control = self._redis_cli_c(self.cl.nodes[0].port, keys)
         self.assertIn("Redirected", control, "the control should have been redirected")
