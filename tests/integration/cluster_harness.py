@@ -634,6 +634,13 @@ class Load:
                 f"reads" + (f"; errors e.g. {self.error_samples[:3]}" if self.errors else "")
                 + (f"; stale e.g. {self.stale_samples[:3]}" if self.stale else ""))
 
+    def first_ack_after(self, keys, t: float) -> float | None:
+        """When the first write to one of `keys` sent at or after `t` was acknowledged (call
+        after stop()), or None."""
+        keys = set(keys)
+        acked = [a for sent, a, k in self.acks if k in keys and sent >= t]
+        return min(acked) if acked else None
+
     def lost(self, read) -> list[str]:
         """Keys whose value, as `read(keys)` (a list of values) returns it, is older than the
         last acknowledged write."""

@@ -323,9 +323,9 @@ class ClusterFailover(ClusterCase):
                                "the resume window")
         finally:
             load.stop()
-        after = sorted(a for s, a, k in load.acks if k in vset and s >= ev["t_dead"])
-        resume = (after[0] - t_prom) if after else None
-        outage = (after[0] - ev["t_dead"]) if after else None
+        first = load.first_ack_after(vset, ev["t_dead"])
+        resume = (first - t_prom) if first is not None else None
+        outage = (first - ev["t_dead"]) if first is not None else None
         self.cl.wait_ready(require_replicas=False)
         lost_direct = load.lost(self.cl.read_direct)
         c = self.client()
