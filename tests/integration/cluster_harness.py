@@ -23,9 +23,7 @@ tests then drive the cluster itself with redis-py's cluster client (their contro
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
