@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "proxy/ops/alloc_count.h"
+#include "proxy/front/cluster_broadcast.h"
 #include "proxy/front/command_table.h"
 #include "proxy/front/local_commands.h"
 #include "proxy/ops/log.h"
@@ -152,6 +153,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     rr.write = !ci || !ci->is(CommandFlag::kReadonly) || (ci->acl_categories & kAclScripting);
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
+    if (srv_.router().cluster() && !needs_pin && cluster_broadcast(srv_, c, f, ci)) return;
     if (srv_.router().routes_by_key() && !cluster_slot(c, f, ci, rr)) return;
     if (!rr.write && !needs_pin && srv_.router().reads_replicas()) read_keys(ci, f, rr);
     Node* node = srv_.router().route(rr);
