@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "proxy/ops/alloc_count.h"
+#include "proxy/front/cluster_split.h"
 #include "proxy/front/command_table.h"
 #include "proxy/front/local_commands.h"
 #include "proxy/ops/log.h"
@@ -110,7 +111,9 @@ void Dispatch::read_keys(const CommandInfo* ci, const resp::Frame& f, RouteReque
 
 bool Dispatch::cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci,
                             RouteRequest& rr) {
-  if (!ci || ci->nspecs == 0) return true;  // no keys: any master
+  auto plan = [&] { return invalidate_before_write(c, f, ci); };
+  // No keys: any master, or every master for DBSIZE, KEYS, SCAN ... (cluster_split.h).
+  if (!ci || ci->nspecs == 0) return !(ci && cluster_fan_out(srv_, c, f, *ci, plan));
   auto& idx = read_keys_scratch_;
   idx.clear();
   command_keys(*ci, f, idx);
@@ -120,7 +123,9 @@ bool Dispatch::cluster_slot(ClientConn* c, const resp::Frame& f, const CommandIn
     if (slot < 0) {
       slot = s;
     } else if (s != slot) {
-      // Redis Cluster's answer; the commands respite splits by slot never get here.
+      // MGET, MSET, DEL ... are split by slot (cluster_split.h); the rest gets Redis Cluster's
+      // answer.
+      if (cluster_split(srv_, c, f, *ci, idx, plan)) return false;
       error(c, "CROSSSLOT Keys in request don't hash to the same slot");
       return false;
     }
