@@ -98,8 +98,9 @@ class ClusterOp {
     void on_reply(std::string_view r, bool f) override { op->landed(*this, r, f); }
   };
 
-  ClusterOp(Server& srv, ClientConn* c, Kind kind, size_t nparts)
-      : srv_(srv), c_(c), kind_(kind), proto_(c->proto), db_(c->db), parts_(nparts) {
+  ClusterOp(Server& srv, ClientConn* c, const CommandInfo& ci, Kind kind, size_t nparts)
+      : srv_(srv), c_(c), kind_(kind), write_(ci.is(kWrite)), proto_(c->proto), db_(c->db),
+        parts_(nparts) {
     for (Part& p : parts_) p.op = this;
   }
 
@@ -139,7 +140,12 @@ class ClusterOp {
   }
 
   void landed(Part& p, std::string_view reply, bool failed) {
-    if (failed) return settle(p, upstream_error(reply), true);
+    if (failed) {
+      // As a forwarded write's failure says: the part may have run before its connection went.
+      std::string why(reply);
+      if (write_) why += "; the command may have been applied";
+      return settle(p, upstream_error(why), true);
+    }
     if (retry(p, reply)) return;
     if (kind_ == Kind::RandomKey && !order.empty()) {
       resp::ReplyView v(reply);
@@ -261,8 +267,8 @@ class ClusterOp {
         for (const Part& p : parts_)
           if (!each_string(p.reply, [&](const resp::ReplyItem&) { ++n; })) return malformed(out);
         w.array(n);
-        for (const Part& p : parts_)
-          each_string(p.reply, [&](const resp::ReplyItem& e) { e.null ? w.null() : w.bulk(e.str); });
+        auto put = [&](const resp::ReplyItem& e) { e.null ? w.null() : w.bulk(e.str); };
+        for (const Part& p : parts_) each_string(p.reply, put);
         return;
       }
       case Kind::RandomKey: out = parts_[0].reply; return;
@@ -340,6 +346,7 @@ class ClusterOp {
   Server& srv_;
   ClientConn* c_;
   Kind kind_;
+  bool write_;  // MSET, DEL, UNLINK, FLUSHALL, FLUSHDB
   int proto_;  // the reply is in the protocol of the request (a HELLO pipelined after it
   int db_;     // changes the later ones only)
   uint64_t seq_ = 0;
@@ -377,7 +384,7 @@ bool cluster_split(Server& srv, ClientConn* c, const resp::Frame& f, const Comma
   size_t nparts = 0;
   for (size_t i = 0; i < by_slot.size(); ++i)
     if (i == 0 || by_slot[i].first != by_slot[i - 1].first) ++nparts;
-  auto* op = new ClusterOp(srv, c, kind, nparts);
+  auto* op = new ClusterOp(srv, c, ci, kind, nparts);
   op->part_of.resize(keys.size());
   size_t i = 0;
   for (ClusterOp::Part& p : op->parts()) {
@@ -421,7 +428,7 @@ bool cluster_fan_out(Server& srv, ClientConn* c, const resp::Frame& f, const Com
       return true;
     }
     if (must_wait(c)) return true;
-    auto* op = new ClusterOp(srv, c, kind, 1);
+    auto* op = new ClusterOp(srv, c, ci, kind, 1);
     op->scan_index = cursor & ((uint64_t{1} << kScanIndexBits) - 1);
     op->scan_masters = masters.size();
     ClusterOp::Part& p = op->parts()[0];
@@ -439,7 +446,7 @@ bool cluster_fan_out(Server& srv, ClientConn* c, const resp::Frame& f, const Com
   std::string raw;
   resp::Writer(raw, 2).command(f);
   if (kind == Kind::RandomKey) {
-    auto* op = new ClusterOp(srv, c, kind, 1);
+    auto* op = new ClusterOp(srv, c, ci, kind, 1);
     op->order.assign(masters.begin(), masters.end());
     static thread_local std::minstd_rand rng{std::random_device{}()};
     std::shuffle(op->order.begin(), op->order.end(), rng);
@@ -450,7 +457,7 @@ bool cluster_fan_out(Server& srv, ClientConn* c, const resp::Frame& f, const Com
     op->start(f, plan);
     return true;
   }
-  auto* op = new ClusterOp(srv, c, kind, masters.size());
+  auto* op = new ClusterOp(srv, c, ci, kind, masters.size());
   for (size_t i = 0; i < masters.size(); ++i) {
     op->parts()[i].node = masters[i];
     op->parts()[i].raw = raw;

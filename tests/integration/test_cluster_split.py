@@ -338,6 +338,43 @@ class ClusterSplit(unittest.TestCase):
             t.join(60)
         self.assertEqual(errors, [])
 
+    def test_part_without_reply_gets_upstream_error(self):
+        """A master that stops answering: the split request and the fan-out get respite's usual
+        upstream error after --upstream-timeout-ms, and the same client goes on afterwards."""
+        import os
+        import signal
+        args = ["--cluster", "--upstream-timeout-ms", "400"]
+        for p in self.cluster.ports:
+            args += ["--upstream", f"{HOST}:{p}"]
+        keys = [f"to:{i}" for i in range(30)]
+        self.set_both({k: "1" for k in keys})
+        victim = self.cluster.owner(slot_of(keys[0]))
+        proc = self.cluster.procs[self.cluster.ports.index(victim)]
+        with Respite(None, args) as px, RawConn(px.port, 10.0) as c:
+            self.assertEqual(c.call("MGET", *keys), [b"1"] * len(keys))
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                c.send(encode_command("MGET", *keys) + encode_command("DEL", *keys[:10]) +
+                       encode_command("DBSIZE") + encode_command("PING"))
+                got = c.read_replies(4, timeout=10.0)
+                took = time.monotonic() - t0
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            for r in got[:3]:
+                self.assertIsInstance(r, RespError, got)
+                self.assertIn("upstream unavailable", r)
+            self.assertIn("may have been applied", got[1])
+            self.assertEqual(got[3], "PONG")
+            self.assertLess(took, 8.0)
+            deadline = time.monotonic() + 10
+            while True:  # the node's connections come back (the DEL may have run: either value)
+                r = c.call("MGET", *keys)
+                if isinstance(r, list) and r[10:] == [b"1"] * 20 and set(r[:10]) <= {None, b"1"}:
+                    break
+                self.assertLess(time.monotonic(), deadline, r)
+                time.sleep(0.1)
+
     # ---------------------------------------------------------------- slot migration
 
     def migrate_setup(self):
