@@ -37,8 +37,8 @@ class Dispatch {
  private:
   bool rate_allowed(ClientConn* c);
   void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
-  // Cluster: the slot of the request's keys into rr.slot; false when they span slots (the
-  // client was answered CROSSSLOT).
+  // Cluster: the slot of the request's keys into rr.slot; false when the request was taken
+  // here: answered CROSSSLOT, split by slot or sent to every master (cluster_split.h).
   bool cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci, RouteRequest& rr);
   // Cluster transactions (front/cluster_multi.cc): MULTI answered here, the pin made by the
   // transaction's first command to its slot's node, CROSSSLOT for a key in another slot. True

@@ -14,6 +14,7 @@
 
 #include "proxy/ops/alloc_count.h"
 #include "proxy/front/cluster_broadcast.h"
+#include "proxy/front/cluster_split.h"
 #include "proxy/front/command_table.h"
 #include "proxy/front/local_commands.h"
 #include "proxy/ops/log.h"
@@ -111,7 +112,7 @@ void Dispatch::read_keys(const CommandInfo* ci, const resp::Frame& f, RouteReque
 
 int Dispatch::keys_slot(const resp::Frame& f, const CommandInfo* ci) {
   if (!ci || ci->nspecs == 0) return -1;
-  auto& idx = read_keys_scratch_;
+  auto& idx = read_keys_scratch_;  // every key's argv index stays here for cluster_split
   idx.clear();
   command_keys(*ci, f, idx);
   int slot = -1;
@@ -125,9 +126,14 @@ int Dispatch::keys_slot(const resp::Frame& f, const CommandInfo* ci) {
 
 bool Dispatch::cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci,
                             RouteRequest& rr) {
+  auto plan = [&] { return invalidate_before_write(c, f, ci); };
+  // No keys: any master, or every master for DBSIZE, KEYS, SCAN ... (cluster_split.h).
+  if (!ci || ci->nspecs == 0) return !(ci && cluster_fan_out(srv_, c, f, *ci, plan));
   const int slot = keys_slot(f, ci);
   if (slot == -2) {
-    // Redis Cluster's answer; the commands respite splits by slot never get here.
+    // MGET, MSET, DEL ... are split by slot (cluster_split.h); the rest gets Redis Cluster's
+    // answer.
+    if (cluster_split(srv_, c, f, *ci, read_keys_scratch_, plan)) return false;
     error(c, "CROSSSLOT Keys in request don't hash to the same slot");
     return false;
   }
