@@ -423,7 +423,8 @@ def coherence_check(cl, px, ks):
 def log_findings(path):
     """respite runs with --log-level warning: every line of its log is a warning or worse."""
     try:
-        lines = [l for l in Path(path).read_text(errors="replace").splitlines() if l.strip()]
+        lines = [l for l in Path(path).read_text(errors="replace").splitlines() if l.strip()
+                 and "Received SIGTERM" not in l]  # the bench's own stop
     except OSError:
         return ["respite log: unreadable"]
     if not lines:
@@ -483,14 +484,14 @@ def check_lines(report):
             continue
         ok = r >= need
         fails += not ok
-        lines.append("  %s %-20s %.2f  (need >= %.2f; rounds: %s)" % (
-            "PASS" if ok else "FAIL", label, r, need, " ".join("%.2f" % x for x in s["x_rounds"])))
+        lines.append("  %s %-22s %.3f  (need >= %.2f; rounds: %s)" % (
+            "PASS" if ok else "FAIL", label, r, need, " ".join("%.3f" % x for x in s["x_rounds"])))
     for label, test, p, tg in (("forwarded SET -P1", "set", 1, RESPITE),
                                ("cross-slot MGET10 -P1", "mget", 1, CROSS),
                                ("cross-slot MGET10 -P16", "mget", 16, CROSS)):
         s = summary.get((test, p, tg))
         if s and s.get("x") is not None:
-            lines.append("  info %-20s %.2f  (no threshold)" % (label, s["x"]))
+            lines.append("  info %-22s %.3f  (no threshold)" % (label, s["x"]))
     if summary:
         errors = sum(s["errors"] for s in summary.values())
         fails += errors > 0
