@@ -24,6 +24,8 @@ Memory: loads N entries (16-byte keys, 32-byte values) into a fresh upstream wit
 key and value, as the cache accounts them and from the growth of respite's RSS.
 
 Standard library only. Every process it starts is stopped by pid on exit, even on failure.
+
+respite --cluster before a Redis Cluster: scripts/bench --cluster runs cluster_bench.py instead.
 """
 import argparse
 import atexit
