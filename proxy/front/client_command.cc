@@ -362,12 +362,13 @@ void unblock_attempt(Server& srv, std::unique_ptr<OwedReply> reply, uint64_t tar
   struct Part {
     int64_t id = -1;
     bool busy = false;
+    std::string node;  // the pinned connection's node (Cluster: CLIENT UNBLOCK goes there)
   };
   auto part = [target](Server& s) -> Part {
     for (ClientConn* cl : s.clients())
       if (cl->id == target && cl->pinned && !cl->pinned->closed())
         return {cl->pinned->upstream_client_id >= 0 ? cl->pinned->upstream_client_id : kIdPending,
-                cl->inflight > 0};
+                cl->inflight > 0, cl->pinned->node()->name()};
     return {};
   };
   on_every_loop<Part>(srv, std::move(reply), part, [reason, target, tries](Gather<Part>& g) {
@@ -387,7 +388,9 @@ void unblock_attempt(Server& srv, std::unique_ptr<OwedReply> reply, uint64_t tar
       found.id = -1;
     }
     if (found.id < 0) return g.reply->send(":0\r\n");  // not a blocked respite client
-    UpstreamConn* u = home->shared_conn(2, g.reply->c->id);
+    // The node the target is blocked on (with Cluster, the one its key's slot named).
+    Node* node = home->router().cluster() ? home->router().find_or_make(found.node) : nullptr;
+    UpstreamConn* u = node ? node->shared_conn(2, g.reply->c->id) : home->shared_conn(2, g.reply->c->id);
     if (!u) return g.reply->send(upstream_error("reconnecting"));
     std::string req;
     resp::Writer(req, 2).command({"CLIENT", "UNBLOCK", std::to_string(found.id), reason});
