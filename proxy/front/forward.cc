@@ -111,6 +111,18 @@ void Dispatch::read_keys(const CommandInfo* ci, const resp::Frame& f, RouteReque
 }
 
 int Dispatch::keys_slot(const resp::Frame& f, const CommandInfo* ci) {
+  if (ci && (ci->name == "ssubscribe" || ci->name == "sunsubscribe" || ci->name == "spublish")) {
+    // Shard channels hash like keys (the table carries no key specs for them): SPUBLISH's
+    // channel, every channel of SSUBSCRIBE/SUNSUBSCRIBE.
+    const size_t last = ci->name == "spublish" ? std::min<size_t>(f.argc(), 2) : f.argc();
+    int slot = -1;
+    for (size_t i = 1; i < last; ++i) {
+      const int s = key_slot(f.arg(i));
+      if (slot < 0) slot = s;
+      else if (s != slot) return -2;
+    }
+    return slot;
+  }
   if (!ci || ci->nspecs == 0) return -1;
   auto& idx = read_keys_scratch_;  // every key's argv index stays here for cluster_split
   idx.clear();
@@ -127,9 +139,9 @@ int Dispatch::keys_slot(const resp::Frame& f, const CommandInfo* ci) {
 bool Dispatch::cluster_slot(ClientConn* c, const resp::Frame& f, const CommandInfo* ci,
                             RouteRequest& rr) {
   auto plan = [&] { return invalidate_before_write(c, f, ci); };
-  // No keys: any master, or every master for DBSIZE, KEYS, SCAN ... (cluster_split.h).
-  if (!ci || ci->nspecs == 0) return !(ci && cluster_fan_out(srv_, c, f, *ci, plan));
   const int slot = keys_slot(f, ci);
+  // No keys: any master, or every master for DBSIZE, KEYS, SCAN ... (cluster_split.h).
+  if (slot == -1 && (!ci || ci->nspecs == 0)) return !(ci && cluster_fan_out(srv_, c, f, *ci, plan));
   if (slot == -2) {
     // MGET, MSET, DEL ... are split by slot (cluster_split.h); the rest gets Redis Cluster's
     // answer.
@@ -151,6 +163,8 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   bool needs_pin = pin == Pin::Multi || pin == Pin::Watch || pin == Pin::Blocking ||
                    pin == Pin::Stream || pin == Pin::Sticky || pin == Pin::Aside;
   UpstreamConn* target = c->pinned;
+  // Cluster: a keyed request on a shared connection (see the order rule below).
+  bool cluster_keyed = false;
   if (!target) {
     // The router names the node (the one node today); nothing of the request is copied for it.
     RouteRequest rr;
@@ -161,6 +175,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     rr.db = static_cast<uint32_t>(c->db);
     if (srv_.router().cluster() && !needs_pin && cluster_broadcast(srv_, c, f, ci)) return;
     if (srv_.router().routes_by_key() && !cluster_slot(c, f, ci, rr)) return;
+    cluster_keyed = srv_.router().cluster() && rr.slot >= 0 && !needs_pin;
     if (!rr.write && !needs_pin && srv_.router().reads_replicas()) read_keys(ci, f, rr);
     Node* node = srv_.router().route(rr);
     if (needs_pin) {
@@ -180,8 +195,11 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     }
   }
   // Per-client order: never send to a new connection while replies are owed on another, nor
-  // past this client's reads still waiting on cache fetches.
-  if ((c->inflight > 0 && c->last_conn != target) || c->flights_waiting > 0) {
+  // past this client's reads still waiting on cache fetches. Cluster: a keyed request may go to
+  // its slot's master while others are owed elsewhere (pipelines to several masters stay
+  // pipelines, as with a cluster client): requests of one slot share a connection and keep
+  // their order, and replies keep theirs; keyless requests (PUBLISH after a SET) still wait.
+  if ((c->inflight > 0 && c->last_conn != target && !cluster_keyed) || c->flights_waiting > 0) {
     c->stall();
     return;
   }

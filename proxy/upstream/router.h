@@ -139,7 +139,9 @@ class Router {
   }
   // Where a plain GET for a reader that cannot use the cache goes (CachePath::read_key); cache
   // fills choose their node themselves (CachePath::fill_tracking).
-  Node* for_fill(uint32_t, std::string_view) const { return primary_; }
+  Node* for_fill(uint32_t, std::string_view key) {
+    return cluster_ ? slot_node(key_slot(key)) : primary_;
+  }
   const std::vector<Node*>& nodes() const { return nodes_; }
 
  private:
