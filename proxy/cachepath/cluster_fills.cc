@@ -92,24 +92,19 @@ void CachePath::fill_elsewhere(cache::FlightId id, std::string_view key, std::st
 }
 
 namespace {
-// One uncached read of a key for a flight's waiters: ASKING's +OK (when asked) is skipped.
+// One uncached read of a key for a flight's waiters: exactly one reply (ASKING, when asked, is
+// sent before it with the connection's ignoring sink).
 class UncachedRead final : public ReplySink {
  public:
-  UncachedRead(CachePath* p, bool ask, cache::FlightId id, std::string key, int tries,
+  UncachedRead(CachePath* p, cache::FlightId id, std::string key, int tries,
                std::function<void(UncachedRead*, std::string_view, bool)> done)
-      : path_(p), skip_(ask ? 1 : 0), id_(id), key_(std::move(key)), tries_(tries),
-        done_(std::move(done)) {}
+      : path_(p), id_(id), key_(std::move(key)), tries_(tries), done_(std::move(done)) {}
   void on_reply(std::string_view reply, bool failed) override {
-    if (skip_ > 0 && !failed) {
-      --skip_;
-      return;
-    }
     auto done = std::move(done_);
     done(this, reply, failed);
     delete this;
   }
   CachePath* path_;
-  int skip_;
   cache::FlightId id_;
   std::string key_;
   int tries_;
@@ -126,9 +121,7 @@ void CachePath::read_uncached(Node* n, bool ask, cache::FlightId id, std::string
   };
   UpstreamConn* u = n ? n->shared_conn(2, 0) : nullptr;
   if (!u) return answer(false, {}, upstream_error(kReconnecting), false);
-  std::string req;
-  if (ask) req = "*1\r\n$6\r\nASKING\r\n";
-  req += "*2\r\n$3\r\nGET\r\n";
+  std::string req = "*2\r\n$3\r\nGET\r\n";
   resp::Writer(req, 2).bulk(key);
   auto on_done = [this, answer](UncachedRead* r, std::string_view reply, bool failed) {
     if (failed) return answer(false, {}, upstream_error(reply), false);
@@ -150,7 +143,8 @@ void CachePath::read_uncached(Node* n, bool ask, cache::FlightId id, std::string
     if (v.type != '$') return answer(false, {}, upstream_error("fetch failed"), false);
     answer(false, v.str, {}, false);
   };
-  u->request(new UncachedRead(this, ask, id, std::string(key), tries, on_done), req, 0, ask ? 2 : 1);
+  if (ask) u->asking(0);
+  u->request(new UncachedRead(this, id, std::string(key), tries, on_done), req, 0);
 }
 
 }  // namespace respite

@@ -43,7 +43,7 @@ bool Dispatch::cluster_transaction(ClientConn* c, const resp::Frame& f, const Co
         if (c->multi_failed)
           error(c, "EXECABORT Transaction discarded because of previous errors.");
         else
-          resp::Writer(c->immediate_reply(), c->proto).push(0);  // nothing was queued
+          resp::Writer(c->immediate_reply(), c->proto).array(0);  // nothing was queued
         end_transaction(c);
         return true;
       case Pin::Discard:

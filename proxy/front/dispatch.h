@@ -33,6 +33,8 @@ class Dispatch {
   bool redirect(const Redirect& r);
   // Sends the requests answered -TRYAGAIN whose wait is over (the loop's timer).
   void retry_due(uint64_t now);
+  // The loop is closing: the waiting retries are dropped (their clients are being closed).
+  void drop_delayed();
 
  private:
   bool rate_allowed(ClientConn* c);
@@ -67,6 +69,7 @@ class Dispatch {
     uint8_t redirects;
     WriteInvalidation* inv;
     uint64_t due_ms;
+    bool asked;  // it went after ASKING (to a slot's importing node): so does the retry
   };
   std::vector<Delayed> delayed_;
   static constexpr uint64_t kTryAgainMs = 20;

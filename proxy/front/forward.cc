@@ -280,6 +280,8 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
       if (c->in_multi) {
         c->in_multi = c->watching = false;
         c->multi_failed = c->multi_barrier = false;
+        c->multi_deferred = false;
+        c->multi_slot = -1;
         c->multi_count = 0;
         c->multi_select_db = -1;
       }
@@ -382,6 +384,7 @@ void Dispatch::retry_due(uint64_t now) {
       }
       if (d.inv) srv_.invalidate_after_write(d.inv);
     } else {
+      if (d.asked) t->asking(d.db);  // it was sent to the importing node after ASKING
       Forwarded f;
       f.client = d.client;
       f.seq = d.seq;
@@ -394,18 +397,35 @@ void Dispatch::retry_due(uint64_t now) {
       t->forward(f);
       if (d.inv) t->set_reply_invalidation(d.inv);
     }
+    static_cast<ClientConn*>(d.client)->on_flight_done();
     d.client->unref();
   }
+}
+
+void Dispatch::drop_delayed() {
+  for (Delayed& d : delayed_) {
+    if (d.inv) srv_.invalidate_after_write(d.inv);
+    d.client->unref();
+  }
+  delayed_.clear();
 }
 
 bool Dispatch::redirect(const Redirect& r) {
   if (r.again) {
     // -TRYAGAIN: the slot is moving and some keys are already elsewhere; the same node soon
-    // answers either the request or ASK. The reply slot waits meanwhile.
-    r.client->on_redirected();
-    r.client->ref();
+    // answers either the request or ASK. The reply slot waits meanwhile, and so do the
+    // client's later requests (flights_waiting): one of the same slot must not overtake it.
+    auto* c = static_cast<ClientConn*>(r.client);  // the only Requester
+    // A later request of the client already sent may have run meanwhile (it was redirected
+    // too, and not told to try again): sent again now, this one would overtake it. The client
+    // gets TRYAGAIN then, as from Redis: a command that failed, nothing reordered.
+    if (c->inflight > 1) return false;
+    c->on_redirected();
+    c->ref();
+    c->flights_waiting++;
     delayed_.push_back({r.client, r.seq, std::string(r.raw), r.db, r.proto, r.answer_by, r.write,
-                        std::string(r.target), r.redirects, r.inv, srv_.now() + kTryAgainMs});
+                        std::string(r.target), r.redirects, r.inv, srv_.now() + kTryAgainMs,
+                        r.asked});
     return true;
   }
   // A node respite does not know yet: the client gets the reply as Redis gave it (in Cluster
@@ -433,6 +453,7 @@ bool Dispatch::redirect(const Redirect& r) {
   f.write = r.write;
   f.keep_for_retry = true;
   f.redirects = r.redirects;
+  f.asked = r.ask;
   t->forward(f);
   if (r.inv) t->set_reply_invalidation(r.inv);
   return true;

@@ -149,6 +149,7 @@ int Server::port() const {
 void Server::finish() {
   // Orderly teardown: every object frees itself in its close callback.
   if (http_) http_->close();
+  dispatch_.drop_delayed();
   while (!clients_.empty()) clients_.back()->close();
   for (Node* n : router_.nodes()) n->close_all();
   if (sentinel_) sentinel_->stop();
@@ -290,7 +291,7 @@ void Server::tick() {
   Server* srv = this;
   uint64_t now = srv->now();
   if (router_.cluster()) {
-    router_.sync();  // before the nodes are walked: it may add some
+    router_.sync_if_changed();  // before the nodes are walked: it may add some
     dispatch_.retry_due(now);
   }
   for (Node* n : srv->router_.nodes()) {

@@ -30,6 +30,7 @@ struct Forwarded {
   uint32_t exec_gen = 0;
   bool keep_for_retry = false;         // copy `raw` until the reply (MOVED/ASK may send it again)
   uint8_t redirects = 0;               // how often it was sent again already
+  bool asked = false;                  // sent after ASKING (the slot's importing node)
 };
 
 // A request answered -MOVED or -ASK, given back to the layers above to send again.
@@ -50,6 +51,7 @@ struct Redirect {
   WriteInvalidation* inv;
   // -TRYAGAIN (a multi-key request while its slot moves): the same node, after a short wait.
   bool again = false;
+  bool asked = false;  // this send went after ASKING
 };
 
 // Redis Cluster's clients give up after a few redirections; so does respite, relaying the last

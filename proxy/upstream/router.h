@@ -124,8 +124,11 @@ class Router {
   }
   // The node named "host:port" (as MOVED/ASK name it), made when this loop has not met it.
   Node* find_or_make(std::string_view name);
-  // Reads the shared map again when it changed (also called by the loop's timer).
+  // Reads the shared map again (sync_if_changed: when it changed; the loop's timer).
   void sync();
+  void sync_if_changed() {
+    if (cluster_->version() != seen_version_) sync();
+  }
   // Whether a -MOVED/-ASK reply may send a request again (Redis Cluster): forwarded requests
   // then keep their bytes until the reply (Forwarded::keep_for_retry). Off with one node, so
   // nothing is copied; on for tests of the retry path (and for Cluster, when it comes).

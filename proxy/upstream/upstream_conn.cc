@@ -129,6 +129,7 @@ void UpstreamConn::forward(const Forwarded& r) {
       p.exec_gen = r.exec_gen;
     }
     p.redirects = r.redirects;
+    p.asked = r.asked;
     if (r.keep_for_retry) {
       compact_arena(retry_arena_, retry_head_);
       p.kept = true;
@@ -189,7 +190,8 @@ bool UpstreamConn::try_redirect(Pending& p, std::string_view reply) {
   // The client's deadline: answer_by when it came before the connection's, else the deadline
   // itself (0: untimed, a blocking command).
   Redirect r{p.client, p.seq, raw, p.db, proto_, p.answer_by ? p.answer_by : p.deadline,
-             p.write, ask, slot, target, static_cast<uint8_t>(p.redirects + 1), inv, again};
+             p.write, ask, slot, target, static_cast<uint8_t>(p.redirects + 1), inv, again,
+             p.asked};
   if (!host_->redirect(r)) {
     if (inv) host_->invalidate_after_write(inv);
     return false;

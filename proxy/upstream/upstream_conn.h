@@ -146,6 +146,7 @@ class UpstreamConn final : private Stream::Handler {
     bool write = false;                // Relay: it may write (a timeout says so)
     bool kept = false;                 // Relay: its bytes are the next kept_len in retry_arena_
     uint8_t redirects = 0;             // ...sent again this often already
+    bool asked = false;                // ...the last time after ASKING
     uint32_t kept_len = 0;
     int32_t db = 0;                    // Relay: the db it ran in (for a retry)
     // Relay: the command name and first argument, truncated, for PROXY SLOWLOG.

@@ -446,6 +446,79 @@ class ClusterSplit(unittest.TestCase):
         self.close_slot(slot, src)
         self.assertEqual(self.px.mget(["{mig}b", others[5]]), [b"B", others[5].upper().encode()])
 
+    # ------------------------------------------------ regressions found by review
+
+    def test_ask_fill_from_a_stopped_target(self):
+        """A cache fill answered -ASK is read on the importing node; that node stopping makes
+        the read time out: the reader gets an error and respite lives (the ASKING and GET
+        replies once shared one sink, freed twice)."""
+        import os
+        import signal
+        args = ["--cluster", "--upstream-timeout-ms", "400"]
+        for p in self.cluster.ports:
+            args += ["--upstream", f"{HOST}:{p}"]
+        slot, src, dst, others, m = self.migrate_setup()
+        proc = self.cluster.procs[self.cluster.ports.index(dst)]
+        with Respite(None, args) as px, RawConn(px.port, 10.0) as c:
+            try:
+                self.open_slot(slot, src, dst)
+                self.assertEqual(call(src, "MIGRATE", HOST, dst, "", 0, 5000, "KEYS", "{mig}a"), "OK")
+                self.assertEqual(c.call("GET", "{mig}a"), b"A")  # the fill: ASK, then the target
+                os.kill(proc.pid, signal.SIGSTOP)
+                try:
+                    r = c.call("GET", "{mig}a", timeout=5.0)
+                    self.assertIsInstance(r, harness.RespError, r)
+                finally:
+                    os.kill(proc.pid, signal.SIGCONT)
+                self.assertEqual(c.call("PING"), "PONG")
+                px.assert_alive()
+            finally:
+                self.close_slot(slot, dst)
+                self.open_slot(slot, dst, src)
+                call(dst, "MIGRATE", HOST, src, "", 0, 5000, "KEYS", "{mig}a", "{mig}b")
+                self.close_slot(slot, src)
+
+    def test_watch_transactions_on_two_slots_in_turn(self):
+        """WATCH/MULTI/EXEC on one slot, then on another: the second is not refused (the first
+        transaction's slot was once kept)."""
+        with RawConn(self.port, 10.0) as c:
+            for tag in ("{wa}", "{wb}", "{wc}"):
+                self.assertEqual(c.call("WATCH", tag + "x"), "OK")
+                self.assertEqual(c.call("MULTI"), "OK")
+                self.assertEqual(c.call("SET", tag + "x", "1"), "QUEUED")
+                self.assertEqual(c.call("EXEC"), ["OK"])
+            self.assertEqual(c.call("MULTI"), "OK")
+            self.assertEqual(c.call("INCR", "{wa}x"), "QUEUED")
+            self.assertEqual(c.call("EXEC"), [2])
+
+    def test_empty_exec_in_resp3_is_an_array(self):
+        with RawConn(self.port, 10.0) as c:
+            c.send(b"HELLO 3\r\n")
+            c.read_raw_replies(1)
+            c.send(b"MULTI\r\nEXEC\r\n")
+            self.assertEqual(c.read_raw_replies(2), [b"+OK\r\n", b"*0\r\n"])
+
+    def test_tryagain_is_not_overtaken(self):
+        """A multi-key write answered TRYAGAIN while the client's next write to the same slot is
+        already on its way (both redirected by ASK): the first is not sent again after the
+        second ran (it once was, and the older value won); the client gets TRYAGAIN for it."""
+        slot = slot_of("foo")
+        src = self.cluster.owner(slot)
+        dst = next(p for p in self.cluster.ports if p != src)
+        self.assertEqual(call(src, "SET", "foo", "x"), "OK")
+        try:
+            self.open_slot(slot, src, dst)
+            self.assertEqual(call(src, "MIGRATE", HOST, dst, "", 0, 5000, "KEYS", "foo"), "OK")
+            with RawConn(self.port, 10.0) as c:
+                c.send(b"*5\r\n$4\r\nMSET\r\n$6\r\n{foo}a\r\n$5\r\nfirst\r\n$3\r\nfoo\r\n$1\r\ny\r\n"
+                       b"*3\r\n$3\r\nSET\r\n$6\r\n{foo}a\r\n$6\r\nsecond\r\n")
+                first, second = c.read_replies(2, timeout=5.0)
+                self.assertIn("TRYAGAIN", str(first))  # never complete on either side
+                self.assertEqual(second, "OK")
+        finally:
+            self.close_slot(slot, dst)
+        self.assertEqual(self.px.get("{foo}a"), b"second")
+
 
 if __name__ == "__main__":
     harness.run_tests()
