@@ -109,6 +109,10 @@ class ClientConn final : public Requester, private Stream::Handler {
   // none yet): every key of a transaction must be in one slot.
   bool multi_deferred = false;
   int multi_slot = -1;
+  // ...and the commands without keys queued meanwhile (answered QUEUED here, sent after MULTI
+  // once a keyed command or EXEC names the node), and how many.
+  std::string multi_held;
+  uint32_t multi_held_count = 0;
   // EXEC's reply arrived: SELECTs the transaction ran move the client to their db.
   void on_exec_reply(std::string_view reply, uint32_t pos, int new_db, uint32_t gen) override;
   void on_pinned_conn_closed(UpstreamConn* conn) override;

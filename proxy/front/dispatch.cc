@@ -54,6 +54,8 @@ void Dispatch::reset_client(ClientConn* c) {
   c->multi_failed = c->multi_barrier = false;
   c->multi_deferred = false;
   c->multi_slot = -1;
+  c->multi_held.clear();
+  c->multi_held_count = 0;
   c->multi_select_db = -1;
   c->db_gen++;
   c->multi_count = 0;

@@ -491,6 +491,20 @@ class ClusterSplit(unittest.TestCase):
             self.assertEqual(c.call("INCR", "{wa}x"), "QUEUED")
             self.assertEqual(c.call("EXEC"), [2])
 
+    def test_transaction_starting_without_a_key(self):
+        """MULTI; PING; SET k ...: the transaction goes to k's master (PING is held until then;
+        it was pinned to any master once, and SET got MOVED inside the transaction)."""
+        with RawConn(self.port, 10.0) as c:
+            for key in (f"tk:{i}" for i in range(6)):  # keys on every master
+                self.assertEqual(c.call("MULTI"), "OK")
+                self.assertEqual(c.call("PING"), "QUEUED")
+                self.assertEqual(c.call("SET", key, "v"), "QUEUED")
+                self.assertEqual(c.call("GET", key), "QUEUED")
+                self.assertEqual(c.call("EXEC"), ["PONG", "OK", b"v"])
+            self.assertEqual(c.call("MULTI"), "OK")
+            self.assertEqual(c.call("PING"), "QUEUED")
+            self.assertEqual(c.call("EXEC"), ["PONG"])
+
     def test_empty_exec_in_resp3_is_an_array(self):
         with RawConn(self.port, 10.0) as c:
             c.send(b"HELLO 3\r\n")
