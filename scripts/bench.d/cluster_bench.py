@@ -576,8 +576,9 @@ def main():
                          "redis-benchmark --cluster picks for %d masters; 0: its own default, "
                          "one thread per master direct, one event loop through respite)"
                     % (MASTERS, MASTERS))
-    ap.add_argument("--threads", type=int, default=None,
-                    help="respite --threads (default: respite's own default, as scripts/bench)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="respite --threads (default 2: the direct side's three masters use both "
+                         "of this machine's cores; one respite loop would be one core against two)")
     ap.add_argument("--cache-max-memory", default="256mb", help="respite's cache budget")
     ap.add_argument("--cache-ttl-ms", type=int, default=600000,
                     help="respite --cache-ttl-ms (default 600000: nothing expires mid-run)")
