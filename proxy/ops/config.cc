@@ -248,6 +248,18 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       exit_code = 1;
       return false;
     }
+    // A repeatable setting given on the command line replaces the file's, as a single one does
+    // (the file's `upstream` and a --upstream flag are not two cluster seeds).
+    for (const char* name : {"--upstream", "--replica", "--sentinel"}) {
+      const std::string n = name;
+      bool on_command_line = false;
+      for (const std::string& a : args) on_command_line |= a == n || a.rfind(n + "=", 0) == 0;
+      if (!on_command_line) continue;
+      for (size_t i = 0; i + 1 < all.size();) {
+        if (all[i] == n) all.erase(all.begin() + static_cast<long>(i), all.begin() + static_cast<long>(i) + 2);
+        else i += 2;
+      }
+    }
   }
   all.insert(all.end(), args.begin(), args.end());
   std::vector<std::string> rev(all.rbegin(), all.rend());  // CLI11 parses a reversed vector

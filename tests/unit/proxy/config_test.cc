@@ -3,6 +3,9 @@
 // reference, redis-server's CONFIG SET maxmemory), and through parse_config as respite reads its
 // command line and config file.
 #include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <cstdint>
 #include <string>
@@ -162,4 +165,34 @@ TEST_CASE("config: cache-coherence is tracking (default) or ttl, nothing else") 
     CHECK_FALSE(q.ok);
     CHECK(q.exit_code != 0);
   }
+}
+
+TEST_CASE("config: --upstream is repeatable only with --cluster; the command line replaces the file's") {
+  Parsed one = parse({"--upstream", "10.0.0.1:7001"});
+  REQUIRE(one.ok);
+  CHECK(one.cfg.upstream == "10.0.0.1:7001");
+  CHECK(one.cfg.upstream_addrs.size() == 1);
+
+  CHECK_FALSE(parse({"--upstream", "10.0.0.1:7001", "--upstream", "10.0.0.2:7001"}).ok);
+  Parsed seeds = parse({"--cluster", "--upstream", "10.0.0.1:7001", "--upstream", "10.0.0.2:7002"});
+  REQUIRE(seeds.ok);
+  REQUIRE(seeds.cfg.upstream_addrs.size() == 2);
+  CHECK(seeds.cfg.upstream_addrs[1] == std::pair<std::string, int>{"10.0.0.2", 7002});
+  CHECK(seeds.cfg.upstream == "10.0.0.1:7001");
+  CHECK_FALSE(parse({"--cluster", "--replica", "10.0.0.3:7003"}).ok);
+
+  char path[] = "/tmp/respite-config-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text = "upstream 10.0.0.9:6379\n";
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  Parsed file_only = parse({"--config", path});
+  Parsed both = parse({"--config", path, "--upstream", "10.0.0.1:7001"});
+  unlink(path);
+  REQUIRE(file_only.ok);
+  CHECK(file_only.cfg.upstream == "10.0.0.9:6379");
+  REQUIRE(both.ok);
+  CHECK(both.cfg.upstream == "10.0.0.1:7001");
+  CHECK(both.cfg.upstream_addrs.size() == 1);
 }
