@@ -111,7 +111,8 @@ void Dispatch::read_keys(const CommandInfo* ci, const resp::Frame& f, RouteReque
 }
 
 int Dispatch::keys_slot(const resp::Frame& f, const CommandInfo* ci) {
-  if (ci && (ci->name == "ssubscribe" || ci->name == "sunsubscribe" || ci->name == "spublish")) {
+  if (ci && ci->nspecs == 0 &&
+      (ci->name == "ssubscribe" || ci->name == "sunsubscribe" || ci->name == "spublish")) {
     // Shard channels hash like keys (the table carries no key specs for them): SPUBLISH's
     // channel, every channel of SSUBSCRIBE/SUNSUBSCRIBE.
     const size_t last = ci->name == "spublish" ? std::min<size_t>(f.argc(), 2) : f.argc();
@@ -173,7 +174,10 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     rr.write = !ci || !ci->is(CommandFlag::kReadonly) || (ci->acl_categories & kAclScripting);
     rr.pinned = needs_pin;
     rr.db = static_cast<uint32_t>(c->db);
-    if (srv_.router().cluster() && !needs_pin && cluster_broadcast(srv_, c, f, ci)) return;
+    // (Only commands without key specs are answered by every master: INFO, CONFIG, SCRIPT ...)
+    if (srv_.router().cluster() && !needs_pin && ci && ci->nspecs == 0 &&
+        cluster_broadcast(srv_, c, f, ci))
+      return;
     if (srv_.router().routes_by_key() && !cluster_slot(c, f, ci, rr)) return;
     cluster_keyed = srv_.router().cluster() && rr.slot >= 0 && !needs_pin;
     if (!rr.write && !needs_pin && srv_.router().reads_replicas()) read_keys(ci, f, rr);

@@ -39,9 +39,9 @@ void Router::sync() {
     if (o == kNoShard || !by_shard[o]) continue;
     Node* n = by_shard[o];
     if (!first_master_) first_master_ = n;
-    if (slot_nodes_[slot] != n) {
-      if (slot_nodes_[slot]) moved.push_back(static_cast<uint16_t>(slot));
-      slot_nodes_[slot] = n;
+    if (idx_nodes_[slot_idx_[slot]] != n) {
+      if (slot_idx_[slot] != 0) moved.push_back(static_cast<uint16_t>(slot));
+      slot_idx_[slot] = index_of(n);
     }
   }
   if (!moved.empty() && on_moved_) on_moved_(moved);

@@ -85,14 +85,15 @@ class Router {
     make_node_ = std::move(make);
     on_moved_ = std::move(on_moved);
     follow_redirects_ = true;
-    slot_nodes_.assign(kClusterSlots, nullptr);
+    slot_idx_.assign(kClusterSlots, 0);
+    idx_nodes_.assign(1, nullptr);
     sync();
   }
   bool cluster() const { return cluster_ != nullptr; }
   // The node serving `slot` as this loop knows it (the shared map, and MOVED replies since).
   Node* slot_node(uint16_t slot) {
     if (cluster_->version() != seen_version_) sync();
-    Node* n = slot_nodes_[slot];
+    Node* n = idx_nodes_[slot_idx_[slot]];
     return n ? n : any_master();
   }
   // Where a request without keys goes: the master of the lowest served slot (it follows a
@@ -110,8 +111,8 @@ class Router {
   // A -MOVED reply: `slot` is served by `n` from now on (until the map says otherwise).
   void moved(uint16_t slot, Node* n) {
     if (on_stale_) on_stale_();
-    if (slot >= kClusterSlots || slot_nodes_[slot] == n) return;
-    slot_nodes_[slot] = n;
+    if (slot >= kClusterSlots || idx_nodes_[slot_idx_[slot]] == n) return;
+    slot_idx_[slot] = index_of(n);
     if (on_moved_) on_moved_({slot});
   }
   // Called by moved(): the shared map is behind (the watcher reads it again).
@@ -119,7 +120,7 @@ class Router {
   // The slots this loop sends to `n` (without reading the map again).
   std::vector<bool> slots_of(const Node* n) const {
     std::vector<bool> out(kClusterSlots, false);
-    for (size_t s = 0; s < slot_nodes_.size(); ++s) out[s] = slot_nodes_[s] == n;
+    for (size_t s = 0; s < slot_idx_.size(); ++s) out[s] = idx_nodes_[slot_idx_[s]] == n;
     return out;
   }
   // The node named "host:port" (as MOVED/ASK name it), made when this loop has not met it.
@@ -169,7 +170,16 @@ class Router {
   std::function<void(const std::vector<uint16_t>&)> on_moved_;
   std::function<void()> on_stale_;
   uint64_t seen_version_ = ~0ull;
-  std::vector<Node*> slot_nodes_;  // [slot]
+  // The node of each slot, as an index into idx_nodes_ (0: none): 32 KB that stay in the CPU's
+  // cache, where 16384 pointers (128 KB) missed it on most requests.
+  std::vector<uint16_t> slot_idx_;
+  std::vector<Node*> idx_nodes_;
+  uint16_t index_of(Node* n) {
+    for (size_t i = 1; i < idx_nodes_.size(); ++i)
+      if (idx_nodes_[i] == n) return static_cast<uint16_t>(i);
+    idx_nodes_.push_back(n);  // nodes a loop meets: far fewer than 65535
+    return static_cast<uint16_t>(idx_nodes_.size() - 1);
+  }
   std::vector<Node*> masters_;
   Node* first_master_ = nullptr;
   Node* primary_ = nullptr;
