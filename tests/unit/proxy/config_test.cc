@@ -167,7 +167,7 @@ TEST_CASE("config: cache-coherence is tracking (default) or ttl, nothing else") 
   }
 }
 
-TEST_CASE("config: --upstream is repeatable only with --cluster; the command line replaces the file's") {
+TEST_CASE("config: --upstream is repeatable only with --cluster, and on the command line replaces the file's") {
   Parsed one = parse({"--upstream", "10.0.0.1:7001"});
   REQUIRE(one.ok);
   CHECK(one.cfg.upstream == "10.0.0.1:7001");
