@@ -38,38 +38,37 @@ bool integer(std::string_view v, long long& out) {
   return ec == std::errc() && p == v.data() + v.size();
 }
 
-// "keys=1,expires=0,avg_ttl=0": keys and expires summed, the rest the first's.
-std::string merge_keyspace(std::string_view a, std::string_view b) {
-  std::map<std::string, long long> add;
-  for (std::string_view part : {b}) {
-    size_t pos = 0;
-    while (pos <= part.size()) {
-      size_t comma = part.find(',', pos);
-      std::string_view kv = part.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-      size_t eq = kv.find('=');
-      long long n;
-      if (eq != std::string_view::npos && integer(kv.substr(eq + 1), n)) add[std::string(kv.substr(0, eq))] = n;
-      if (comma == std::string_view::npos) break;
-      pos = comma + 1;
-    }
-  }
-  std::string out;
+// Calls f(name, value) for each "name=value" of "keys=1,expires=0,avg_ttl=0".
+template <class F>
+void each_field(std::string_view line, F f) {
   size_t pos = 0;
-  while (pos <= a.size()) {
-    size_t comma = a.find(',', pos);
-    std::string_view kv = a.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+  while (pos <= line.size()) {
+    size_t comma = line.find(',', pos);
+    std::string_view kv = line.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
     size_t eq = kv.find('=');
-    long long n;
-    if (!out.empty()) out += ',';
-    std::string name(kv.substr(0, eq));
-    if (eq != std::string_view::npos && (name == "keys" || name == "expires") &&
-        integer(kv.substr(eq + 1), n) && add.count(name))
-      out += fmt::format("{}={}", name, n + add[name]);
-    else
-      out += kv;
+    f(kv.substr(0, eq), eq == std::string_view::npos ? std::string_view{} : kv.substr(eq + 1));
     if (comma == std::string_view::npos) break;
     pos = comma + 1;
   }
+}
+
+// A db's keyspace line of two masters: keys and expires summed, the rest the first's.
+std::string merge_keyspace(std::string_view a, std::string_view b) {
+  std::map<std::string, long long, std::less<>> add;
+  each_field(b, [&](std::string_view name, std::string_view value) {
+    long long n;
+    if (integer(value, n)) add[std::string(name)] = n;
+  });
+  std::string out;
+  each_field(a, [&](std::string_view name, std::string_view value) {
+    if (!out.empty()) out += ',';
+    long long n;
+    auto it = add.find(name);
+    if ((name == "keys" || name == "expires") && integer(value, n) && it != add.end())
+      out += fmt::format("{}={}", name, n + it->second);
+    else
+      out += value.data() == nullptr ? std::string(name) : fmt::format("{}={}", name, value);
+  });
   return out;
 }
 

@@ -366,6 +366,28 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   c->inflight++;
 }
 
+namespace {
+// A request sent again (after MOVED, ASK or TRYAGAIN), its bytes kept for a further retry; a
+// write's second invalidation goes with it.
+void send_again(UpstreamConn* t, Requester* client, uint64_t seq, std::string_view raw, int db,
+                uint64_t answer_by, bool write, uint8_t redirects, bool asked,
+                WriteInvalidation* inv) {
+  if (asked) t->asking(db);
+  Forwarded f;
+  f.client = client;
+  f.seq = seq;
+  f.raw = raw;
+  f.db = db;
+  f.answer_by = answer_by;
+  f.write = write;
+  f.keep_for_retry = true;
+  f.redirects = redirects;
+  f.asked = asked;
+  t->forward(f);
+  if (inv) t->set_reply_invalidation(inv);
+}
+}  // namespace
+
 void Dispatch::retry_due(uint64_t now) {
   if (delayed_.empty()) return;
   std::vector<Delayed> due;
@@ -388,18 +410,8 @@ void Dispatch::retry_due(uint64_t now) {
       }
       if (d.inv) srv_.invalidate_after_write(d.inv);
     } else {
-      if (d.asked) t->asking(d.db);  // it was sent to the importing node after ASKING
-      Forwarded f;
-      f.client = d.client;
-      f.seq = d.seq;
-      f.raw = d.raw;
-      f.db = d.db;
-      f.answer_by = d.answer_by;
-      f.write = d.write;
-      f.keep_for_retry = true;
-      f.redirects = d.redirects;
-      t->forward(f);
-      if (d.inv) t->set_reply_invalidation(d.inv);
+      // After ASKING again when it went to the importing node after ASKING.
+      send_again(t, d.client, d.seq, d.raw, d.db, d.answer_by, d.write, d.redirects, d.asked, d.inv);
     }
     static_cast<ClientConn*>(d.client)->on_flight_done();
     d.client->unref();
@@ -447,19 +459,8 @@ bool Dispatch::redirect(const Redirect& r) {
   // The client's later requests wait until this one is answered, wherever they go: its order
   // no longer rests on one connection.
   r.client->on_redirected();
-  if (r.ask) t->asking(r.db);  // ASK: the slot is moving; only this request goes there
-  Forwarded f;
-  f.client = r.client;
-  f.seq = r.seq;
-  f.raw = r.raw;
-  f.db = r.db;
-  f.answer_by = r.answer_by;
-  f.write = r.write;
-  f.keep_for_retry = true;
-  f.redirects = r.redirects;
-  f.asked = r.ask;
-  t->forward(f);
-  if (r.inv) t->set_reply_invalidation(r.inv);
+  // ASK: the slot is moving; only this request goes there, after ASKING.
+  send_again(t, r.client, r.seq, r.raw, r.db, r.answer_by, r.write, r.redirects, r.ask, r.inv);
   return true;
 }
 

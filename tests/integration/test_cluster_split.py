@@ -15,28 +15,14 @@ from pathlib import Path
 
 import harness
 from harness import HOST, Proc, RawConn, RespError, Respite, encode_command, free_port, parse_info
+from cluster_harness import key_slot
 
 SLOTS = 16384
 READY_S = 60.0
 
 
-def crc16(data: bytes) -> int:
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
 def slot_of(key: str) -> int:
-    k = key.encode()
-    s = k.find(b"{")
-    if s >= 0:
-        e = k.find(b"}", s + 1)
-        if e > s + 1:
-            k = k[s + 1:e]
-    return crc16(k) % SLOTS
+    return key_slot(key)
 
 
 def call(port: int, *args):
