@@ -75,6 +75,9 @@ sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 import harness  # noqa: E402  (process bookkeeping: every child stopped by pid at exit)
 import cluster_harness as ch  # noqa: E402
 from resp_client import Conn, RespError, encode, parse_info  # noqa: E402
+sys.path.insert(0, str(ROOT / "scripts" / "bench.d"))
+# The helpers the one-node bench has already (its module runs nothing when imported).
+from bench import cpu_ticks, log, median, pipelined, proxy_info  # noqa: E402
 
 VALUE_SIZE = 32
 MASTERS = 3
@@ -94,39 +97,12 @@ THRESHOLDS = [
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def log(msg=""):
-    print(msg, flush=True)
-
-
 def warn(msg):
     print("bench --cluster: " + msg, file=sys.stderr, flush=True)
 
 
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
 def fmt(x, spec):
     return "-" if x is None else format(x, spec)
-
-
-def cpu_ticks(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def pipelined(conn, commands, batch=1000):
-    out = []
-    for i in range(0, len(commands), batch):
-        part = commands[i:i + batch]
-        conn.send(b"".join(part))
-        out.extend(conn.read() for _ in part)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,14 +179,6 @@ def warm(port, keys, with_mget=False):
             for r in pipelined(c, cmds):
                 bad += not isinstance(r, list) or any(not isinstance(v, bytes) for v in r)
     return bad
-
-
-def proxy_info(port):
-    with Conn(port) as c:
-        r = c.call("PROXY", "INFO")
-    if isinstance(r, RespError) or r is None:
-        raise RuntimeError("PROXY INFO failed: %r" % (r,))
-    return parse_info(r)
 
 
 def info_int(d, k):
