@@ -184,12 +184,17 @@ class EvictionAndXFetch(unittest.TestCase):
 
     # ---- seed 001's experiment ----------------------------------------------------------------
 
-    def lru_experiment(self, policy: str, budget: str = "256kb", value_size: int = 100):
+    def lru_experiment(self, policy: str, budget_kb: int = 2048, value_size: int = 100):
         """Returns (hot keys re-fetched per the upstream, hot keys, respite's upstream_fetches)."""
         def key(i):
             return "key-%06d" % i
-        # Sizes: about 1,500 keys fit in 256kb with 100-byte values; load more than can fit.
-        nload = 4000
+        # Sizes: about 12,000 keys fit in 2 MB with 100-byte values; load more than can fit. The
+        # budget is that large for the sharded cache of several loops (16 shards, one LRU each):
+        # with ~750 keys a shard, no shard's share of the hot fifth plus its share of the flood
+        # comes near its capacity by chance (at 256 KB, ~94 keys a shard, one in a few runs did,
+        # and that shard evicted hot keys no single LRU would have).
+        budget = "%dkb" % budget_kb
+        nload = 24000
         self.load([(key(i), ("value-%d-" % i).ljust(value_size, "x")) for i in range(nload)])
         px = self.respite("--cache-max-memory", budget, "--cache-policy", policy,
                           "--cache-ttl-ms", "600000", "--xfetch-beta", "0")
@@ -224,7 +229,7 @@ class EvictionAndXFetch(unittest.TestCase):
         self.assertEqual(r.read([key(i) for i in range(hot)]), (0, 0))           # re-read the hot keys
         refetched = upstream_reads(self.upstream.port) - before
         px_fetches = cache_info(px.port)["upstream_fetches"] - i0["upstream_fetches"]
-        self.assertLessEqual(cache_info(px.port)["cache_bytes"], 256 * 1024)
+        self.assertLessEqual(cache_info(px.port)["cache_bytes"], budget_kb * 1024)
         return refetched, hot, px_fetches
 
     def test_seed001_allkeys_lru_keeps_the_hot_keys(self):
