@@ -333,6 +333,12 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   std::string encoded;
   if (!exec_replacement.empty()) {
     raw = exec_replacement;
+  } else if (!original_name_.empty()) {
+    // rename-command: the upstream knows the command by its own name.
+    encoded = fmt::format("*{}\r\n${}\r\n{}\r\n", f.argc(), original_name_.size(), original_name_);
+    for (size_t i = 1; i < f.argc(); ++i)
+      encoded += fmt::format("${}\r\n{}\r\n", f.arg(i).size(), f.arg(i));
+    raw = encoded;
   } else if (f.is_inline()) {
     UpstreamConn::encode_command(encoded, f);
     raw = encoded;

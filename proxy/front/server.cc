@@ -28,6 +28,11 @@ Server::Server(Config cfg, Shared* shared, int index)
       loop_([this] { cork(); }, [this] { tick(); }, kTimerMs),
       cache_path_(shared, &loop_, this, &router_) {
   databases_ = cfg_.databases;
+  if (!shared->acl.loaded()) {
+    // main.cc loads the users (and stops on an error); a test's Server does it here.
+    if (std::string err = shared->acl.load(cfg_); !err.empty())
+      log(LogLevel::Warning, "users: {}", err);
+  }
   shared->paths.push_back(&cache_path_);  // loops are made before any runs
 }
 
