@@ -340,6 +340,56 @@ class RenameAndDeny(unittest.TestCase):
 
 
 @respite_only
+class HttpLookup(unittest.TestCase):
+    """The HTTP port's /lookup asks as a user too: Basic user:password (Bearer: the default
+    user's password), and the user's key permissions hold before the cache is read."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_http import HttpRespite
+        stack = contextlib.ExitStack()
+        cls.addClassCleanup(stack.close)
+        fd, cls.path = tempfile.mkstemp(suffix=".acl")
+        with os.fdopen(fd, "w") as f:
+            f.write("user default on >defpw ~* &* +@all\nuser app on >apppw ~app:* +@all\n"
+                    "user nocmd on >nopw ~* -@all\n")
+        cls.addClassCleanup(os.unlink, cls.path)
+        cls.upstream = stack.enter_context(RedisServer())
+        cls.proxy = stack.enter_context(HttpRespite(cls.upstream, ["--aclfile", cls.path]))
+
+    def get(self, path, user=None, password=None):
+        import base64
+        import http.client
+        c = http.client.HTTPConnection(harness.HOST, self.proxy.http_port, timeout=5)
+        headers = {}
+        if user is not None:
+            cred = base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {cred}"
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
+    def test_lookup_checks_the_user(self):
+        self.upstream.client().set("secret:x", "s")
+        self.upstream.client().set("app:1", "a")
+        self.assertEqual(self.get("/lookup?key=secret:x")[0], 401)  # default needs a password
+        self.assertEqual(self.get("/lookup?key=secret:x", "default", "defpw")[0], 200)
+        self.assertEqual(self.get("/lookup?key=app:1", "app", "apppw")[0], 200)
+        status, body = self.get("/lookup?key=secret:x", "app", "apppw")
+        self.assertEqual(status, 403)
+        self.assertIn(NOPERM_KEY.encode(), body)
+        status, body = self.get("/lookup?key=app:1", "nocmd", "nopw")
+        self.assertEqual(status, 403)
+        self.assertIn(NOPERM_CMD.format("get").encode(), body)
+        self.assertEqual(self.get("/lookup?key=app:1", "app", "wrong")[0], 401)
+        # /metrics needs a password when the default user has one (no requirepass given).
+        self.assertEqual(self.get("/metrics")[0], 401)
+        self.assertEqual(self.get("/metrics", "default", "defpw")[0], 200)
+
+
+@respite_only
 class BadUsers(unittest.TestCase):
     def run_respite(self, *args) -> tuple[int, str]:
         p = subprocess.run([harness.respite_bin(), "--port", "0", *args], capture_output=True,
