@@ -160,6 +160,7 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
   // command name is compared after it.
   const CommandInfo* ci;
   original_name_ = {};
+  hello_wire_.clear();
   if (!names_built_) build_names();
   const std::string* orig = names_.empty() ? nullptr : renamed(cmd);
   if (orig == nullptr) {
@@ -254,7 +255,12 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
         if (ours) return auth_command(srv_, c, f);
         break;
       case Local::Hello:
-        if (ours && hello_command(srv_, c, f)) return;
+        if (ours) {
+          if (hello_command(srv_, c, f)) return;
+          // A pinned client switching protocol: its connection switches too, but AUTH and
+          // SETNAME were respite's (the upstream must not see a client's password).
+          hello_wire_ = fmt::format("*2\r\n$5\r\nHELLO\r\n$1\r\n{}\r\n", c->proto);
+        }
         break;
       case Local::Select: {
         if (!ours) break;

@@ -27,6 +27,10 @@ class Dispatch {
   Dispatch& operator=(const Dispatch&) = delete;
 
   void dispatch(ClientConn* c, const resp::Frame& f);
+  // The bytes of the request being dispatched as the upstream must get them: its own, or
+  // re-encoded into `encoded` (an inline request; a renamed command under its own name; HELLO
+  // without the AUTH and SETNAME respite answered itself).
+  std::string_view wire(const resp::Frame& f, std::string& encoded) const;
   // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
   void reset_client(ClientConn* c);
 
@@ -91,6 +95,7 @@ class Dispatch {
   bool names_built_ = false;
   std::vector<std::pair<std::string, std::string>> names_;  // client's name -> own ("" refused)
   std::string_view original_name_;  // this request's command was renamed: its own name
+  std::string hello_wire_;          // a pinned client's HELLO, forwarded as HELLO <proto> only
   int verified_db_max_ = 0;  // the highest db a SELECT was seen to work for (select_by_trying)
   std::vector<uint32_t> write_keys_scratch_;
   uint64_t next_fallback_log_ms_ = 0;  // --read-from replica with no replica up: logged

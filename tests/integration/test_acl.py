@@ -200,6 +200,18 @@ class Users(unittest.TestCase):
             self.assertEqual(c.call("RESET"), "RESET")
             self.assertEqual(c.call("ACL", "WHOAMI"), b"default")
 
+    def test_hello_auth_of_a_pinned_client(self):
+        # WATCH pins the client; HELLO 3 then switches the pinned connection's protocol, but
+        # the AUTH is respite's: the upstream must not be asked to log in as app.
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("WATCH", "app:w"), "OK")
+            reply = c.call("HELLO", "3", "AUTH", "app", "apppw")
+            self.assertIsInstance(reply, dict, reply)
+            self.assertEqual(reply[b"proto"], 3)
+            self.assertEqual(c.call("ACL", "WHOAMI"), b"app")
+            self.assertEqual(c.call("GET", "secret:x"), RespError(NOPERM_KEY))
+            self.assertEqual(c.call("SET", "app:w", "1"), "OK")
+
     def test_passwords_never_in_clear(self):
         with RawConn(self.port) as c:
             listing = b"\n".join(c.call("ACL", "LIST"))
