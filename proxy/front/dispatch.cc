@@ -84,8 +84,16 @@ void Dispatch::refuse(ClientConn* c, std::string_view msg) {
 }
 
 bool Dispatch::acl_allows(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
+  // Redis answers an unknown command and a wrong argument count before it asks the ACL: the
+  // first is answered here as Redis does, the second goes on to the handler or the upstream,
+  // which refuse it without running it.
+  if (ci != nullptr && !arity_ok(*ci, f.argc())) return true;
   AclVerdict v = Acl::check(*c->user, ci, f, acl_scratch_);
   if (v.why == AclDenial::None) return true;
+  if (ci == nullptr) {
+    unknown_command(c, f);
+    return false;
+  }
   AclLogEntry e;
   e.reason = v.why;
   e.in_multi = c->in_multi;

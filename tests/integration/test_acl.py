@@ -74,6 +74,8 @@ class Users(unittest.TestCase):
         cases = [
             auth("ro", "ropw") + encode_command("SET", "k", "v"),
             auth("ro", "ropw") + encode_command("CLIENT", "KILL", "ID", "99999"),
+            auth("ro", "ropw") + encode_command("SET", "k"),
+            auth("ro", "ropw") + encode_command("NOSUCHCMD", "a", "b"),
             auth("app", "apppw") + encode_command("GET", "secret:x"),
             auth("app", "apppw") + encode_command("MGET", "app:1", "secret:x"),
             auth("app", "apppw") + encode_command("FLUSHALL"),
