@@ -231,6 +231,45 @@ def Path_read(p) -> bytes:
         return f.read()
 
 
+EDGE_USERS = """\
+user default on nopass ~* &* +@all
+user a1 on %RW~* +@all
+user a2 on ~a ~a %R~b ~b %W~c %R~c
+user a3 on +@all -get +get
+user a4 on -@all +get -@read +@string
+user a5 on allkeys resetkeys ~x allchannels resetchannels &y &y
+user a6 on >a >a nopass
+user a7 on nopass >b
+user a8 off +client +client|kill -client|list
+user a9 on +@all -@dangerous +keys ~* &*
+user b1 reset on >z resetpass
+user b2 on +GET +Set -@WRITE
+"""
+
+
+@respite_only
+class AclListLikeRedis(unittest.TestCase):
+    """ACL LIST derives the rules from the bits as Redis 7.0 does; Redis lists single commands in
+    its dict's (random) order, so each line is compared as a set of words, and respite's own
+    PROXY subcommands (which Redis lacks) are left out."""
+
+    def test_same_rules(self):
+        fd, path = tempfile.mkstemp(suffix=".acl")
+        with os.fdopen(fd, "w") as f:
+            f.write(EDGE_USERS)
+        self.addCleanup(os.unlink, path)
+        with contextlib.ExitStack() as stack:
+            up = stack.enter_context(RedisServer())
+            ref = stack.enter_context(RedisServer(["--aclfile", path]))
+            px = stack.enter_context(Respite(up, ["--aclfile", path]))
+            with RawConn(ref.port) as r, RawConn(px.port) as p:
+                want, got = r.call("ACL", "LIST"), p.call("ACL", "LIST")
+        self.assertEqual(len(got), len(want))
+        for w, g in zip(want, got):
+            gw = {x for x in g.split() if not x.startswith((b"+proxy", b"-proxy"))}
+            self.assertEqual(gw, set(w.split()), (w, g))
+
+
 @respite_only
 class UsersWithRequirepass(harness.ProxyTestCase):
     """requirepass and no users: the default user has that password, as in Redis."""

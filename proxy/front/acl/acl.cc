@@ -99,8 +99,8 @@ bool Acl::auth_required() const {
   return !d.nopass() || !d.enabled();
 }
 
-// One `user NAME rule...` declaration (the words after "user"). The default user is reset
-// first, as Redis does; any other name may be declared once.
+// One `user NAME rule...` declaration (the words after "user"), from a new user's state (the
+// default user's too, as Redis resets it); each name may be declared once.
 std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& seen) {
   std::vector<std::string> w;
   if (!split_args(line, w)) return "Unbalanced quotes in configuration line";
@@ -111,8 +111,7 @@ std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& 
   if (std::find(seen.begin(), seen.end(), name) != seen.end())
     return fmt::format("Duplicate user '{}' found", name);
   seen.push_back(name);
-  AclUser u(name);
-  if (name == "default") u.apply("reset");
+  AclUser u(name);  // the default user too starts from nothing (Redis resets it)
   for (size_t i = 1; i < w.size(); ++i) {
     std::string err = u.apply(w[i]);
     if (!err.empty()) return fmt::format("Error in user declaration '{}': {}", w[i], err);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "proxy/front/acl/glob.h"
 #include "proxy/front/acl/sha256.h"
@@ -41,6 +42,14 @@ bool is_sub_of(std::string_view sub, std::string_view c) {
   return sub.size() > c.size() + 1 && sub.compare(0, c.size(), c) == 0 && sub[c.size()] == '|';
 }
 
+// Whether a table entry is one of Redis 7.0's own: respite's PROXY family and the subcommands of
+// later Redis versions (the generator's EXTRA_ENTRIES) would tip ACL LIST's choice of categories
+// away from Redis's.
+bool in_redis_70(std::string_view n) {
+  return n != "proxy" && n.substr(0, 6) != "proxy|" && n != "client|setinfo" &&
+         n != "client|no-touch";
+}
+
 }  // namespace
 
 int acl_category_bit(std::string_view name) {
@@ -54,7 +63,6 @@ AclUser::AclUser(std::string name) : name_(std::move(name)), cmd_bits_((command_
 void AclUser::set_all_commands(bool allow) {
   std::fill(cmd_bits_.begin(), cmd_bits_.end(), allow ? ~uint64_t{0} : 0);
   allcommands_ = allow;
-  cmd_rules_.clear();
 }
 
 void AclUser::set_command(size_t index, bool allow) {
@@ -74,14 +82,6 @@ void AclUser::set_category(int b, bool allow) {
   const uint32_t mask = uint32_t{1} << b;
   for (size_t i = 0; i < command_count(); ++i)
     if (command_at(i).acl_categories & mask) set_command(i, allow);
-}
-
-void AclUser::note_command_rule(std::string rule) {
-  std::string body = lower(std::string_view(rule).substr(1));
-  cmd_rules_.erase(std::remove_if(cmd_rules_.begin(), cmd_rules_.end(),
-                                  [&](const std::string& r) { return r.substr(1) == body; }),
-                   cmd_rules_.end());
-  cmd_rules_.push_back(rule.substr(0, 1) + body);
 }
 
 std::string AclUser::apply(std::string_view op) {
@@ -170,9 +170,10 @@ std::string AclUser::apply(std::string_view op) {
       if (bar != std::string_view::npos && ci->name.find('|') == std::string_view::npos)
         return std::string(kUnknownName);
       set_command(command_index(*ci), allow);
-      name = ci->name;
     }
-    note_command_rule(std::string(1, op[0]) + std::string(name));
+  } else if (ieq(op, "sanitize-payload") || ieq(op, "skip-sanitize-payload")) {
+    // Only shown: respite runs no RESTORE of its own (the upstream checks payloads).
+    sanitize_ = ieq(op, "sanitize-payload") ? 1 : 2;
   } else if (ieq(op, "reset")) {
     // Redis 7.0 with acl-pubsub-default resetchannels (its default).
     nopass_ = false;
@@ -182,6 +183,7 @@ std::string AclUser::apply(std::string_view op) {
     allchannels_ = false;
     channels_.clear();
     enabled_ = false;
+    sanitize_ = 1;
     set_all_commands(false);
   } else {
     return std::string(kSyntax);
@@ -231,6 +233,8 @@ std::vector<std::string_view> AclUser::flags() const {
   std::vector<std::string_view> f;
   f.push_back(enabled_ ? "on" : "off");
   if (nopass_) f.push_back("nopass");
+  if (sanitize_ == 2) f.push_back("skip-sanitize-payload");
+  if (sanitize_ == 1) f.push_back("sanitize-payload");
   return f;
 }
 
@@ -255,9 +259,48 @@ std::string AclUser::describe_channels() const {
   return out;
 }
 
+// Redis 7.0's ACLDescribeSelectorCommandRules: the rules are derived from the bits, not kept
+// as given. From +@all (if the user may run future commands) or -@all, the category that best
+// fits what is left (more commands alike than different, the fewest different) is applied, as
+// long as one fits; then single commands, subcommands after their container, fix the rest.
+// Redis visits commands in its dict's order, respite in name order: the same rules, possibly
+// listed in another order.
 std::string AclUser::describe_commands() const {
-  std::string out = allcommands_ ? "+@all" : "-@all";
-  for (const std::string& r : cmd_rules_) out += " " + r;
+  const bool additive = !allcommands_;
+  AclUser fake("");
+  fake.set_all_commands(!additive);
+  AclUser rest("");  // the user's bits, minus the categories already described
+  rest.cmd_bits_ = cmd_bits_;
+  std::string out = additive ? "-@all" : "+@all";
+  bool applied[std::size(kAclCategoryNames)] = {};
+  while (true) {
+    int best = -1;
+    size_t mindiff = SIZE_MAX, maxsame = 0;
+    for (size_t b = 0; b < std::size(kAclCategoryNames); ++b) {
+      if (applied[b]) continue;
+      const uint32_t mask = uint32_t{1} << b;
+      size_t on = 0, off = 0;
+      for (size_t i = 0; i < command_count(); ++i)
+        if ((command_at(i).acl_categories & mask) && in_redis_70(command_at(i).name))
+          (rest.bit(i) ? on : off)++;
+      const size_t diff = additive ? off : on, same = additive ? on : off;
+      if (same > diff && (diff < mindiff || (diff == mindiff && same > maxsame))) {
+        best = static_cast<int>(b);
+        mindiff = diff;
+        maxsame = same;
+      }
+    }
+    if (best < 0) break;
+    fake.set_category(best, additive);
+    rest.set_category(best, !additive);
+    applied[best] = true;
+    out += fmt::format(" {}@{}", additive ? '+' : '-', kAclCategoryNames[best]);
+  }
+  for (size_t i = 0; i < command_count(); ++i) {
+    if (bit(i) == fake.bit(i)) continue;
+    out += fmt::format(" {}{}", bit(i) ? '+' : '-', command_at(i).name);
+    fake.set_command(i, bit(i));
+  }
   return out;
 }
 

@@ -71,7 +71,6 @@ class AclUser {
   void set_all_commands(bool allow);
   void set_command(size_t index, bool allow);  // and a container's subcommands
   void set_category(int bit, bool allow);
-  void note_command_rule(std::string rule);  // Redis's ACLUpdateCommandRules
   bool bit(size_t index) const { return (cmd_bits_[index / 64] >> (index % 64)) & 1; }
 
   std::string name_;
@@ -84,7 +83,7 @@ class AclUser {
   std::vector<std::string> channels_;
   bool allcommands_ = false;  // +@all was the last word on commands (future commands too)
   std::vector<uint64_t> cmd_bits_;  // by command_index()
-  std::vector<std::string> cmd_rules_;  // "+get", "-@write", ... as ACL LIST shows them
+  uint8_t sanitize_ = 0;  // 1: sanitize-payload, 2: skip-sanitize-payload (shown only)
 };
 
 }  // namespace respite
