@@ -71,6 +71,17 @@ void Dispatch::reset_client(ClientConn* c) {
   if (acl.auth_required()) c->set_authenticated(false);
 }
 
+namespace {
+constexpr std::string_view kAuthInMulti =
+    "ERR AUTH (or HELLO with AUTH) inside a transaction or a subscription is not supported by "
+    "respite: authenticate before MULTI";
+bool has_auth_option(const resp::Frame& f) {
+  for (size_t i = 2; i < f.argc(); ++i)
+    if (ieq(f.arg(i), "auth")) return true;
+  return false;
+}
+}  // namespace
+
 void Dispatch::refuse(ClientConn* c, std::string_view msg) {
   // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
   if (c->in_multi) c->multi_failed = true;
@@ -260,9 +271,17 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
         resp::Writer(c->immediate_reply(), c->proto).bulk(f.arg(1));
         return;
       case Local::Auth:
-        if (ours) return auth_command(srv_, c, f);
-        break;
+        // Always respite's: the upstream must never see a client's password. Queued in a
+        // transaction Redis would run it at EXEC; respite refuses it there instead.
+        if (c->in_multi) return refuse(c, kAuthInMulti);
+        if (c->streaming) {
+          std::string reply;
+          auth_command(srv_, c, f, &reply);
+          return c->stream_local(std::move(reply), ClientConn::StreamAfter::None);
+        }
+        return auth_command(srv_, c, f);
       case Local::Hello:
+        if (!ours && has_auth_option(f)) return refuse(c, kAuthInMulti);
         if (ours) {
           if (hello_command(srv_, c, f)) return;
           // A pinned client switching protocol: its connection switches too, but AUTH and

@@ -131,18 +131,26 @@ bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f) {
   return true;
 }
 
-void auth_command(Server& srv, ClientConn* c, const resp::Frame& f) {
-  if (f.argc() < 2) return arity_error(c, "auth");
-  if (f.argc() > 3) return error(c, "ERR syntax error");
-  std::string_view user = f.argc() == 3 ? f.arg(1) : std::string_view("default");
-  std::string_view pass = f.arg(f.argc() - 1);
-  if (f.argc() == 2 && srv.shared()->acl.default_user().nopass()) {
-    return error(c, "ERR AUTH <password> called without any password configured for the default "
-                    "user. Are you sure your configuration is correct?");
+void auth_command(Server& srv, ClientConn* c, const resp::Frame& f, std::string* out) {
+  std::string own;
+  resp::Writer w(out ? *out : own, c->proto);
+  auto answer = [&] {
+    if (!out) c->immediate_reply().append(own);
+  };
+  if (f.argc() < 2) {
+    w.error("ERR wrong number of arguments for 'auth' command");
+  } else if (f.argc() > 3) {
+    w.error("ERR syntax error");
+  } else if (f.argc() == 2 && srv.shared()->acl.default_user().nopass()) {
+    w.error("ERR AUTH <password> called without any password configured for the default "
+            "user. Are you sure your configuration is correct?");
+  } else if (!authenticate(srv, c, f.argc() == 3 ? f.arg(1) : std::string_view("default"),
+                           f.arg(f.argc() - 1))) {
+    w.error("WRONGPASS invalid username-password pair or user is disabled.");
+  } else {
+    w.simple("OK");
   }
-  if (!authenticate(srv, c, user, pass))
-    return error(c, "WRONGPASS invalid username-password pair or user is disabled.");
-  resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+  answer();
 }
 
 // ---- the upstream's version, and the upstream id of pinned connections ----

@@ -35,7 +35,8 @@ inline std::string acl_client_info(Server& srv, ClientConn* c, std::string_view 
 
 // HELLO: true when answered here (false: forwarded, e.g. a protocol switch of a pinned client).
 bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f);
-void auth_command(Server& srv, ClientConn* c, const resp::Frame& f);
+// AUTH; the reply goes to `out` when given (a streaming client's), else in the reply order.
+void auth_command(Server& srv, ClientConn* c, const resp::Frame& f, std::string* out = nullptr);
 // ACL <sub> (front/acl/acl_command.cc): respite's own users.
 void acl_command(Server& srv, ClientConn* c, const resp::Frame& f);
 // CLIENT <sub>: true when answered here, false when the subcommand is the upstream's. `which`:

@@ -214,6 +214,21 @@ class Users(unittest.TestCase):
             self.assertEqual(c.call("GET", "secret:x"), RespError(NOPERM_KEY))
             self.assertEqual(c.call("SET", "app:w", "1"), "OK")
 
+    def test_auth_in_a_transaction_or_subscribed(self):
+        # The upstream never sees a client's password: AUTH stays respite's while subscribed,
+        # and is refused inside MULTI (which then aborts, as for any refused command).
+        with RawConn(self.port) as c:
+            c.cmd("SUBSCRIBE", "news.a")
+            c.read_reply()
+            c.cmd("AUTH", "app", "apppw")
+            self.assertEqual(c.read_reply(), "OK")
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("MULTI"), "OK")
+            self.assertTrue(c.call("AUTH", "app", "apppw").startswith("ERR AUTH"))
+            self.assertTrue(c.call("HELLO", "2", "AUTH", "app", "apppw").startswith("ERR AUTH"))
+            self.assertTrue(c.call("EXEC").startswith("EXECABORT"))
+            self.assertEqual(c.call("ACL", "WHOAMI"), b"default")
+
     def test_passwords_never_in_clear(self):
         with RawConn(self.port) as c:
             listing = b"\n".join(c.call("ACL", "LIST"))
