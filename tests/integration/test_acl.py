@@ -96,6 +96,14 @@ class Users(unittest.TestCase):
             encode_command("ACL", "GETUSER", "rw"),
             encode_command("ACL", "GETUSER", "nosuch"),
             encode_command("ACL", "CAT"),
+            encode_command("ACL", "DRYRUN", "ro", "SET", "k", "v"),
+            encode_command("ACL", "DRYRUN", "ro", "GET", "k"),
+            encode_command("ACL", "DRYRUN", "app", "GET", "secret:x"),
+            encode_command("ACL", "DRYRUN", "app", "PUBLISH", "sport", "m"),
+            encode_command("ACL", "DRYRUN", "nosuch", "GET", "k"),
+            encode_command("ACL", "DRYRUN", "ro", "NOSUCHCMD"),
+            encode_command("ACL", "DRYRUN", "ro", "SET", "k"),
+            encode_command("ACL", "DRYRUN", "ro"),
         ]
         for data in cases:
             with self.subTest(data=data[:80]):

@@ -1,6 +1,6 @@
 // ACL <sub>, answered by respite for its own users (never forwarded: the upstream's users are
-// not the clients'). The users are fixed at start, so SETUSER, DELUSER, SAVE, LOAD and DRYRUN
-// are refused with a pointer to the file that defines them.
+// not the clients'). The users are fixed at start, so SETUSER, DELUSER, SAVE and LOAD are
+// refused with a pointer to the file that defines them.
 #include <fmt/format.h>
 
 #include <random>
@@ -109,6 +109,38 @@ void genpass(ClientConn* c, const resp::Frame& f) {
   resp::Writer(c->immediate_reply(), c->proto).bulk(out);
 }
 
+// ACL DRYRUN user command [arg ...]: Redis 7.0's answers, the check being Acl::check on the
+// command re-parsed from the arguments.
+void dryrun(Server& srv, ClientConn* c, const resp::Frame& f) {
+  const AclUser* u = srv.shared()->acl.find(f.arg(2));
+  if (u == nullptr) return error(c, fmt::format("ERR User '{}' not found", f.arg(2)));
+  std::string bytes = fmt::format("*{}\r\n", f.argc() - 3);
+  for (size_t i = 3; i < f.argc(); ++i)
+    bytes += fmt::format("${}\r\n{}\r\n", f.arg(i).size(), f.arg(i));
+  resp::RequestParser parser;
+  resp::Frame cmd;
+  if (parser.parse(bytes, cmd).status != resp::Status::Ok || cmd.argc() == 0)
+    return error(c, "ERR syntax error");
+  const CommandInfo* ci = lookup_command(cmd);
+  if (ci == nullptr) return error(c, fmt::format("ERR Command '{}' not found", cmd.arg(0)));
+  if (!arity_ok(*ci, cmd.argc())) return arity_error(c, ci->name);
+  std::vector<AclKey> scratch;
+  AclVerdict v = Acl::check(*u, ci, cmd, scratch);
+  resp::Writer w(c->immediate_reply(), c->proto);
+  switch (v.why) {
+    case AclDenial::None:
+      return w.simple("OK");
+    case AclDenial::Key:
+      return w.bulk(fmt::format("This user has no permissions to access the '{}' key",
+                                cmd.arg(v.arg)));
+    case AclDenial::Channel:
+      return w.bulk(fmt::format("This user has no permissions to access the '{}' channel",
+                                cmd.arg(v.arg)));
+    default:
+      return w.bulk(fmt::format("This user has no permissions to run the '{}' command", ci->name));
+  }
+}
+
 constexpr std::string_view kHelp[] = {
     "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "CAT [<category>]",
@@ -127,7 +159,9 @@ constexpr std::string_view kHelp[] = {
     "    List all the registered usernames.",
     "WHOAMI",
     "    Return the current connection username.",
-    "SETUSER, DELUSER, SAVE, LOAD, DRYRUN",
+    "DRYRUN <username> <command> [<arg> ...]",
+    "    Returns whether the user can execute the given command without executing the command.",
+    "SETUSER, DELUSER, SAVE, LOAD",
     "    Not supported by respite: its users come from `user` lines in its config file or",
     "    from --aclfile, read at start.",
     "HELP",
@@ -156,6 +190,7 @@ void acl_command(Server& srv, ClientConn* c, const resp::Frame& f) {
   if (sub == "log") return acl_log(srv, c, f);
   if (sub == "cat") return cat(c, f);
   if (sub == "genpass") return genpass(c, f);
+  if (sub == "dryrun") return dryrun(srv, c, f);
   if (sub == "help") {
     w.array(std::size(kHelp));
     for (std::string_view l : kHelp) w.simple(l);
