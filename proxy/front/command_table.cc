@@ -486,7 +486,9 @@ void command_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<uint
 
 void command_acl_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<AclKey>& out) {
   const int64_t argc = static_cast<int64_t>(f.argc());
-  std::vector<uint32_t> idx;  // ACL checks run only for restricted users: not the hot path
+  // Reused: ACL checks of a restricted user's every request should not allocate.
+  thread_local std::vector<uint32_t> idx;
+  idx.clear();
   if (&cmd == kMigrate) {
     migrate_keys(f, argc, idx);
     for (uint32_t i : idx) out.push_back({i, kKeyNeedsRead | kKeyNeedsWrite});  // RW access delete
