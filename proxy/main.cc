@@ -86,6 +86,10 @@ int main(int argc, char** argv) {
   }
   // One cache for every loop; with several loops it takes per-shard locks.
   respite::Shared shared;
+  if (std::string err = shared.acl.load(cfg); !err.empty()) {
+    respite::log(respite::LogLevel::Warning, "users: {}", err);
+    return 1;
+  }
   if (cfg.cluster) {
     // The slot map before anything listens; then a thread keeps it current.
     shared.cluster_watcher = std::make_unique<respite::ClusterWatcher>(cfg, &shared.cluster_map);

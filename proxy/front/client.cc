@@ -23,9 +23,11 @@ ClientConn::ClientConn(Server* server, uint64_t id_)
   id = id_;
   resp::Limits lim;
   lim.max_bulk = static_cast<int64_t>(server->config().proto_max_bulk_len);
-  lim.unauthenticated = !server->config().requirepass.empty();
+  const Acl& acl = server->shared()->acl;
+  lim.unauthenticated = acl.auth_required();
   parser_.set_limits(lim);
-  authenticated = server->config().requirepass.empty();
+  authenticated = !acl.auth_required();
+  set_user(&acl.default_user());
   created_ms = last_cmd_ms = server->now();
 }
 
@@ -167,6 +169,11 @@ void ClientConn::resume() {
   // can never date a client's later pipelining.
   if (held_bytes_ == 0) held_bytes_ = in_.size();
   process_input();
+}
+
+void ClientConn::set_user(const AclUser* u) {
+  user = u;
+  acl_unrestricted = u->unrestricted();
 }
 
 void ClientConn::set_authenticated(bool yes) {

@@ -19,6 +19,7 @@
 
 namespace respite {
 
+class AclUser;
 class Server;
 class UpstreamConn;
 struct WriteInvalidation;
@@ -122,6 +123,11 @@ class ClientConn final : public Requester, private Stream::Handler {
   // CLIENT REPLY: On, Off, or Skip (the next command's reply only).
   enum class ReplyMode : uint8_t { On, Off, Skip } reply_mode = ReplyMode::On;
   void set_authenticated(bool yes);
+  // The client's ACL user (the default user until AUTH), and whether it may run anything on
+  // any key and channel: dispatch's ACL check is skipped then (the hot path's cost: this bool).
+  const AclUser* user = nullptr;
+  bool acl_unrestricted = true;
+  void set_user(const AclUser* u);
 
   // Ordering across connections: forwarded requests of this client in flight, and where.
   UpstreamConn* last_conn = nullptr;

@@ -71,25 +71,6 @@ std::string unknown_subcommand(std::string_view sub) {
 // as the upstream has them). Runs on the client's own loop. `cmd` is the last command when known
 // (the caller's own CLIENT LIST/INFO); respite does not record other clients' last command, so
 // they show "NULL" as a Redis client that has run none. Buffer and memory fields are 0.
-std::string client_info_line(Server& srv, ClientConn* c, std::string_view cmd) {
-  uint64_t now = srv.now();
-  std::string flags;
-  if (c->in_multi) flags.push_back('x');
-  if (c->streaming) flags.push_back('P');
-  if (flags.empty()) flags.push_back('N');
-  int fd = c->stream_io().fd();
-  std::string line = fmt::format(
-      "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 "
-      "multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 "
-      "tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
-      c->id, c->peer, c->stream_io().local_name(), fd, c->name, (now - c->created_ms) / 1000,
-      (now - c->last_cmd_ms) / 1000, flags, c->db, c->in_multi ? 0 : -1,
-      cmd.empty() ? std::string_view("NULL") : cmd, c->proto);
-  if (version_at_least(srv.upstream_version, 7, 2))
-    line += fmt::format(" lib-name={} lib-ver={}", c->lib_name, c->lib_ver);
-  line.push_back('\n');
-  return line;
-}
 
 // A reply slot of a client of the calling loop, completed later (see the contract above).
 struct OwedReply {
@@ -502,6 +483,26 @@ bool client_command(Server& srv, ClientConn* c, const resp::Frame& f, Local whic
     return false;
   }
   return true;
+}
+
+std::string client_info_line(Server& srv, ClientConn* c, std::string_view cmd) {
+  uint64_t now = srv.now();
+  std::string flags;
+  if (c->in_multi) flags.push_back('x');
+  if (c->streaming) flags.push_back('P');
+  if (flags.empty()) flags.push_back('N');
+  int fd = c->stream_io().fd();
+  std::string line = fmt::format(
+      "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 "
+      "multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 "
+      "tot-mem=0 events=r cmd={} user={} redir=-1 resp={}",
+      c->id, c->peer, c->stream_io().local_name(), fd, c->name, (now - c->created_ms) / 1000,
+      (now - c->last_cmd_ms) / 1000, flags, c->db, c->in_multi ? 0 : -1,
+      cmd.empty() ? std::string_view("NULL") : cmd, c->user->name(), c->proto);
+  if (version_at_least(srv.upstream_version, 7, 2))
+    line += fmt::format(" lib-name={} lib-ver={}", c->lib_name, c->lib_ver);
+  line.push_back('\n');
+  return line;
 }
 
 }  // namespace respite

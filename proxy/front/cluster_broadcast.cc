@@ -202,11 +202,7 @@ bool cluster_broadcast(Server& srv, ClientConn* c, const resp::Frame& f, const C
   const std::vector<Node*> masters = srv.router().masters();
   if (masters.empty()) return false;
   std::string encoded;
-  std::string_view raw = f.raw();
-  if (f.is_inline()) {
-    UpstreamConn::encode_command(encoded, f);
-    raw = encoded;
-  }
+  std::string_view raw = srv.dispatch().wire(f, encoded);
   std::vector<UpstreamConn*> conns;
   for (Node* m : masters) {
     UpstreamConn* u = m->shared_conn(c->proto, c->id);

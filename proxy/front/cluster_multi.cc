@@ -88,8 +88,7 @@ bool Dispatch::cluster_transaction(ClientConn* c, const resp::Frame& f, const Co
       c->multi_writes->scope = WriteInvalidation::Scope::All;
     }
     std::string encoded;
-    if (f.is_inline()) UpstreamConn::encode_command(encoded, f);
-    c->multi_held.append(f.is_inline() ? std::string_view(encoded) : f.raw());
+    c->multi_held.append(wire(f, encoded));
     c->multi_held_count++;
     c->multi_count++;
     resp::Writer(c->immediate_reply(), c->proto).simple("QUEUED");

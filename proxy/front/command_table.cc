@@ -20,23 +20,30 @@ namespace respite {
 namespace {
 
 // Builders for the entries of command_table.inc (the generator writes calls to these).
-constexpr bool kSpecRead = false;
-constexpr bool kSpecWrite = true;
+// A spec's mode: kSpecWrite (its keys are modified: invalidation) and the permissions an ACL
+// key check asks of its keys (Redis's ACLSelectorCheckKey: access needs read, insert, update
+// and delete need write; a spec with neither, like EXISTS's, passes any pattern that matches).
+constexpr uint8_t kSpecRead = 0;
+constexpr uint8_t kSpecWrite = 1;
+constexpr uint8_t kSpecAclRead = 2;
+constexpr uint8_t kSpecAclWrite = 4;
 
-constexpr KeySpec index_begin(int16_t index, bool write) {
+constexpr KeySpec index_begin(int16_t index, uint8_t mode) {
   KeySpec s;
   s.begin = KeySpec::Begin::Index;
   s.index = index;
-  s.write = write;
+  s.write = (mode & kSpecWrite) != 0;
+  s.acl = static_cast<uint8_t>(mode >> 1);
   return s;
 }
 
-constexpr KeySpec keyword_begin(std::string_view keyword, int16_t start_from, bool write) {
+constexpr KeySpec keyword_begin(std::string_view keyword, int16_t start_from, uint8_t mode) {
   KeySpec s;
   s.begin = KeySpec::Begin::Keyword;
   s.keyword = keyword;
   s.start_from = start_from;
-  s.write = write;
+  s.write = (mode & kSpecWrite) != 0;
+  s.acl = static_cast<uint8_t>(mode >> 1);
   return s;
 }
 
@@ -57,30 +64,31 @@ constexpr KeySpec with_keynum(KeySpec s, int16_t keynumidx, int16_t firstkey, in
 }
 
 constexpr KeySpec index_range(int16_t index, int16_t lastkey, int16_t keystep, int16_t limit,
-                              bool write) {
-  return with_range(index_begin(index, write), lastkey, keystep, limit);
+                              uint8_t mode) {
+  return with_range(index_begin(index, mode), lastkey, keystep, limit);
 }
 
 constexpr KeySpec index_keynum(int16_t index, int16_t keynumidx, int16_t firstkey,
-                               int16_t keystep, bool write) {
-  return with_keynum(index_begin(index, write), keynumidx, firstkey, keystep);
+                               int16_t keystep, uint8_t mode) {
+  return with_keynum(index_begin(index, mode), keynumidx, firstkey, keystep);
 }
 
 constexpr KeySpec keyword_range(std::string_view keyword, int16_t start_from, int16_t lastkey,
-                                int16_t keystep, int16_t limit, bool write) {
-  return with_range(keyword_begin(keyword, start_from, write), lastkey, keystep, limit);
+                                int16_t keystep, int16_t limit, uint8_t mode) {
+  return with_range(keyword_begin(keyword, start_from, mode), lastkey, keystep, limit);
 }
 
 constexpr KeySpec keyword_keynum(std::string_view keyword, int16_t start_from,
                                  int16_t keynumidx, int16_t firstkey, int16_t keystep,
-                                 bool write) {
-  return with_keynum(keyword_begin(keyword, start_from, write), keynumidx, firstkey, keystep);
+                                 uint8_t mode) {
+  return with_keynum(keyword_begin(keyword, start_from, mode), keynumidx, firstkey, keystep);
 }
 
 // Begin or find type "unknown": the keys cannot be found from the spec (SORT's BY/GET/STORE).
-constexpr KeySpec unknown_spec(bool write) {
+constexpr KeySpec unknown_spec(uint8_t mode) {
   KeySpec s;
-  s.write = write;
+  s.write = (mode & kSpecWrite) != 0;
+  s.acl = static_cast<uint8_t>(mode >> 1);
   return s;
 }
 
@@ -109,6 +117,7 @@ constexpr RoleRow kRoles[] = {
     {"psync", {.local = Local::Sync, .reply = Reply::Stream}},  // refused: no replication
     {"replconf", {.local = Local::ReplconfAck}},       // ACK/GETACK get no reply, as in Redis
     // PROXY: respite's own (proxy_command).
+    {"acl", {.local = Local::Acl}},                    // respite's users, every subcommand
     {"proxy", {.local = Local::Proxy}},                // no or an unknown subcommand: an error
     {"proxy|cache", {.local = Local::ProxyCache}},     // CACHE FLUSH
     {"proxy|config", {.local = Local::ProxyConfig}},   // CONFIG GET/SET/REWRITE
@@ -474,6 +483,39 @@ void command_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<uint
     spec_keys(s, f, argc, out);
   }
 }
+
+void command_acl_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<AclKey>& out) {
+  const int64_t argc = static_cast<int64_t>(f.argc());
+  // Reused: ACL checks of a restricted user's every request should not allocate.
+  thread_local std::vector<uint32_t> idx;
+  idx.clear();
+  if (&cmd == kMigrate) {
+    migrate_keys(f, argc, idx);
+    for (uint32_t i : idx) out.push_back({i, kKeyNeedsRead | kKeyNeedsWrite});  // RW access delete
+    return;
+  }
+  for (uint8_t i = 0; i < cmd.nspecs; ++i) {
+    const KeySpec& s = cmd.specs[i];
+    idx.clear();
+    if (s.begin == KeySpec::Begin::Unknown || s.find == KeySpec::Find::Unknown) {
+      // SORT's STORE target (its BY/GET patterns name no argv key), as Redis's sortGetKeys.
+      if (&cmd == kSort && s.write) sort_store_keys(f, argc, idx);
+      for (uint32_t k : idx) out.push_back({k, kKeyNeedsWrite});
+      continue;
+    }
+    spec_keys(s, f, argc, idx);
+    uint8_t needs = s.acl;
+    if (cmd.name == "set") {
+      // Redis's setGetKeys (the spec's variable_flags): SET reads the old value only with GET.
+      needs = kKeyNeedsWrite;
+      for (int64_t a = 3; a < argc; ++a)
+        if (ieq(f.arg(static_cast<size_t>(a)), "get")) needs |= kKeyNeedsRead;
+    }
+    for (uint32_t k : idx) out.push_back({k, needs});
+  }
+}
+
+size_t command_index(const CommandInfo& cmd) { return static_cast<size_t>(&cmd - kCommands.data()); }
 
 bool arity_ok(const CommandInfo& cmd, size_t argc) {
   if (cmd.arity >= 0) return argc == static_cast<size_t>(cmd.arity);

@@ -37,8 +37,7 @@ enum CommandFlag : uint32_t {
   kAllowBusy = 1u << 19,
 };
 
-// Redis's ACL categories (COMMAND INFO), one bit each, in ACL CAT's order. Carried for ACL
-// checks; nothing asks them yet.
+// Redis's ACL categories (COMMAND INFO), one bit each, in ACL CAT's order (proxy/front/acl).
 enum AclCategory : uint32_t {
   kAclKeyspace = 1u << 0,
   kAclRead = 1u << 1,
@@ -99,6 +98,7 @@ enum class Local : uint8_t {
   ClientNoEvict,
   ClientNoTouch,  // refused for an upstream before 7.2, forwarded (and pinned) from 7.2
   ClientReply,
+  Acl,          // ACL <sub>: respite's users (front/acl/acl_command.cc)
   Cluster,      // CLUSTER in cluster mode: respite as a one-node cluster (cluster_command.cc);
                 // forwarded otherwise. Its subcommands without a row of their own share it.
 };
@@ -167,6 +167,7 @@ struct KeySpec {
   int16_t keynumidx = 0;          // Keynum: where the key count is, relative to begin
   int16_t firstkey = 0;           // Keynum: first key relative to begin
   bool write = false;             // the spec's keys are written (RW/OW/RM/INSERT/DELETE/UPDATE)
+  uint8_t acl = 0;                // kKeyNeedsRead (access) | kKeyNeedsWrite (insert/update/delete)
 };
 
 struct CommandInfo {
@@ -195,6 +196,22 @@ const CommandInfo* lookup_command(const resp::Frame& f);
 // only keys of write specs.
 void command_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<uint32_t>& out,
                   bool write_only = false);
+
+// What an ACL key pattern must allow for a key of a spec (KeySpec::acl; Redis's
+// ACLSelectorCheckKey): %R~ patterns give read, %W~ write, ~ both.
+inline constexpr uint8_t kKeyNeedsRead = 1;
+inline constexpr uint8_t kKeyNeedsWrite = 2;
+struct AclKey {
+  uint32_t index;  // argv position
+  uint8_t needs;   // kKeyNeedsRead | kKeyNeedsWrite
+};
+// The keys of request `f` with the permissions each needs, as Redis's ACL check finds them
+// (key specs; SORT's STORE and MIGRATE's keys by walking their options). Out-of-range positions
+// are skipped, as in command_keys.
+void command_acl_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<AclKey>& out);
+
+// The entry's position in the table (command_at(command_index(c)) == c).
+size_t command_index(const CommandInfo& cmd);
 
 // Arity check as Redis does it: false -> "-ERR wrong number of arguments for '%s' command".
 bool arity_ok(const CommandInfo& cmd, size_t argc);

@@ -65,7 +65,91 @@ void Dispatch::reset_client(ClientConn* c) {
   c->proto = 2;
   c->name.clear();
   c->reply_mode = ClientConn::ReplyMode::On;
-  if (!srv_.config().requirepass.empty()) c->set_authenticated(false);
+  // As Redis's RESET: back to the default user, unauthenticated if it needs a password.
+  const Acl& acl = srv_.shared()->acl;
+  c->set_user(&acl.default_user());
+  if (acl.auth_required()) c->set_authenticated(false);
+}
+
+namespace {
+constexpr std::string_view kAuthInMulti =
+    "ERR AUTH (or HELLO with AUTH) inside a transaction or a subscription is not supported by "
+    "respite: authenticate before MULTI";
+bool has_auth_option(const resp::Frame& f) {
+  for (size_t i = 2; i < f.argc(); ++i)
+    if (ieq(f.arg(i), "auth")) return true;
+  return false;
+}
+}  // namespace
+
+void Dispatch::refuse(ClientConn* c, std::string_view msg) {
+  // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
+  if (c->in_multi) c->multi_failed = true;
+  if (c->streaming) {
+    std::string e;
+    resp::Writer(e, c->proto).error(msg);
+    c->stream_local(std::move(e), ClientConn::StreamAfter::None);
+  } else {
+    error(c, msg);
+  }
+}
+
+bool Dispatch::acl_allows(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
+  // Redis answers an unknown command and a wrong argument count before it asks the ACL: the
+  // first is answered here as Redis does, the second goes on to the handler or the upstream,
+  // which refuse it without running it.
+  if (ci != nullptr && !arity_ok(*ci, f.argc())) return true;
+  AclVerdict v = Acl::check(*c->user, ci, f, acl_scratch_);
+  if (v.why == AclDenial::None) return true;
+  if (ci == nullptr) {
+    unknown_command(c, f);
+    return false;
+  }
+  AclLogEntry e;
+  e.reason = v.why;
+  e.in_multi = c->in_multi;
+  e.object = v.why == AclDenial::Command ? (ci ? std::string(ci->name) : lower(f.arg(0)))
+                                         : std::string(f.arg(v.arg));
+  e.username = c->user->name();
+  e.ctime_ms = srv_.now();
+  e.client_info = acl_client_info(srv_, c, ci ? ci->name : std::string_view());
+  srv_.shared()->acl.log(std::move(e));
+  refuse(c, Acl::denial_text(v.why, ci, f.arg(0)));
+  return false;
+}
+
+// redis.conf's rename-command and respite's deny-command, read once: a name that is refused
+// maps to "", a new name to the command's own.
+void Dispatch::build_names() {
+  names_built_ = true;
+  const Config& cfg = srv_.config();
+  for (size_t i = 0; i + 1 < cfg.rename_commands.size(); i += 2) {
+    std::string from = lower(cfg.rename_commands[i]), to = lower(cfg.rename_commands[i + 1]);
+    names_.emplace_back(from, "");
+    if (!to.empty()) names_.emplace_back(to, from);
+  }
+  for (const std::string& d : cfg.deny_commands) names_.emplace_back(lower(d), "");
+  // A later rule for a name wins (rename-command A B then B A swaps nothing: B is A's name).
+  std::reverse(names_.begin(), names_.end());
+}
+
+const std::string* Dispatch::renamed(std::string_view name) const {
+  for (const auto& [n, orig] : names_)
+    if (ieq(name, n)) return &orig;
+  return nullptr;
+}
+
+void Dispatch::unknown_command(ClientConn* c, const resp::Frame& f) {
+  // Redis's processCommand text: the name (at most 128 bytes) and the arguments quoted, until
+  // 128 bytes of them; newlines become spaces.
+  std::string args;
+  for (size_t i = 1; i < f.argc() && args.size() < 128; ++i)
+    args += fmt::format("'{}' ", f.arg(i).substr(0, 128 - args.size()));
+  std::string msg = fmt::format("ERR unknown command '{}', with args beginning with: {}",
+                                f.arg(0).substr(0, 128), args);
+  for (char& ch : msg)
+    if (ch == '\r' || ch == '\n') ch = ' ';
+  refuse(c, msg);
 }
 
 namespace {
@@ -93,7 +177,19 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
   std::string_view cmd = f.arg(0);
   // The one lookup: its roles (command_table.h) decide everything below and in forward(); no
   // command name is compared after it.
-  const CommandInfo* ci = lookup_command(f);
+  const CommandInfo* ci;
+  original_name_ = {};
+  hello_wire_.clear();
+  if (!names_built_) build_names();
+  const std::string* orig = names_.empty() ? nullptr : renamed(cmd);
+  if (orig == nullptr) {
+    ci = lookup_command(f);
+  } else if (orig->empty()) {
+    return unknown_command(c, f);
+  } else {
+    ci = lookup_command(*orig, f.argc() > 1 ? f.arg(1) : std::string_view{});
+    original_name_ = *orig;  // forward() sends the command under its own name
+  }
   static constexpr CommandRoles kUnknown;
   const CommandRoles& role = ci ? ci->role : kUnknown;
 
@@ -101,16 +197,7 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
   // a transaction, a refused EXEC or DISCARD would leave it open.
   if (srv_.config().rate_limit > 0 && role.pin != Pin::Multi && role.pin != Pin::Exec &&
       role.pin != Pin::Discard && !rate_allowed(c)) {
-    // As a command Redis refuses while queueing: the transaction is flagged and EXEC aborts.
-    if (c->in_multi) c->multi_failed = true;
-    if (c->streaming) {
-      std::string e;
-      resp::Writer(e, c->proto).error("ERR rate limit exceeded");
-      c->stream_local(std::move(e), ClientConn::StreamAfter::None);
-    } else {
-      error(c, "ERR rate limit exceeded");
-    }
-    return;
+    return refuse(c, "ERR rate limit exceeded");
   }
 
   // Redis's no-auth flag: AUTH, HELLO, QUIT, RESET.
@@ -118,6 +205,7 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
     error(c, "NOAUTH Authentication required.");
     return;
   }
+  if (!c->acl_unrestricted && !acl_allows(c, f, ci)) return;
 
   if (role.local != Local::None) {
     // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form:
@@ -183,10 +271,23 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
         resp::Writer(c->immediate_reply(), c->proto).bulk(f.arg(1));
         return;
       case Local::Auth:
-        if (ours) return auth_command(srv_, c, f);
-        break;
+        // Always respite's: the upstream must never see a client's password. Queued in a
+        // transaction Redis would run it at EXEC; respite refuses it there instead.
+        if (c->in_multi) return refuse(c, kAuthInMulti);
+        if (c->streaming) {
+          std::string reply;
+          auth_command(srv_, c, f, &reply);
+          return c->stream_local(std::move(reply), ClientConn::StreamAfter::None);
+        }
+        return auth_command(srv_, c, f);
       case Local::Hello:
-        if (ours && hello_command(srv_, c, f)) return;
+        if (!ours && has_auth_option(f)) return refuse(c, kAuthInMulti);
+        if (ours) {
+          if (hello_command(srv_, c, f)) return;
+          // A pinned client switching protocol: its connection switches too, but AUTH and
+          // SETNAME were respite's (the upstream must not see a client's password).
+          hello_wire_ = fmt::format("*2\r\n$5\r\nHELLO\r\n$1\r\n{}\r\n", c->proto);
+        }
         break;
       case Local::Select: {
         if (!ours) break;
@@ -232,6 +333,9 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
       case Local::ClientNoTouch:
       case Local::ClientReply:
         if (ours && client_command(srv_, c, f, role.local)) return;
+        break;
+      case Local::Acl:
+        if (ours) return acl_command(srv_, c, f);
         break;
       case Local::Cluster:
         if (ours && srv_.config().cluster) return cluster_command(srv_, c, f);

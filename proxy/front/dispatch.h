@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "proxy/cachepath/cache_path.h"
@@ -25,6 +27,10 @@ class Dispatch {
   Dispatch& operator=(const Dispatch&) = delete;
 
   void dispatch(ClientConn* c, const resp::Frame& f);
+  // The bytes of the request being dispatched as the upstream must get them: its own, or
+  // re-encoded into `encoded` (an inline request; a renamed command under its own name; HELLO
+  // without the AUTH and SETNAME respite answered itself).
+  std::string_view wire(const resp::Frame& f, std::string& encoded) const;
   // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
   void reset_client(ClientConn* c);
 
@@ -38,6 +44,16 @@ class Dispatch {
 
  private:
   bool rate_allowed(ClientConn* c);
+  // An error in the client's protocol, also while subscribed; a transaction being queued is
+  // flagged to abort at EXEC (as Redis's rejectCommand).
+  void refuse(ClientConn* c, std::string_view msg);
+  // The ACL check of a restricted user's request (the command, its keys, its channels); on a
+  // refusal the ACL LOG has an entry, the client its NOPERM reply, and false is returned.
+  bool acl_allows(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
+  // rename-command / deny-command (see build_names).
+  void build_names();
+  const std::string* renamed(std::string_view name) const;
+  void unknown_command(ClientConn* c, const resp::Frame& f);
   void forward(ClientConn* c, const resp::Frame& f, const CommandInfo* ci);
   // Cluster: the slot of the request's keys into rr.slot; false when the request was taken
   // here: answered CROSSSLOT, split by slot or sent to every master (cluster_split.h).
@@ -75,6 +91,11 @@ class Dispatch {
   static constexpr uint64_t kTryAgainMs = 20;
 
   Server& srv_;
+  std::vector<AclKey> acl_scratch_;
+  bool names_built_ = false;
+  std::vector<std::pair<std::string, std::string>> names_;  // client's name -> own ("" refused)
+  std::string_view original_name_;  // this request's command was renamed: its own name
+  std::string hello_wire_;          // a pinned client's HELLO, forwarded as HELLO <proto> only
   int verified_db_max_ = 0;  // the highest db a SELECT was seen to work for (select_by_trying)
   std::vector<uint32_t> write_keys_scratch_;
   uint64_t next_fallback_log_ms_ = 0;  // --read-from replica with no replica up: logged

@@ -329,14 +329,8 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     else if (plan.key_arg >= 0)
       t->set_reply_invalidation_key(plan.db, f.arg(static_cast<size_t>(plan.key_arg)), plan.flights_at);
   };
-  std::string_view raw = f.raw();
   std::string encoded;
-  if (!exec_replacement.empty()) {
-    raw = exec_replacement;
-  } else if (f.is_inline()) {
-    UpstreamConn::encode_command(encoded, f);
-    raw = encoded;
-  }
+  std::string_view raw = exec_replacement.empty() ? wire(f, encoded) : exec_replacement;
   Forwarded r;
   r.client = c;
   r.raw = raw;
@@ -364,6 +358,22 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   attach(target);
   c->last_conn = target;
   c->inflight++;
+}
+
+std::string_view Dispatch::wire(const resp::Frame& f, std::string& encoded) const {
+  if (!hello_wire_.empty()) return hello_wire_;
+  if (!original_name_.empty()) {
+    // rename-command: the upstream knows the command by its own name.
+    encoded = fmt::format("*{}\r\n${}\r\n{}\r\n", f.argc(), original_name_.size(), original_name_);
+    for (size_t i = 1; i < f.argc(); ++i)
+      encoded += fmt::format("${}\r\n{}\r\n", f.arg(i).size(), f.arg(i));
+    return encoded;
+  }
+  if (f.is_inline()) {
+    UpstreamConn::encode_command(encoded, f);
+    return encoded;
+  }
+  return f.raw();
 }
 
 namespace {

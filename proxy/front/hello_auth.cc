@@ -25,10 +25,24 @@ void arity_error(ClientConn* c, std::string_view name) {
 
 // ---- HELLO / AUTH ----
 
-// Constant time in the password's contents (secret_equal), as Redis compares passwords.
-static bool check_password(Server& srv, std::string_view user, std::string_view pass) {
-  bool pass_ok = secret_equal(pass, srv.config().requirepass);
-  return user == "default" && pass_ok;
+// Redis's ACLAuthenticateUser: on success the client is `user` and authenticated; on failure
+// the ACL LOG gets an "auth" entry naming the user tried, and false is returned (WRONGPASS).
+static bool authenticate(Server& srv, ClientConn* c, std::string_view user, std::string_view pass) {
+  const Acl& acl = srv.shared()->acl;
+  if (const AclUser* u = acl.authenticate(user, pass)) {
+    c->set_user(u);
+    c->set_authenticated(true);
+    return true;
+  }
+  AclLogEntry e;
+  e.reason = AclDenial::Auth;
+  e.object = "auth";
+  e.username = std::string(user);
+  e.ctime_ms = srv.now();
+  e.client_info = acl_client_info(srv, c, "auth");
+  srv.shared()->acl.log(std::move(e));
+  log(LogLevel::Verbose, "client id={} addr={}: wrong password", c->id, c->peer);
+  return false;
 }
 
 // Redis's validateClientName: printable ASCII without spaces ('!' to '~'); empty is allowed.
@@ -96,12 +110,9 @@ bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f) {
       return true;
     }
   }
-  if (has_auth) {
-    if (srv.config().requirepass.empty() ? user != "default" : !check_password(srv, user, pass)) {
-      error(c, "WRONGPASS invalid username-password pair or user is disabled.");
-      return true;
-    }
-    c->set_authenticated(true);
+  if (has_auth && !authenticate(srv, c, user, pass)) {
+    error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+    return true;
   }
   if (!c->authenticated) {
     error(c, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
@@ -120,28 +131,26 @@ bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f) {
   return true;
 }
 
-void auth_command(Server& srv, ClientConn* c, const resp::Frame& f) {
-  if (f.argc() < 2) return arity_error(c, "auth");
-  if (f.argc() > 3) return error(c, "ERR syntax error");
-  std::string_view user = f.argc() == 3 ? f.arg(1) : std::string_view("default");
-  std::string_view pass = f.arg(f.argc() - 1);
-  if (srv.config().requirepass.empty()) {
-    if (f.argc() == 2) {
-      return error(c, "ERR AUTH <password> called without any password configured for the default "
-                      "user. Are you sure your configuration is correct?");
-    }
-    if (user == "default") {
-      resp::Writer(c->immediate_reply(), c->proto).simple("OK");
-      return;
-    }
-    return error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+void auth_command(Server& srv, ClientConn* c, const resp::Frame& f, std::string* out) {
+  std::string own;
+  resp::Writer w(out ? *out : own, c->proto);
+  auto answer = [&] {
+    if (!out) c->immediate_reply().append(own);
+  };
+  if (f.argc() < 2) {
+    w.error("ERR wrong number of arguments for 'auth' command");
+  } else if (f.argc() > 3) {
+    w.error("ERR syntax error");
+  } else if (f.argc() == 2 && srv.shared()->acl.default_user().nopass()) {
+    w.error("ERR AUTH <password> called without any password configured for the default "
+            "user. Are you sure your configuration is correct?");
+  } else if (!authenticate(srv, c, f.argc() == 3 ? f.arg(1) : std::string_view("default"),
+                           f.arg(f.argc() - 1))) {
+    w.error("WRONGPASS invalid username-password pair or user is disabled.");
+  } else {
+    w.simple("OK");
   }
-  if (!check_password(srv, user, pass)) {
-    log(LogLevel::Verbose, "client id={} addr={}: wrong password", c->id, c->peer);
-    return error(c, "WRONGPASS invalid username-password pair or user is disabled.");
-  }
-  c->set_authenticated(true);
-  resp::Writer(c->immediate_reply(), c->proto).simple("OK");
+  answer();
 }
 
 // ---- the upstream's version, and the upstream id of pinned connections ----

@@ -24,9 +24,21 @@ bool valid_client_name(std::string_view name);
 inline constexpr std::string_view kBadClientName =
     "ERR Client names cannot contain spaces, newlines or special characters.";
 
+// Redis's CLIENT LIST line of one client (ending in a newline); `cmd` its last command's name.
+std::string client_info_line(Server& srv, ClientConn* c, std::string_view cmd);
+// The same without the newline, as ACL LOG's client-info.
+inline std::string acl_client_info(Server& srv, ClientConn* c, std::string_view cmd) {
+  std::string s = client_info_line(srv, c, cmd);
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
 // HELLO: true when answered here (false: forwarded, e.g. a protocol switch of a pinned client).
 bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f);
-void auth_command(Server& srv, ClientConn* c, const resp::Frame& f);
+// AUTH; the reply goes to `out` when given (a streaming client's), else in the reply order.
+void auth_command(Server& srv, ClientConn* c, const resp::Frame& f, std::string* out = nullptr);
+// ACL <sub> (front/acl/acl_command.cc): respite's own users.
+void acl_command(Server& srv, ClientConn* c, const resp::Frame& f);
 // CLIENT <sub>: true when answered here, false when the subcommand is the upstream's. `which`:
 // the subcommand's Local role (Local::ClientId ...).
 bool client_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which);

@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "proxy/front/server.h"
+#include "proxy/ops/text.h"
 
 namespace respite {
 
@@ -13,6 +14,9 @@ void Server::record_round_trip(uint64_t us, const Requester* c, std::string_view
   latency_[bucket]++;
   int64_t threshold = cfg_.slowlog_log_slower_than;
   if (threshold < 0 || static_cast<int64_t>(us) < threshold || cfg_.slowlog_max_len == 0) return;
+  // As Redis's slowlog: AUTH's arguments are secrets (HELLO's first is its protocol version,
+  // the only one kept here).
+  if (ieq(name, "auth")) arg = "(redacted)";
   std::lock_guard<std::mutex> lk(shared_->slowlog_mu);
   SlowEntry e{shared_->slowlog_next_id++, static_cast<int64_t>(std::time(nullptr)), us,
               std::string(name), std::string(arg), c->peer, c->name};

@@ -28,6 +28,11 @@ Server::Server(Config cfg, Shared* shared, int index)
       loop_([this] { cork(); }, [this] { tick(); }, kTimerMs),
       cache_path_(shared, &loop_, this, &router_) {
   databases_ = cfg_.databases;
+  if (!shared->acl.loaded()) {
+    // main.cc loads the users (and stops on an error); a test's Server does it here.
+    if (std::string err = shared->acl.load(cfg_); !err.empty())
+      log(LogLevel::Warning, "users: {}", err);
+  }
   shared->paths.push_back(&cache_path_);  // loops are made before any runs
 }
 
@@ -165,6 +170,31 @@ int Server::open_listener() {
 
 void Server::post(std::function<void()> fn) { loop_.post(std::move(fn)); }
 
+namespace {
+
+// A peer address as peer_name() writes it ("1.2.3.4:5", "[::1]:5") on the loopback interface.
+bool loopback_peer(std::string_view peer) {
+  std::string_view host = peer;
+  if (!host.empty() && host.front() == '[') host = host.substr(1, host.find(']') - 1);
+  else if (size_t colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
+  return host.substr(0, 4) == "127." || host == "::1" || host.substr(0, 11) == "::ffff:127.";
+}
+
+// Redis's protected-mode refusal (networking.c), in respite's option names.
+constexpr std::string_view kProtectedMode =
+    "-DENIED respite is running in protected mode because protected mode is enabled and no "
+    "password is set for the default user. In this mode connections are only accepted from the "
+    "loopback interface. If you want to connect from external computers to respite you may "
+    "adopt one of the following solutions: 1) Just disable protected mode by editing respite's "
+    "configuration file, setting the protected-mode option to 'no', and then restarting "
+    "respite, however MAKE SURE respite is not publicly accessible from internet if you do so. "
+    "2) If you started respite manually just for testing, restart it with the "
+    "'--protected-mode no' option. 3) Set up an authentication password for the default user "
+    "(requirepass, or a 'user default' line with a password). NOTE: You only need to do one of "
+    "the above things in order for respite to start accepting connections from the outside.\r\n";
+
+}  // namespace
+
 void Server::on_connection(uv_stream_t* s, int status) {
   auto* srv = static_cast<Server*>(s->data);
   if (status < 0) return;
@@ -181,6 +211,12 @@ void Server::on_connection(uv_stream_t* s, int status) {
   if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
     srv->stats_.rejected_connections++;
     c->immediate_reply() += "-ERR max number of clients reached\r\n";
+    c->close_after_flush();
+    return;
+  }
+  // As Redis: with the default user needing no password, only loopback clients get in.
+  if (srv->cfg_.protected_mode && !srv->shared_->acl.auth_required() && !loopback_peer(c->peer)) {
+    c->immediate_reply() += kProtectedMode;
     c->close_after_flush();
     return;
   }

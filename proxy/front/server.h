@@ -23,6 +23,7 @@
 #include "cache/cache.h"
 #include "proxy/cachepath/cache_path.h"
 #include "proxy/front/client.h"
+#include "proxy/front/acl/acl.h"
 #include "proxy/front/dispatch.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/loop.h"
@@ -72,6 +73,8 @@ constexpr int kLatencyBuckets = 32;
 
 // The cache and the per-loop cache paths (CacheShared), the slow log, the loops.
 struct Shared : CacheShared {
+  // The users (read-only once the loops run; main.cc loads it, else the first Server does).
+  Acl acl;
   std::mutex slowlog_mu;
   std::deque<SlowEntry> slowlog;  // newest first, at most slowlog-max-len
   uint64_t slowlog_next_id = 0;

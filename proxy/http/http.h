@@ -40,6 +40,10 @@ void append_json_bytes_field(std::string& out, std::string_view name, std::strin
 // with base64 of `user:password` (any user name) or "Bearer <password>"; scheme names are
 // case-insensitive. Passwords are compared with secret_equal.
 bool authorization_matches(std::string_view header_value, std::string_view password);
+// The credentials of an Authorization header value: "Basic" gives user and password, "Bearer
+// <password>" the default user's. False for another scheme or a malformed value.
+bool authorization_credentials(std::string_view header_value, std::string& user,
+                               std::string& password);
 
 }  // namespace http
 

@@ -34,4 +34,26 @@ bool authorization_matches(std::string_view header_value, std::string_view passw
   return secret_equal(std::string_view(decoded).substr(colon + 1), password);
 }
 
+bool authorization_credentials(std::string_view header_value, std::string& user,
+                               std::string& password) {
+  std::string_view v = trim(header_value);
+  size_t sp = 0;
+  while (sp < v.size() && !ows(v[sp])) ++sp;
+  std::string_view scheme = v.substr(0, sp);
+  std::string_view credentials = trim(v.substr(sp));
+  if (ieq(scheme, "Bearer")) {
+    user = "default";
+    password = std::string(credentials);
+    return true;
+  }
+  if (!ieq(scheme, "Basic")) return false;
+  std::string decoded;
+  if (!base64_decode(credentials, decoded)) return false;
+  size_t colon = decoded.find(':');
+  if (colon == std::string::npos) return false;
+  user = decoded.substr(0, colon);
+  password = decoded.substr(colon + 1);
+  return true;
+}
+
 }  // namespace respite::http

@@ -230,8 +230,14 @@ void HttpConn::handle_request() {
 
   Server* server = srv_->server();
   const Config& cfg = server->config();
-  bool needs_auth = path == "/lookup" || (path == "/metrics" && cfg.http_metrics_needs_auth);
-  if (needs_auth && !cfg.requirepass.empty() && !authorized()) {
+  const Acl& acl = server->shared()->acl;
+  // /metrics follows http-metrics-auth; unset, it needs a password when clients do (requirepass,
+  // or a default user with a password in the users).
+  const bool metrics_auth =
+      cfg.http_metrics_auth.empty() ? acl.auth_required() : cfg.http_metrics_needs_auth;
+  bool needs_auth = path == "/lookup" || (path == "/metrics" && metrics_auth);
+  const AclUser* user = needs_auth ? request_user() : nullptr;
+  if (needs_auth && user == nullptr) {
     bool offered = auth_headers_ > 0;
     complete(seq, 401, kJson,
              http::json_error(401, offered ? "invalid password" : "authentication required"),
@@ -239,7 +245,7 @@ void HttpConn::handle_request() {
     return;
   }
   if (path == "/lookup") {
-    handle_lookup(seq, query);
+    handle_lookup(seq, query, user);
   } else if (path == "/metrics") {
     std::string body = srv_->metrics_text();
     complete(seq, 200, http::kPrometheus, body);
@@ -251,9 +257,15 @@ void HttpConn::handle_request() {
   }
 }
 
-bool HttpConn::authorized() const {
-  return auth_headers_ == 1 &&
-         http::authorization_matches(auth_, srv_->server()->config().requirepass);
+const AclUser* HttpConn::request_user() const {
+  const Acl& acl = srv_->server()->shared()->acl;
+  if (auth_headers_ == 0) return acl.auth_required() ? nullptr : &acl.default_user();
+  std::string user, password;
+  if (auth_headers_ != 1 || !http::authorization_credentials(auth_, user, password)) return nullptr;
+  // A Basic user name that is none of the users' (curl -u :pw, or any name) stands for the
+  // default user, as it did when requirepass was the only password: the password decides.
+  if (acl.find(user) == nullptr) user = "default";
+  return acl.authenticate(user, password);
 }
 
 void HttpConn::complete(uint64_t seq, int status, std::string_view ctype, std::string_view body,

@@ -33,6 +33,7 @@
 
 namespace respite {
 
+class AclUser;
 class HttpServer;
 
 class HttpConn final : private Stream::Handler {
@@ -103,7 +104,8 @@ class HttpConn final : private Stream::Handler {
   void read_stop();
   void process_input();
   void handle_request();
-  void handle_lookup(uint64_t seq, std::string_view query);  // lookup.cc
+  // lookup.cc; `user` is who asks (its key permissions are checked before the cache is read).
+  void handle_lookup(uint64_t seq, std::string_view query, const AclUser* user);
   void orphan_lookups();                                       // lookup.cc
   void reject(int status, std::string_view message);  // final response, then close
   uint64_t reserve(bool head, http::Persist persist);
@@ -112,7 +114,10 @@ class HttpConn final : private Stream::Handler {
   void drain_ready();
   void render_found(Slot& s);  // lookup.cc
   void mark_dirty();
-  bool authorized() const;
+  // The request's ACL user: the Authorization header's (Basic user:password, or Bearer with the
+  // default user's password), or the default user when it needs no password; nullptr when the
+  // credentials are wrong or missing.
+  const AclUser* request_user() const;
   size_t unwritten() const { return stream_->unwritten(); }
   bool backlogged() const { return slots_.size() >= kMaxOwed || unwritten() >= kMaxUnwritten; }
   void start_linger();

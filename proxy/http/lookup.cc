@@ -33,7 +33,7 @@ void HttpConn::PendingLookup::on_value(bool missing, std::string_view value,
   delete this;
 }
 
-void HttpConn::handle_lookup(uint64_t seq, std::string_view query) {
+void HttpConn::handle_lookup(uint64_t seq, std::string_view query, const AclUser* user) {
   std::vector<http::QueryParam> params;
   if (!http::parse_query(query, params)) {
     complete(seq, 400, kJson, http::json_error(400, "malformed percent-encoding in the query"));
@@ -58,6 +58,16 @@ void HttpConn::handle_lookup(uint64_t seq, std::string_view query) {
   }
   if (key->empty()) {
     complete(seq, 400, kJson, http::json_error(400, "empty key parameter"));
+    return;
+  }
+  // As GET through the RESP port: the user may run GET and read the key, else no cache read.
+  static const CommandInfo* kGet = lookup_command("get");
+  if (user && !user->unrestricted() &&
+      (!user->may_run(*kGet) || !user->may_access_key(*key, kKeyNeedsRead))) {
+    complete(seq, 403, kJson,
+             http::json_error(403, !user->may_run(*kGet)
+                                       ? Acl::denial_text(AclDenial::Command, kGet, "get")
+                                       : Acl::denial_text(AclDenial::Key, kGet, "get")));
     return;
   }
   Server* server = srv_->server();

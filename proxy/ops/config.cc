@@ -110,6 +110,34 @@ bool read_config_file(const std::string& path, std::vector<std::string>& args, s
       return false;
     }
     args.push_back("--" + name);
+    if (name == "rename-command") {
+      // Two words, either possibly quoted: `rename-command KEYS ""` disables KEYS.
+      std::vector<std::string> w;
+      size_t i = 0;
+      while (i < value.size()) {
+        if (value[i] == ' ' || value[i] == '\t') {
+          ++i;
+        } else if (value[i] == '"' || value[i] == '\'') {
+          size_t close = value.find(value[i], i + 1);
+          if (close == std::string::npos) close = value.size();
+          w.push_back(value.substr(i + 1, close - i - 1));
+          i = close + 1;
+        } else {
+          size_t e = value.find_first_of(" \t", i);
+          if (e == std::string::npos) e = value.size();
+          w.push_back(value.substr(i, e - i));
+          i = e;
+        }
+      }
+      if (w.size() != 2) {
+        err = fmt::format("{}:{}: rename-command needs two names (NAME NEWNAME, or NAME \"\")",
+                          path, lineno);
+        return false;
+      }
+      args.push_back(w[0]);
+      args.push_back(w[1]);
+      continue;
+    }
     args.push_back(value);
   }
   return true;
@@ -143,6 +171,22 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
                  "/lookup answers 413 for larger values")->capture_default_str();
   app.add_option("--requirepass", cfg.requirepass,
                  "password clients must AUTH with (empty: no authentication)");
+  app.add_option("--user", cfg.users,
+                 "a user in Redis's ACL rule syntax: \"NAME rule...\" (repeatable; the config "
+                 "file's `user NAME rule...` lines)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--aclfile", cfg.aclfile,
+                 "a users file as Redis's aclfile: one `user NAME rule...` line per user");
+  app.add_option("--protected-mode", cfg.protected_mode_str,
+                 "yes|no: with no password set, refuse clients from other hosts than loopback")
+      ->capture_default_str();
+  app.add_option("--rename-command", cfg.rename_commands,
+                 "NAME NEWNAME: the command answers only to NEWNAME (\"\": to none); repeatable")
+      ->expected(2)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--deny-command", cfg.deny_commands,
+                 "NAME: the command is refused as unknown (repeatable)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--upstream", cfg.upstreams,
                  "upstream Redis as host:port (default 127.0.0.1:6379); with --cluster "
                  "repeatable: the seed nodes")
@@ -375,6 +419,12 @@ std::string finalize_config(Config& cfg) {
     else return fmt::format("cache-coherence must be tracking or ttl, not '{}'", cfg.cache_coherence_str);
     cfg.cache_coherence_str = m;
   }
+  {
+    std::string m = lower(cfg.protected_mode_str);
+    if (m == "yes") cfg.protected_mode = true;
+    else if (m == "no") cfg.protected_mode = false;
+    else return fmt::format("protected-mode must be yes or no, not '{}'", cfg.protected_mode_str);
+  }
   if (cfg.port < 0 || cfg.port > 65535) return "--port out of range";
   if (!cache::parse_policy(cfg.cache_policy)) return fmt::format("unknown cache-policy '{}'", cfg.cache_policy);
   return "";
@@ -390,6 +440,11 @@ std::vector<std::string> describe_config(const Config& c) {
       fmt::format("port {} bind {} threads {} maxclients {}", c.port, c.bind, c.threads,
                   c.maxclients),
       fmt::format("requirepass {}", mask(c.requirepass)),
+      // Users' rules hold passwords: only how many there are.
+      fmt::format("users {} aclfile {} protected-mode {} rename-command {} deny-command {}",
+                  c.users.size(), c.aclfile.empty() ? "(none)" : c.aclfile,
+                  c.protected_mode ? "yes" : "no", c.rename_commands.size() / 2,
+                  c.deny_commands.size()),
       c.http_port > 0 ? fmt::format("http-port {} http-bind {}", c.http_port,
                                     c.http_bind.empty() ? c.bind : c.http_bind)
                       : std::string("http-port 0 (HTTP endpoint off)"),

@@ -24,6 +24,18 @@ struct Config {
   int threads = 1;
   int maxclients = 10000;
   std::string requirepass;
+  // Users, in Redis's ACL rule syntax (proxy/front/acl): the config file's `user NAME rules...`
+  // lines (each the words after "user"), or a users file of such lines (Redis's aclfile).
+  std::vector<std::string> users;
+  std::string aclfile;
+  // Redis's protected mode: with no password, clients from other hosts than loopback are
+  // refused. "yes" or "no".
+  std::string protected_mode_str = "yes";
+  bool protected_mode = true;  // derived
+  // redis.conf's rename-command, as pairs (old, new; new "" disables the command), and
+  // respite's deny-command (refused under every name).
+  std::vector<std::string> rename_commands;
+  std::vector<std::string> deny_commands;
 
   // HTTP endpoint (/lookup, /metrics, /healthz): off while http_port is 0.
   int http_port = 0;

@@ -584,6 +584,9 @@ TEST_CASE("command table: roles agree with what Redis says of each command", "[c
       case Local::Cluster:
         CHECK(container == "cluster");
         break;
+      case Local::Acl:
+        CHECK(container == "acl");
+        break;
       case Local::None:
         break;
       default:  // the others are whole commands
