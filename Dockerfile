@@ -23,5 +23,7 @@ EXPOSE 7000
 # PING on port 7000 (RESPITE_HEALTHCHECK_PORT to change it); works with requirepass too, with
 # no password needed (see the script).
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD respite-healthcheck
-# In a container respite must listen beyond loopback; point --upstream at your Redis.
-ENTRYPOINT ["/usr/local/bin/respite", "--config", "/etc/respite/respite.conf", "--bind", "0.0.0.0"]
+# In a container respite must listen beyond loopback; point --upstream at your Redis. Protected
+# mode is off here as in the official Redis image: every client of a container comes from another
+# address, and the container's network is its boundary (set requirepass or users to guard it).
+ENTRYPOINT ["/usr/local/bin/respite", "--config", "/etc/respite/respite.conf", "--bind", "0.0.0.0", "--protected-mode", "no"]
