@@ -1,5 +1,7 @@
 #include "proxy/ops/config.h"
 
+#include "proxy/ops/config_tls.h"
+
 #include <CLI/CLI.hpp>
 #include "cache/policy.h"
 #include "proxy/ops/text.h"
@@ -228,6 +230,7 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--timeout", cfg.timeout, "close clients idle this many seconds (0: never)")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  add_tls_options(app, cfg);
   app.add_option("--log-level", cfg.log_level, "debug, verbose, notice or warning")
       ->capture_default_str();
   app.add_option("--logfile", cfg.logfile, "append logs to this file (default: stderr)");
@@ -376,6 +379,7 @@ std::string finalize_config(Config& cfg) {
     cfg.cache_coherence_str = m;
   }
   if (cfg.port < 0 || cfg.port > 65535) return "--port out of range";
+  if (std::string e = finalize_tls(cfg); !e.empty()) return e;
   if (!cache::parse_policy(cfg.cache_policy)) return fmt::format("unknown cache-policy '{}'", cfg.cache_policy);
   return "";
 }
@@ -390,6 +394,7 @@ std::vector<std::string> describe_config(const Config& c) {
       fmt::format("port {} bind {} threads {} maxclients {}", c.port, c.bind, c.threads,
                   c.maxclients),
       fmt::format("requirepass {}", mask(c.requirepass)),
+      describe_tls(c),
       c.http_port > 0 ? fmt::format("http-port {} http-bind {}", c.http_port,
                                     c.http_bind.empty() ? c.bind : c.http_bind)
                       : std::string("http-port 0 (HTTP endpoint off)"),

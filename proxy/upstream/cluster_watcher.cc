@@ -27,7 +27,8 @@ std::string ClusterWatcher::ask(const std::string& host, int port, ClusterMap& o
   if (!conn_ || conn_host_ != host || conn_port_ != port || conn_->err) {
     conn_.reset();
     std::string err;
-    conn_ = blocking_open(host, port, cfg_.upstream_user, cfg_.upstream_password, err, 1000);
+    conn_ = blocking_open(host, port, cfg_.upstream_user, cfg_.upstream_password, err, 1000,
+                          tls_.get());
     if (!conn_) return err;
     conn_host_ = host;
     conn_port_ = port;
