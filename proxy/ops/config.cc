@@ -264,6 +264,21 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       }
     }
   }
+  // A flag's directive (`upstream-tls yes`, `cluster yes`) takes its value as `--name=value`
+  // (yes/no, true/false, on/off), which CLI11 reads for flags; the file holds name/value pairs.
+  {
+    std::vector<std::string> merged;
+    for (size_t i = 0; i + 1 < all.size(); i += 2) {
+      const CLI::Option* o = app.get_option_no_throw(all[i]);
+      if (o && o->get_expected_max() == 0) {
+        merged.push_back(all[i] + "=" + (all[i + 1].empty() ? std::string("yes") : all[i + 1]));
+      } else {
+        merged.push_back(all[i]);
+        merged.push_back(all[i + 1]);
+      }
+    }
+    all.swap(merged);
+  }
   all.insert(all.end(), args.begin(), args.end());
   std::vector<std::string> rev(all.rbegin(), all.rend());  // CLI11 parses a reversed vector
   try {

@@ -92,7 +92,9 @@ void UpstreamConn::declare_up() {
 }
 
 void UpstreamConn::on_stream_error(const char* op, int status) {
-  if (tls_ && std::string_view(op) == "handshake") fail(fmt::format("TLS handshake: {}", tls_->error()));
+  // A TLS failure says why (a refused certificate arrives as an alert after the handshake).
+  if (tls_ && status == UV_EPROTO && !tls_->error().empty())
+    fail(fmt::format("TLS {}: {}", op, tls_->error()));
   else fail(fmt::format("{}: {}", op, uv_strerror(status)));
 }
 
