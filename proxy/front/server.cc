@@ -208,6 +208,8 @@ void Server::on_connection(uv_stream_t* s, int status) {
   c->peer = c->stream_io().peer_name();
   if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
     srv->stats_.rejected_connections++;
+    // A TLS client gets the error too: its stream reads (the handshake) before it can write.
+    if (tls) c->start();
     c->immediate_reply() += "-ERR max number of clients reached\r\n";
     c->close_after_flush();
     return;

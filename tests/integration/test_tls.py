@@ -366,6 +366,17 @@ class TlsClientAuth(unittest.TestCase):
             self.assertEqual(p.returncode, 1, p.stderr)
             self.assertIn(text, p.stderr)
 
+    def test_maxclients_error_over_tls(self):
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port) + ["--maxclients", "1"]):
+                first = tls_client(tls_port)
+                first.ping()
+                p = cli(tls_port, "PING")
+                self.assertIn(b"max number of clients reached", p.stdout + p.stderr)
+                self.assertTrue(first.ping())
+                first.close()
+
     def test_config_file_directives(self):
         tls_port = free_port()
         with RedisServer() as up, tempfile.TemporaryDirectory() as d:
