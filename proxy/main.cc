@@ -65,11 +65,11 @@ int main(int argc, char** argv) {
   // The TLS contexts read their files now: a certificate that does not load stops the start,
   // as in Redis.
   std::shared_ptr<const respite::TlsContext> tls_ctx, upstream_tls_ctx;
-  if (cfg.tls_port > 0) {
+  if (cfg.tls_port > 0 || cfg.http_tls) {
     std::string err;
     tls_ctx = respite::TlsContext::make(cfg.tls, respite::TlsContext::Role::Server, err);
     if (!tls_ctx) {
-      fmt::print(stderr, "respite: --tls-port: {}\n", err);
+      fmt::print(stderr, "respite: {}: {}\n", cfg.tls_port > 0 ? "--tls-port" : "--http-tls", err);
       return 1;
     }
   }

@@ -16,7 +16,7 @@ int Server::tls_port() const {
 }
 
 std::string Server::reload_tls(const TlsSettings& s) {
-  if (cfg_.tls_port <= 0) {
+  if (cfg_.tls_port <= 0 && !cfg_.http_tls) {
     for (Server* srv : shared_->servers) {
       if (srv == this) cfg_.tls = s;
       else srv->post([srv, s] { srv->cfg_.tls = s; });

@@ -31,6 +31,7 @@ struct Config {
   // (0: none). With a tls_port, port 0 means no plain listener, as in Redis (without one, port
   // 0 picks a free port, for tests).
   int tls_port = 0;
+  bool http_tls = false;  // HTTPS on http-port, with the same certificates (tls-*)
   TlsSettings tls;  // main.cc makes the context; PROXY CONFIG SET tls-* and SIGHUP remake it
   // TLS to the upstream nodes and the Sentinels: verified against upstream_tls.ca_cert_file
   // (or the system's CAs); a client certificate when cert_file/key_file are set; SNI and the

@@ -23,6 +23,9 @@ void add_tls_options(CLI::App& app, Config& cfg) {
                  "TLS versions accepted, e.g. \"TLSv1.2 TLSv1.3\" (the default)");
   app.add_option("--tls-ciphers", cfg.tls.ciphers, "TLSv1.2 cipher list (OpenSSL syntax)");
   app.add_option("--tls-ciphersuites", cfg.tls.ciphersuites, "TLSv1.3 cipher suites");
+  app.add_flag("--http-tls", cfg.http_tls,
+               "HTTPS on --http-port with the tls-* certificates (clients' certificates as "
+               "tls-auth-clients says)");
   app.add_flag("--upstream-tls", cfg.upstream_tls,
                "connect to the upstream nodes (and the Sentinels) over TLS, verifying them");
   app.add_option("--upstream-tls-ca-cert-file", cfg.upstream_tls_settings.ca_cert_file,
@@ -46,6 +49,8 @@ std::string finalize_tls(Config& cfg) {
   if (auth != "yes" && auth != "no" && auth != "optional")
     return fmt::format("tls-auth-clients must be yes, no or optional, not '{}'", cfg.tls.auth_clients);
   cfg.tls.auth_clients = auth;
+  if (cfg.http_tls && (cfg.tls.cert_file.empty() || cfg.tls.key_file.empty()))
+    return "--http-tls needs --tls-cert-file and --tls-key-file";
   if (cfg.tls_port > 0) {
     if (cfg.tls.cert_file.empty() || cfg.tls.key_file.empty())
       return "--tls-port needs --tls-cert-file and --tls-key-file";
@@ -63,6 +68,7 @@ std::string describe_tls(const Config& c) {
                                     c.tls.cert_file, c.tls.auth_clients,
                                     c.port == 0 ? " (no plain port)" : "")
                       : std::string("tls-port 0 (TLS for clients off)");
+  if (c.http_tls) s += " http-tls yes";
   if (c.upstream_tls)
     s += fmt::format(" upstream-tls yes server-name {}",
                      c.upstream_tls_settings.server_name.empty() ? "(none)"

@@ -388,6 +388,29 @@ class TlsClientAuth(unittest.TestCase):
 
 
 @respite_only
+class Https(unittest.TestCase):
+
+    def test_http_port_over_tls(self):
+        import json
+        import urllib.request
+        with RedisServer() as up:
+            http_port = free_port()
+            args = ["--http-port", str(http_port), "--http-tls", "--tls-cert-file", c("server.crt"),
+                    "--tls-key-file", c("server.key"), "--tls-auth-clients", "no"]
+            with Respite(up, args=args) as rs:
+                rs.client().set("hk", "hv")
+                ctx = ssl.create_default_context(cafile=c("ca.crt"))
+                url = f"https://localhost:{http_port}/lookup?key=hk"
+                wait_until(lambda: harness.port_open(http_port), 5, "the HTTPS port")
+                with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+                    self.assertEqual(json.loads(resp.read())["value"], "hv")
+                # Plain HTTP on that port is a failed handshake, not an answer.
+                with socket.create_connection((HOST, http_port), timeout=5) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    self.assertNotIn(b"200", s.recv(100))
+
+
+@respite_only
 class TlsReload(unittest.TestCase):
 
     def test_reload_keeps_connections_and_new_ones_see_the_new_certificate(self):
