@@ -51,7 +51,7 @@ std::string ClusterWatcher::ask(const std::string& host, int port, ClusterMap& o
     if (r->type == REDIS_REPLY_ERROR) return r->str;
     err = parse_cluster_slots(r.get(), host, out);
   } else {
-    err = parse_cluster_shards(r.get(), host, out);
+    err = parse_cluster_shards(r.get(), host, out, tls_ != nullptr);
   }
   if (err.empty() && out.shards.empty()) err = "the node serves no slot (not a cluster yet?)";
   return err;

@@ -495,6 +495,38 @@ class TlsUpstream(unittest.TestCase):
                 with self.assertRaises(Exception):
                     rs.client().set("a", "1")
 
+    def test_cluster_over_tls(self):
+        """The slot map read over TLS (the blocking client, CLUSTER SHARDS' "tls-port") and the
+        data connections to every master over TLS."""
+        import cluster_harness as ch
+        plain_argv = ch.Node.argv
+
+        def tls_argv(node):
+            if not hasattr(node, "tls_port"):
+                node.tls_port = free_port()
+            return plain_argv(node) + [*server_tls_args(node.tls_port), "--tls-ca-cert-file", c("ca.crt"),
+                                       "--tls-cluster", "yes", "--tls-replication", "yes"]
+
+        ch.Node.argv = tls_argv
+        try:
+            cluster = ch.RedisCluster(masters=3).start()
+        finally:
+            ch.Node.argv = plain_argv
+        try:
+            seed = cluster.nodes[0]
+            with Respite(None, upstream_addr=f"{HOST}:{seed.tls_port}",
+                         args=["--cluster", *upstream_tls_args(cert=None)]) as rs:
+                r = rs.client()
+                keys = [f"k{i}" for i in range(200)]
+                for k in keys:
+                    r.set(k, k)
+                self.assertEqual(r.mget(keys), [k.encode() for k in keys])
+                # Every master got some of them, over its TLS port only.
+                self.assertTrue(all(int(n.info("keyspace").get("db0", "keys=0").split(",")[0][5:]) > 0
+                                    for n in cluster.nodes))
+        finally:
+            cluster.close()
+
     def test_sentinel_over_tls(self):
         """The blocking client's TLS path (ask_sentinels at start) and the Sentinel watcher."""
         with TlsRedis(auth="no") as up:
