@@ -139,7 +139,9 @@ class TlsRedis:
                     return self
                 time.sleep(0.05)
             self.proc.stop(timeout=1.0)
-        raise RuntimeError(f"TLS redis-server did not start: {self.proc.log_tail()}")
+        tail = self.proc.log_tail()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        raise RuntimeError(f"TLS redis-server did not start: {tail}")
 
     def __exit__(self, *exc):
         self.proc.stop()
