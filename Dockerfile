@@ -3,7 +3,7 @@
 FROM debian:bookworm AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libuv1-dev libhiredis-dev libfmt-dev catch2 libcli11-dev \
-      libhttp-parser-dev \
+      libhttp-parser-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -12,7 +12,7 @@ RUN cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
 
 FROM debian:bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libhiredis0.14 libfmt9 libhttp-parser2.9 redis-tools \
+      libuv1 libhiredis0.14 libfmt9 libhttp-parser2.9 libssl3 redis-tools \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home respite
 COPY --from=build /src/build/release/respite /usr/local/bin/respite

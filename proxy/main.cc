@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/ops/alloc_count.h"
+#include "proxy/net/tls_context.h"
 #include "proxy/ops/config.h"
 #include "proxy/ops/log.h"
 #include "proxy/front/server.h"
@@ -61,11 +62,31 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "respite: cannot open logfile '{}'\n", cfg.logfile);
     return 1;
   }
+  // The TLS contexts read their files now: a certificate that does not load stops the start,
+  // as in Redis.
+  std::shared_ptr<const respite::TlsContext> tls_ctx, upstream_tls_ctx;
+  if (cfg.tls_port > 0 || cfg.http_tls) {
+    std::string err;
+    tls_ctx = respite::TlsContext::make(cfg.tls, respite::TlsContext::Role::Server, err);
+    if (!tls_ctx) {
+      fmt::print(stderr, "respite: {}: {}\n", cfg.tls_port > 0 ? "--tls-port" : "--http-tls", err);
+      return 1;
+    }
+  }
+  if (cfg.upstream_tls) {
+    std::string err;
+    upstream_tls_ctx =
+        respite::TlsContext::make(cfg.upstream_tls_settings, respite::TlsContext::Role::Client, err);
+    if (!upstream_tls_ctx) {
+      fmt::print(stderr, "respite: --upstream-tls: {}\n", err);
+      return 1;
+    }
+  }
   if (!cfg.sentinel_addrs.empty()) {
     // The primary (and the replicas, when reads may go there and none were given) as the
     // Sentinels say, before anything listens.
     const bool want_replicas = cfg.read_from != "primary" && cfg.replica_addrs.empty();
-    respite::SentinelAnswer a = respite::ask_sentinels(cfg, want_replicas);
+    respite::SentinelAnswer a = respite::ask_sentinels(cfg, want_replicas, upstream_tls_ctx.get());
     if (a.host.empty()) {
       respite::log(respite::LogLevel::Warning, "no Sentinel named a primary for {}: {}",
                    cfg.sentinel_master, a.error);
@@ -86,13 +107,16 @@ int main(int argc, char** argv) {
   }
   // One cache for every loop; with several loops it takes per-shard locks.
   respite::Shared shared;
+  shared.tls_ctx = tls_ctx;
+  shared.upstream_tls_ctx = upstream_tls_ctx;
   if (std::string err = shared.acl.load(cfg); !err.empty()) {
     respite::log(respite::LogLevel::Warning, "users: {}", err);
     return 1;
   }
   if (cfg.cluster) {
     // The slot map before anything listens; then a thread keeps it current.
-    shared.cluster_watcher = std::make_unique<respite::ClusterWatcher>(cfg, &shared.cluster_map);
+    shared.cluster_watcher = std::make_unique<respite::ClusterWatcher>(cfg, &shared.cluster_map,
+                                                                      upstream_tls_ctx);
     if (std::string err = shared.cluster_watcher->refresh(); !err.empty()) {
       respite::log(respite::LogLevel::Warning, "cannot read the cluster's slot map: {}", err);
       return 1;

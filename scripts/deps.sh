@@ -16,5 +16,5 @@ respite_install_deps() {
 
 # What building respite and running its tests needs.
 RESPITE_BUILD_DEPS=(build-essential cmake pkg-config libuv1-dev libhiredis-dev libfmt-dev catch2
-  libcli11-dev libhttp-parser-dev)
-RESPITE_TEST_DEPS=(redis-server redis-tools python3 python3-redis tcl dpkg-dev)
+  libcli11-dev libhttp-parser-dev libssl-dev)
+RESPITE_TEST_DEPS=(redis-server redis-tools python3 python3-redis tcl dpkg-dev openssl)

@@ -6,6 +6,7 @@
 #include "proxy/front/client.h"
 
 #include "proxy/front/server.h"
+#include "proxy/net/tls_stream.h"
 #include "resp/reply_view.h"
 #include "resp/reply_writer.h"
 
@@ -15,10 +16,20 @@ namespace {
 constexpr size_t kKeepOutput = 1 << 20;  // output capacity kept once written
 }  // namespace
 
-ClientConn::ClientConn(Server* server, uint64_t id_)
+namespace {
+// The stream of a new client: TCP, or TLS over TCP; `tcp` and `tls` point into it.
+Stream* make_stream(uv_loop_t* loop, Stream::Handler* h, std::shared_ptr<const TlsContext> ctx,
+                    TcpStream*& tcp, TlsStream*& tls) {
+  if (!ctx) return tcp = new TcpStream(loop, h, kKeepOutput);
+  tls = new TlsStream(loop, h, kKeepOutput, std::move(ctx));
+  tcp = &tls->tcp();
+  return tls;
+}
+}  // namespace
+
+ClientConn::ClientConn(Server* server, uint64_t id_, std::shared_ptr<const TlsContext> tls)
     : server_(server),
-      tcp_(new TcpStream(server->loop(), this, kKeepOutput)),
-      stream_(tcp_),
+      stream_(make_stream(server->loop(), this, std::move(tls), tcp_, tls_)),
       out_(stream_->out()) {
   id = id_;
   resp::Limits lim;
@@ -38,7 +49,13 @@ void ClientConn::start() {
 
 bool ClientConn::read_more() { return !closed() && stream_->read_start(&in_); }
 
-void ClientConn::on_stream_error(const char*, int) { close(); }
+void ClientConn::on_stream_error(const char* op, int) {
+  if (tls_ && std::string_view(op) == "handshake") {
+    server_->stats().tls_handshake_errors++;
+    log(LogLevel::Verbose, "TLS handshake with {} failed: {}", peer, tls_->error());
+  }
+  close();
+}
 
 void ClientConn::on_stream_eof() {
   // A pinned client's state (a blocking command, a subscription, a transaction) ends with its

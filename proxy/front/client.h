@@ -14,6 +14,7 @@
 #include "proxy/net/buffer.h"
 #include "proxy/net/ring_queue.h"
 #include "proxy/net/stream.h"
+#include "proxy/net/tls_context.h"
 #include "proxy/upstream/requester.h"
 #include "resp/request_parser.h"
 
@@ -21,12 +22,14 @@ namespace respite {
 
 class AclUser;
 class Server;
+class TlsStream;
 class UpstreamConn;
 struct WriteInvalidation;
 
 class ClientConn final : public Requester, private Stream::Handler {
  public:
-  ClientConn(Server* server, uint64_t id);
+  // With `tls`, the connection speaks TLS in that context (a TlsStream over the TcpStream).
+  ClientConn(Server* server, uint64_t id, std::shared_ptr<const TlsContext> tls = nullptr);
   // Takes the connection from `listener` (0, or a libuv error: then close()).
   int accept(uv_stream_t* listener) { return tcp_->accept(listener); }
   void start();  // begins reading; called once the socket is accepted
@@ -153,7 +156,8 @@ class ClientConn final : public Requester, private Stream::Handler {
   void drain_ready();
 
   Server* server_;
-  TcpStream* tcp_;                  // the stream below, while it is TCP (accept)
+  TcpStream* tcp_;                  // the TCP stream (below the TLS one, if any): accept
+  TlsStream* tls_ = nullptr;        // the TLS stream, when the client came to the TLS port
   std::unique_ptr<Stream> stream_;
   bool closing_ = false;
   bool closed_ = false;

@@ -28,6 +28,7 @@ Server::Server(Config cfg, Shared* shared, int index)
       loop_([this] { cork(); }, [this] { tick(); }, kTimerMs),
       cache_path_(shared, &loop_, this, &router_) {
   databases_ = cfg_.databases;
+  tls_ctx_ = shared->tls_ctx;  // the loop's own from now on (set_tls)
   if (!shared->acl.loaded()) {
     // main.cc loads the users (and stops on an error); a test's Server does it here.
     if (std::string err = shared->acl.load(cfg_); !err.empty())
@@ -114,17 +115,27 @@ int Server::start() {
 
   uv_tcp_init(loop_.uv(), &listener_);
   listener_.data = this;
+  uv_tcp_init(loop_.uv(), &tls_listener_);
+  tls_listener_.data = this;
   if (open_listener() != 0 || (http_ && !http_->start())) {
     if (http_) http_->close();
     for (Server* other : shared_->servers)
       if (other != this) other->post([other] { other->begin_shutdown(); });
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    close_listeners();
     loop_.close();
     return 1;
   }
 
   // One loop takes the signals and tells the others.
   loop_.start(index_ == 0, [this](int signum) {
+    if (signum == SIGHUP) {  // as Redis ignores it; here it also reloads the certificates
+      if (tls_ctx_) {
+        std::string err = reload_tls(cfg_.tls);
+        if (err.empty()) log(LogLevel::Notice, "SIGHUP: TLS certificates reloaded");
+        else log(LogLevel::Warning, "SIGHUP: TLS certificates not reloaded, the old ones stay: {}", err);
+      }
+      return;
+    }
     log(LogLevel::Warning, "Received {} scheduling shutdown...", signum == SIGINT ? "SIGINT" : "SIGTERM");
     for (Server* other : shared_->servers)
       if (other != this) other->post([other] { other->begin_shutdown(); });
@@ -133,9 +144,10 @@ int Server::start() {
   shared_conn(2, 0);  // connect eagerly so PROXY INFO and health reflect the upstream at once
   started_.store(true, std::memory_order_release);
   if (index_ == 0) {
-    log(LogLevel::Notice, "respite {} listening on {}:{} ({} thread{}), upstream {}",
-        RESPITE_VERSION, cfg_.bind, cfg_.port, cfg_.threads, cfg_.threads > 1 ? "s" : "",
-        cfg_.upstream);
+    log(LogLevel::Notice, "respite {} listening on {}:{}{} ({} thread{}), upstream {}",
+        RESPITE_VERSION, cfg_.bind, cfg_.port,
+        cfg_.tls_port > 0 ? fmt::format(" (TLS on {})", cfg_.tls_port) : std::string(),
+        cfg_.threads, cfg_.threads > 1 ? "s" : "", cfg_.upstream);
     for (const auto& line : describe_config(cfg_)) log(LogLevel::Notice, "config: {}", line);
     log(LogLevel::Notice, "Ready to accept connections");
   }
@@ -158,14 +170,27 @@ void Server::finish() {
   while (!clients_.empty()) clients_.back()->close();
   for (Node* n : router_.nodes()) n->close_all();
   if (sentinel_) sentinel_->stop();
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  close_listeners();
   loop_.close();
   if (index_ == 0) log(LogLevel::Notice, "respite is now ready to exit, bye bye...");
 }
 
 int Server::open_listener() {
-  return listen_tcp(&listener_, cfg_.bind, cfg_.port, cfg_.threads > 1, on_connection, "");
+  // As Redis: with a TLS port, port 0 is no plain port (alone, it picks a free one: tests).
+  if (cfg_.port != 0 || cfg_.tls_port == 0)
+    if (int rc = listen_tcp(&listener_, cfg_.bind, cfg_.port, cfg_.threads > 1, on_connection, "");
+        rc != 0)
+      return rc;
+  if (cfg_.tls_port > 0)
+    return listen_tcp(&tls_listener_, cfg_.bind, cfg_.tls_port, cfg_.threads > 1, on_connection,
+                      "TLS");
+  return 0;
+}
+
+void Server::close_listeners() {
+  for (uv_tcp_t* l : {&listener_, &tls_listener_})
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(l)))
+      uv_close(reinterpret_cast<uv_handle_t*>(l), nullptr);
 }
 
 void Server::post(std::function<void()> fn) { loop_.post(std::move(fn)); }
@@ -198,7 +223,10 @@ constexpr std::string_view kProtectedMode =
 void Server::on_connection(uv_stream_t* s, int status) {
   auto* srv = static_cast<Server*>(s->data);
   if (status < 0) return;
-  auto* c = new ClientConn(srv, srv->shared_->next_client_id.fetch_add(1));
+  const bool tls = s == reinterpret_cast<uv_stream_t*>(&srv->tls_listener_);
+  auto* c = new ClientConn(srv, srv->shared_->next_client_id.fetch_add(1),
+                           tls ? srv->tls_ctx_ : nullptr);
+  if (tls) srv->stats_.tls_connections_received++;
   if (c->accept(s) != 0) {
     c->server_index = SIZE_MAX;
     c->close();
@@ -210,6 +238,8 @@ void Server::on_connection(uv_stream_t* s, int status) {
   c->peer = c->stream_io().peer_name();
   if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
     srv->stats_.rejected_connections++;
+    // A TLS client gets the error too: its stream reads (the handshake) before it can write.
+    if (tls) c->start();
     c->immediate_reply() += "-ERR max number of clients reached\r\n";
     c->close_after_flush();
     return;
@@ -518,7 +548,7 @@ void Server::begin_shutdown() {
   if (replica_monitor_) replica_monitor_->stop();
   if (sentinel_) sentinel_->stop();
   shutdown_deadline_ = now() + kShutdownGraceMs;
-  uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  close_listeners();
   if (http_) http_->begin_shutdown();
   // Stop reading; answer what is already in flight, then close.
   std::vector<ClientConn*> all = clients_;

@@ -27,6 +27,7 @@
 #include "proxy/front/dispatch.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/loop.h"
+#include "proxy/net/tls_context.h"
 #include "proxy/net/ring_queue.h"
 #include "proxy/ops/config.h"
 #include "proxy/ops/stats.h"
@@ -88,6 +89,10 @@ struct Shared : CacheShared {
   // With --cluster: the slot map every loop routes by, and its reader (main.cc starts it).
   ClusterMapHolder cluster_map;
   std::unique_ptr<ClusterWatcher> cluster_watcher;
+  // TLS: the clients' context at start (each loop then holds its own, Server::set_tls), and
+  // the one every upstream connection is made with (nullptr: plain TCP). main.cc makes them.
+  std::shared_ptr<const TlsContext> tls_ctx;
+  std::shared_ptr<const TlsContext> upstream_tls_ctx;
 };
 
 // Cache settings that depend on the number of loops (shards, locking).
@@ -111,6 +116,16 @@ class Server final : public UpstreamHost, public NodeObserver {
   void set_http(std::unique_ptr<FrontEnd> f) { http_ = std::move(f); }
   void finish();
   int port() const;  // the RESP port bound (useful with --port 0), -1 before start()
+  int tls_port() const;  // the TLS port bound, -1 when there is none
+
+  // TLS for clients (server_tls.cc). The context new TLS connections get: each loop holds its
+  // own shared_ptr and swaps it on its own thread, so no lock is taken per accept.
+  const std::shared_ptr<const TlsContext>& tls_context() const { return tls_ctx_; }
+  // Makes a context from `s`, reading the files now (on the calling thread), and hands it to
+  // every loop (with `s` as their tls settings); connections already open keep theirs. An
+  // error text when the files do not load (then every loop keeps its context), or "". Without
+  // a TLS port, as in Redis, the settings are only kept (read when TLS starts).
+  std::string reload_tls(const TlsSettings& s);
   // Runs `fn` on this server's loop thread (from any thread).
   void post(std::function<void()> fn);
   int index() const { return index_; }
@@ -121,6 +136,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   const Config& config() const override { return cfg_; }
   Stats& stats() override { return stats_; }
   uint64_t now() override { return loop_.now(); }
+  const TlsContext* upstream_tls() const override { return shared_->upstream_tls_ctx.get(); }
 
   // The primary node's shared connection for a protocol, spread by client id (respite's own
   // requests: CLIENT UNBLOCK, the version and databases probes).
@@ -204,6 +220,8 @@ class Server final : public UpstreamHost, public NodeObserver {
 
  private:
   static void on_connection(uv_stream_t* s, int status);
+  void set_tls(std::shared_ptr<const TlsContext> ctx);
+  void close_listeners();
   void cork();  // once per loop turn: input, resumed clients, then every output written
   void tick();  // the loop's timer: timeouts, reconnects, idle clients, shutdown
   void maybe_finish_shutdown();
@@ -221,7 +239,9 @@ class Server final : public UpstreamHost, public NodeObserver {
   std::atomic<bool> upstream_up_{false};
   std::atomic<bool> started_{false};  // start() made the nodes (other loops' PROXY INFO reads them)
   Loop loop_;
-  uv_tcp_t listener_;
+  uv_tcp_t listener_;      // plain: off with --port 0 when a TLS port is given
+  uv_tcp_t tls_listener_;  // --tls-port
+  std::shared_ptr<const TlsContext> tls_ctx_;
   Stats stats_;
   bool shutting_down_ = false;
   uint64_t shutdown_deadline_ = 0;

@@ -24,6 +24,7 @@ InfoSnapshot Server::info_snapshot() {
   snap.set_text(F::respite_version, RESPITE_VERSION);
   snap.set_number(F::process_id, getpid());
   snap.set_number(F::tcp_port, cfg_.port);
+  snap.set_number(F::tls_port, cfg_.tls_port);
   snap.set_text(F::bind, cfg_.bind);
   snap.set_number(F::uptime_in_seconds, static_cast<int64_t>((now() - shared_->start_ms) / 1000));
   snap.set_number(F::threads, cfg_.threads);

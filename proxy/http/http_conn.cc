@@ -1,6 +1,7 @@
 // One HTTP connection: reading and parsing, the ordered response slots, writes, linger and
 // close. See http_conn.h (the /lookup handler is lookup.cc).
 #include "proxy/http/http_conn.h"
+#include "proxy/net/tls_stream.h"
 
 #include <algorithm>
 #include <string>
@@ -37,10 +38,20 @@ namespace {
 constexpr size_t kKeepOutput = 1 << 20;  // output capacity kept once written
 }  // namespace
 
-HttpConn::HttpConn(HttpServer* srv)
+namespace {
+// TCP, or TLS over TCP (--http-tls); `tcp` is the TCP stream either way.
+Stream* make_stream(uv_loop_t* loop, Stream::Handler* h, std::shared_ptr<const TlsContext> ctx,
+                    TcpStream*& tcp) {
+  if (!ctx) return tcp = new TcpStream(loop, h, kKeepOutput);
+  auto* tls = new TlsStream(loop, h, kKeepOutput, std::move(ctx));
+  tcp = &tls->tcp();
+  return tls;
+}
+}  // namespace
+
+HttpConn::HttpConn(HttpServer* srv, std::shared_ptr<const TlsContext> tls)
     : srv_(srv),
-      tcp_(new TcpStream(srv->server()->loop(), this, kKeepOutput)),
-      stream_(tcp_),
+      stream_(make_stream(srv->server()->loop(), this, std::move(tls), tcp_)),
       out_(stream_->out()) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
@@ -329,6 +340,8 @@ void HttpConn::flush() {
       return;
     }
     if (stream_->writing()) return;  // the rest when the socket takes it: on_stream_written
+    // Held by a TLS stream until its handshake is done: on_stream_written comes then.
+    if (!out_.empty()) return;
     last_active_ = srv_->now();      // all of it written
   }
   if (stream_->writing() || !out_.empty()) return;

@@ -30,6 +30,7 @@
 #include "proxy/http/response.h"
 #include "proxy/net/buffer.h"
 #include "proxy/net/stream.h"
+#include "proxy/net/tls_context.h"
 
 namespace respite {
 
@@ -38,7 +39,8 @@ class HttpServer;
 
 class HttpConn final : private Stream::Handler {
  public:
-  explicit HttpConn(HttpServer* srv);
+  // With `tls`: HTTPS, the stream is TLS over the TCP one (--http-tls).
+  explicit HttpConn(HttpServer* srv, std::shared_ptr<const TlsContext> tls = nullptr);
   // Takes the connection from `listener` (0, or a libuv error: then close()).
   int accept(uv_stream_t* listener) { return tcp_->accept(listener); }
   void start();
@@ -123,7 +125,7 @@ class HttpConn final : private Stream::Handler {
   void start_linger();
 
   HttpServer* srv_;
-  TcpStream* tcp_;  // the stream below, while it is TCP (accept, options)
+  TcpStream* tcp_ = nullptr;  // the TCP stream (below the TLS one, if any): accept, options
   std::unique_ptr<Stream> stream_;
   std::string& out_;  // the stream's output: responses are appended here, in order
   http_parser parser_;

@@ -55,7 +55,8 @@ int HttpServer::open_listener(const std::string& bind, int port) {
 void HttpServer::on_connection(uv_stream_t* s, int status) {
   auto* srv = static_cast<HttpServer*>(s->data);
   if (status < 0 || srv->shutting_down_) return;
-  auto* c = new HttpConn(srv);
+  const bool tls = srv->server_->config().http_tls;
+  auto* c = new HttpConn(srv, tls ? srv->server_->tls_context() : nullptr);
   if (c->accept(s) != 0) {
     c->close();  // not listed yet: frees itself once its stream has closed
     return;
@@ -65,6 +66,7 @@ void HttpServer::on_connection(uv_stream_t* s, int status) {
   srv->conns_.push_back(c);
   if (http::g_counters.connections.fetch_add(1) + 1 > srv->server_->config().maxclients) {
     http::g_counters.rejected_connections.fetch_add(1, std::memory_order_relaxed);
+    if (tls) c->start();  // the handshake reads before the 503 can be written
     c->reject_busy();
     return;
   }

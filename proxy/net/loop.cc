@@ -15,7 +15,8 @@ Loop::Loop(std::function<void()> on_cork, std::function<void()> on_tick, uint64_
   uv_timer_init(&loop_, &timer_);
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
-  idle_.data = cork_.data = timer_.data = sigterm_.data = sigint_.data = this;
+  uv_signal_init(&loop_, &sighup_);
+  idle_.data = cork_.data = timer_.data = sigterm_.data = sigint_.data = sighup_.data = this;
 }
 
 Loop::~Loop() { uv_loop_close(&loop_); }
@@ -27,6 +28,7 @@ void Loop::start(bool signals, std::function<void(int)> on_signal) {
   if (signals) {
     uv_signal_start(&sigterm_, Loop::on_signal, SIGTERM);
     uv_signal_start(&sigint_, Loop::on_signal, SIGINT);
+    uv_signal_start(&sighup_, Loop::on_signal, SIGHUP);
   }
 }
 
@@ -72,6 +74,7 @@ void Loop::close() {
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&cork_), reinterpret_cast<uv_handle_t*>(&timer_),
                          reinterpret_cast<uv_handle_t*>(&sigterm_),
                          reinterpret_cast<uv_handle_t*>(&sigint_),
+                         reinterpret_cast<uv_handle_t*>(&sighup_),
                          reinterpret_cast<uv_handle_t*>(&async_),
                          reinterpret_cast<uv_handle_t*>(&idle_)})
     if (!uv_is_closing(h)) uv_close(h, nullptr);

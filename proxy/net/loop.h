@@ -31,7 +31,7 @@ class Loop {
   int64_t micros() const { return clock_us_; }
   int64_t tick_micros() { return clock_us_ = static_cast<int64_t>(uv_hrtime() / 1000); }
 
-  // Starts the cork, the tick and (with `signals`) SIGTERM/SIGINT to `on_signal`.
+  // Starts the cork, the tick and (with `signals`) SIGTERM/SIGINT/SIGHUP to `on_signal`.
   void start(bool signals, std::function<void(int)> on_signal);
   // Runs `fn` on this loop's thread (from any thread); dropped once the loop has ended.
   void post(std::function<void()> fn);
@@ -55,7 +55,7 @@ class Loop {
   uv_check_t cork_;
   uv_timer_t timer_;
   uv_idle_t idle_;
-  uv_signal_t sigterm_, sigint_;
+  uv_signal_t sigterm_, sigint_, sighup_;
   std::function<void()> on_cork_, on_tick_;
   std::function<void(int)> on_signal_;
   uint64_t tick_ms_;

@@ -19,7 +19,13 @@
 //   e.g. an HTTP linger). Nothing may be appended after it. Its failure is shutdown()'s result
 //   when it fails at once, else on_stream_error("shutdown", ...); success is not reported.
 // - Ready: on_stream_ready() once the stream can carry the handler's bytes: for TCP when the
-//   connect completes (accepted streams are ready at once); for TLS after the handshake.
+//   connect completes (accepted streams are ready at once); for TLS after the handshake. Until
+//   then a TLS stream holds what flush() is given; once ready, if out() holds bytes, it calls
+//   on_stream_written() so the handler flushes them. A failed handshake is
+//   on_stream_error("handshake", UV_EPROTO).
+// - Read resumption: read_start() after read_stop() may call on_stream_data() before it
+//   returns, when the stream holds input it received before the stop (TLS: a record already
+//   read from the socket). It never does on the first read_start().
 // - Close: close() stops everything; on_stream_closed() is the last call the stream makes, and
 //   the handler may free the stream (and itself) there.
 #pragma once
@@ -62,9 +68,11 @@ class Stream {
   // Writes what it can and queues the rest; returns 0 or a libuv error (nothing is reported
   // through the handler for it). A no-op while a write is in flight.
   virtual int flush() = 0;
-  bool writing() const { return writing_active_; }
-  // Bytes not yet handed to the kernel: out() plus the write in flight.
-  size_t unwritten() const { return out_.size() + writing_.size(); }
+  // A write is in flight (TLS: of the ciphertext below).
+  virtual bool writing() const { return writing_active_; }
+  // Bytes not yet handed to the kernel: out() plus the write in flight (TLS: plus the
+  // ciphertext not yet written).
+  virtual size_t unwritten() const { return out_.size() + writing_.size(); }
   // Half-closes the write side after what is queued (see the contract above); returns 0 or a
   // libuv error. Once only: later calls do nothing.
   virtual int shutdown() = 0;

@@ -1,5 +1,7 @@
 #include "proxy/ops/config.h"
 
+#include "proxy/ops/config_tls.h"
+
 #include <CLI/CLI.hpp>
 #include "cache/policy.h"
 #include "proxy/ops/text.h"
@@ -272,6 +274,7 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   app.add_option("--timeout", cfg.timeout, "close clients idle this many seconds (0: never)")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  add_tls_options(app, cfg);
   app.add_option("--log-level", cfg.log_level, "debug, verbose, notice or warning")
       ->capture_default_str();
   app.add_option("--logfile", cfg.logfile, "append logs to this file (default: stderr)");
@@ -304,6 +307,21 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
         else i += 2;
       }
     }
+  }
+  // A flag's directive (`upstream-tls yes`, `cluster yes`) takes its value as `--name=value`
+  // (yes/no, true/false, on/off), which CLI11 reads for flags; the file holds name/value pairs.
+  {
+    std::vector<std::string> merged;
+    for (size_t i = 0; i + 1 < all.size(); i += 2) {
+      const CLI::Option* o = app.get_option_no_throw(all[i]);
+      if (o && o->get_expected_max() == 0) {
+        merged.push_back(all[i] + "=" + (all[i + 1].empty() ? std::string("yes") : all[i + 1]));
+      } else {
+        merged.push_back(all[i]);
+        merged.push_back(all[i + 1]);
+      }
+    }
+    all.swap(merged);
   }
   all.insert(all.end(), args.begin(), args.end());
   std::vector<std::string> rev(all.rbegin(), all.rend());  // CLI11 parses a reversed vector
@@ -426,6 +444,7 @@ std::string finalize_config(Config& cfg) {
     else return fmt::format("protected-mode must be yes or no, not '{}'", cfg.protected_mode_str);
   }
   if (cfg.port < 0 || cfg.port > 65535) return "--port out of range";
+  if (std::string e = finalize_tls(cfg); !e.empty()) return e;
   if (!cache::parse_policy(cfg.cache_policy)) return fmt::format("unknown cache-policy '{}'", cfg.cache_policy);
   return "";
 }
@@ -440,6 +459,7 @@ std::vector<std::string> describe_config(const Config& c) {
       fmt::format("port {} bind {} threads {} maxclients {}", c.port, c.bind, c.threads,
                   c.maxclients),
       fmt::format("requirepass {}", mask(c.requirepass)),
+      describe_tls(c),
       // Users' rules hold passwords: only how many there are.
       fmt::format("users {} aclfile {} protected-mode {} rename-command {} deny-command {}",
                   c.users.size(), c.aclfile.empty() ? "(none)" : c.aclfile,

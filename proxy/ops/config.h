@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "proxy/ops/tls_settings.h"
+
 namespace respite {
 
 // How the cache learns of writes made behind respite's back (cache-coherence).
@@ -36,6 +38,18 @@ struct Config {
   // respite's deny-command (refused under every name).
   std::vector<std::string> rename_commands;
   std::vector<std::string> deny_commands;
+
+  // TLS for clients (Redis's tls-* options): a TLS listener on tls_port beside the plain one
+  // (0: none). With a tls_port, port 0 means no plain listener, as in Redis (without one, port
+  // 0 picks a free port, for tests).
+  int tls_port = 0;
+  bool http_tls = false;  // HTTPS on http-port, with the same certificates (tls-*)
+  TlsSettings tls;  // main.cc makes the context; PROXY CONFIG SET tls-* and SIGHUP remake it
+  // TLS to the upstream nodes and the Sentinels: verified against upstream_tls.ca_cert_file
+  // (or the system's CAs); a client certificate when cert_file/key_file are set; SNI and the
+  // host name check when server_name is. One context for every loop (Shared).
+  bool upstream_tls = false;
+  TlsSettings upstream_tls_settings;
 
   // HTTP endpoint (/lookup, /metrics, /healthz): off while http_port is 0.
   int http_port = 0;

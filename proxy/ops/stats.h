@@ -49,6 +49,7 @@ class Level {
   X(process_id, server, kGauge, set, "Process id of respite")                                      \
   X(tcp_port, server, kGauge, set, "TCP port respite listens on for Redis clients")                \
   X(bind, server, kText, set, "Address respite listens on for Redis clients")                      \
+  X(tls_port, server, kGauge, set, "TLS port respite listens on for Redis clients (0: none)")      \
   X(uptime_in_seconds, server, kGauge, set, "Seconds since respite started")                       \
   X(threads, server, kGauge, set, "Event-loop threads")                                            \
   X(connected_clients, clients, kGauge, set, "Connected Redis-protocol clients")                   \
@@ -57,6 +58,9 @@ class Level {
   X(total_connections_received, stats, kCounter, loops, "Client connections accepted")             \
   X(total_commands_processed, stats, kCounter, loops, "Commands received from clients")            \
   X(rejected_connections, stats, kCounter, loops, "Connections refused by maxclients")             \
+  X(tls_connections_received, stats, kCounter, loops, "Client connections accepted on the TLS port") \
+  X(tls_handshake_errors, stats, kCounter, loops,                                                  \
+    "TLS client connections closed because their handshake failed (not TLS, wrong certificate)") \
   X(forwarded_commands, stats, kCounter, loops, "Commands forwarded to the upstream")              \
   X(pinned_connections_opened, stats, kCounter, loops,                                             \
     "Dedicated upstream connections opened for clients")                                           \

@@ -58,8 +58,10 @@ struct ClusterMap {
 // `out` (indexed). "" or why it could not be read. `default_host`: the host of the node asked,
 // used when a node reports an empty endpoint ('?' or "" as Redis prints an unknown one).
 // Masters that are marked failed (SHARDS "health": "fail") or serve no slot are kept out.
+// With `tls` (--upstream-tls) a node's "tls-port" is used when SHARDS gives one; CLUSTER SLOTS
+// asked over TLS already answers the TLS ports.
 std::string parse_cluster_shards(const redisReply* r, const std::string& default_host,
-                                 ClusterMap& out);
+                                 ClusterMap& out, bool tls = false);
 std::string parse_cluster_slots(const redisReply* r, const std::string& default_host,
                                 ClusterMap& out);
 

@@ -168,11 +168,12 @@ struct ShardsNode {
 };
 
 std::string read_shards_node(const redisReply* r, const std::string& default_host,
-                             ShardsNode& n) {
+                             ShardsNode& n, bool tls) {
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0)
     return "a node is not a key/value array";
   std::string_view ip, endpoint, role;
   bool has_id = false, has_port = false, has_role = false, has_health = false;
+  int tls_port = 0;
   for (size_t k = 0; k < r->elements; k += 2) {
     const redisReply* key = r->element[k];
     const redisReply* v = r->element[k + 1];
@@ -192,10 +193,19 @@ std::string read_shards_node(const redisReply* r, const std::string& default_hos
         return "a node's \"port\" is not a port number";
       n.addr.port = static_cast<int>(v->integer);
       has_port = true;
+    } else if (name == "tls-port") {
+      if (v->type != REDIS_REPLY_INTEGER || !valid_port(v->integer))
+        return "a node's \"tls-port\" is not a port number";
+      tls_port = static_cast<int>(v->integer);
     }
   }
-  // A node reachable only by TLS ("tls-port" without "port") is refused too: respite's
-  // upstream connections are plain TCP.
+  // With --upstream-tls the node's TLS port is the one to use (Redis lists it beside "port"
+  // with tls-cluster, or alone when the node has no plain port); without, a node reachable
+  // only by TLS is refused.
+  if (tls && tls_port) {
+    n.addr.port = tls_port;
+    has_port = true;
+  }
   if (!has_id || !has_port || !has_role || !has_health)
     return "a node lacks one of \"id\", \"port\", \"role\", \"health\"";
   if (role != "master" && role != "replica")
@@ -211,7 +221,7 @@ std::string read_shards_node(const redisReply* r, const std::string& default_hos
 // One shard into `s`; `usable` false when it has no slots or no master that has not failed (it
 // is then left out, and its slots stay uncovered: better no node for them than a dead one).
 std::string read_shard(const redisReply* r, const std::string& default_host, ClusterShard& s,
-                       bool& usable) {
+                       bool& usable, bool tls) {
   if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) return "not a key/value array";
   const redisReply* slots = nullptr;
   const redisReply* nodes = nullptr;
@@ -232,7 +242,7 @@ std::string read_shard(const redisReply* r, const std::string& default_host, Clu
   bool has_master = false;
   for (size_t k = 0; k < nodes->elements; ++k) {
     ShardsNode n;
-    if (std::string e = read_shards_node(nodes->element[k], default_host, n); !e.empty())
+    if (std::string e = read_shards_node(nodes->element[k], default_host, n, tls); !e.empty())
       return fmt::format("node {}: {}", k, e);
     // Redis documents "failed"; 7.0.15 sends "fail" (seen after a master was killed).
     const bool failed = n.health == "failed" || n.health == "fail";
@@ -255,14 +265,14 @@ std::string read_shard(const redisReply* r, const std::string& default_host, Clu
 }  // namespace
 
 std::string parse_cluster_shards(const redisReply* r, const std::string& default_host,
-                                 ClusterMap& out) {
+                                 ClusterMap& out, bool tls) {
   constexpr std::string_view kWhat = "CLUSTER SHARDS";
   if (std::string e = check_top(r, kWhat); !e.empty()) return e;
   ClusterMap m;
   for (size_t i = 0; i < r->elements; ++i) {
     ClusterShard s;
     bool usable = false;
-    if (std::string e = read_shard(r->element[i], default_host, s, usable); !e.empty())
+    if (std::string e = read_shard(r->element[i], default_host, s, usable, tls); !e.empty())
       return fmt::format("{}: shard {}: {}", kWhat, i, e);
     if (usable) add_shard(m, std::move(s));
   }

@@ -27,7 +27,8 @@ std::string ClusterWatcher::ask(const std::string& host, int port, ClusterMap& o
   if (!conn_ || conn_host_ != host || conn_port_ != port || conn_->err) {
     conn_.reset();
     std::string err;
-    conn_ = blocking_open(host, port, cfg_.upstream_user, cfg_.upstream_password, err, 1000);
+    conn_ = blocking_open(host, port, cfg_.upstream_user, cfg_.upstream_password, err, 1000,
+                          tls_.get());
     if (!conn_) return err;
     conn_host_ = host;
     conn_port_ = port;
@@ -50,7 +51,7 @@ std::string ClusterWatcher::ask(const std::string& host, int port, ClusterMap& o
     if (r->type == REDIS_REPLY_ERROR) return r->str;
     err = parse_cluster_slots(r.get(), host, out);
   } else {
-    err = parse_cluster_shards(r.get(), host, out);
+    err = parse_cluster_shards(r.get(), host, out, tls_ != nullptr);
   }
   if (err.empty() && out.shards.empty()) err = "the node serves no slot (not a cluster yet?)";
   return err;

@@ -22,7 +22,10 @@ namespace respite {
 
 class ClusterWatcher {
  public:
-  ClusterWatcher(const Config& cfg, ClusterMapHolder* holder) : cfg_(cfg), holder_(holder) {}
+  // Asks over TLS in `tls` when it is given (--upstream-tls).
+  ClusterWatcher(const Config& cfg, ClusterMapHolder* holder,
+                 std::shared_ptr<const TlsContext> tls = nullptr)
+      : cfg_(cfg), holder_(holder), tls_(std::move(tls)) {}
   ~ClusterWatcher() { stop(); }
   ClusterWatcher(const ClusterWatcher&) = delete;
   ClusterWatcher& operator=(const ClusterWatcher&) = delete;
@@ -54,6 +57,7 @@ class ClusterWatcher {
   std::atomic<uint64_t> refreshes_{0};
   // The connection kept between questions, and where it goes.
   BlockingConn conn_;
+  std::shared_ptr<const TlsContext> tls_;
   std::string conn_host_;
   int conn_port_ = 0;
 };

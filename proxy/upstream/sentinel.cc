@@ -22,11 +22,11 @@ namespace {
 using Ctx = BlockingConn;
 using Reply = BlockingReply;
 
-Reply command(redisContext* c, std::vector<std::string> args) { return blocking_command(c, args); }
+Reply command(BlockingClient* c, std::vector<std::string> args) { return blocking_command(c, args); }
 
-Ctx open(const std::string& host, int port, const std::string& user, const std::string& password,
-         std::string& err) {
-  return blocking_open(host, port, user, password, err);
+Ctx open(const TlsContext* tls, const std::string& host, int port, const std::string& user,
+         const std::string& password, std::string& err) {
+  return blocking_open(host, port, user, password, err, 1000, tls);
 }
 
 // A command as a RESP array of bulk strings.
@@ -47,13 +47,13 @@ std::string field(const redisReply* flat, std::string_view name) {
 
 }  // namespace
 
-SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas) {
+SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas, const TlsContext* tls) {
   SentinelAnswer a;
   std::vector<std::string> why;
   for (const auto& [host, port] : cfg.sentinel_addrs) {
     const std::string at = fmt::format("{}:{}", host, port);
     std::string err;
-    Ctx c = open(host, port, cfg.sentinel_user, cfg.sentinel_password, err);
+    Ctx c = open(tls, host, port, cfg.sentinel_user, cfg.sentinel_password, err);
     if (!c) {
       why.push_back(fmt::format("{}: {}", at, err));
       continue;
@@ -69,7 +69,7 @@ SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas) {
     std::string primary = r->element[0]->str;
     int primary_port = std::atoi(r->element[1]->str);
     // The primary must say so itself (a Sentinel can be behind a failover).
-    Ctx p = open(primary, primary_port, cfg.upstream_user, cfg.upstream_password, err);
+    Ctx p = open(tls, primary, primary_port, cfg.upstream_user, cfg.upstream_password, err);
     Reply role = p ? command(p.get(), {"ROLE"}) : nullptr;
     if (!role || role->type != REDIS_REPLY_ARRAY || role->elements < 1 ||
         role->element[0]->type != REDIS_REPLY_STRING ||

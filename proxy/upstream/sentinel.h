@@ -34,7 +34,8 @@ struct SentinelAnswer {
 };
 
 // Blocking (1 s connect and reply timeouts per Sentinel): for start-up only.
-SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas);
+// Over TLS in `tls` when it is given (--upstream-tls: the Sentinels too, as redis-cli --tls).
+SentinelAnswer ask_sentinels(const Config& cfg, bool with_replicas, const TlsContext* tls = nullptr);
 
 class SentinelWatcher final : private NodeObserver {
  public:
@@ -103,6 +104,7 @@ class SentinelWatcher final : private NodeObserver {
     cache::Micros micros() const override { return h_->micros(); }
     cache::Micros tick_micros() override { return h_->tick_micros(); }
     const Config& config() const override { return h_->config(); }
+    const TlsContext* upstream_tls() const override { return h_->upstream_tls(); }
     Stats& stats() override { return counts; }
     void add_dirty(UpstreamConn* u, bool listed) override { h_->add_dirty(u, listed); }
     void upstream_gone(UpstreamConn* u) override { h_->upstream_gone(u); }

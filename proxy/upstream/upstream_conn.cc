@@ -9,6 +9,7 @@
 #include "proxy/ops/log.h"
 #include "proxy/upstream/upstream_conn.h"
 
+#include "proxy/net/tls_stream.h"
 #include "proxy/upstream/node.h"
 #include "resp/reply_writer.h"
 
@@ -17,9 +18,20 @@ namespace respite {
 // Kept after a flush: a larger output (a burst of pipelined requests) is given back.
 constexpr size_t kKeepOutput = 4u << 20;
 
+namespace {
+Stream* make_stream(uv_loop_t* loop, Stream::Handler* h, const TlsContext* ctx, TcpStream*& tcp,
+                    TlsStream*& tls) {
+  if (!ctx) return tcp = new TcpStream(loop, h, kKeepOutput);
+  tls = new TlsStream(loop, h, kKeepOutput, ctx->shared_from_this());
+  tcp = &tls->tcp();
+  return tls;
+}
+}  // namespace
+
 UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db)
-    : host_(host), node_(node), proto_(proto), owner_(owner), db_(0), stream_(host->loop(), this, kKeepOutput),
-      out_(stream_.out()) {
+    : host_(host), node_(node), proto_(proto), owner_(owner), db_(0),
+      stream_(make_stream(host->loop(), this, host->upstream_tls(), tcp_, tls_)),
+      out_(stream_->out()) {
   const Config& cfg = host->config();
   const std::string& user = node->own_auth() ? node->auth_user() : cfg.upstream_user;
   const std::string& password = node->own_auth() ? node->auth_password() : cfg.upstream_password;
@@ -54,14 +66,14 @@ void UpstreamConn::select_db(int db) {
 void UpstreamConn::connect() {
   // A connect refused at once (no route, bad address) fails the connection now, so the caller
   // sees it closed and answers "reconnecting" rather than queueing on a dead connection.
-  if (int rc = stream_.connect(node_->addr()); rc != 0) fail(fmt::format("connect: {}", uv_strerror(rc)));
+  if (int rc = tcp_->connect(node_->addr()); rc != 0) fail(fmt::format("connect: {}", uv_strerror(rc)));
 }
 
 void UpstreamConn::on_stream_ready() {
   if (state_ == State::Closed) return;
   state_ = State::Ready;
-  stream_.set_options(30);  // keepalive: a peer gone without a reset is found out
-  stream_.read_start(&in_);
+  tcp_->set_options(30);  // keepalive: a peer gone without a reset is found out
+  stream_->read_start(&in_);
   // The handshake: the internal requests queued first (AUTH, HELLO, a pinned connection's
   // SELECT); their replies are the first to come.
   while (handshake_left_ < pending_.size() &&
@@ -80,7 +92,10 @@ void UpstreamConn::declare_up() {
 }
 
 void UpstreamConn::on_stream_error(const char* op, int status) {
-  fail(fmt::format("{}: {}", op, uv_strerror(status)));
+  // A TLS failure says why (a refused certificate arrives as an alert after the handshake).
+  if (tls_ && status == UV_EPROTO && !tls_->error().empty())
+    fail(fmt::format("TLS {}: {}", op, tls_->error()));
+  else fail(fmt::format("{}: {}", op, uv_strerror(status)));
 }
 
 void UpstreamConn::on_stream_eof() { fail("connection closed by upstream"); }
@@ -274,7 +289,7 @@ void UpstreamConn::list_dirty() {
 void UpstreamConn::flush() {
   dirty_ = false;
   if (state_ != State::Ready) return;
-  if (int rc = stream_.flush(); rc != 0) fail(fmt::format("write: {}", uv_strerror(rc)));
+  if (int rc = stream_->flush(); rc != 0) fail(fmt::format("write: {}", uv_strerror(rc)));
 }
 
 void UpstreamConn::on_stream_data() {
@@ -489,7 +504,7 @@ void UpstreamConn::close() {
   }
   host_->upstream_gone(this);
   node_->conn_gone(this);
-  stream_.close();
+  stream_->close();
 }
 
 void UpstreamConn::on_stream_closed() { delete this; }

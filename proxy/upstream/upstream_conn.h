@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -24,6 +25,8 @@
 namespace respite {
 
 class Node;
+class TlsContext;
+class TlsStream;
 
 // What an upstream connection needs from the loop it runs on and from the layers above it
 // (the cache path's second invalidation, the slow log), without including them.
@@ -34,6 +37,8 @@ class UpstreamHost {
   virtual cache::Micros micros() const = 0;   // the batch clock (Server::micros)
   virtual cache::Micros tick_micros() = 0;
   virtual const Config& config() const = 0;
+  // The context upstream connections speak TLS in (--upstream-tls); nullptr: plain TCP.
+  virtual const TlsContext* upstream_tls() const { return nullptr; }
   virtual Stats& stats() = 0;
   // Called for every request queued on `u` (`listed`: already to be flushed this turn). The
   // cork writes connections in the order of their latest request: one queued on a connection
@@ -182,7 +187,11 @@ class UpstreamConn final : private Stream::Handler {
   int db_;
   State state_ = State::Connecting;
   uint32_t handshake_left_ = 0;  // handshake requests not answered yet (see connected_at_ms)
-  TcpStream stream_;
+  // TCP, or TLS over TCP with --upstream-tls (Config::upstream_tls_ctx); `tcp_` is the TCP
+  // stream either way (connect, options), `tls_` the TLS one if any.
+  TcpStream* tcp_ = nullptr;
+  TlsStream* tls_ = nullptr;
+  std::unique_ptr<Stream> stream_;
   std::string& out_;  // the stream's output: requests not written yet
   bool retiring_ = false;
   bool close_started_ = false;

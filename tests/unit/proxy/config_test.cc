@@ -196,3 +196,34 @@ TEST_CASE("config: --upstream is repeatable only with --cluster, and on the comm
   CHECK(both.cfg.upstream == "10.0.0.1:7001");
   CHECK(both.cfg.upstream_addrs.size() == 1);
 }
+
+TEST_CASE("config: tls settings and flag directives in the file taking yes or no") {
+  Parsed none = parse({});
+  REQUIRE(none.ok);
+  CHECK(none.cfg.tls_port == 0);
+  CHECK(none.cfg.tls.auth_clients == "yes");  // Redis's default
+  CHECK_FALSE(none.cfg.upstream_tls);
+  CHECK_FALSE(parse({"--tls-port", "7001"}).ok);  // no certificate: refused as in Redis
+  CHECK_FALSE(parse({"--tls-port", "7001", "--tls-cert-file", "a", "--tls-key-file", "b",
+                     "--tls-auth-clients", "maybe"}).ok);
+  Parsed ok = parse({"--tls-port", "7001", "--tls-cert-file", "a", "--tls-key-file", "b",
+                     "--tls-auth-clients", "OPTIONAL"});
+  REQUIRE(ok.ok);
+  CHECK(ok.cfg.tls.auth_clients == "optional");
+
+  char path[] = "/tmp/respite-config-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text =
+      "upstream-tls yes\ncluster no\ntls-protocols \"TLSv1.2 TLSv1.3\"\n"
+      "upstream-tls-server-name redis.internal\n";
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  Parsed file = parse({"--config", path});
+  unlink(path);
+  REQUIRE(file.ok);
+  CHECK(file.cfg.upstream_tls);
+  CHECK_FALSE(file.cfg.cluster);
+  CHECK(file.cfg.tls.protocols == "TLSv1.2 TLSv1.3");
+  CHECK(file.cfg.upstream_tls_settings.server_name == "redis.internal");
+}

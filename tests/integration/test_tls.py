@@ -1,0 +1,548 @@
+"""TLS: clients on --tls-port (redis-cli --tls, redis-py ssl=True), client certificates
+(--tls-auth-clients), certificates reloaded without dropping connections, garbage on the TLS
+port, and TLS to an upstream redis-server (and Sentinel) that accepts only TLS.
+
+Certificates are made once per run with the openssl CLI (EC prime256v1 keys: quick) in a temp
+dir: a CA, a server certificate (localhost, 127.0.0.1), a second server certificate, an expired
+one, a client certificate, and a CA with a server and a client certificate of its own (the
+"other" CA nobody trusts)."""
+
+import os
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+import harness
+from harness import HOST, REDIS_CLI, REDIS_SERVER, Proc, RedisServer, Respite, free_port, respite_only, wait_until
+
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+CERTS: Path | None = None
+GARBAGE_CONNECTIONS = int(os.environ.get("RESPITE_TLS_GARBAGE", "2000"))
+
+
+def run(*argv, timeout=30, **kw):
+    return subprocess.run(list(argv), capture_output=True, timeout=timeout, **kw)
+
+
+def make_certs(d: Path) -> None:
+    def key(name):
+        run(OPENSSL, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(d / f"{name}.key"), check=True)
+
+    def ca(name):
+        key(name)
+        run(OPENSSL, "req", "-x509", "-new", "-key", str(d / f"{name}.key"), "-subj", f"/CN={name}",
+            "-days", "30", "-out", str(d / f"{name}.crt"), check=True)
+
+    def cert(name, cn, issuer, days="30", server=True):
+        key(name)
+        run(OPENSSL, "req", "-new", "-key", str(d / f"{name}.key"), "-subj", f"/CN={cn}",
+            "-out", str(d / f"{name}.csr"), check=True)
+        ext = d / "san.ext"
+        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        argv = [OPENSSL, "x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{issuer}.crt"),
+                "-CAkey", str(d / f"{issuer}.key"), "-CAcreateserial", "-days", days,
+                "-out", str(d / f"{name}.crt")]
+        if server:
+            argv += ["-extfile", str(ext)]
+        run(*argv, check=True)
+
+    ca("ca")
+    ca("otherca")
+    cert("server", "localhost", "ca")
+    cert("server2", "second", "ca")
+    cert("expired", "localhost", "ca", days="-1")
+    cert("client", "client", "ca", server=False)
+    cert("otherclient", "client", "otherca", server=False)
+    cert("otherserver", "localhost", "otherca")
+
+
+def c(name: str) -> str:
+    return str(CERTS / name)
+
+
+def setUpModule():
+    global CERTS
+    CERTS = Path(tempfile.mkdtemp(prefix="respite-tls-"))
+    make_certs(CERTS)
+
+
+def tearDownModule():
+    shutil.rmtree(CERTS, ignore_errors=True)
+
+
+def server_tls_args(tls_port: int, cert="server", auth="no") -> list[str]:
+    a = ["--tls-port", str(tls_port), "--tls-cert-file", c(f"{cert}.crt"),
+         "--tls-key-file", c(f"{cert}.key"), "--tls-auth-clients", auth]
+    if auth != "no":
+        a += ["--tls-ca-cert-file", c("ca.crt")]
+    return a
+
+
+def cli(port: int, *args, cert: str | None = None, cacert="ca.crt", tls=True, timeout=10):
+    argv = [REDIS_CLI, "-h", HOST, "-p", str(port)]
+    if tls:
+        argv += ["--tls", "--cacert", c(cacert)]
+        if cert:
+            argv += ["--cert", c(f"{cert}.crt"), "--key", c(f"{cert}.key")]
+    return run(*argv, *args, timeout=timeout)
+
+
+def tls_client(port: int, cert: str | None = None, **kw):
+    import redis
+    extra = {"ssl_certfile": c(f"{cert}.crt"), "ssl_keyfile": c(f"{cert}.key")} if cert else {}
+    return redis.Redis(host=HOST, port=port, ssl=True, ssl_ca_certs=c("ca.crt"),
+                       socket_timeout=10, **extra, **kw)
+
+
+def peer_cn(port: int) -> str:
+    ctx = ssl.create_default_context(cafile=c("ca.crt"))
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            subject = dict(x[0] for x in t.getpeercert()["subject"])
+            return subject["commonName"]
+
+
+class TlsRedis:
+    """A redis-server that accepts only TLS (--port 0), client certificates from `ca` required
+    unless auth is "no"; waited for with redis-cli --tls PING."""
+
+    def __init__(self, auth="yes", cert="server", extra: list[str] | None = None, sentinel=False,
+                 cacert="ca.crt"):
+        self.tmp = Path(tempfile.mkdtemp(prefix="respite-tls-redis-"))
+        self.auth, self.cert, self.extra, self.sentinel = auth, cert, extra or [], sentinel
+        self.cacert = cacert
+
+    def __enter__(self):
+        for _ in range(harness.START_ATTEMPTS):
+            self.port = free_port()
+            argv = [REDIS_SERVER, "--port", "0", "--bind", HOST, "--save", "", "--appendonly", "no",
+                    "--dir", str(self.tmp), "--logfile", "",
+                    *server_tls_args(self.port, self.cert, self.auth)]
+            if self.auth == "no":
+                argv += ["--tls-ca-cert-file", c("ca.crt")]
+            if self.sentinel:
+                conf = self.tmp / "sentinel.conf"
+                conf.write_text("")
+                argv = [REDIS_SERVER, str(conf), "--sentinel", *argv[1:], "--tls-replication", "yes"]
+            argv += self.extra
+            self.proc = Proc(argv, self.tmp / "redis.log", cwd=str(self.tmp), name="redis")
+            deadline = time.monotonic() + harness.START_TIMEOUT
+            while time.monotonic() < deadline and self.proc.alive():
+                if cli(self.port, "PING", cert="client", cacert=self.cacert, timeout=2).stdout.strip() == b"PONG":
+                    return self
+                time.sleep(0.05)
+            self.proc.stop(timeout=1.0)
+        tail = self.proc.log_tail()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        raise RuntimeError(f"TLS redis-server did not start: {tail}")
+
+    def __exit__(self, *exc):
+        self.proc.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+
+def upstream_tls_args(cert="client", ca="ca.crt", server_name="localhost") -> list[str]:
+    a = ["--upstream-tls", "--upstream-tls-ca-cert-file", c(ca)]
+    if cert:
+        a += ["--upstream-tls-cert-file", c(f"{cert}.crt"), "--upstream-tls-key-file", c(f"{cert}.key")]
+    if server_name:
+        a += ["--upstream-tls-server-name", server_name]
+    return a
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def client_hello() -> bytes:
+    """The first flight of a real TLS client, made with memory BIOs."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def abort(s: socket.socket) -> None:
+    """Closes with a reset: no TIME_WAIT left on our side (scripts/tls-fuzz opens 100,000)."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def garbage(port: int, n: int, hello: bytes, silent: list) -> None:
+    """n connections to `port`, in turn: random bytes (read until respite closes, at most 2 s),
+    a ClientHello cut short then a reset, a whole ClientHello then silence (held, at most 200 at
+    once, then reset)."""
+    for i in range(n):
+        kind = i % 3
+        s = socket.create_connection((HOST, port), timeout=5)
+        if kind == 0:
+            s.sendall(os.urandom(1 + (i * 7919) % 3000))
+            s.settimeout(2)
+            try:
+                while s.recv(4096):
+                    pass
+                s.close()
+            except OSError:
+                abort(s)
+        elif kind == 1:
+            s.sendall(hello[: max(1, (i * 31) % len(hello))])
+            abort(s)
+        else:
+            s.sendall(hello)
+            silent.append(s)
+            if len(silent) >= 200:
+                for x in silent:
+                    abort(x)
+                silent.clear()
+
+
+@respite_only
+class TlsClients(unittest.TestCase):
+    """respite with a plain and a TLS port, in front of a TLS-only upstream."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = TlsRedis(auth="yes").__enter__()
+        cls.tls_port = free_port()
+        cls.rs = Respite(None, upstream_addr=f"{HOST}:{cls.up.port}",
+                         args=server_tls_args(cls.tls_port, auth="optional") + upstream_tls_args())
+        cls.rs.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.rs.close()
+        cls.up.__exit__(None, None, None)
+
+    def info(self, field: str) -> int:
+        text = self.rs.client().execute_command("PROXY", "INFO").decode()
+        for line in text.splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split(":", 1)[1])
+        raise AssertionError(f"no {field} in PROXY INFO")
+
+    def test_redis_cli_set_get_through_tls_upstream(self):
+        self.assertEqual(cli(self.tls_port, "SET", "k1", "v1").stdout.strip(), b"OK")
+        self.assertEqual(cli(self.tls_port, "GET", "k1").stdout.strip(), b"v1")
+        # It really went to the TLS-only upstream.
+        self.assertEqual(cli(self.up.port, "GET", "k1", cert="client").stdout.strip(), b"v1")
+
+    def test_redis_py_ssl(self):
+        r = tls_client(self.tls_port)
+        self.assertTrue(r.set("py", "x" * 100000))
+        self.assertEqual(r.get("py"), b"x" * 100000)
+        pipe = r.pipeline(transaction=False)
+        for i in range(500):
+            pipe.set(f"p{i}", i)
+        for i in range(500):
+            pipe.get(f"p{i}")
+        res = pipe.execute()
+        self.assertEqual(res[500:], [str(i).encode() for i in range(500)])
+        r.close()
+
+    def test_plain_and_tls_ports_at_once(self):
+        plain = self.rs.client()
+        plain.set("both", "plain")
+        r = tls_client(self.tls_port)
+        self.assertEqual(r.get("both"), b"plain")
+        r.set("both", "tls")
+        self.assertEqual(plain.get("both"), b"tls")
+        r.close()
+
+    def test_cached_get_over_tls(self):
+        r = tls_client(self.tls_port)
+        r.set("cached", "v")
+        self.assertEqual(r.get("cached"), b"v")  # a miss fills the cache
+        before = self.info("cache_hits")
+        for _ in range(5):
+            self.assertEqual(r.get("cached"), b"v")
+        self.assertGreaterEqual(self.info("cache_hits") - before, 5)
+        r.close()
+
+    def test_optional_client_certificates(self):
+        self.assertEqual(cli(self.tls_port, "PING").stdout.strip(), b"PONG")
+        self.assertEqual(cli(self.tls_port, "PING", cert="client").stdout.strip(), b"PONG")
+        # optional still verifies a certificate that is given.
+        self.assertNotEqual(cli(self.tls_port, "PING", cert="otherclient").stdout.strip(), b"PONG")
+
+    def test_tls_info_fields(self):
+        self.assertEqual(self.info("tls_port"), self.tls_port)
+        self.assertGreater(self.info("tls_connections_received"), 0)
+
+    def test_garbage_on_the_tls_port(self):
+        """Random bytes, half handshakes then close, and ClientHellos then silence, for a bounded
+        number of connections, while another TLS client keeps being served; respite stays up
+        and its descriptors come back to where they were."""
+        served = tls_client(self.tls_port)
+        served.set("alive", "yes")
+        baseline = fd_count(self.rs.pid)
+        errors_before = self.info("tls_handshake_errors")
+        hello = client_hello()
+        stop = threading.Event()
+        failures: list[str] = []
+        answers = [0]
+
+        def keep_serving():
+            while not stop.is_set():
+                try:
+                    if served.get("alive") != b"yes":
+                        failures.append("wrong answer")
+                    answers[0] += 1
+                except Exception as e:  # noqa: BLE001 - any failure fails the test
+                    failures.append(repr(e))
+                    return
+
+        t = threading.Thread(target=keep_serving)
+        t.start()
+        silent: list[socket.socket] = []
+        try:
+            garbage(self.tls_port, GARBAGE_CONNECTIONS, hello, silent)
+        finally:
+            for x in silent:
+                abort(x)
+            stop.set()
+            t.join(30)
+        self.assertEqual(failures, [])
+        self.assertGreater(answers[0], 0)
+        self.rs.assert_alive()
+        self.assertEqual(served.get("alive"), b"yes")
+        served.close()
+        wait_until(lambda: fd_count(self.rs.pid) <= baseline, 20, "descriptors back to baseline")
+        self.assertGreater(self.info("tls_handshake_errors"), errors_before)
+
+
+@respite_only
+class TlsClientAuth(unittest.TestCase):
+    """--tls-auth-clients yes (Redis's default), and certificates the client must refuse."""
+
+    def test_auth_clients_yes(self):
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port, auth="yes")):
+                self.assertEqual(cli(tls_port, "PING", cert="client").stdout.strip(), b"PONG")
+                no_cert = cli(tls_port, "PING")
+                self.assertNotEqual(no_cert.stdout.strip(), b"PONG")
+                other = cli(tls_port, "PING", cert="otherclient")
+                self.assertNotEqual(other.stdout.strip(), b"PONG")
+
+    def test_expired_server_certificate_is_refused_by_the_client(self):
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port, cert="expired")):
+                p = cli(tls_port, "PING")
+                self.assertNotEqual(p.stdout.strip(), b"PONG")
+                with self.assertRaises(ssl.SSLCertVerificationError) as e:
+                    peer_cn(tls_port)
+                self.assertIn("expired", e.exception.verify_message)
+            # A certificate from a CA the client does not trust: refused as well.
+            other_port = free_port()
+            with Respite(up, args=server_tls_args(other_port, cert="otherserver")):
+                self.assertNotEqual(cli(other_port, "PING").stdout.strip(), b"PONG")
+
+    def test_startup_errors(self):
+        tls_port = str(free_port())
+        cases = [
+            (["--tls-port", tls_port], b"tls-cert-file"),
+            (["--tls-port", tls_port, "--tls-cert-file", c("ca.key"), "--tls-key-file", c("server.key"),
+              "--tls-auth-clients", "no"], b"cannot load certificate"),
+            (["--tls-port", tls_port, "--tls-cert-file", c("server.crt"), "--tls-key-file",
+              c("client.key"), "--tls-auth-clients", "no"], b"key values mismatch"),
+            (["--tls-port", tls_port, "--tls-cert-file", c("server.crt"), "--tls-key-file",
+              c("server.key")], b"tls-ca-cert"),
+        ]
+        for args, text in cases:
+            p = run(*harness.respite_argv("--port", str(free_port()), "--upstream", "127.0.0.1:1", *args))
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(text, p.stderr)
+
+    def test_maxclients_error_over_tls(self):
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port) + ["--maxclients", "1"]):
+                # The harness's port probe may still count as a client for a moment (another
+                # loop closes it): the first client retries until it is in.
+                first = tls_client(tls_port)
+
+                def admitted():
+                    try:
+                        return first.ping()
+                    except Exception:  # noqa: BLE001 - refused while the probe still counts
+                        first.connection_pool.disconnect()
+                        return False
+
+                wait_until(admitted, 5, "the first TLS client admitted")
+                p = cli(tls_port, "PING")
+                self.assertIn(b"max number of clients reached", p.stdout + p.stderr)
+                self.assertTrue(first.ping())
+                first.close()
+
+    def test_config_file_directives(self):
+        tls_port = free_port()
+        with RedisServer() as up, tempfile.TemporaryDirectory() as d:
+            conf = Path(d) / "respite.conf"
+            conf.write_text(f"tls-port {tls_port}\ntls-cert-file {c('server.crt')}\n"
+                            f"tls-key-file {c('server.key')}\ntls-auth-clients no\n")
+            with Respite(up, args=["--config", str(conf)]):
+                self.assertEqual(cli(tls_port, "PING").stdout.strip(), b"PONG")
+
+
+@respite_only
+class Https(unittest.TestCase):
+
+    def test_http_port_over_tls(self):
+        import json
+        import urllib.request
+        with RedisServer() as up:
+            http_port = free_port()
+            args = ["--http-port", str(http_port), "--http-tls", "--tls-cert-file", c("server.crt"),
+                    "--tls-key-file", c("server.key"), "--tls-auth-clients", "no"]
+            with Respite(up, args=args) as rs:
+                rs.client().set("hk", "hv")
+                ctx = ssl.create_default_context(cafile=c("ca.crt"))
+                url = f"https://localhost:{http_port}/lookup?key=hk"
+                wait_until(lambda: harness.port_open(http_port), 5, "the HTTPS port")
+                with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+                    self.assertEqual(json.loads(resp.read())["value"], "hv")
+                # Plain HTTP on that port is a failed handshake, not an answer.
+                with socket.create_connection((HOST, http_port), timeout=5) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    self.assertNotIn(b"200", s.recv(100))
+
+
+@respite_only
+class TlsReload(unittest.TestCase):
+
+    def test_reload_keeps_connections_and_new_ones_see_the_new_certificate(self):
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port)) as rs:
+                admin = rs.client()
+                old = tls_client(tls_port)
+                old.set("k", "before")
+                self.assertEqual(peer_cn(tls_port), "localhost")
+                # A bad certificate: an error, and the old one stays.
+                with self.assertRaises(Exception) as e:
+                    admin.execute_command("PROXY", "CONFIG", "SET", "tls-cert-file", c("ca.key"))
+                self.assertIn("Unable to update TLS configuration", str(e.exception))
+                self.assertEqual(peer_cn(tls_port), "localhost")
+                self.assertEqual(admin.execute_command("PROXY", "CONFIG", "GET", "tls-cert-file")[1].decode(),
+                                 c("server.crt"))
+                # A certificate and its key together.
+                self.assertTrue(admin.execute_command("PROXY", "CONFIG", "SET", "tls-cert-file", c("server2.crt"),
+                                                      "tls-key-file", c("server2.key")))
+                wait_until(lambda: peer_cn(tls_port) == "second", 5, "the new certificate")
+                self.assertEqual(old.get("k"), b"before")  # the existing connection goes on
+                old.set("k", "after")
+                self.assertEqual(tls_client(tls_port).get("k"), b"after")
+                old.close()
+
+    def test_sighup_reloads_the_files(self):
+        with RedisServer() as up, tempfile.TemporaryDirectory() as d:
+            crt, key = Path(d) / "cur.crt", Path(d) / "cur.key"
+            shutil.copy(c("server.crt"), crt)
+            shutil.copy(c("server.key"), key)
+            tls_port = free_port()
+            args = ["--tls-port", str(tls_port), "--tls-cert-file", str(crt), "--tls-key-file", str(key),
+                    "--tls-auth-clients", "no"]
+            with Respite(up, args=args) as rs:
+                kept = tls_client(tls_port)
+                kept.ping()
+                shutil.copy(c("server2.crt"), crt)
+                shutil.copy(c("server2.key"), key)
+                os.kill(rs.pid, 1)  # SIGHUP
+                wait_until(lambda: peer_cn(tls_port) == "second", 5, "the reloaded certificate")
+                crt.write_text("not a certificate\n")
+                os.kill(rs.pid, 1)
+                wait_until(lambda: b"not reloaded" in rs.proc.log_path.read_bytes(), 5, "the warning")
+                self.assertEqual(peer_cn(tls_port), "second")
+                self.assertTrue(kept.ping())
+                rs.assert_alive()
+                kept.close()
+
+
+@respite_only
+class TlsUpstream(unittest.TestCase):
+
+    def test_upstream_without_client_certificate(self):
+        with TlsRedis(auth="no") as up:
+            with Respite(None, upstream_addr=f"{HOST}:{up.port}", args=upstream_tls_args(cert=None)) as rs:
+                r = rs.client()
+                r.set("a", "1")
+                self.assertEqual(r.get("a"), b"1")
+                self.assertEqual(r.get("a"), b"1")
+
+    def test_upstream_that_fails_verification_is_not_used(self):
+        with TlsRedis(auth="no", cert="otherserver", cacert="otherca.crt") as up:
+            with Respite(None, upstream_addr=f"{HOST}:{up.port}", args=upstream_tls_args(cert=None)) as rs:
+                with self.assertRaises(Exception):
+                    rs.client().set("a", "1")
+                text = rs.client().execute_command("PROXY", "INFO").decode()
+                self.assertIn("upstream_connected:0", text)
+        with TlsRedis(auth="no") as up:
+            with Respite(None, upstream_addr=f"{HOST}:{up.port}",
+                         args=upstream_tls_args(cert=None, server_name="wrong.example")) as rs:
+                with self.assertRaises(Exception):
+                    rs.client().set("a", "1")
+
+    def test_cluster_over_tls(self):
+        """The slot map read over TLS (the blocking client, CLUSTER SHARDS' "tls-port") and the
+        data connections to every master over TLS."""
+        import cluster_harness as ch
+        plain_argv = ch.Node.argv
+
+        def tls_argv(node):
+            if not hasattr(node, "tls_port"):
+                node.tls_port = free_port()
+            return plain_argv(node) + [*server_tls_args(node.tls_port), "--tls-ca-cert-file", c("ca.crt"),
+                                       "--tls-cluster", "yes", "--tls-replication", "yes"]
+
+        ch.Node.argv = tls_argv
+        try:
+            cluster = ch.RedisCluster(masters=3).start()
+        finally:
+            ch.Node.argv = plain_argv
+        try:
+            seed = cluster.nodes[0]
+            with Respite(None, upstream_addr=f"{HOST}:{seed.tls_port}",
+                         args=["--cluster", *upstream_tls_args(cert=None)]) as rs:
+                r = rs.client()
+                keys = [f"k{i}" for i in range(200)]
+                for k in keys:
+                    r.set(k, k)
+                self.assertEqual(r.mget(keys), [k.encode() for k in keys])
+                # Every master got some of them, over its TLS port only.
+                self.assertTrue(all(int(n.info("keyspace").get("db0", "keys=0").split(",")[0][5:]) > 0
+                                    for n in cluster.nodes))
+        finally:
+            cluster.close()
+
+    def test_sentinel_over_tls(self):
+        """The blocking client's TLS path (ask_sentinels at start) and the Sentinel watcher."""
+        with TlsRedis(auth="no") as up:
+            with TlsRedis(auth="no", sentinel=True) as sen:
+                p = cli(sen.port, "SENTINEL", "MONITOR", "m", HOST, str(up.port), "1")
+                self.assertEqual(p.stdout.strip(), b"OK", p.stdout + p.stderr)
+                with Respite(None, upstream_addr=None,
+                             args=["--sentinel", f"{HOST}:{sen.port}", "--sentinel-master", "m",
+                                   *upstream_tls_args(cert=None)]) as rs:
+                    r = rs.client()
+                    r.set("s", "1")
+                    self.assertEqual(r.get("s"), b"1")
+                    self.assertEqual(cli(up.port, "GET", "s").stdout.strip(), b"1")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
