@@ -46,9 +46,9 @@ ReplicaMonitor::ReplicaMonitor(UpstreamHost* host, WriteLedger* ledger, Node* pr
       primary_(primary),
       replicas_(std::move(replicas)),
       replica_out_(replicas_.size(), 0),
-      replica_again_(replicas_.size(), 0),
       one_section_(replicas_.size(), 0),
-      replication_reply_(replicas_.size()) {}
+      replication_reply_(replicas_.size()),
+      replica_again_(replicas_.size(), 0) {}
 
 void ReplicaMonitor::tick(uint64_t now) {
   // The interval is decided now, not when the last poll went out: a write acknowledged since
