@@ -81,9 +81,11 @@ bool parse_output_limit(const std::string& s, uint64_t& hard, uint64_t& soft, ui
 
 namespace {
 
-// Reads `directive value...` lines into "--directive value..." arguments, so the file and the
-// command line share one definition of every setting.
-bool read_config_file(const std::string& path, std::vector<std::string>& args, std::string& err) {
+// Reads `directive value...` lines into "--directive value..." arguments, one group per line, so
+// the file and the command line share one definition of every setting. A group is the name and
+// one value, except rename-command's (the name and two).
+using Directive = std::vector<std::string>;
+bool read_config_file(const std::string& path, std::vector<Directive>& out, std::string& err) {
   std::ifstream in(path);
   if (!in) {
     err = fmt::format("cannot open config file '{}'", path);
@@ -111,6 +113,7 @@ bool read_config_file(const std::string& path, std::vector<std::string>& args, s
       err = fmt::format("{}:{}: 'config' cannot be nested", path, lineno);
       return false;
     }
+    Directive& args = out.emplace_back();
     args.push_back("--" + name);
     if (name == "rename-command") {
       // Two words, either possibly quoted: `rename-command KEYS ""` disables KEYS.
@@ -287,10 +290,10 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
     if (args[i] == "--config" && i + 1 < args.size()) file = args[i + 1];
     else if (args[i].rfind("--config=", 0) == 0) file = args[i].substr(9);
   }
-  std::vector<std::string> all;
+  std::vector<Directive> directives;
   if (!file.empty()) {
     std::string err;
-    if (!read_config_file(file, all, err)) {
+    if (!read_config_file(file, directives, err)) {
       std::cerr << "respite: " << err << "\n";
       exit_code = 1;
       return false;
@@ -302,26 +305,19 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
       bool on_command_line = false;
       for (const std::string& a : args) on_command_line |= a == n || a.rfind(n + "=", 0) == 0;
       if (!on_command_line) continue;
-      for (size_t i = 0; i + 1 < all.size();) {
-        if (all[i] == n) all.erase(all.begin() + static_cast<long>(i), all.begin() + static_cast<long>(i) + 2);
-        else i += 2;
-      }
+      std::erase_if(directives, [&](const Directive& d) { return d[0] == n; });
     }
   }
   // A flag's directive (`upstream-tls yes`, `cluster yes`) takes its value as `--name=value`
-  // (yes/no, true/false, on/off), which CLI11 reads for flags; the file holds name/value pairs.
-  {
-    std::vector<std::string> merged;
-    for (size_t i = 0; i + 1 < all.size(); i += 2) {
-      const CLI::Option* o = app.get_option_no_throw(all[i]);
-      if (o && o->get_expected_max() == 0) {
-        merged.push_back(all[i] + "=" + (all[i + 1].empty() ? std::string("yes") : all[i + 1]));
-      } else {
-        merged.push_back(all[i]);
-        merged.push_back(all[i + 1]);
-      }
+  // (yes/no, true/false, on/off), which CLI11 reads for flags.
+  std::vector<std::string> all;
+  for (const Directive& d : directives) {
+    const CLI::Option* o = app.get_option_no_throw(d[0]);
+    if (o && o->get_expected_max() == 0 && d.size() == 2) {
+      all.push_back(d[0] + "=" + (d[1].empty() ? std::string("yes") : d[1]));
+    } else {
+      all.insert(all.end(), d.begin(), d.end());
     }
-    all.swap(merged);
   }
   all.insert(all.end(), args.begin(), args.end());
   std::vector<std::string> rev(all.rbegin(), all.rend());  // CLI11 parses a reversed vector

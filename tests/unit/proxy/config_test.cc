@@ -227,3 +227,28 @@ TEST_CASE("config: tls settings and flag directives in the file taking yes or no
   CHECK(file.cfg.tls.protocols == "TLSv1.2 TLSv1.3");
   CHECK(file.cfg.upstream_tls_settings.server_name == "redis.internal");
 }
+
+TEST_CASE("config: rename-command in the file takes two words and the directives after it stay in step") {
+  char path[] = "/tmp/respite-config-test-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text =
+      "rename-command FLUSHALL \"\"\nupstream-tls yes\nupstream 10.0.0.9:6379\n"
+      "rename-command KEYS MYKEYS\ncluster no\n";
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  Parsed file = parse({"--config", path});
+  Parsed both = parse({"--config", path, "--upstream", "10.0.0.1:7001", "--rename-command", "debug",
+                       "mydebug"});
+  unlink(path);
+  REQUIRE(file.ok);
+  CHECK(file.cfg.rename_commands ==
+        std::vector<std::string>{"FLUSHALL", "", "KEYS", "MYKEYS"});
+  CHECK(file.cfg.upstream_tls);
+  CHECK(file.cfg.upstream == "10.0.0.9:6379");
+  CHECK_FALSE(file.cfg.cluster);
+  REQUIRE(both.ok);
+  CHECK(both.cfg.upstream == "10.0.0.1:7001");
+  REQUIRE(both.cfg.rename_commands.size() == 6);
+  CHECK(both.cfg.rename_commands[4] == "debug");
+}
