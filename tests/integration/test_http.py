@@ -446,6 +446,11 @@ class UpstreamDown(HttpCase):
     respite_extra_args = ["--upstream-timeout-ms", "500"]
 
     def test_healthz_and_lookup_503_when_upstream_stops(self):
+        # Healthy once every loop has its upstream connection up: with two loops and a busy
+        # machine that can come a little after respite's port opens.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.get("/healthz")[0] != 200:
+            time.sleep(0.05)
         self.assertEqual(self.get("/healthz")[0], 200)
         self.upstream.stop()
         deadline = time.monotonic() + 5
