@@ -75,6 +75,9 @@ namespace {
 constexpr std::string_view kAuthInMulti =
     "ERR AUTH (or HELLO with AUTH) inside a transaction or a subscription is not supported by "
     "respite: authenticate before MULTI";
+constexpr std::string_view kAclInMulti =
+    "ERR ACL inside a transaction is not supported by respite: its users are respite's, not "
+    "the upstream's";
 bool has_auth_option(const resp::Frame& f) {
   for (size_t i = 2; i < f.argc(); ++i)
     if (ieq(f.arg(i), "auth")) return true;
@@ -335,8 +338,22 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
         if (ours && client_command(srv_, c, f, role.local)) return;
         break;
       case Local::Acl:
-        if (ours) return acl_command(srv_, c, f);
-        break;
+        // Never forwarded: the upstream's users are not the clients' (a queued ACL SETUSER
+        // would change them as respite's own upstream user).
+        if (c->in_multi) return refuse(c, kAclInMulti);
+        if (c->streaming) {
+          // As Redis for a subscribed client: refused in RESP2, answered in RESP3.
+          if (c->proto == 2 && ci->name != "acl") {
+            return refuse(c, fmt::format("ERR Can't execute '{}': only (P|S)SUBSCRIBE / "
+                                         "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+                                         "this context",
+                                         ci->name));
+          }
+          std::string reply;
+          acl_command(srv_, c, f, &reply);
+          return c->stream_local(std::move(reply), ClientConn::StreamAfter::None);
+        }
+        return acl_command(srv_, c, f);
       case Local::Cluster:
         if (ours && srv_.config().cluster) return cluster_command(srv_, c, f);
         break;

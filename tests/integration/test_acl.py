@@ -109,6 +109,36 @@ class Users(unittest.TestCase):
             with self.subTest(data=data[:80]):
                 self.same(data, nreplies=data.count(b"*"))
 
+    def test_acl_is_never_forwarded(self):
+        # Queued in a transaction ACL SETUSER would run upstream as respite's own user: refused,
+        # and the transaction aborts, as AUTH there.
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("MULTI"), "OK")
+            self.assertTrue(c.call("ACL", "SETUSER", "hacker", "on", "nopass", "~*", "+@all")
+                            .startswith("ERR ACL inside a transaction"))
+            self.assertTrue(c.call("EXEC").startswith("EXECABORT"))
+        self.assertNotIn("hacker", self.upstream.client().acl_users())
+        # Subscribed: RESP2 refuses it as Redis does for any non-pub/sub command...
+        self.same(encode_command("SUBSCRIBE", "news.a") + encode_command("ACL", "WHOAMI") +
+                  encode_command("ACL", "SETUSER", "hacker", "on"), nreplies=3)
+        self.assertNotIn("hacker", self.upstream.client().acl_users())
+
+        # ...and RESP3 answers it (respite's users, not the upstream's).
+        def subscribed_resp3(port, *cmd):
+            with RawConn(port) as c:
+                c.cmd("HELLO", "3")
+                c.read_raw_replies(1)  # holds the connection's id: differs
+                c.cmd("SUBSCRIBE", "news.a")
+                c.read_raw_replies(1)
+                c.cmd(*cmd)
+                return c.read_raw_replies(1)
+        with RawConn(self.port) as c:
+            c.call("AUTH", "app", "apppw")
+        for cmd in (("ACL", "WHOAMI"), ("ACL", "USERS"), ("ACL", "NOSUCH")):
+            with self.subTest(cmd=cmd):
+                self.assertEqual(subscribed_resp3(self.port, *cmd),
+                                 subscribed_resp3(self.ref.port, *cmd))
+
     def test_resp3_shapes_match_redis(self):
         def after_hello(port, *cmd):
             with RawConn(port) as c:
