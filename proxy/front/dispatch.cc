@@ -104,7 +104,7 @@ bool Dispatch::acl_allows(ClientConn* c, const resp::Frame& f, const CommandInfo
   if (ci != nullptr && !arity_ok(*ci, f.argc())) return true;
   AclVerdict v = Acl::check(*c->user, ci, f, acl_scratch_);
   if (v.why == AclDenial::None) return true;
-  if (ci == nullptr) {
+  if (ci == nullptr && !c->user->may_run_unknown()) {
     unknown_command(c, f);
     return false;
   }

@@ -109,6 +109,38 @@ class Users(unittest.TestCase):
             with self.subTest(data=data[:80]):
                 self.same(data, nreplies=data.count(b"*"))
 
+    def test_scripts_refused_to_restricted_users(self):
+        # Redis checks each redis.call against the caller; respite cannot look inside a script
+        # (the upstream runs it as respite's own user), so a restricted user runs none.
+        self.upstream.client().set("secret:x", "s3cr3t")
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("ACL", "LOG", "RESET"), "OK")
+            self.assertEqual(c.call("AUTH", "app", "apppw"), "OK")
+            for cmd in (("EVAL", "return redis.call('get','secret:x')", "0"),
+                        ("EVAL_RO", "return redis.call('get','secret:x')", "0"),
+                        ("EVALSHA", "a" * 40, "0"), ("EVALSHA_RO", "a" * 40, "0"),
+                        ("FCALL", "f", "0"), ("FCALL_RO", "f", "0"),
+                        ("FUNCTION", "LOAD", "#!lua name=x\nredis.register_function('f', "
+                                             "function() return 1 end)"),
+                        ("FUNCTION", "RESTORE", "x")):
+                with self.subTest(cmd=cmd[:2]):
+                    name = cmd[0].lower() + ("|" + cmd[1].lower() if cmd[0] == "FUNCTION" else "")
+                    self.assertEqual(c.call(*cmd), RespError(NOPERM_CMD.format(name)))
+            c.call("AUTH", "default", "")
+            entries = c.call("ACL", "LOG")
+        objects = {dict(zip(e[::2], e[1::2]))[b"object"] for e in entries}
+        self.assertIn(b"eval", objects)
+        self.assertIn(b"function|load", objects)
+        self.assertEqual(self.client("default", None).eval("return 7", 0), 7)
+
+    def test_command_the_table_lacks_refused_to_a_key_limited_user(self):
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("AUTH", "app", "apppw"), "OK")
+            self.assertEqual(c.call("NOSUCHCMD", "secret:x"),
+                             RespError(NOPERM_CMD.format("nosuchcmd")))
+        with RawConn(self.port) as c:  # an unrestricted user gets Redis's unknown command
+            self.assertTrue(c.call("NOSUCHCMD", "x").startswith("ERR unknown command"))
+
     def test_acl_is_never_forwarded(self):
         # Queued in a transaction ACL SETUSER would run upstream as respite's own user: refused,
         # and the transaction aborts, as AUTH there.

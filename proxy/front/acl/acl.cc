@@ -160,14 +160,27 @@ std::string Acl::load(const Config& cfg) {
   return "";
 }
 
+bool Acl::runs_code(const CommandInfo& ci) {
+  static constexpr std::string_view kCode[] = {"eval",     "evalsha",        "eval_ro",
+                                               "evalsha_ro", "fcall",        "fcall_ro",
+                                               "function|load", "function|restore"};
+  return std::find(std::begin(kCode), std::end(kCode), ci.name) != std::end(kCode);
+}
+
 AclVerdict Acl::check(const AclUser& u, const CommandInfo* ci, const resp::Frame& f,
                       std::vector<AclKey>& scratch) {
   if (ci == nullptr) {
-    return u.may_run_unknown() ? AclVerdict{} : AclVerdict{AclDenial::Command, 0};
+    // A command the table lacks (a module's, a later Redis's): its keys and channels cannot be
+    // found, so only a user with every key and channel may run it.
+    const bool ok = u.may_run_unknown() && u.all_keys() && u.all_channels();
+    return ok ? AclVerdict{} : AclVerdict{AclDenial::Command, 0};
   }
   // As Redis: commands any client may run before AUTH (AUTH, HELLO, QUIT, RESET) are never
   // refused by command rules.
   if (!ci->is(kNoAuth) && !u.may_run(*ci)) return {AclDenial::Command, 0};
+  // Redis checks each redis.call of a script against the caller; respite cannot see inside a
+  // script (the upstream runs it as respite's own user), so a restricted user runs none.
+  if (runs_code(*ci) && !u.unrestricted()) return {AclDenial::Command, 0};
   if (ci->nspecs > 0) {
     scratch.clear();
     command_acl_keys(*ci, f, scratch);

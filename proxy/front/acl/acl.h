@@ -64,6 +64,9 @@ class Acl {
   // `scratch` is reused between calls.
   static AclVerdict check(const AclUser& u, const CommandInfo* ci, const resp::Frame& f,
                           std::vector<AclKey>& scratch);
+  // EVAL, FCALL and the like, FUNCTION LOAD/RESTORE: commands that run (or register) code,
+  // which respite cannot check; only an unrestricted user may run them.
+  static bool runs_code(const CommandInfo& ci);
   // The NOPERM text for a refusal of `ci` ("set", "client|kill").
   static std::string denial_text(AclDenial why, const CommandInfo* ci, std::string_view name);
 

@@ -60,6 +60,8 @@ class AclUser {
 
   // Every command, key and channel: dispatch skips the checks for such a user.
   bool unrestricted() const;
+  bool all_keys() const { return allkeys_; }
+  bool all_channels() const { return allchannels_; }
 
   const std::string& name() const { return name_; }
   bool enabled() const { return enabled_; }

@@ -249,3 +249,20 @@ TEST_CASE("split_args: quotes as sdssplitargs", "[acl]") {
   w.clear();
   CHECK_FALSE(respite::split_args("alice \">open", w));
 }
+
+TEST_CASE("check: scripts and commands the table lacks need an unrestricted user", "[acl]") {
+  AclUser app = user_with({"on", "~app:*", "+@all"});
+  CHECK(check(app, TestRequest{"EVAL", "return 1", "0"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"EVALSHA_RO", "abc", "0"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"FCALL", "f", "0"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"FUNCTION", "LOAD", "code"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"FUNCTION", "LIST"}) == AclDenial::None);
+  CHECK(check(app, TestRequest{"SCRIPT", "EXISTS", "abc"}) == AclDenial::None);
+  CHECK(check(app, TestRequest{"NOSUCHCMD", "a"}) == AclDenial::Command);
+  AclUser all = user_with({"on", "~*", "&*", "+@all"});
+  CHECK(check(all, TestRequest{"EVAL", "return 1", "0"}) == AclDenial::None);
+  CHECK(check(all, TestRequest{"NOSUCHCMD", "a"}) == AclDenial::None);
+  AclUser nochan = user_with({"on", "~*", "+@all"});  // every key, no channel
+  CHECK(check(nochan, TestRequest{"EVAL", "return 1", "0"}) == AclDenial::Command);
+  CHECK(check(nochan, TestRequest{"NOSUCHCMD", "a"}) == AclDenial::Command);
+}
