@@ -98,12 +98,20 @@ void Dispatch::refuse(ClientConn* c, std::string_view msg) {
 }
 
 bool Dispatch::acl_allows(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
-  // Redis answers an unknown command and a wrong argument count before it asks the ACL: the
-  // first is answered here as Redis does, the second goes on to the handler or the upstream,
-  // which refuse it without running it.
-  if (ci != nullptr && !arity_ok(*ci, f.argc())) return true;
+  // Redis answers an unknown command and a wrong argument count before it asks the ACL; both
+  // are answered here, as Redis does (a wrong count's keys cannot be found).
+  if (ci != nullptr && !arity_ok(*ci, f.argc())) {
+    refuse(c, fmt::format("ERR wrong number of arguments for '{}' command", ci->name));
+    return false;
+  }
   AclVerdict v = Acl::check(*c->user, ci, f, acl_scratch_);
-  if (v.why == AclDenial::None) return true;
+  if (v.why == AclDenial::None) {
+    if (ci == nullptr) return true;
+    std::string_view sort = Acl::sort_refusal(*c->user, *ci, f);
+    if (sort.empty()) return true;
+    refuse(c, sort);  // SORT's own error: not an ACL denial, not logged
+    return false;
+  }
   if (ci == nullptr && !c->user->may_run_unknown()) {
     unknown_command(c, f);
     return false;

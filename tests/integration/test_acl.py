@@ -23,6 +23,7 @@ user ro on >ropw ~* +@read
 user app on >apppw ~app:* &news.* +@all -flushall
 user rw on >rwpw %R~r:* %W~w:* ~both:* +@all
 user gone off >gonepw ~* +@all
+user rall on >rallpw %R~* +@all
 """
 
 NOPERM_CMD = "NOPERM this user has no permissions to run the '{}' command"
@@ -108,6 +109,35 @@ class Users(unittest.TestCase):
         for data in cases:
             with self.subTest(data=data[:80]):
                 self.same(data, nreplies=data.count(b"*"))
+
+    def test_restricted_users_as_redis(self):
+        # SORT's BY and GET patterns read any key: refused, with SORT's own texts, unless the
+        # user may read every key; BITFIELD with only GET/OVERFLOW only reads; a wrong argument
+        # count is answered before the ACL (its keys cannot be found).
+        app, rw = ("AUTH", "app", "apppw"), ("AUTH", "rw", "rwpw")
+        cases = [
+            [app, ("SORT", "app:l", "BY", "app:w_*")],
+            [app, ("SORT", "app:l", "BY", "nosort")],
+            [app, ("SORT", "app:l", "GET", "#")],
+            [app, ("SORT", "app:l", "LIMIT", "0", "5", "GET", "#")],
+            [app, ("SORT", "app:l", "LIMIT", "x", "5", "GET", "#")],
+            [app, ("SORT_RO", "app:l", "GET", "secret:*")],
+            [app, ("SORT_RO", "app:l", "STORE", "app:d", "GET", "#")],
+            [app, ("SORT", "secret:l", "GET", "#")],
+            [rw, ("SORT_RO", "r:l", "BY", "x_*")],
+            [("AUTH", "rall", "rallpw"), ("SORT_RO", "r:l", "BY", "x_*", "GET", "#")],
+            [rw, ("BITFIELD", "r:bf", "GET", "u8", "0")],
+            [rw, ("BITFIELD", "r:bf", "OVERFLOW", "SAT", "GET", "u8", "0")],
+            [rw, ("BITFIELD", "r:bf", "SET", "u8", "0", "1")],
+            [rw, ("BITFIELD", "r:bf", "GET", "u8")],
+            [app, ("GET",)],
+            [app, ("GET", "secret:x", "extra")],
+            [app, ("CLIENT", "KILL")],
+            [app, ("MULTI",), ("GET",), ("EXEC",)],
+        ]
+        for cmds in cases:
+            with self.subTest(cmds=cmds):
+                self.same(b"".join(encode_command(*c) for c in cmds), nreplies=len(cmds))
 
     def test_scripts_refused_to_restricted_users(self):
         # Redis checks each redis.call against the caller; respite cannot look inside a script

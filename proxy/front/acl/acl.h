@@ -67,6 +67,10 @@ class Acl {
   // EVAL, FCALL and the like, FUNCTION LOAD/RESTORE: commands that run (or register) code,
   // which respite cannot check; only an unrestricted user may run them.
   static bool runs_code(const CommandInfo& ci);
+  // Redis 7.0's SORT/SORT_RO refusal of BY with a pattern and of GET for a user that cannot
+  // read every key (its own error, not NOPERM, and not logged), or "" when allowed.
+  static std::string_view sort_refusal(const AclUser& u, const CommandInfo& ci,
+                                       const resp::Frame& f);
   // The NOPERM text for a refusal of `ci` ("set", "client|kill").
   static std::string denial_text(AclDenial why, const CommandInfo* ci, std::string_view name);
 

@@ -222,6 +222,13 @@ bool AclUser::may_use_channel(std::string_view channel, bool is_pattern) const {
   return false;
 }
 
+bool AclUser::reads_all_keys() const {
+  if (allkeys_) return true;
+  for (const AclKeyPattern& k : keys_)
+    if (k.pattern == "*" && (k.perms & kKeyNeedsRead)) return true;
+  return false;
+}
+
 bool AclUser::unrestricted() const {
   if (!allcommands_ || !allkeys_ || !allchannels_) return false;
   for (size_t i = 0; i < command_count(); ++i)

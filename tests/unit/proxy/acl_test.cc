@@ -266,3 +266,28 @@ TEST_CASE("check: scripts and commands the table lacks need an unrestricted user
   CHECK(check(nochan, TestRequest{"EVAL", "return 1", "0"}) == AclDenial::Command);
   CHECK(check(nochan, TestRequest{"NOSUCHCMD", "a"}) == AclDenial::Command);
 }
+
+TEST_CASE("check: SORT BY and GET patterns need every key readable", "[acl]") {
+  auto refusal = [](const AclUser& u, const TestRequest& r) {
+    return std::string(Acl::sort_refusal(u, *respite::lookup_command(r.frame()), r.frame()));
+  };
+  const std::string by = "ERR BY option of SORT denied due to insufficient ACL permissions.";
+  const std::string get = "ERR GET option of SORT denied due to insufficient ACL permissions.";
+  AclUser app = user_with({"on", "~app:*", "+@all"});
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "BY", "app:w_*"}) == by);
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "BY", "nosort"}).empty());
+  CHECK(refusal(app, TestRequest{"SORT_RO", "app:l", "GET", "#"}) == get);
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "LIMIT", "0", "1", "ALPHA", "GET", "#"}) == get);
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "BOGUS", "GET", "#"}).empty());  // syntax first
+  CHECK(refusal(app, TestRequest{"SORT_RO", "app:l", "STORE", "x", "GET", "#"}).empty());
+  CHECK(refusal(user_with({"on", "%R~*", "+@all"}), TestRequest{"SORT", "a", "GET", "#"}).empty());
+  CHECK(refusal(user_with({"on", "%W~*", "+@all"}), TestRequest{"SORT", "a", "GET", "#"}) == get);
+}
+
+TEST_CASE("check: BITFIELD with only GET and OVERFLOW reads", "[acl]") {
+  AclUser r = user_with({"on", "%R~r:*", "+@all"});
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "GET", "u8", "0"}) == AclDenial::None);
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "OVERFLOW", "SAT", "GET", "u8", "0"}) == AclDenial::None);
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "SET", "u8", "0", "1"}) == AclDenial::Key);
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "GET", "u8"}) == AclDenial::Key);  // malformed
+}
