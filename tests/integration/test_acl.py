@@ -520,7 +520,7 @@ class HttpLookup(unittest.TestCase):
         fd, cls.path = tempfile.mkstemp(suffix=".acl")
         with os.fdopen(fd, "w") as f:
             f.write("user default on >defpw ~* &* +@all\nuser app on >apppw ~app:* +@all\n"
-                    "user nocmd on >nopw ~* -@all\n")
+                    "user nocmd on >nopw ~* -@all\nuser nosel on >nspw ~* +@all -select\n")
         cls.addClassCleanup(os.unlink, cls.path)
         cls.upstream = stack.enter_context(RedisServer())
         cls.proxy = stack.enter_context(HttpRespite(cls.upstream, ["--aclfile", cls.path]))
@@ -552,6 +552,12 @@ class HttpLookup(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn(NOPERM_CMD.format("get").encode(), body)
         self.assertEqual(self.get("/lookup?key=app:1", "app", "wrong")[0], 401)
+        # Another database is what SELECT reaches: a user refused SELECT is refused it here.
+        status, body = self.get("/lookup?key=app:1&db=1", "nosel", "nspw")
+        self.assertEqual(status, 403)
+        self.assertIn(NOPERM_CMD.format("select").encode(), body)
+        self.assertEqual(self.get("/lookup?key=app:1&db=0", "nosel", "nspw")[0], 200)
+        self.assertEqual(self.get("/lookup?key=app:1&db=1", "default", "defpw")[0], 404)
         # /metrics needs a password when the default user has one (no requirepass given).
         self.assertEqual(self.get("/metrics")[0], 401)
         self.assertEqual(self.get("/metrics", "default", "defpw")[0], 200)
