@@ -463,6 +463,17 @@ class ProtectedMode(unittest.TestCase):
         with RawConn(p.port) as c:  # loopback is served
             self.assertEqual(c.call("PING"), "PONG")
 
+    def test_refused_while_the_default_user_is_nopass_even_off(self):
+        # Redis 7.0 protects whenever the default user is nopass, on or off.
+        fd, path = tempfile.mkstemp(suffix=".acl")
+        with os.fdopen(fd, "w") as f:
+            f.write("user default off nopass ~* &* +@all\nuser app on >apppw ~* &* +@all\n")
+        self.addCleanup(os.unlink, path)
+        p = self.start(["--aclfile", path])
+        got, closed = exchange_at(self.addr, p.port, b"")
+        self.assertTrue(got.startswith(b"-DENIED respite is running in protected mode"), got)
+        self.assertTrue(closed)
+
     def test_served_with_protected_mode_off_or_a_password(self):
         p = self.start(["--protected-mode", "no"])
         self.assertEqual(exchange_at(self.addr, p.port, encode_command("PING")),

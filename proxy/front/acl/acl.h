@@ -57,8 +57,8 @@ class Acl {
   const AclUser* authenticate(std::string_view name, std::string_view password) const;
   // Redis's authRequired: new clients must AUTH unless the default user is on and nopass.
   bool auth_required() const;
-  // Protected mode's test: no user can log in with a password (the default user is nopass).
-  bool no_passwords() const { return !auth_required(); }
+  // Protected mode's test (Redis 7.0's): the default user is nopass, whether on or off.
+  bool no_passwords() const { return default_user().nopass(); }
 
   // Redis's ACLCheckAllPerm for one request (`ci` nullptr: a command the table lacks).
   // `scratch` is reused between calls.

@@ -291,3 +291,16 @@ TEST_CASE("check: BITFIELD with only GET and OVERFLOW reads", "[acl]") {
   CHECK(check(r, TestRequest{"BITFIELD", "r:1", "SET", "u8", "0", "1"}) == AclDenial::Key);
   CHECK(check(r, TestRequest{"BITFIELD", "r:1", "GET", "u8"}) == AclDenial::Key);  // malformed
 }
+
+TEST_CASE("protected mode: the default user nopass even when off", "[acl]") {
+  respite::Config cfg;
+  cfg.users = {"default off nopass", "app on >pw ~* +@all"};
+  Acl acl;
+  REQUIRE(acl.load(cfg) == "");
+  CHECK(acl.auth_required());
+  CHECK(acl.no_passwords());
+  cfg.users = {"default on >pw"};
+  Acl acl2;
+  REQUIRE(acl2.load(cfg) == "");
+  CHECK_FALSE(acl2.no_passwords());
+}
