@@ -134,6 +134,7 @@ class Users(unittest.TestCase):
             [app, ("GET", "secret:x", "extra")],
             [app, ("CLIENT", "KILL")],
             [app, ("MULTI",), ("GET",), ("EXEC",)],
+            [("CLIENT", "KILL", "USER", "nosuch")],
         ]
         for cmds in cases:
             with self.subTest(cmds=cmds):
@@ -200,6 +201,19 @@ class Users(unittest.TestCase):
             with self.subTest(cmd=cmd):
                 self.assertEqual(subscribed_resp3(self.port, *cmd),
                                  subscribed_resp3(self.ref.port, *cmd))
+
+    def test_client_kill_user(self):
+        with RawConn(self.port) as a1, RawConn(self.port) as a2, RawConn(self.port) as d:
+            for a in (a1, a2):
+                self.assertEqual(a.call("AUTH", "app", "apppw"), "OK")
+            self.assertEqual(d.call("PING"), "PONG")
+            with RawConn(self.port) as k:
+                self.assertEqual(k.call("CLIENT", "KILL", "USER", "app"), 2)
+                self.assertEqual(k.call("CLIENT", "KILL", "USER", "rall"), 0)
+            self.assertEqual(d.call("PING"), "PONG")  # the default user's client stays
+            for a in (a1, a2):
+                with self.assertRaises((ConnectionError, OSError, EOFError)):
+                    a.call("PING")
 
     def test_resp3_shapes_match_redis(self):
         def after_hello(port, *cmd):
