@@ -606,6 +606,16 @@ class BadUsers(unittest.TestCase):
                       f"category name in ACL", out)
         self.assertNotIn(">x", out)
 
+    def test_password_rules_never_in_the_error(self):
+        fd, path = tempfile.mkstemp(suffix=".acl")
+        with os.fdopen(fd, "w") as f:
+            f.write("user a on >x <notmine ~* +@all\n")
+        self.addCleanup(os.unlink, path)
+        rc, out = self.run_respite("--aclfile", path)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("The password you are trying to remove from the user does not exist", out)
+        self.assertNotIn("notmine", out)
+
     def test_bad_user_line_in_config(self):
         rc, out = self.run_respite("--user", "b on >secretpw bogus")
         self.assertNotEqual(rc, 0)

@@ -114,7 +114,12 @@ std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& 
   AclUser u(name);  // the default user too starts from nothing (Redis resets it)
   for (size_t i = 1; i < w.size(); ++i) {
     std::string err = u.apply(w[i]);
-    if (!err.empty()) return fmt::format("Error in user declaration '{}': {}", w[i], err);
+    if (!err.empty()) {
+      // A password rule (>pw, <pw, #hash, !hash) is never repeated: this text goes to the log.
+      const bool secret = w[i][0] == '>' || w[i][0] == '<' || w[i][0] == '#' || w[i][0] == '!';
+      return fmt::format("Error in user declaration '{}': {}",
+                         secret ? w[i].substr(0, 1) + "<redacted>" : w[i], err);
+    }
   }
   if (AclUser* existing = const_cast<AclUser*>(find(name))) *existing = std::move(u);
   else users_.push_back(std::make_unique<AclUser>(std::move(u)));

@@ -292,6 +292,22 @@ TEST_CASE("check: BITFIELD with only GET and OVERFLOW reads", "[acl]") {
   CHECK(check(r, TestRequest{"BITFIELD", "r:1", "GET", "u8"}) == AclDenial::Key);  // malformed
 }
 
+TEST_CASE("load: password rules never repeated in errors", "[acl]") {
+  respite::Config cfg;
+  cfg.users = {"alice on >pw <otherpw"};
+  {
+    Acl acl;
+    std::string err = acl.load(cfg);
+    CHECK(err.find("otherpw") == std::string::npos);
+    CHECK(err.find("'<<redacted>'") != std::string::npos);
+  }
+  cfg.users = {"alice on #0123"};
+  {
+    Acl acl;
+    CHECK(acl.load(cfg).find("0123") == std::string::npos);
+  }
+}
+
 TEST_CASE("protected mode: the default user nopass even when off", "[acl]") {
   respite::Config cfg;
   cfg.users = {"default off nopass", "app on >pw ~* +@all"};
