@@ -258,7 +258,8 @@ void Acl::log(AclLogEntry e) {
   for (size_t i = 0; i < log_.size() && i < 10; ++i) {
     AclLogEntry& o = log_[i];
     if (o.reason == e.reason && o.in_multi == e.in_multi && o.object == e.object &&
-        o.username == e.username && e.ctime_ms - o.ctime_ms <= kGroupMs) {
+        o.username == e.username &&
+        static_cast<int64_t>(e.ctime_ms - o.ctime_ms) <= static_cast<int64_t>(kGroupMs)) {
       o.count++;
       o.ctime_ms = e.ctime_ms;
       o.client_info = std::move(e.client_info);

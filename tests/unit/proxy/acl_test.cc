@@ -308,6 +308,21 @@ TEST_CASE("load: password rules never repeated in errors", "[acl]") {
   }
 }
 
+TEST_CASE("log: a like entry from a loop whose clock is behind is grouped", "[acl]") {
+  Acl acl;
+  respite::AclLogEntry e;
+  e.reason = AclDenial::Command;
+  e.object = "set";
+  e.username = "u";
+  e.ctime_ms = 100000;
+  acl.log(e);
+  e.ctime_ms = 99990;  // another loop's clock, 10 ms behind
+  acl.log(e);
+  auto entries = acl.log_entries(10);
+  REQUIRE(entries.size() == 1);
+  CHECK(entries[0].count == 2);
+}
+
 TEST_CASE("protected mode: the default user nopass even when off", "[acl]") {
   respite::Config cfg;
   cfg.users = {"default off nopass", "app on >pw ~* +@all"};
