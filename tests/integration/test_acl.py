@@ -616,6 +616,20 @@ class BadUsers(unittest.TestCase):
         self.assertIn("The password you are trying to remove from the user does not exist", out)
         self.assertNotIn("notmine", out)
 
+    def test_users_file_words_are_not_quoted(self):
+        # As Redis's ACLLoadFromFile (redis-server refuses the same files: "Syntax error").
+        for line in ("user q on nopass '~ab' +@all", 'user q on nopass "~a b" +@all',
+                     "user q on %RR~x"):
+            with self.subTest(line=line):
+                fd, path = tempfile.mkstemp(suffix=".acl")
+                with os.fdopen(fd, "w") as f:
+                    f.write(line + "\n")
+                self.addCleanup(os.unlink, path)
+                rc, out = self.run_respite("--aclfile", path)
+                self.assertNotEqual(rc, 0)
+                self.assertIn(f"{path}:1: Error in user declaration", out)
+                self.assertIn("Syntax error", out)
+
     def test_bad_user_line_in_config(self):
         rc, out = self.run_respite("--user", "b on >secretpw bogus")
         self.assertNotEqual(rc, 0)

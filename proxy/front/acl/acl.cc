@@ -101,9 +101,21 @@ bool Acl::auth_required() const {
 
 // One `user NAME rule...` declaration (the words after "user"), from a new user's state (the
 // default user's too, as Redis resets it); each name may be declared once.
-std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& seen) {
+std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& seen,
+                               bool quoting) {
   std::vector<std::string> w;
-  if (!split_args(line, w)) return "Unbalanced quotes in configuration line";
+  if (!quoting) {
+    // Redis's ACLLoadFromFile splits a users file's line on spaces alone: quotes are part of
+    // the words (so a quoted rule is a syntax error, as there).
+    for (size_t i = 0; i < line.size();) {
+      size_t e = line.find(' ', i);
+      if (e == std::string_view::npos) e = line.size();
+      if (e > i) w.emplace_back(line.substr(i, e - i));
+      i = e + 1;
+    }
+  } else if (!split_args(line, w)) {
+    return "Unbalanced quotes in configuration line";
+  }
   if (w.empty()) return "User declaration without a name";
   const std::string& name = w[0];
   for (char c : name)
@@ -138,7 +150,7 @@ std::string Acl::load(const Config& cfg) {
     return "Configuring respite with users defined in the config file (user) and at the same "
            "time a users file (aclfile) is invalid: use one of the two";
   for (const std::string& line : cfg.users) {
-    if (std::string err = add_user_line(line, seen); !err.empty()) {
+    if (std::string err = add_user_line(line, seen, true); !err.empty()) {
       // The line's rules may hold a password: only its user's name is repeated.
       std::vector<std::string> w;
       split_args(line, w);
@@ -152,14 +164,15 @@ std::string Acl::load(const Config& cfg) {
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
-    size_t b = line.find_first_not_of(" \t\r");
+    size_t b = line.find_first_not_of(" \t\r\n");
     if (b == std::string::npos || line[b] == '#') continue;
     std::string_view body = std::string_view(line).substr(b);
-    if (body.substr(0, 5) != "user " && body.substr(0, 5) != "user\t") {
+    body = body.substr(0, body.find_last_not_of(" \t\r\n") + 1);  // as Redis's sdstrim
+    if (body.substr(0, 5) != "user ") {
       // Redis's ACLLoadFromFile: every line must be a user declaration.
       return fmt::format("{}:{}: should start with user keyword", cfg.aclfile, lineno);
     }
-    if (std::string err = add_user_line(body.substr(5), seen); !err.empty())
+    if (std::string err = add_user_line(body.substr(5), seen, false); !err.empty())
       return fmt::format("{}:{}: {}", cfg.aclfile, lineno, err);
   }
   return "";

@@ -81,7 +81,9 @@ class Acl {
   void log_reset();
 
  private:
-  std::string add_user_line(std::string_view line, std::vector<std::string>& seen);
+  // `quoting`: words as sdssplitargs splits them (config file lines), else on spaces alone
+  // (users file lines, as Redis's ACLLoadFromFile).
+  std::string add_user_line(std::string_view line, std::vector<std::string>& seen, bool quoting);
   std::vector<std::unique_ptr<AclUser>> users_;  // [0] is "default"
   bool loaded_ = false;
   mutable std::mutex log_mu_;

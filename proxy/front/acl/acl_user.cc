@@ -123,8 +123,9 @@ std::string AclUser::apply(std::string_view op) {
     if (op[0] == '%') {
       for (at = 1; at < op.size() && op[at] != '~'; ++at) {
         char c = ascii_lower(op[at]);
-        if (c == 'r') perms |= kKeyNeedsRead;
-        else if (c == 'w') perms |= kKeyNeedsWrite;
+        // As Redis: each of R and W at most once (%RR~x is a syntax error).
+        if (c == 'r' && !(perms & kKeyNeedsRead)) perms |= kKeyNeedsRead;
+        else if (c == 'w' && !(perms & kKeyNeedsWrite)) perms |= kKeyNeedsWrite;
         else return std::string(kSyntax);
       }
       if (perms == 0 || at == op.size()) return std::string(kSyntax);

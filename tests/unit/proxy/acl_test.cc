@@ -292,6 +292,13 @@ TEST_CASE("check: BITFIELD with only GET and OVERFLOW reads", "[acl]") {
   CHECK(check(r, TestRequest{"BITFIELD", "r:1", "GET", "u8"}) == AclDenial::Key);  // malformed
 }
 
+TEST_CASE("rules: R and W at most once, as Redis", "[acl]") {
+  AclUser u("u");
+  CHECK(u.apply("%RR~x") == "Syntax error");
+  CHECK(u.apply("%WRW~x") == "Syntax error");
+  CHECK(u.apply("%RW~x") == "");
+}
+
 TEST_CASE("load: password rules never repeated in errors", "[acl]") {
   respite::Config cfg;
   cfg.users = {"alice on >pw <otherpw"};
