@@ -220,7 +220,8 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
 
   if (role.local != Local::None) {
     // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form:
-    // there only QUIT, RESET, SYNC and REPLCONF ACK are respite's.
+    // there only QUIT, RESET, SYNC, REPLCONF ACK, AUTH and ACL are respite's (AUTH and ACL
+    // never reach the upstream: refused in a transaction).
     const bool ours = !c->in_multi && !c->streaming;
     switch (role.local) {
       case Local::None:
