@@ -122,8 +122,8 @@ class ClusterSplit(unittest.TestCase):
         cls.port = cls.proxy.port
         # The same cluster under renamed commands (each part goes out under the own name).
         cls.renamed = stack.enter_context(Respite(None, args + [
-            "--rename-command", "mget", "getmany", "--rename-command", "scan", "walk",
-            "--rename-command", "dbsize", "count"]))
+            "--rename-command", "mget", "getmany", "--rename-command", "exists", "present",
+            "--rename-command", "scan", "walk", "--rename-command", "dbsize", "count"]))
         deadline = time.monotonic() + 20
         for port in (cls.port, cls.renamed.port):
             while True:
@@ -263,6 +263,7 @@ class ClusterSplit(unittest.TestCase):
         self.set_both({k: k.upper() for k in keys})
         with RawConn(self.renamed.port, 10.0) as c:
             self.assertEqual(c.call("GETMANY", *keys), [k.upper().encode() for k in keys])
+            self.assertEqual(c.call("PRESENT", *keys), len(keys))  # split by slot (MGET is cached)
             self.assertEqual(c.call("COUNT"), len(keys))
             seen, cursor = set(), b"0"
             while True:
