@@ -140,6 +140,19 @@ class Users(unittest.TestCase):
             with self.subTest(cmds=cmds):
                 self.same(b"".join(encode_command(*c) for c in cmds), nreplies=len(cmds))
 
+    def test_wrong_argument_count_is_not_forwarded_for_a_restricted_user(self):
+        # Its keys cannot be found, so it cannot be checked: respite answers it as Redis would.
+        up = self.upstream.client()
+        up.config_resetstat()
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("AUTH", "app", "apppw"), "OK")
+            for cmd in (("GET",), ("GET", "secret:x", "extra"), ("SET", "secret:x")):
+                self.assertEqual(c.call(*cmd), RespError(
+                    f"ERR wrong number of arguments for '{cmd[0].lower()}' command"))
+        stats = up.info("commandstats")
+        for name in ("cmdstat_get", "cmdstat_set"):
+            self.assertEqual(stats.get(name, {}).get("rejected_calls", 0), 0, stats.get(name))
+
     def test_scripts_refused_to_restricted_users(self):
         # Redis checks each redis.call against the caller; respite cannot look inside a script
         # (the upstream runs it as respite's own user), so a restricted user runs none.
