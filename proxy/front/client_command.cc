@@ -209,6 +209,7 @@ struct KillFilter {
   uint64_t id = 0;  // 0: any
   bool skipme = true;
   uint64_t me = 0;
+  const AclUser* user = nullptr;  // USER: nullptr for any
 };
 
 struct KillPart {
@@ -223,6 +224,7 @@ KillPart kill_on(Server& s, const KillFilter& k) {
     if (k.has_addr && cl->peer != k.addr) continue;
     if (k.has_laddr && cl->stream_io().local_name() != k.laddr) continue;
     if (k.type != ClientType::Any && type_of(cl) != k.type) continue;
+    if (k.user != nullptr && cl->user != k.user) continue;
     if (k.id != 0 && cl->id != k.id) continue;
     if (cl->id == k.me) {
       if (k.skipme) continue;
@@ -268,9 +270,9 @@ void client_kill(Server& srv, ClientConn* c, const resp::Frame& f) {
         k.laddr = std::string(f.arg(i + 1));
         k.has_laddr = true;
       } else if (ieq(opt, "user") && more) {
-        // respite's clients all are the default user (AUTH accepts no other): no other user
-        // exists here.
-        if (f.arg(i + 1) != "default")
+        // respite's users (fixed at start: the pointer names the user on every loop).
+        k.user = srv.shared()->acl.find(f.arg(i + 1));
+        if (k.user == nullptr)
           return error(c, fmt::format("ERR No such user '{}'", err_arg(f.arg(i + 1))));
       } else if (ieq(opt, "skipme") && more) {
         if (ieq(f.arg(i + 1), "yes")) k.skipme = true;

@@ -395,7 +395,7 @@ bool cluster_split(Server& srv, ClientConn* c, const resp::Frame& f, const Comma
     p.node = srv.router().slot_node(slot);
     p.nkeys = static_cast<uint32_t>(e - i);
     resp::Writer(p.raw, 2).array(1 + p.nkeys * (pairs ? 2 : 1));
-    encode_arg(p.raw, f.arg(0));
+    encode_arg(p.raw, srv.dispatch().wire_name(f));  // a renamed command: its own name
     for (; i < e; ++i) {
       const uint32_t j = by_slot[i].second;
       op->part_of[j] = static_cast<uint32_t>(&p - op->parts().data());
@@ -434,7 +434,7 @@ bool cluster_fan_out(Server& srv, ClientConn* c, const resp::Frame& f, const Com
     ClusterOp::Part& p = op->parts()[0];
     p.node = masters[op->scan_index];
     resp::Writer(p.raw, 2).array(f.argc());
-    encode_arg(p.raw, f.arg(0));
+    encode_arg(p.raw, srv.dispatch().wire_name(f));  // a renamed command: its own name
     char buf[24];
     auto end = std::to_chars(buf, buf + sizeof buf, cursor >> kScanIndexBits).ptr;
     encode_arg(p.raw, std::string_view(buf, static_cast<size_t>(end - buf)));
@@ -443,8 +443,8 @@ bool cluster_fan_out(Server& srv, ClientConn* c, const resp::Frame& f, const Com
     return true;
   }
   if (must_wait(c)) return true;
-  std::string raw;
-  resp::Writer(raw, 2).command(f);
+  std::string encoded;
+  const std::string raw(srv.dispatch().wire(f, encoded));  // a renamed command: its own name
   if (kind == Kind::RandomKey) {
     auto* op = new ClusterOp(srv, c, ci, kind, 1);
     op->order.assign(masters.begin(), masters.end());
@@ -453,7 +453,7 @@ bool cluster_fan_out(Server& srv, ClientConn* c, const resp::Frame& f, const Com
     ClusterOp::Part& p = op->parts()[0];
     p.node = op->order.back();
     op->order.pop_back();
-    p.raw = std::move(raw);
+    p.raw = raw;
     op->start(f, plan);
     return true;
   }

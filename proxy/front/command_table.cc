@@ -427,6 +427,19 @@ void migrate_keys(const resp::Frame& f, int64_t argc, std::vector<uint32_t>& out
   }
 }
 
+// Redis 7.0's bitfieldGetKeys: BITFIELD only reads its key when every subcommand is GET or
+// OVERFLOW (with their arguments); anything else, a syntax error included, counts as a write.
+bool bitfield_readonly(const resp::Frame& f, int64_t argc) {
+  for (int64_t i = 2; i < argc; ++i) {
+    const int64_t left = argc - i - 1;
+    std::string_view a = f.arg(static_cast<size_t>(i));
+    if (ieq(a, "get") && left >= 2) i += 2;
+    else if (ieq(a, "overflow") && left >= 1) i += 1;
+    else return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 const CommandInfo* lookup_command(std::string_view name, std::string_view sub) {
@@ -510,6 +523,8 @@ void command_acl_keys(const CommandInfo& cmd, const resp::Frame& f, std::vector<
       needs = kKeyNeedsWrite;
       for (int64_t a = 3; a < argc; ++a)
         if (ieq(f.arg(static_cast<size_t>(a)), "get")) needs |= kKeyNeedsRead;
+    } else if (cmd.name == "bitfield" && bitfield_readonly(f, argc)) {
+      needs = kKeyNeedsRead;  // Redis's bitfieldGetKeys: only GET and OVERFLOW read the key
     }
     for (uint32_t k : idx) out.push_back({k, needs});
   }

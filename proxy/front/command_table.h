@@ -65,9 +65,10 @@ enum AclCategory : uint32_t {
 // ---- respite's roles of a command (set in command_table.cc, kRoles) ----
 
 // Which of respite's handlers answers the command itself (Server::dispatch). Quit, Reset, Sync
-// and ReplconfAck act in any state; Unsubscribe only for a client not subscribed and not in a
-// transaction; the others only outside a transaction and a subscription (there the upstream
-// connection holds the state, and the command is forwarded to it).
+// and ReplconfAck act in any state (Auth and Acl too, refused in a transaction); Unsubscribe
+// only for a client not subscribed and not in a transaction; the others only outside a
+// transaction and a subscription (there the upstream connection holds the state, and the
+// command is forwarded to it).
 enum class Local : uint8_t {
   None,         // forwarded
   Quit,         // QUIT
@@ -98,7 +99,8 @@ enum class Local : uint8_t {
   ClientNoEvict,
   ClientNoTouch,  // refused for an upstream before 7.2, forwarded (and pinned) from 7.2
   ClientReply,
-  Acl,          // ACL <sub>: respite's users (front/acl/acl_command.cc)
+  Acl,          // ACL <sub>: respite's users (front/acl/acl_command.cc), in any state: refused
+                // in a transaction, answered or refused while subscribed, never forwarded
   Cluster,      // CLUSTER in cluster mode: respite as a one-node cluster (cluster_command.cc);
                 // forwarded otherwise. Its subcommands without a row of their own share it.
 };

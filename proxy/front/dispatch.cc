@@ -75,6 +75,9 @@ namespace {
 constexpr std::string_view kAuthInMulti =
     "ERR AUTH (or HELLO with AUTH) inside a transaction or a subscription is not supported by "
     "respite: authenticate before MULTI";
+constexpr std::string_view kAclInMulti =
+    "ERR ACL inside a transaction is not supported by respite: its users are respite's, not "
+    "the upstream's";
 bool has_auth_option(const resp::Frame& f) {
   for (size_t i = 2; i < f.argc(); ++i)
     if (ieq(f.arg(i), "auth")) return true;
@@ -95,13 +98,21 @@ void Dispatch::refuse(ClientConn* c, std::string_view msg) {
 }
 
 bool Dispatch::acl_allows(ClientConn* c, const resp::Frame& f, const CommandInfo* ci) {
-  // Redis answers an unknown command and a wrong argument count before it asks the ACL: the
-  // first is answered here as Redis does, the second goes on to the handler or the upstream,
-  // which refuse it without running it.
-  if (ci != nullptr && !arity_ok(*ci, f.argc())) return true;
+  // Redis answers an unknown command and a wrong argument count before it asks the ACL; both
+  // are answered here, as Redis does (a wrong count's keys cannot be found).
+  if (ci != nullptr && !arity_ok(*ci, f.argc())) {
+    refuse(c, fmt::format("ERR wrong number of arguments for '{}' command", ci->name));
+    return false;
+  }
   AclVerdict v = Acl::check(*c->user, ci, f, acl_scratch_);
-  if (v.why == AclDenial::None) return true;
-  if (ci == nullptr) {
+  if (v.why == AclDenial::None) {
+    if (ci == nullptr) return true;
+    std::string_view sort = Acl::sort_refusal(*c->user, *ci, f);
+    if (sort.empty()) return true;
+    refuse(c, sort);  // SORT's own error: not an ACL denial, not logged
+    return false;
+  }
+  if (ci == nullptr && !c->user->may_run_unknown()) {
     unknown_command(c, f);
     return false;
   }
@@ -209,7 +220,8 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
 
   if (role.local != Local::None) {
     // In a transaction the upstream queues everything; subscribed, it answers in pub/sub form:
-    // there only QUIT, RESET, SYNC and REPLCONF ACK are respite's.
+    // there only QUIT, RESET, SYNC, REPLCONF ACK, AUTH and ACL are respite's (AUTH and ACL
+    // never reach the upstream: refused in a transaction).
     const bool ours = !c->in_multi && !c->streaming;
     switch (role.local) {
       case Local::None:
@@ -335,8 +347,22 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
         if (ours && client_command(srv_, c, f, role.local)) return;
         break;
       case Local::Acl:
-        if (ours) return acl_command(srv_, c, f);
-        break;
+        // Never forwarded: the upstream's users are not the clients' (a queued ACL SETUSER
+        // would change them as respite's own upstream user).
+        if (c->in_multi) return refuse(c, kAclInMulti);
+        if (c->streaming) {
+          // As Redis for a subscribed client: refused in RESP2, answered in RESP3.
+          if (c->proto == 2 && ci->name != "acl") {
+            return refuse(c, fmt::format("ERR Can't execute '{}': only (P|S)SUBSCRIBE / "
+                                         "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+                                         "this context",
+                                         ci->name));
+          }
+          std::string reply;
+          acl_command(srv_, c, f, &reply);
+          return c->stream_local(std::move(reply), ClientConn::StreamAfter::None);
+        }
+        return acl_command(srv_, c, f);
       case Local::Cluster:
         if (ours && srv_.config().cluster) return cluster_command(srv_, c, f);
         break;

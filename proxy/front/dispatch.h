@@ -31,6 +31,11 @@ class Dispatch {
   // re-encoded into `encoded` (an inline request; a renamed command under its own name; HELLO
   // without the AUTH and SETNAME respite answered itself).
   std::string_view wire(const resp::Frame& f, std::string& encoded) const;
+  // The command's name as the upstream must get it (its own under rename-command), for
+  // requests re-encoded per cluster node.
+  std::string_view wire_name(const resp::Frame& f) const {
+    return original_name_.empty() ? f.arg(0) : original_name_;
+  }
   // RESET's effect on respite's side: no pin, no transaction, db 0, RESP2, no name.
   void reset_client(ClientConn* c);
 

@@ -38,7 +38,7 @@ bool hello_command(Server& srv, ClientConn* c, const resp::Frame& f);
 // AUTH; the reply goes to `out` when given (a streaming client's), else in the reply order.
 void auth_command(Server& srv, ClientConn* c, const resp::Frame& f, std::string* out = nullptr);
 // ACL <sub> (front/acl/acl_command.cc): respite's own users.
-void acl_command(Server& srv, ClientConn* c, const resp::Frame& f);
+void acl_command(Server& srv, ClientConn* c, const resp::Frame& f, std::string* out = nullptr);
 // CLIENT <sub>: true when answered here, false when the subcommand is the upstream's. `which`:
 // the subcommand's Local role (Local::ClientId ...).
 bool client_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which);

@@ -244,8 +244,8 @@ void Server::on_connection(uv_stream_t* s, int status) {
     c->close_after_flush();
     return;
   }
-  // As Redis: with the default user needing no password, only loopback clients get in.
-  if (srv->cfg_.protected_mode && !srv->shared_->acl.auth_required() && !loopback_peer(c->peer)) {
+  // As Redis 7.0: with the default user nopass (even if off), only loopback clients get in.
+  if (srv->cfg_.protected_mode && srv->shared_->acl.no_passwords() && !loopback_peer(c->peer)) {
     c->immediate_reply() += kProtectedMode;
     c->close_after_flush();
     return;

@@ -80,6 +80,13 @@ void HttpConn::handle_lookup(uint64_t seq, std::string_view query, const AclUser
       return;
     }
   }
+  // Another database is reached through the RESP port with SELECT: the user must be allowed it.
+  static const CommandInfo* kSelect = lookup_command("select");
+  if (db != 0 && user && !user->unrestricted() && !user->may_run(*kSelect)) {
+    complete(seq, 403, kJson,
+             http::json_error(403, Acl::denial_text(AclDenial::Command, kSelect, "select")));
+    return;
+  }
   auto* lk = new PendingLookup(this, seq, *key);
   slots_[seq - head_seq_].lookup = lk;
   // The value may arrive right here (a cache hit), which completes the slot and frees `lk`.

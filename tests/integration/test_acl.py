@@ -23,6 +23,7 @@ user ro on >ropw ~* +@read
 user app on >apppw ~app:* &news.* +@all -flushall
 user rw on >rwpw %R~r:* %W~w:* ~both:* +@all
 user gone off >gonepw ~* +@all
+user rall on >rallpw %R~* +@all
 """
 
 NOPERM_CMD = "NOPERM this user has no permissions to run the '{}' command"
@@ -108,6 +109,124 @@ class Users(unittest.TestCase):
         for data in cases:
             with self.subTest(data=data[:80]):
                 self.same(data, nreplies=data.count(b"*"))
+
+    def test_restricted_users_as_redis(self):
+        # SORT's BY and GET patterns read any key: refused, with SORT's own texts, unless the
+        # user may read every key; BITFIELD with only GET/OVERFLOW only reads; a wrong argument
+        # count is answered before the ACL (its keys cannot be found).
+        app, rw = ("AUTH", "app", "apppw"), ("AUTH", "rw", "rwpw")
+        cases = [
+            [app, ("SORT", "app:l", "BY", "app:w_*")],
+            [app, ("SORT", "app:l", "BY", "nosort")],
+            [app, ("SORT", "app:l", "GET", "#")],
+            [app, ("SORT", "app:l", "LIMIT", "0", "5", "GET", "#")],
+            [app, ("SORT", "app:l", "LIMIT", "x", "5", "GET", "#")],
+            [app, ("SORT_RO", "app:l", "GET", "secret:*")],
+            [app, ("SORT_RO", "app:l", "STORE", "app:d", "GET", "#")],
+            [app, ("SORT", "secret:l", "GET", "#")],
+            [rw, ("SORT_RO", "r:l", "BY", "x_*")],
+            [("AUTH", "rall", "rallpw"), ("SORT_RO", "r:l", "BY", "x_*", "GET", "#")],
+            [rw, ("BITFIELD", "r:bf", "GET", "u8", "0")],
+            [rw, ("BITFIELD", "r:bf", "OVERFLOW", "SAT", "GET", "u8", "0")],
+            [rw, ("BITFIELD", "r:bf", "SET", "u8", "0", "1")],
+            [rw, ("BITFIELD", "r:bf", "GET", "u8")],
+            [app, ("GET",)],
+            [app, ("GET", "secret:x", "extra")],
+            [app, ("CLIENT", "KILL")],
+            [app, ("MULTI",), ("GET",), ("EXEC",)],
+            [("CLIENT", "KILL", "USER", "nosuch")],
+        ]
+        for cmds in cases:
+            with self.subTest(cmds=cmds):
+                self.same(b"".join(encode_command(*c) for c in cmds), nreplies=len(cmds))
+
+    def test_wrong_argument_count_is_not_forwarded_for_a_restricted_user(self):
+        # Its keys cannot be found, so it cannot be checked: respite answers it as Redis would.
+        up = self.upstream.client()
+        up.config_resetstat()
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("AUTH", "app", "apppw"), "OK")
+            for cmd in (("GET",), ("GET", "secret:x", "extra"), ("SET", "secret:x")):
+                self.assertEqual(c.call(*cmd), RespError(
+                    f"ERR wrong number of arguments for '{cmd[0].lower()}' command"))
+        stats = up.info("commandstats")
+        for name in ("cmdstat_get", "cmdstat_set"):
+            self.assertEqual(stats.get(name, {}).get("rejected_calls", 0), 0, stats.get(name))
+
+    def test_scripts_refused_to_restricted_users(self):
+        # Redis checks each redis.call against the caller; respite cannot look inside a script
+        # (the upstream runs it as respite's own user), so a restricted user runs none.
+        self.upstream.client().set("secret:x", "s3cr3t")
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("ACL", "LOG", "RESET"), "OK")
+            self.assertEqual(c.call("AUTH", "app", "apppw"), "OK")
+            for cmd in (("EVAL", "return redis.call('get','secret:x')", "0"),
+                        ("EVAL_RO", "return redis.call('get','secret:x')", "0"),
+                        ("EVALSHA", "a" * 40, "0"), ("EVALSHA_RO", "a" * 40, "0"),
+                        ("FCALL", "f", "0"), ("FCALL_RO", "f", "0"),
+                        ("FUNCTION", "LOAD", "#!lua name=x\nredis.register_function('f', "
+                                             "function() return 1 end)"),
+                        ("FUNCTION", "RESTORE", "x")):
+                with self.subTest(cmd=cmd[:2]):
+                    name = cmd[0].lower() + ("|" + cmd[1].lower() if cmd[0] == "FUNCTION" else "")
+                    self.assertEqual(c.call(*cmd), RespError(NOPERM_CMD.format(name)))
+            c.call("AUTH", "default", "")
+            entries = c.call("ACL", "LOG")
+        objects = {dict(zip(e[::2], e[1::2]))[b"object"] for e in entries}
+        self.assertIn(b"eval", objects)
+        self.assertIn(b"function|load", objects)
+        self.assertEqual(self.client("default", None).eval("return 7", 0), 7)
+
+    def test_command_the_table_lacks_refused_to_a_key_limited_user(self):
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("AUTH", "app", "apppw"), "OK")
+            self.assertEqual(c.call("NOSUCHCMD", "secret:x"),
+                             RespError(NOPERM_CMD.format("nosuchcmd")))
+        with RawConn(self.port) as c:  # an unrestricted user gets Redis's unknown command
+            self.assertTrue(c.call("NOSUCHCMD", "x").startswith("ERR unknown command"))
+
+    def test_acl_is_never_forwarded(self):
+        # Queued in a transaction ACL SETUSER would run upstream as respite's own user: refused,
+        # and the transaction aborts, as AUTH there.
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call("MULTI"), "OK")
+            self.assertTrue(c.call("ACL", "SETUSER", "hacker", "on", "nopass", "~*", "+@all")
+                            .startswith("ERR ACL inside a transaction"))
+            self.assertTrue(c.call("EXEC").startswith("EXECABORT"))
+        self.assertNotIn("hacker", self.upstream.client().acl_users())
+        # Subscribed: RESP2 refuses it as Redis does for any non-pub/sub command...
+        self.same(encode_command("SUBSCRIBE", "news.a") + encode_command("ACL", "WHOAMI") +
+                  encode_command("ACL", "SETUSER", "hacker", "on"), nreplies=3)
+        self.assertNotIn("hacker", self.upstream.client().acl_users())
+
+        # ...and RESP3 answers it (respite's users, not the upstream's).
+        def subscribed_resp3(port, *cmd):
+            with RawConn(port) as c:
+                c.cmd("HELLO", "3")
+                c.read_raw_replies(1)  # holds the connection's id: differs
+                c.cmd("SUBSCRIBE", "news.a")
+                c.read_raw_replies(1)
+                c.cmd(*cmd)
+                return c.read_raw_replies(1)
+        with RawConn(self.port) as c:
+            c.call("AUTH", "app", "apppw")
+        for cmd in (("ACL", "WHOAMI"), ("ACL", "USERS"), ("ACL", "NOSUCH")):
+            with self.subTest(cmd=cmd):
+                self.assertEqual(subscribed_resp3(self.port, *cmd),
+                                 subscribed_resp3(self.ref.port, *cmd))
+
+    def test_client_kill_user(self):
+        with RawConn(self.port) as a1, RawConn(self.port) as a2, RawConn(self.port) as d:
+            for a in (a1, a2):
+                self.assertEqual(a.call("AUTH", "app", "apppw"), "OK")
+            self.assertEqual(d.call("PING"), "PONG")
+            with RawConn(self.port) as k:
+                self.assertEqual(k.call("CLIENT", "KILL", "USER", "app"), 2)
+                self.assertEqual(k.call("CLIENT", "KILL", "USER", "rall"), 0)
+            self.assertEqual(d.call("PING"), "PONG")  # the default user's client stays
+            for a in (a1, a2):
+                with self.assertRaises((ConnectionError, OSError, EOFError)):
+                    a.call("PING")
 
     def test_resp3_shapes_match_redis(self):
         def after_hello(port, *cmd):
@@ -371,6 +490,17 @@ class ProtectedMode(unittest.TestCase):
         with RawConn(p.port) as c:  # loopback is served
             self.assertEqual(c.call("PING"), "PONG")
 
+    def test_refused_while_the_default_user_is_nopass_even_off(self):
+        # Redis 7.0 protects whenever the default user is nopass, on or off.
+        fd, path = tempfile.mkstemp(suffix=".acl")
+        with os.fdopen(fd, "w") as f:
+            f.write("user default off nopass ~* &* +@all\nuser app on >apppw ~* &* +@all\n")
+        self.addCleanup(os.unlink, path)
+        p = self.start(["--aclfile", path])
+        got, closed = exchange_at(self.addr, p.port, b"")
+        self.assertTrue(got.startswith(b"-DENIED respite is running in protected mode"), got)
+        self.assertTrue(closed)
+
     def test_served_with_protected_mode_off_or_a_password(self):
         p = self.start(["--protected-mode", "no"])
         self.assertEqual(exchange_at(self.addr, p.port, encode_command("PING")),
@@ -428,7 +558,7 @@ class HttpLookup(unittest.TestCase):
         fd, cls.path = tempfile.mkstemp(suffix=".acl")
         with os.fdopen(fd, "w") as f:
             f.write("user default on >defpw ~* &* +@all\nuser app on >apppw ~app:* +@all\n"
-                    "user nocmd on >nopw ~* -@all\n")
+                    "user nocmd on >nopw ~* -@all\nuser nosel on >nspw ~* +@all -select\n")
         cls.addClassCleanup(os.unlink, cls.path)
         cls.upstream = stack.enter_context(RedisServer())
         cls.proxy = stack.enter_context(HttpRespite(cls.upstream, ["--aclfile", cls.path]))
@@ -460,6 +590,12 @@ class HttpLookup(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn(NOPERM_CMD.format("get").encode(), body)
         self.assertEqual(self.get("/lookup?key=app:1", "app", "wrong")[0], 401)
+        # Another database is what SELECT reaches: a user refused SELECT is refused it here.
+        status, body = self.get("/lookup?key=app:1&db=1", "nosel", "nspw")
+        self.assertEqual(status, 403)
+        self.assertIn(NOPERM_CMD.format("select").encode(), body)
+        self.assertEqual(self.get("/lookup?key=app:1&db=0", "nosel", "nspw")[0], 200)
+        self.assertEqual(self.get("/lookup?key=app:1&db=1", "default", "defpw")[0], 404)
         # /metrics needs a password when the default user has one (no requirepass given).
         self.assertEqual(self.get("/metrics")[0], 401)
         self.assertEqual(self.get("/metrics", "default", "defpw")[0], 200)
@@ -482,6 +618,30 @@ class BadUsers(unittest.TestCase):
         self.assertIn(f"{path}:2: Error in user declaration '+nosuch': Unknown command or "
                       f"category name in ACL", out)
         self.assertNotIn(">x", out)
+
+    def test_password_rules_never_in_the_error(self):
+        fd, path = tempfile.mkstemp(suffix=".acl")
+        with os.fdopen(fd, "w") as f:
+            f.write("user a on >x <notmine ~* +@all\n")
+        self.addCleanup(os.unlink, path)
+        rc, out = self.run_respite("--aclfile", path)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("The password you are trying to remove from the user does not exist", out)
+        self.assertNotIn("notmine", out)
+
+    def test_users_file_words_are_not_quoted(self):
+        # As Redis's ACLLoadFromFile (redis-server refuses the same files: "Syntax error").
+        for line in ("user q on nopass '~ab' +@all", 'user q on nopass "~a b" +@all',
+                     "user q on %RR~x"):
+            with self.subTest(line=line):
+                fd, path = tempfile.mkstemp(suffix=".acl")
+                with os.fdopen(fd, "w") as f:
+                    f.write(line + "\n")
+                self.addCleanup(os.unlink, path)
+                rc, out = self.run_respite("--aclfile", path)
+                self.assertNotEqual(rc, 0)
+                self.assertIn(f"{path}:1: Error in user declaration", out)
+                self.assertIn("Syntax error", out)
 
     def test_bad_user_line_in_config(self):
         rc, out = self.run_respite("--user", "b on >secretpw bogus")

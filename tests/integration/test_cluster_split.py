@@ -120,16 +120,21 @@ class ClusterSplit(unittest.TestCase):
             args += ["--upstream", f"{HOST}:{p}"]
         cls.proxy = stack.enter_context(Respite(None, args))
         cls.port = cls.proxy.port
+        # The same cluster under renamed commands (each part goes out under the own name).
+        cls.renamed = stack.enter_context(Respite(None, args + [
+            "--rename-command", "mget", "getmany", "--rename-command", "exists", "present",
+            "--rename-command", "scan", "walk", "--rename-command", "dbsize", "count"]))
         deadline = time.monotonic() + 20
-        while True:
-            try:
-                if call(cls.port, "SET", "split:ready", "1") == "OK":
-                    break
-            except (OSError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("respite does not serve the cluster")
-            time.sleep(0.05)
+        for port in (cls.port, cls.renamed.port):
+            while True:
+                try:
+                    if call(port, "SET", "split:ready", "1") == "OK":
+                        break
+                except (OSError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError("respite does not serve the cluster")
+                time.sleep(0.05)
 
     def setUp(self):
         self.proxy.assert_alive()
@@ -251,6 +256,23 @@ class ClusterSplit(unittest.TestCase):
         self.px.rpush("f:list", "x")
         self.ctl.rpush("f:list", "x")
         self.assertEqual(set(self.px.scan_iter(_type="list")), {b"f:list"})
+
+    def test_renamed_commands_reach_the_nodes_under_their_own_names(self):
+        keys = [f"ren:{i}" for i in range(20)]
+        self.assertGreater(len({slot_of(k) for k in keys}), 1)
+        self.set_both({k: k.upper() for k in keys})
+        with RawConn(self.renamed.port, 10.0) as c:
+            self.assertEqual(c.call("GETMANY", *keys), [k.upper().encode() for k in keys])
+            self.assertEqual(c.call("PRESENT", *keys), len(keys))  # split by slot (MGET is cached)
+            self.assertEqual(c.call("COUNT"), len(keys))
+            seen, cursor = set(), b"0"
+            while True:
+                cursor, batch = c.call("WALK", cursor, "MATCH", "ren:*")
+                seen.update(batch)
+                if cursor == b"0":
+                    break
+            self.assertEqual(seen, {k.encode() for k in keys})
+            self.assertTrue(c.call("MGET", "a", "b").startswith("ERR unknown command"))
 
     def test_scan_bad_cursor(self):
         self.assertIn("invalid cursor", self.both(lambda c: c.scan(1023))[0])

@@ -101,9 +101,21 @@ bool Acl::auth_required() const {
 
 // One `user NAME rule...` declaration (the words after "user"), from a new user's state (the
 // default user's too, as Redis resets it); each name may be declared once.
-std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& seen) {
+std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& seen,
+                               bool quoting) {
   std::vector<std::string> w;
-  if (!split_args(line, w)) return "Unbalanced quotes in configuration line";
+  if (!quoting) {
+    // Redis's ACLLoadFromFile splits a users file's line on spaces alone: quotes are part of
+    // the words (so a quoted rule is a syntax error, as there).
+    for (size_t i = 0; i < line.size();) {
+      size_t e = line.find(' ', i);
+      if (e == std::string_view::npos) e = line.size();
+      if (e > i) w.emplace_back(line.substr(i, e - i));
+      i = e + 1;
+    }
+  } else if (!split_args(line, w)) {
+    return "Unbalanced quotes in configuration line";
+  }
   if (w.empty()) return "User declaration without a name";
   const std::string& name = w[0];
   for (char c : name)
@@ -114,7 +126,12 @@ std::string Acl::add_user_line(std::string_view line, std::vector<std::string>& 
   AclUser u(name);  // the default user too starts from nothing (Redis resets it)
   for (size_t i = 1; i < w.size(); ++i) {
     std::string err = u.apply(w[i]);
-    if (!err.empty()) return fmt::format("Error in user declaration '{}': {}", w[i], err);
+    if (!err.empty()) {
+      // A password rule (>pw, <pw, #hash, !hash) is never repeated: this text goes to the log.
+      const bool secret = w[i][0] == '>' || w[i][0] == '<' || w[i][0] == '#' || w[i][0] == '!';
+      return fmt::format("Error in user declaration '{}': {}",
+                         secret ? w[i].substr(0, 1) + "<redacted>" : w[i], err);
+    }
   }
   if (AclUser* existing = const_cast<AclUser*>(find(name))) *existing = std::move(u);
   else users_.push_back(std::make_unique<AclUser>(std::move(u)));
@@ -133,7 +150,7 @@ std::string Acl::load(const Config& cfg) {
     return "Configuring respite with users defined in the config file (user) and at the same "
            "time a users file (aclfile) is invalid: use one of the two";
   for (const std::string& line : cfg.users) {
-    if (std::string err = add_user_line(line, seen); !err.empty()) {
+    if (std::string err = add_user_line(line, seen, true); !err.empty()) {
       // The line's rules may hold a password: only its user's name is repeated.
       std::vector<std::string> w;
       split_args(line, w);
@@ -147,27 +164,70 @@ std::string Acl::load(const Config& cfg) {
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
-    size_t b = line.find_first_not_of(" \t\r");
+    size_t b = line.find_first_not_of(" \t\r\n");
     if (b == std::string::npos || line[b] == '#') continue;
     std::string_view body = std::string_view(line).substr(b);
-    if (body.substr(0, 5) != "user " && body.substr(0, 5) != "user\t") {
+    body = body.substr(0, body.find_last_not_of(" \t\r\n") + 1);  // as Redis's sdstrim
+    if (body.substr(0, 5) != "user ") {
       // Redis's ACLLoadFromFile: every line must be a user declaration.
       return fmt::format("{}:{}: should start with user keyword", cfg.aclfile, lineno);
     }
-    if (std::string err = add_user_line(body.substr(5), seen); !err.empty())
+    if (std::string err = add_user_line(body.substr(5), seen, false); !err.empty())
       return fmt::format("{}:{}: {}", cfg.aclfile, lineno, err);
   }
   return "";
 }
 
+bool Acl::runs_code(const CommandInfo& ci) {
+  static constexpr std::string_view kCode[] = {"eval",     "evalsha",        "eval_ro",
+                                               "evalsha_ro", "fcall",        "fcall_ro",
+                                               "function|load", "function|restore"};
+  return std::find(std::begin(kCode), std::end(kCode), ci.name) != std::end(kCode);
+}
+
+std::string_view Acl::sort_refusal(const AclUser& u, const CommandInfo& ci, const resp::Frame& f) {
+  if (ci.name != "sort" && ci.name != "sort_ro") return {};
+  if (u.reads_all_keys()) return {};
+  // Redis 7.0's sortCommandGeneric walks the options in order and stops at the first error:
+  // a syntax error before BY/GET is the upstream's to answer.
+  const bool ro = ci.name == "sort_ro";
+  for (size_t j = 2; j < f.argc(); ++j) {
+    std::string_view a = f.arg(j);
+    const size_t left = f.argc() - j - 1;
+    long long n;
+    if (ieq(a, "asc") || ieq(a, "desc") || ieq(a, "alpha")) continue;
+    if (ieq(a, "limit") && left >= 2) {
+      if (!parse_ll(f.arg(j + 1), n) || !parse_ll(f.arg(j + 2), n)) return {};
+      j += 2;
+    } else if (!ro && ieq(a, "store") && left >= 1) {
+      ++j;
+    } else if (ieq(a, "by") && left >= 1) {
+      if (f.arg(j + 1).find('*') != std::string_view::npos)
+        return "ERR BY option of SORT denied due to insufficient ACL permissions.";
+      ++j;
+    } else if (ieq(a, "get") && left >= 1) {
+      return "ERR GET option of SORT denied due to insufficient ACL permissions.";
+    } else {
+      return {};
+    }
+  }
+  return {};
+}
+
 AclVerdict Acl::check(const AclUser& u, const CommandInfo* ci, const resp::Frame& f,
                       std::vector<AclKey>& scratch) {
   if (ci == nullptr) {
-    return u.may_run_unknown() ? AclVerdict{} : AclVerdict{AclDenial::Command, 0};
+    // A command the table lacks (a module's, a later Redis's): its keys and channels cannot be
+    // found, so only a user with every key and channel may run it.
+    const bool ok = u.may_run_unknown() && u.all_keys() && u.all_channels();
+    return ok ? AclVerdict{} : AclVerdict{AclDenial::Command, 0};
   }
   // As Redis: commands any client may run before AUTH (AUTH, HELLO, QUIT, RESET) are never
   // refused by command rules.
   if (!ci->is(kNoAuth) && !u.may_run(*ci)) return {AclDenial::Command, 0};
+  // Redis checks each redis.call of a script against the caller; respite cannot see inside a
+  // script (the upstream runs it as respite's own user), so a restricted user runs none.
+  if (runs_code(*ci) && !u.unrestricted()) return {AclDenial::Command, 0};
   if (ci->nspecs > 0) {
     scratch.clear();
     command_acl_keys(*ci, f, scratch);
@@ -211,7 +271,8 @@ void Acl::log(AclLogEntry e) {
   for (size_t i = 0; i < log_.size() && i < 10; ++i) {
     AclLogEntry& o = log_[i];
     if (o.reason == e.reason && o.in_multi == e.in_multi && o.object == e.object &&
-        o.username == e.username && e.ctime_ms - o.ctime_ms <= kGroupMs) {
+        o.username == e.username &&
+        static_cast<int64_t>(e.ctime_ms - o.ctime_ms) <= static_cast<int64_t>(kGroupMs)) {
       o.count++;
       o.ctime_ms = e.ctime_ms;
       o.client_info = std::move(e.client_info);

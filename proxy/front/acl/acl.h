@@ -57,13 +57,20 @@ class Acl {
   const AclUser* authenticate(std::string_view name, std::string_view password) const;
   // Redis's authRequired: new clients must AUTH unless the default user is on and nopass.
   bool auth_required() const;
-  // Protected mode's test: no user can log in with a password (the default user is nopass).
-  bool no_passwords() const { return !auth_required(); }
+  // Protected mode's test (Redis 7.0's): the default user is nopass, whether on or off.
+  bool no_passwords() const { return default_user().nopass(); }
 
   // Redis's ACLCheckAllPerm for one request (`ci` nullptr: a command the table lacks).
   // `scratch` is reused between calls.
   static AclVerdict check(const AclUser& u, const CommandInfo* ci, const resp::Frame& f,
                           std::vector<AclKey>& scratch);
+  // EVAL, FCALL and the like, FUNCTION LOAD/RESTORE: commands that run (or register) code,
+  // which respite cannot check; only an unrestricted user may run them.
+  static bool runs_code(const CommandInfo& ci);
+  // Redis 7.0's SORT/SORT_RO refusal of BY with a pattern and of GET for a user that cannot
+  // read every key (its own error, not NOPERM, and not logged), or "" when allowed.
+  static std::string_view sort_refusal(const AclUser& u, const CommandInfo& ci,
+                                       const resp::Frame& f);
   // The NOPERM text for a refusal of `ci` ("set", "client|kill").
   static std::string denial_text(AclDenial why, const CommandInfo* ci, std::string_view name);
 
@@ -74,7 +81,9 @@ class Acl {
   void log_reset();
 
  private:
-  std::string add_user_line(std::string_view line, std::vector<std::string>& seen);
+  // `quoting`: words as sdssplitargs splits them (config file lines), else on spaces alone
+  // (users file lines, as Redis's ACLLoadFromFile).
+  std::string add_user_line(std::string_view line, std::vector<std::string>& seen, bool quoting);
   std::vector<std::unique_ptr<AclUser>> users_;  // [0] is "default"
   bool loaded_ = false;
   mutable std::mutex log_mu_;

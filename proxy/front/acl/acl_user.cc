@@ -123,8 +123,9 @@ std::string AclUser::apply(std::string_view op) {
     if (op[0] == '%') {
       for (at = 1; at < op.size() && op[at] != '~'; ++at) {
         char c = ascii_lower(op[at]);
-        if (c == 'r') perms |= kKeyNeedsRead;
-        else if (c == 'w') perms |= kKeyNeedsWrite;
+        // As Redis: each of R and W at most once (%RR~x is a syntax error).
+        if (c == 'r' && !(perms & kKeyNeedsRead)) perms |= kKeyNeedsRead;
+        else if (c == 'w' && !(perms & kKeyNeedsWrite)) perms |= kKeyNeedsWrite;
         else return std::string(kSyntax);
       }
       if (perms == 0 || at == op.size()) return std::string(kSyntax);
@@ -219,6 +220,13 @@ bool AclUser::may_use_channel(std::string_view channel, bool is_pattern) const {
     // matches the allowed ones could still match channels they do not).
     if (is_pattern ? c == channel : glob_match(c, channel)) return true;
   }
+  return false;
+}
+
+bool AclUser::reads_all_keys() const {
+  if (allkeys_) return true;
+  for (const AclKeyPattern& k : keys_)
+    if (k.pattern == "*" && (k.perms & kKeyNeedsRead)) return true;
   return false;
 }
 

@@ -60,6 +60,11 @@ class AclUser {
 
   // Every command, key and channel: dispatch skips the checks for such a user.
   bool unrestricted() const;
+  bool all_keys() const { return allkeys_; }
+  bool all_channels() const { return allchannels_; }
+  // Redis's ACLSelectorHasUnrestrictedKeyAccess for reads: allkeys, or a `*` pattern that
+  // grants read (`%R~*`). SORT's BY and GET patterns need it.
+  bool reads_all_keys() const;
 
   const std::string& name() const { return name_; }
   bool enabled() const { return enabled_; }

@@ -249,3 +249,96 @@ TEST_CASE("split_args: quotes as sdssplitargs", "[acl]") {
   w.clear();
   CHECK_FALSE(respite::split_args("alice \">open", w));
 }
+
+TEST_CASE("check: scripts and commands the table lacks need an unrestricted user", "[acl]") {
+  AclUser app = user_with({"on", "~app:*", "+@all"});
+  CHECK(check(app, TestRequest{"EVAL", "return 1", "0"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"EVALSHA_RO", "abc", "0"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"FCALL", "f", "0"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"FUNCTION", "LOAD", "code"}) == AclDenial::Command);
+  CHECK(check(app, TestRequest{"FUNCTION", "LIST"}) == AclDenial::None);
+  CHECK(check(app, TestRequest{"SCRIPT", "EXISTS", "abc"}) == AclDenial::None);
+  CHECK(check(app, TestRequest{"NOSUCHCMD", "a"}) == AclDenial::Command);
+  AclUser all = user_with({"on", "~*", "&*", "+@all"});
+  CHECK(check(all, TestRequest{"EVAL", "return 1", "0"}) == AclDenial::None);
+  CHECK(check(all, TestRequest{"NOSUCHCMD", "a"}) == AclDenial::None);
+  AclUser nochan = user_with({"on", "~*", "+@all"});  // every key, no channel
+  CHECK(check(nochan, TestRequest{"EVAL", "return 1", "0"}) == AclDenial::Command);
+  CHECK(check(nochan, TestRequest{"NOSUCHCMD", "a"}) == AclDenial::Command);
+}
+
+TEST_CASE("check: SORT BY and GET patterns need every key readable", "[acl]") {
+  auto refusal = [](const AclUser& u, const TestRequest& r) {
+    return std::string(Acl::sort_refusal(u, *respite::lookup_command(r.frame()), r.frame()));
+  };
+  const std::string by = "ERR BY option of SORT denied due to insufficient ACL permissions.";
+  const std::string get = "ERR GET option of SORT denied due to insufficient ACL permissions.";
+  AclUser app = user_with({"on", "~app:*", "+@all"});
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "BY", "app:w_*"}) == by);
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "BY", "nosort"}).empty());
+  CHECK(refusal(app, TestRequest{"SORT_RO", "app:l", "GET", "#"}) == get);
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "LIMIT", "0", "1", "ALPHA", "GET", "#"}) == get);
+  CHECK(refusal(app, TestRequest{"SORT", "app:l", "BOGUS", "GET", "#"}).empty());  // syntax first
+  CHECK(refusal(app, TestRequest{"SORT_RO", "app:l", "STORE", "x", "GET", "#"}).empty());
+  CHECK(refusal(user_with({"on", "%R~*", "+@all"}), TestRequest{"SORT", "a", "GET", "#"}).empty());
+  CHECK(refusal(user_with({"on", "%W~*", "+@all"}), TestRequest{"SORT", "a", "GET", "#"}) == get);
+}
+
+TEST_CASE("check: BITFIELD with only GET and OVERFLOW reads", "[acl]") {
+  AclUser r = user_with({"on", "%R~r:*", "+@all"});
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "GET", "u8", "0"}) == AclDenial::None);
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "OVERFLOW", "SAT", "GET", "u8", "0"}) == AclDenial::None);
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "SET", "u8", "0", "1"}) == AclDenial::Key);
+  CHECK(check(r, TestRequest{"BITFIELD", "r:1", "GET", "u8"}) == AclDenial::Key);  // malformed
+}
+
+TEST_CASE("rules: R and W at most once, as Redis", "[acl]") {
+  AclUser u("u");
+  CHECK(u.apply("%RR~x") == "Syntax error");
+  CHECK(u.apply("%WRW~x") == "Syntax error");
+  CHECK(u.apply("%RW~x") == "");
+}
+
+TEST_CASE("load: password rules never repeated in errors", "[acl]") {
+  respite::Config cfg;
+  cfg.users = {"alice on >pw <otherpw"};
+  {
+    Acl acl;
+    std::string err = acl.load(cfg);
+    CHECK(err.find("otherpw") == std::string::npos);
+    CHECK(err.find("'<<redacted>'") != std::string::npos);
+  }
+  cfg.users = {"alice on #0123"};
+  {
+    Acl acl;
+    CHECK(acl.load(cfg).find("0123") == std::string::npos);
+  }
+}
+
+TEST_CASE("log: a like entry from a loop whose clock is behind is grouped", "[acl]") {
+  Acl acl;
+  respite::AclLogEntry e;
+  e.reason = AclDenial::Command;
+  e.object = "set";
+  e.username = "u";
+  e.ctime_ms = 100000;
+  acl.log(e);
+  e.ctime_ms = 99990;  // another loop's clock, 10 ms behind
+  acl.log(e);
+  auto entries = acl.log_entries(10);
+  REQUIRE(entries.size() == 1);
+  CHECK(entries[0].count == 2);
+}
+
+TEST_CASE("protected mode: the default user nopass even when off", "[acl]") {
+  respite::Config cfg;
+  cfg.users = {"default off nopass", "app on >pw ~* +@all"};
+  Acl acl;
+  REQUIRE(acl.load(cfg) == "");
+  CHECK(acl.auth_required());
+  CHECK(acl.no_passwords());
+  cfg.users = {"default on >pw"};
+  Acl acl2;
+  REQUIRE(acl2.load(cfg) == "");
+  CHECK_FALSE(acl2.no_passwords());
+}
