@@ -221,6 +221,8 @@ class Server final : public UpstreamHost, public NodeObserver {
  private:
   static void on_connection(uv_stream_t* s, int status);
   void set_tls(std::shared_ptr<const TlsContext> ctx);
+  // Closes the TLS clients past their handshake deadline (tick, every 100 ms).
+  void close_late_handshakes(uint64_t now);
   void close_listeners();
   void cork();  // once per loop turn: input, resumed clients, then every output written
   void tick();  // the loop's timer: timeouts, reconnects, idle clients, shutdown
@@ -281,6 +283,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   bool databases_known_ = false;
   std::unique_ptr<ReplySink> databases_sink_;
   uint64_t next_token_check_ms_ = 0;
+  uint64_t next_handshake_check_ms_ = 0;
   std::unique_ptr<FrontEnd> http_;  // --http-port: /lookup, /metrics, /healthz (proxy/http/)
 };
 

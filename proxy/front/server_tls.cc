@@ -35,6 +35,19 @@ std::string Server::reload_tls(const TlsSettings& s) {
   return "";
 }
 
+void Server::close_late_handshakes(uint64_t now) {
+  next_handshake_check_ms_ = now + 100;
+  std::vector<ClientConn*> late;
+  for (ClientConn* c : clients_)
+    if (c->handshake_deadline_ms != 0 && now >= c->handshake_deadline_ms && c->handshaking())
+      late.push_back(c);
+  for (ClientConn* c : late) {
+    stats_.tls_handshake_errors++;
+    log(LogLevel::Verbose, "closing TLS client id={} addr={}: no handshake in time", c->id, c->peer);
+    c->close();
+  }
+}
+
 void Server::set_tls(std::shared_ptr<const TlsContext> ctx) {
   cfg_.tls = ctx->settings();
   tls_ctx_ = std::move(ctx);

@@ -229,9 +229,16 @@ int TlsStream::shutdown() {
 
 void TlsStream::on_stream_eof() {
   // Records that came before the FIN were decrypted already (pump). A peer that closes without
-  // close_notify ends its data here too, as Redis takes it; before the handshake it is a
-  // peer that went away (a port probe), not a failed handshake.
+  // close_notify ends its data here too, as Redis takes it. Before the handshake it is a peer
+  // that went away (a port probe): a read error, since nothing can be written to it any more
+  // (a handler waiting to write would wait for ever).
   if (closing_) return;
+  if (!established_) {
+    failed_ = true;
+    error_ = "end of input before the handshake completed";
+    handler_->on_stream_error("read", UV_EOF);
+    return;
+  }
   handler_->on_stream_eof();
 }
 

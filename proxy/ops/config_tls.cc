@@ -23,6 +23,9 @@ void add_tls_options(CLI::App& app, Config& cfg) {
                  "TLS versions accepted, e.g. \"TLSv1.2 TLSv1.3\" (the default)");
   app.add_option("--tls-ciphers", cfg.tls.ciphers, "TLSv1.2 cipher list (OpenSSL syntax)");
   app.add_option("--tls-ciphersuites", cfg.tls.ciphersuites, "TLSv1.3 cipher suites");
+  app.add_option("--tls-handshake-timeout-ms", cfg.tls_handshake_timeout_ms,
+                 "close a TLS client that has not completed its handshake in this time")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{3600000}));
   app.add_flag("--http-tls", cfg.http_tls,
                "HTTPS on --http-port with the tls-* certificates (clients' certificates as "
                "tls-auth-clients says)");

@@ -389,6 +389,75 @@ class TlsClientAuth(unittest.TestCase):
                 self.assertTrue(first.ping())
                 first.close()
 
+    def test_refused_and_silent_tls_clients_do_not_hold_descriptors(self):
+        """At maxclients, TLS clients that send half a ClientHello then FIN, and clients that
+        say nothing, are closed (the FIN at once, the silent ones after a short grace), although
+        the handshake deadline is a minute and there is no idle timeout."""
+        hello = client_hello()
+        with RedisServer() as up:
+            tls_port = free_port()
+            args = server_tls_args(tls_port) + ["--maxclients", "1", "--tls-handshake-timeout-ms", "60000"]
+            with Respite(up, args=args) as rs:
+                first = tls_client(tls_port)
+
+                def admitted():
+                    try:
+                        return first.ping()
+                    except Exception:  # noqa: BLE001 - refused while the probe still counts
+                        first.connection_pool.disconnect()
+                        return False
+
+                wait_until(admitted, 5, "the first TLS client admitted")
+                baseline = fd_count(rs.pid)
+                held = []
+                try:
+                    for _ in range(50):
+                        s = socket.create_connection((HOST, tls_port), timeout=5)
+                        s.sendall(hello[: len(hello) // 2])
+                        s.shutdown(socket.SHUT_WR)  # FIN, but the socket stays open here
+                        held.append(s)
+                    for _ in range(50):
+                        held.append(socket.create_connection((HOST, tls_port), timeout=5))
+                    wait_until(lambda: fd_count(rs.pid) > baseline, 5, "the clients accepted")
+                    wait_until(lambda: fd_count(rs.pid) <= baseline, 15, "descriptors back to baseline")
+                finally:
+                    for s in held:
+                        abort(s)
+                self.assertTrue(first.ping())
+                first.close()
+
+    def test_handshake_deadline(self):
+        """A TLS client that does not complete its handshake in --tls-handshake-timeout-ms is
+        closed; one that did stays, however idle."""
+        hello = client_hello()
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port) + ["--tls-handshake-timeout-ms", "500"]) as rs:
+                served = tls_client(tls_port)
+                self.assertTrue(served.ping())
+                baseline = fd_count(rs.pid)
+                held = []
+                try:
+                    for i in range(20):
+                        s = socket.create_connection((HOST, tls_port), timeout=5)
+                        if i % 2:
+                            s.sendall(hello)
+                        held.append(s)
+                    wait_until(lambda: fd_count(rs.pid) > baseline, 5, "the clients accepted")
+                    wait_until(lambda: fd_count(rs.pid) <= baseline, 15, "descriptors back to baseline")
+                    for s in held:  # closed by respite
+                        s.settimeout(5)
+                        try:
+                            while s.recv(4096):
+                                pass
+                        except ConnectionResetError:
+                            pass
+                finally:
+                    for s in held:
+                        abort(s)
+                self.assertTrue(served.ping())
+                served.close()
+
     def test_config_file_directives(self):
         tls_port = free_port()
         with RedisServer() as up, tempfile.TemporaryDirectory() as d:
