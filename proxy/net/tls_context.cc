@@ -142,27 +142,40 @@ std::shared_ptr<const TlsContext> TlsContext::make(const TlsSettings& s, Role ro
   return std::shared_ptr<const TlsContext>(new TlsContext(ctx.release(), role, s));
 }
 
-SSL* TlsContext::new_ssl() const {
+std::string check_server_name(std::string_view name) {
+  if (name.size() > 255) return "a server name is at most 255 bytes";
+  if (name.find('\0') != std::string_view::npos) return "a server name cannot hold a NUL";
+  return "";
+}
+
+SSL* TlsContext::new_ssl(std::string_view host) const {
   SSL* ssl = SSL_new(ctx_);
   if (!ssl) return nullptr;
   if (role_ == Role::Server) {
     SSL_set_accept_state(ssl);
-  } else {
-    SSL_set_connect_state(ssl);
-    const std::string& name = settings_.server_name;
-    // An address is checked against the certificate's IP entries and is not sent as SNI
-    // (RFC 6066 allows host names only); a name is both.
-    in6_addr probe;
-    const bool is_ip = inet_pton(AF_INET, name.c_str(), &probe) == 1 ||
-                       inet_pton(AF_INET6, name.c_str(), &probe) == 1;
-    bool ok = true;
-    if (name.empty()) ok = true;
-    else if (is_ip) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) == 1;
-    else ok = SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && SSL_set1_host(ssl, name.c_str()) == 1;
-    if (!ok) {
-      SSL_free(ssl);
-      return nullptr;
-    }
+    return ssl;
+  }
+  SSL_set_connect_state(ssl);
+  // The configured name overrides the node's own host (a node known by its address, whose
+  // certificate names it).
+  std::string name(settings_.server_name.empty() ? host : std::string_view(settings_.server_name));
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+  if (name.empty()) return ssl;
+  if (!check_server_name(name).empty()) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  // An address is checked against the certificate's IP entries and is not sent as SNI
+  // (RFC 6066 allows host names only); a name is both.
+  in6_addr probe;
+  const bool is_ip = inet_pton(AF_INET, name.c_str(), &probe) == 1 ||
+                     inet_pton(AF_INET6, name.c_str(), &probe) == 1;
+  bool ok;
+  if (is_ip) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) == 1;
+  else ok = SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && SSL_set1_host(ssl, name.c_str()) == 1;
+  if (!ok) {
+    SSL_free(ssl);
+    return nullptr;
   }
   return ssl;
 }

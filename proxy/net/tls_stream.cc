@@ -16,9 +16,9 @@ constexpr size_t kMaxSslWrite = 1 << 30;  // SSL_write takes an int
 }  // namespace
 
 TlsStream::TlsStream(uv_loop_t* loop, Stream::Handler* h, size_t keep_output,
-                     std::shared_ptr<const TlsContext> ctx)
+                     std::shared_ptr<const TlsContext> ctx, std::string_view host)
     : Stream(h), ctx_(std::move(ctx)), tcp_(loop, this, keep_output), keep_output_(keep_output) {
-  ssl_ = ctx_->new_ssl();
+  ssl_ = ctx_->new_ssl(host);
   rbio_ = BIO_new(BIO_s_mem());
   wbio_ = BIO_new(BIO_s_mem());
   if (!ssl_ || !rbio_ || !wbio_) {
@@ -28,7 +28,7 @@ TlsStream::TlsStream(uv_loop_t* loop, Stream::Handler* h, size_t keep_output,
     ssl_ = nullptr;
     rbio_ = wbio_ = nullptr;
     failed_ = true;
-    error_ = "out of memory";
+    error_ = tls_error_text("cannot make an SSL (out of memory, or an unusable server name)");
     return;
   }
   BIO_set_mem_eof_return(rbio_, -1);  // empty: "retry", never end of file
@@ -63,6 +63,10 @@ void TlsStream::read_stop() {
 
 void TlsStream::on_stream_ready() {  // the TCP connect completed: a client handshakes now
   if (closing_) return;
+  if (failed_) {  // no SSL to handshake with
+    handler_->on_stream_error("handshake", UV_EPROTO);
+    return;
+  }
   if (!tcp_.read_start(&cipher_in_)) {
     handler_->on_stream_error("read", UV_EPIPE);
     return;
@@ -94,6 +98,7 @@ void TlsStream::on_stream_data() {
 }
 
 void TlsStream::pump() {
+  if (failed_) return;
   in_pump_ = true;
   if (established_ || handshake()) {
     if (reading_ && in_ && !closing_) decrypt();
@@ -127,6 +132,8 @@ bool TlsStream::handshake() {
   failed_ = true;
   error_ = tls_error_text(e == SSL_ERROR_SYSCALL ? "unexpected end of the handshake"
                                                  : "handshake failed");
+  if (long v = SSL_get_verify_result(ssl_); v != X509_V_OK)  // which check refused the peer
+    error_ += std::string(" (") + X509_verify_cert_error_string(v) + ")";
   drain_output();  // the alert that says why, if the socket takes it
   handler_->on_stream_error("handshake", UV_EPROTO);
   return false;

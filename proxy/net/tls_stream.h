@@ -29,9 +29,10 @@ class TlsStream final : public Stream, private Stream::Handler {
   static constexpr size_t kMaxHandshakeBytes = 256 * 1024;
 
   // `ctx` decides the role. `keep_output` as TcpStream's (for the plaintext and the
-  // ciphertext output alike).
+  // ciphertext output alike). A client checks the peer against `host` (TlsContext::new_ssl).
+  // When no SSL can be made the stream fails: its handshake reports on_stream_error.
   TlsStream(uv_loop_t* loop, Stream::Handler* h, size_t keep_output,
-            std::shared_ptr<const TlsContext> ctx);
+            std::shared_ptr<const TlsContext> ctx, std::string_view host = {});
   ~TlsStream() override;
 
   // The TCP stream below: accept(), connect() and set_options() go to it.

@@ -41,7 +41,8 @@ void add_tls_options(CLI::App& app, Config& cfg) {
   app.add_option("--upstream-tls-key-file", cfg.upstream_tls_settings.key_file,
                  "its private key (PEM)");
   app.add_option("--upstream-tls-server-name", cfg.upstream_tls_settings.server_name,
-                 "name sent as SNI and checked against the upstream's certificate");
+                 "name sent as SNI and checked against the upstream's certificate (default: "
+                 "each node's own host)");
   app.add_option("--upstream-tls-protocols", cfg.upstream_tls_settings.protocols,
                  "TLS versions offered upstream (default \"TLSv1.2 TLSv1.3\")");
 }
@@ -60,6 +61,10 @@ std::string finalize_tls(Config& cfg) {
     if (cfg.tls_port == cfg.port) return "--tls-port and --port must differ";
   }
   const TlsSettings& u = cfg.upstream_tls_settings;
+  if (u.server_name.size() > 255)  // SNI's limit (RFC 6066): no SSL could be made with it
+    return "--upstream-tls-server-name is at most 255 bytes";
+  if (u.server_name.find('\0') != std::string::npos)
+    return "--upstream-tls-server-name cannot hold a NUL";
   if (cfg.upstream_tls && u.cert_file.empty() != u.key_file.empty())
     return "--upstream-tls-cert-file and --upstream-tls-key-file go together";
   return "";
@@ -74,7 +79,7 @@ std::string describe_tls(const Config& c) {
   if (c.http_tls) s += " http-tls yes";
   if (c.upstream_tls)
     s += fmt::format(" upstream-tls yes server-name {}",
-                     c.upstream_tls_settings.server_name.empty() ? "(none)"
+                     c.upstream_tls_settings.server_name.empty() ? "(each node's host)"
                                                                 : c.upstream_tls_settings.server_name);
   return s;
 }

@@ -17,8 +17,8 @@ struct TlsSettings {
   std::string protocols;     // "TLSv1.2 TLSv1.3" (empty: both)
   std::string ciphers;       // TLSv1.2 and below (OpenSSL cipher list)
   std::string ciphersuites;  // TLSv1.3
-  // Client: the name sent as SNI and checked against the peer's certificate (empty: neither;
-  // the chain is still verified).
+  // Client: the name sent as SNI and checked against the peer's certificate (empty: each
+  // connection checks its node's own host, TlsContext::new_ssl).
   std::string server_name;
   bool operator==(const TlsSettings&) const = default;
 };

@@ -4,7 +4,7 @@ port, and TLS to an upstream redis-server (and Sentinel) that accepts only TLS.
 
 Certificates are made once per run with the openssl CLI (EC prime256v1 keys: quick) in a temp
 dir: a CA, a server certificate (localhost, 127.0.0.1), a second server certificate, an expired
-one, a client certificate, and a CA with a server and a client certificate of its own (the
+one, one for evil.example only, a client certificate, and a CA with a server and a client certificate of its own (the
 "other" CA nobody trusts)."""
 
 import os
@@ -20,6 +20,7 @@ import unittest
 from pathlib import Path
 
 import harness
+import redis
 from harness import HOST, REDIS_CLI, REDIS_SERVER, Proc, RedisServer, Respite, free_port, respite_only, wait_until
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
@@ -40,12 +41,12 @@ def make_certs(d: Path) -> None:
         run(OPENSSL, "req", "-x509", "-new", "-key", str(d / f"{name}.key"), "-subj", f"/CN={name}",
             "-days", "30", "-out", str(d / f"{name}.crt"), check=True)
 
-    def cert(name, cn, issuer, days="30", server=True):
+    def cert(name, cn, issuer, days="30", server=True, san="DNS:localhost,IP:127.0.0.1"):
         key(name)
         run(OPENSSL, "req", "-new", "-key", str(d / f"{name}.key"), "-subj", f"/CN={cn}",
             "-out", str(d / f"{name}.csr"), check=True)
         ext = d / "san.ext"
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        ext.write_text(f"subjectAltName={san}\n")
         argv = [OPENSSL, "x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{issuer}.crt"),
                 "-CAkey", str(d / f"{issuer}.key"), "-CAcreateserial", "-days", days,
                 "-out", str(d / f"{name}.crt")]
@@ -61,6 +62,7 @@ def make_certs(d: Path) -> None:
     cert("client", "client", "ca", server=False)
     cert("otherclient", "client", "otherca", server=False)
     cert("otherserver", "localhost", "otherca")
+    cert("evil", "evil.example", "ca", san="DNS:evil.example")  # trusted CA, someone else's name
 
 
 def c(name: str) -> str:
@@ -553,18 +555,42 @@ class TlsUpstream(unittest.TestCase):
                 self.assertEqual(r.get("a"), b"1")
                 self.assertEqual(r.get("a"), b"1")
 
+    def test_upstream_checked_against_its_host_by_default(self):
+        """Without --upstream-tls-server-name the upstream's certificate must name the host it
+        is reached at (here 127.0.0.1, an IP entry): a certificate from the trusted CA for
+        another name is refused; the right one is accepted (the control)."""
+        for cert, good in (("server", True), ("evil", False)):
+            with TlsRedis(auth="no", cert=cert) as up:
+                with Respite(None, upstream_addr=f"{HOST}:{up.port}",
+                             args=upstream_tls_args(cert=None, server_name=None) + ["--log-level", "verbose"]) as rs:
+                    if good:
+                        rs.client().set("a", "1")
+                        self.assertEqual(rs.client().get("a"), b"1")
+                        continue
+                    with self.assertRaises(redis.exceptions.ResponseError):
+                        rs.client().set("a", "1")
+                    text = rs.client().execute_command("PROXY", "INFO").decode()
+                    self.assertIn("upstream_connected:0", text)
+                    wait_until(lambda: b"IP address mismatch" in rs.proc.log_path.read_bytes(), 10,
+                               "the refusal's reason in the log")
+
     def test_upstream_that_fails_verification_is_not_used(self):
+        verbose = ["--log-level", "verbose"]
         with TlsRedis(auth="no", cert="otherserver", cacert="otherca.crt") as up:
-            with Respite(None, upstream_addr=f"{HOST}:{up.port}", args=upstream_tls_args(cert=None)) as rs:
-                with self.assertRaises(Exception):
+            with Respite(None, upstream_addr=f"{HOST}:{up.port}", args=upstream_tls_args(cert=None) + verbose) as rs:
+                with self.assertRaises(redis.exceptions.ResponseError):
                     rs.client().set("a", "1")
                 text = rs.client().execute_command("PROXY", "INFO").decode()
                 self.assertIn("upstream_connected:0", text)
+                wait_until(lambda: b"unable to get local issuer certificate" in rs.proc.log_path.read_bytes(),
+                           10, "the refusal's reason in the log")
         with TlsRedis(auth="no") as up:
             with Respite(None, upstream_addr=f"{HOST}:{up.port}",
-                         args=upstream_tls_args(cert=None, server_name="wrong.example")) as rs:
-                with self.assertRaises(Exception):
+                         args=upstream_tls_args(cert=None, server_name="wrong.example") + verbose) as rs:
+                with self.assertRaises(redis.exceptions.ResponseError):
                     rs.client().set("a", "1")
+                wait_until(lambda: b"hostname mismatch" in rs.proc.log_path.read_bytes().lower(),
+                           10, "the refusal's reason in the log")
 
     def test_cluster_over_tls(self):
         """The slot map read over TLS (the blocking client, CLUSTER SHARDS' "tls-port") and the
