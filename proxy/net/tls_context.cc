@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 #include <openssl/ssl.h>
 
+#include <cstring>
 #include <string_view>
 
 namespace respite {
@@ -55,6 +56,15 @@ bool parse_protocols(const std::string& s, int& lo, int& hi, std::string& err) {
   return true;
 }
 
+// The key file's passphrase from the settings; none (0) fails the load instead of OpenSSL's
+// default, a prompt on the terminal that would block the loop.
+int key_pass(char* buf, int size, int, void* user) {
+  const auto* pass = static_cast<const std::string*>(user);
+  if (!pass || pass->empty() || size <= 0 || pass->size() > static_cast<size_t>(size)) return 0;
+  std::memcpy(buf, pass->data(), pass->size());
+  return static_cast<int>(pass->size());
+}
+
 struct CtxFree {
   void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
 };
@@ -99,16 +109,20 @@ std::shared_ptr<const TlsContext> TlsContext::make(const TlsSettings& s, Role ro
     err = "a client certificate needs both its cert file and its key file";
     return nullptr;
   }
+  SSL_CTX_set_default_passwd_cb(ctx.get(), key_pass);
+  SSL_CTX_set_default_passwd_cb_userdata(ctx.get(), const_cast<std::string*>(&s.key_file_pass));
   if (!s.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), s.cert_file.c_str()) != 1)
       return fail(fmt::format("cannot load certificate '{}'", s.cert_file));
     if (SSL_CTX_use_PrivateKey_file(ctx.get(), s.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-      return fail(fmt::format("cannot load private key '{}'", s.key_file));
+      return fail(fmt::format("cannot load private key '{}'{}", s.key_file,
+                              s.key_file_pass.empty() ? " (an encrypted key needs its passphrase: *-key-file-pass)" : ""));
     if (SSL_CTX_check_private_key(ctx.get()) != 1)
       return fail(fmt::format("private key '{}' does not match certificate '{}'", s.key_file,
                               s.cert_file));
   }
 
+  SSL_CTX_set_default_passwd_cb_userdata(ctx.get(), nullptr);  // `s` is not kept
   std::string auth = s.auth_clients;
   for (char& c : auth) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (server && auth != "yes" && auth != "no" && auth != "optional") {

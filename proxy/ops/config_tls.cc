@@ -13,6 +13,8 @@ void add_tls_options(CLI::App& app, Config& cfg) {
       ->capture_default_str()->check(CLI::Range(0, 65535));
   app.add_option("--tls-cert-file", cfg.tls.cert_file, "server certificate (PEM, chain)");
   app.add_option("--tls-key-file", cfg.tls.key_file, "server private key (PEM)");
+  app.add_option("--tls-key-file-pass", cfg.tls.key_file_pass,
+                 "passphrase of an encrypted tls-key-file");
   app.add_option("--tls-ca-cert-file", cfg.tls.ca_cert_file,
                  "CA certificates client certificates are verified against (PEM)");
   app.add_option("--tls-ca-cert-dir", cfg.tls.ca_cert_dir, "directory of CA certificates");
@@ -40,6 +42,8 @@ void add_tls_options(CLI::App& app, Config& cfg) {
                  "client certificate respite presents upstream (PEM)");
   app.add_option("--upstream-tls-key-file", cfg.upstream_tls_settings.key_file,
                  "its private key (PEM)");
+  app.add_option("--upstream-tls-key-file-pass", cfg.upstream_tls_settings.key_file_pass,
+                 "passphrase of an encrypted upstream-tls-key-file");
   app.add_option("--upstream-tls-server-name", cfg.upstream_tls_settings.server_name,
                  "name sent as SNI and checked against the upstream's certificate (default: "
                  "each node's own host)");

@@ -63,6 +63,8 @@ def make_certs(d: Path) -> None:
     cert("otherclient", "client", "otherca", server=False)
     cert("otherserver", "localhost", "otherca")
     cert("evil", "evil.example", "ca", san="DNS:evil.example")  # trusted CA, someone else's name
+    run(OPENSSL, "ec", "-in", str(d / "server.key"), "-aes256", "-passout", "pass:s3cret",
+        "-out", str(d / "server-enc.key"), check=True)
 
 
 def c(name: str) -> str:
@@ -369,6 +371,34 @@ class TlsClientAuth(unittest.TestCase):
             p = run(*harness.respite_argv("--port", str(free_port()), "--upstream", "127.0.0.1:1", *args))
             self.assertEqual(p.returncode, 1, p.stderr)
             self.assertIn(text, p.stderr)
+
+    def test_encrypted_key_file(self):
+        """An encrypted key loads with tls-key-file-pass; without it (or with a wrong one) the
+        start fails with the reason, never waiting on a passphrase prompt. The passphrase is not
+        in the log nor in PROXY CONFIG GET."""
+        tls_port = free_port()
+        base = ["--port", str(free_port()), "--upstream", "127.0.0.1:1", "--tls-port", str(tls_port),
+                "--tls-cert-file", c("server.crt"), "--tls-key-file", c("server-enc.key"),
+                "--tls-auth-clients", "no"]
+        for extra in ([], ["--tls-key-file-pass", "wrong"]):
+            p = run(*harness.respite_argv(*base, *extra), stdin=subprocess.DEVNULL, timeout=20,
+                    start_new_session=True)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"cannot load private key", p.stderr)
+        with RedisServer() as up:
+            args = server_tls_args(tls_port, cert="server") + ["--tls-key-file-pass", "s3cret"]
+            args[args.index("--tls-key-file") + 1] = c("server-enc.key")
+            with Respite(up, args=args) as rs:
+                self.assertEqual(cli(tls_port, "PING").stdout.strip(), b"PONG")
+                shown = rs.client().execute_command("PROXY", "CONFIG", "GET", "*")
+                self.assertNotIn(b"s3cret", b" ".join(x if isinstance(x, bytes) else b"" for x in shown))
+                self.assertNotIn(b"s3cret", rs.proc.log_path.read_bytes())
+
+    def test_upstream_server_name_too_long(self):
+        p = run(*harness.respite_argv("--port", str(free_port()), "--upstream", "127.0.0.1:1",
+                                      "--upstream-tls", "--upstream-tls-server-name", "a" * 300))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"255 bytes", p.stderr)
 
     def test_maxclients_error_over_tls(self):
         with RedisServer() as up:
