@@ -12,7 +12,15 @@ namespace respite {
 
 namespace {
 constexpr size_t kRecord = 16384;        // a TLS record's plaintext at most
-constexpr size_t kMaxSslWrite = 1 << 30;  // SSL_write takes an int
+constexpr size_t kChunk = 64 * 1024;        // plaintext per SSL_write
+constexpr size_t kCipherQueue = 256 * 1024; // ciphertext queued below before encrypting more
+
+size_t mem_capacity(BIO* b) {
+  BUF_MEM* m = nullptr;
+  if (!b) return 0;
+  BIO_get_mem_ptr(b, &m);
+  return m ? m->max : 0;
+}
 }  // namespace
 
 TlsStream::TlsStream(uv_loop_t* loop, Stream::Handler* h, size_t keep_output,
@@ -94,6 +102,7 @@ void TlsStream::on_stream_data() {
     return;
   }
   cipher_in_.consume(b.size());
+  cipher_in_.shrink_if_idle(4 * kRecord);  // a burst's large read buffer is given back
   pump();
 }
 
@@ -178,7 +187,9 @@ void TlsStream::decrypt() {
   }
 }
 
-int TlsStream::drain_output() {
+size_t TlsStream::bio_bytes() const { return mem_capacity(rbio_) + mem_capacity(wbio_); }
+
+void TlsStream::take_output() {
   size_t pending = BIO_ctrl_pending(wbio_);
   if (pending > 0) {
     std::string& o = tcp_.out();
@@ -187,6 +198,10 @@ int TlsStream::drain_output() {
     int n = BIO_read(wbio_, o.data() + old, static_cast<int>(std::min<size_t>(pending, INT_MAX)));
     o.resize(old + static_cast<size_t>(std::max(n, 0)));
   }
+}
+
+int TlsStream::drain_output() {
+  take_output();
   return tcp_.flush();
 }
 
@@ -194,38 +209,79 @@ int TlsStream::flush() {
   if (closing_) return 0;
   if (failed_) return UV_EPROTO;
   if (!established_) return 0;  // held until the handshake is done (see stream.h)
-  size_t done = 0;
-  while (done < out_.size()) {
-    const size_t n = std::min(out_.size() - done, kMaxSslWrite);
+  if (!out_.empty()) {
+    if (plain_left() == 0) {
+      plain_.clear();
+      plain_off_ = 0;
+      plain_.swap(out_);
+    } else {
+      plain_.append(out_);
+      out_.clear();
+    }
+    if (out_.capacity() > keep_output_) std::string().swap(out_);
+  }
+  return encrypt();
+}
+
+int TlsStream::encrypt() {
+  if (closing_) return 0;
+  while (plain_left() > 0) {
+    if (tcp_.unwritten() >= kCipherQueue) {
+      if (tcp_.writing()) break;  // more on on_stream_written
+      if (int rc = tcp_.flush(); rc != 0) return rc;
+      if (tcp_.unwritten() >= kCipherQueue) break;  // nothing taken: never spin
+      continue;
+    }
+    const size_t n = std::min(plain_left(), kChunk);
     ERR_clear_error();
-    // A memory BIO grows: SSL_write takes everything or fails for good.
-    if (SSL_write(ssl_, out_.data() + done, static_cast<int>(n)) <= 0) {
+    // A memory BIO grows: SSL_write takes the chunk or fails for good.
+    if (SSL_write(ssl_, plain_.data() + plain_off_, static_cast<int>(n)) <= 0) {
       failed_ = true;
       error_ = tls_error_text("write failed");
       return UV_EPROTO;
     }
-    done += n;
+    plain_off_ += n;
+    take_output();
   }
-  out_.clear();
-  if (out_.capacity() > keep_output_) std::string().swap(out_);
-  return drain_output();
+  if (plain_left() == 0) {
+    plain_.clear();
+    plain_off_ = 0;
+    if (plain_.capacity() > keep_output_) std::string().swap(plain_);
+  }
+  return tcp_.flush();
 }
 
 void TlsStream::on_stream_written() {
   if (closing_) return;
-  if (!tcp_.out().empty()) {  // ciphertext made while the write was in flight
-    if (int rc = tcp_.flush(); rc != 0) {
-      handler_->on_stream_error("write", rc);
-      return;
-    }
+  // Ciphertext made while the write was in flight, then the plaintext still waiting.
+  if (int rc = established_ && !failed_ ? encrypt() : tcp_.flush(); rc != 0) {
+    handler_->on_stream_error("write", rc);
+    return;
   }
-  if (established_) handler_->on_stream_written();
+  if (closing_) return;
+  finish_shutdown_if_due();
+  if (closing_) return;
+  if (established_ && plain_left() == 0) handler_->on_stream_written();
+}
+
+void TlsStream::finish_shutdown_if_due() {
+  if (shutdown_ != Shutdown::kPending || plain_left() > 0) return;
+  shutdown_ = Shutdown::kSent;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);  // close_notify, after the last byte of data
+  int rc = drain_output();
+  if (rc == 0) rc = tcp_.shutdown();
+  if (rc != 0) handler_->on_stream_error("shutdown", rc);
 }
 
 int TlsStream::shutdown() {
   if (closing_ || shutdown_ != Shutdown::kNone) return 0;
   if (established_ && !failed_) {
     if (int rc = flush(); rc != 0) return rc;
+    if (plain_left() > 0) {  // the close_notify follows the data (on_stream_written)
+      shutdown_ = Shutdown::kPending;
+      return 0;
+    }
     ERR_clear_error();
     SSL_shutdown(ssl_);  // close_notify, before the FIN
     if (int rc = drain_output(); rc != 0) return rc;

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -291,4 +292,36 @@ TEST_CASE("tls stream: a client stream whose SSL cannot be made fails its handsh
   CHECK(client.errors == 1);
   CHECK(client.error_op == "handshake");
   CHECK_FALSE(static_cast<TlsStream*>(client.stream.get())->error().empty());
+}
+
+TEST_CASE("tls stream: a large write goes through the memory BIO a chunk at a time") {
+  Cert cert;
+  respite::TlsSettings ss;
+  ss.cert_file = cert.cert;
+  ss.key_file = cert.key;
+  ss.auth_clients = "no";
+  respite::TlsSettings cs;
+  cs.ca_cert_file = cert.cert;
+  Rig rig(make(ss, TlsContext::Role::Server));
+  constexpr size_t kBig = 20u << 20;
+  Peer client;
+  client.send_on_ready = std::string(kBig, 'x');  // one flush of 20 MB
+  auto* c = new TlsStream(&rig.loop, &client, 1 << 20, make(cs, TlsContext::Role::Client), "localhost");
+  client.stream.reset(c);
+  sockaddr_in a{};
+  uv_ip4_addr("127.0.0.1", rig.port, &a);
+  REQUIRE(c->tcp().connect(reinterpret_cast<sockaddr*>(&a)) == 0);
+  size_t most_bio = 0, most_below = 0;
+  for (int i = 0; i < 100000 && rig.server.got.size() < kBig && !client.errors; ++i) {
+    uv_run(&rig.loop, UV_RUN_ONCE);
+    most_bio = std::max(most_bio, c->bio_bytes());
+    most_below = std::max(most_below, c->tcp().unwritten());
+  }
+  CHECK(rig.server.got.size() == kBig);  // the control: all of it went through
+  CHECK(most_bio < (1u << 20));           // the write BIO held about a chunk, not 20 MB
+  CHECK(most_below < (1u << 20));         // and so did the ciphertext queued below
+  CHECK(c->unwritten() == 0);
+  client.stream->close();
+  rig.server.stream->close();
+  rig.run();
 }
