@@ -48,6 +48,10 @@ UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester*
   }
   if (proto_ == 3) push_internal("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
   if (db != 0) select_db(db);
+  // Over TLS 1.3 the client's handshake completes before the server has checked respite's
+  // certificate (its refusal is an alert after): the node is up only once it answered
+  // something, else a refused certificate would reset the backoff on every attempt.
+  if (tls_ && pending_.empty()) push_internal("*1\r\n$4\r\nPING\r\n");
 }
 
 void UpstreamConn::push_internal(std::string_view raw) {

@@ -604,6 +604,34 @@ class TlsUpstream(unittest.TestCase):
                     wait_until(lambda: b"IP address mismatch" in rs.proc.log_path.read_bytes(), 10,
                                "the refusal's reason in the log")
 
+    def test_upstream_refusing_our_certificate_is_retried_with_backoff(self):
+        """An upstream that requires a client certificate respite does not present: under
+        TLS 1.3 respite's handshake completes before the server's refusal (an alert), which must
+        not count as the node being up: the attempts follow the reconnect backoff (50 ms,
+        doubling), not the 10 ms timer."""
+        with TlsRedis(auth="yes") as up:
+            def received():
+                out = cli(up.port, "INFO", "stats", cert="client").stdout.decode()
+                return int(out.split("total_connections_received:")[1].split()[0])
+
+            with Respite(None, upstream_addr=f"{HOST}:{up.port}",
+                         args=upstream_tls_args(cert=None, server_name=None)) as rs:
+                start_count, start = received(), time.monotonic()
+                deadline = start + 2.0
+                while time.monotonic() < deadline:
+                    text = rs.client().execute_command("PROXY", "INFO").decode()
+                    self.assertIn("upstream_connected:0", text)
+                    time.sleep(0.2)  # a sampling interval, not a wait for a result
+                elapsed = time.monotonic() - start
+                attempts = received() - start_count - 1  # our own INFO connection
+            # The schedule: attempt k waits 50 * 2^(k-1) ms; a loop makes at most this many.
+            allowed, t, wait = 1, 0.0, 0.05
+            while t + wait <= elapsed:
+                t, wait, allowed = t + wait, wait * 2, allowed + 1
+            loops = int(harness.THREADS or "1")
+            # Each loop's node has a shared connection and a tracking link, each backing off.
+            self.assertLessEqual(attempts, (allowed + 2) * loops * 2, f"{attempts} in {elapsed:.1f} s")
+
     def test_upstream_that_fails_verification_is_not_used(self):
         verbose = ["--log-level", "verbose"]
         with TlsRedis(auth="no", cert="otherserver", cacert="otherca.crt") as up:
