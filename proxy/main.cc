@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
   // One cache for every loop; with several loops it takes per-shard locks.
   respite::Shared shared;
   shared.tls_ctx = tls_ctx;
+  shared.tls_settings = cfg.tls;
   shared.upstream_tls_ctx = upstream_tls_ctx;
   if (std::string err = shared.acl.load(cfg); !err.empty()) {
     respite::log(respite::LogLevel::Warning, "users: {}", err);

@@ -132,7 +132,7 @@ int Server::start() {
   loop_.start(index_ == 0, [this](int signum) {
     if (signum == SIGHUP) {  // as Redis ignores it; here it also reloads the certificates
       if (tls_ctx_) {
-        std::string err = reload_tls(cfg_.tls);
+        std::string err = reload_tls(cfg_.tls, cfg_.tls);
         if (err.empty()) log(LogLevel::Notice, "SIGHUP: TLS certificates reloaded");
         else log(LogLevel::Warning, "SIGHUP: TLS certificates not reloaded, the old ones stay: {}", err);
       }

@@ -550,6 +550,32 @@ class TlsReload(unittest.TestCase):
                 self.assertEqual(tls_client(tls_port).get("k"), b"after")
                 old.close()
 
+    def test_concurrent_reloads_leave_every_loop_with_the_same_certificate(self):
+        """Two admins reload different certificates at once, on several connections (so on
+        both loops): afterwards every loop serves the same one (the last reload made)."""
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port) + ["--threads", "2"]) as rs:
+                errors: list[str] = []
+
+                def reload(cert):
+                    admins = [rs.client() for _ in range(4)]
+                    try:
+                        for i in range(100):
+                            admins[i % 4].execute_command("PROXY", "CONFIG", "SET", "tls-cert-file", c(f"{cert}.crt"),
+                                                          "tls-key-file", c(f"{cert}.key"))
+                    except Exception as e:  # noqa: BLE001 - any failure fails the test
+                        errors.append(repr(e))
+
+                threads = [threading.Thread(target=reload, args=(cert,)) for cert in ("server", "server2")]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                self.assertEqual(errors, [])
+                wait_until(lambda: len({peer_cn(tls_port) for _ in range(30)}) == 1, 5,
+                           "every loop serving the same certificate")
+
     def test_sighup_reloads_the_files(self):
         with RedisServer() as up, tempfile.TemporaryDirectory() as d:
             crt, key = Path(d) / "cur.crt", Path(d) / "cur.key"
