@@ -26,8 +26,10 @@ std::string tls_error_text(const char* fallback) {
 namespace {
 
 // "TLSv1.2 TLSv1.3" into the lowest and highest version named (Redis's names, any case).
-bool parse_protocols(const std::string& s, int& lo, int& hi, std::string& err) {
+// `listed` gets one bit per version named (1 << (version - TLS1_VERSION)).
+bool parse_protocols(const std::string& s, int& lo, int& hi, unsigned& listed, std::string& err) {
   lo = hi = 0;
+  listed = 0;
   size_t i = 0;
   while (i < s.size()) {
     size_t b = s.find_first_not_of(" \t", i);
@@ -45,6 +47,7 @@ bool parse_protocols(const std::string& s, int& lo, int& hi, std::string& err) {
       err = fmt::format("invalid tls-protocols '{}': unknown protocol '{}'", s, s.substr(b, e - b));
       return false;
     }
+    listed |= 1u << (v - TLS1_VERSION);
     if (lo == 0 || v < lo) lo = v;
     if (v > hi) hi = v;
     i = e;
@@ -52,6 +55,7 @@ bool parse_protocols(const std::string& s, int& lo, int& hi, std::string& err) {
   if (lo == 0) {  // Redis's default
     lo = TLS1_2_VERSION;
     hi = TLS1_3_VERSION;
+    listed = 1u << (TLS1_2_VERSION - TLS1_VERSION) | 1u << (TLS1_3_VERSION - TLS1_VERSION);
   }
   return true;
 }
@@ -90,10 +94,20 @@ std::shared_ptr<const TlsContext> TlsContext::make(const TlsSettings& s, Role ro
     return nullptr;
   };
   int lo = 0, hi = 0;
-  if (!parse_protocols(s.protocols, lo, hi, err)) return nullptr;
-  SSL_CTX_set_min_proto_version(ctx.get(), lo);
-  SSL_CTX_set_max_proto_version(ctx.get(), hi);
-  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  unsigned listed = 0;
+  if (!parse_protocols(s.protocols, lo, hi, listed, err)) return nullptr;
+  if (SSL_CTX_set_min_proto_version(ctx.get(), lo) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx.get(), hi) != 1)
+    return fail(fmt::format("invalid tls-protocols '{}'", s.protocols));
+  // As Redis: a version between two listed ones but not listed itself is off too.
+  uint64_t no = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+  const struct { int v; uint64_t op; } kOff[] = {{TLS1_VERSION, SSL_OP_NO_TLSv1},
+                                                 {TLS1_1_VERSION, SSL_OP_NO_TLSv1_1},
+                                                 {TLS1_2_VERSION, SSL_OP_NO_TLSv1_2},
+                                                 {TLS1_3_VERSION, SSL_OP_NO_TLSv1_3}};
+  for (const auto& o : kOff)
+    if (!(listed & (1u << (o.v - TLS1_VERSION)))) no |= o.op;
+  SSL_CTX_set_options(ctx.get(), no);
   // An idle connection (most of them) gives its 16 KB record buffers back.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
   if (!s.ciphers.empty() && SSL_CTX_set_cipher_list(ctx.get(), s.ciphers.c_str()) != 1)

@@ -325,3 +325,24 @@ TEST_CASE("tls stream: a large write goes through the memory BIO a chunk at a ti
   rig.server.stream->close();
   rig.run();
 }
+
+TEST_CASE("tls context: a version between two listed ones is not accepted") {
+  Cert cert;
+  respite::TlsSettings ss;
+  ss.cert_file = cert.cert;
+  ss.key_file = cert.key;
+  ss.auth_clients = "no";
+  ss.protocols = "TLSv1.1 TLSv1.3";  // not TLSv1.2
+  respite::TlsSettings cs;
+  cs.ca_cert_file = cert.cert;
+  for (const char* client_version : {"TLSv1.3", "TLSv1.2"}) {
+    INFO(client_version);
+    cs.protocols = client_version;
+    Rig rig(make(ss, TlsContext::Role::Server));
+    Peer client;
+    connect_client(rig, client, make(cs, TlsContext::Role::Client), "localhost");
+    const bool listed = std::string(client_version) == "TLSv1.3";
+    CHECK(client.ready == (listed ? 1 : 0));
+    CHECK(client.errors == (listed ? 0 : 1));
+  }
+}
