@@ -1,4 +1,5 @@
 // respite: a Redis-protocol caching proxy.
+#include <signal.h>
 #include <cstdlib>
 #include <memory>
 #if defined(__GLIBC__)
@@ -39,6 +40,9 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 int main(int argc, char** argv) {
+  // Before anything writes to a socket: the blocking clients (Sentinel discovery, the first
+  // Cluster slot map) run before the loops, and a peer's reset must be an error, not a death.
+  signal(SIGPIPE, SIG_IGN);
 #if defined(__GLIBC__)
   // Fixed thresholds instead of glibc's adaptive ones. Adaptively, freeing one large mmapped
   // buffer (a queue or buffer grown by a pipelining burst) raises the mmap threshold to its
