@@ -1,4 +1,5 @@
 // respite: a Redis-protocol caching proxy.
+#include <signal.h>
 #include <cstdlib>
 #include <memory>
 #if defined(__GLIBC__)
@@ -43,6 +44,9 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
 
 int main(int argc, char** argv) {
+  // Before anything writes to a socket: the blocking clients (Sentinel discovery, the first
+  // Cluster slot map) run before the loops, and a peer's reset must be an error, not a death.
+  signal(SIGPIPE, SIG_IGN);
 #if defined(__GLIBC__)
   // Fixed thresholds instead of glibc's adaptive ones. Adaptively, freeing one large mmapped
   // buffer (a queue or buffer grown by a pipelining burst) raises the mmap threshold to its
@@ -112,6 +116,7 @@ int main(int argc, char** argv) {
   // One cache for every loop; with several loops it takes per-shard locks.
   respite::Shared shared;
   shared.tls_ctx = tls_ctx;
+  shared.tls_settings = cfg.tls;
   shared.upstream_tls_ctx = upstream_tls_ctx;
   if (std::string err = shared.acl.load(cfg); !err.empty()) {
     respite::log(respite::LogLevel::Warning, "users: {}", err);

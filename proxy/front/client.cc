@@ -47,6 +47,8 @@ void ClientConn::start() {
   if (!stream_->read_start(&in_)) close();
 }
 
+bool ClientConn::handshaking() const { return tls_ && !tls_->established(); }
+
 bool ClientConn::read_more() { return !closed() && stream_->read_start(&in_); }
 
 void ClientConn::on_stream_error(const char* op, int) {

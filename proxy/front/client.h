@@ -90,6 +90,9 @@ class ClientConn final : public Requester, private Stream::Handler {
   std::string lib_name, lib_ver;
   uint64_t created_ms = 0;
   uint64_t last_cmd_ms = 0;
+  // TLS: closed by the server's timer if the handshake is not done by then (0: no deadline).
+  uint64_t handshake_deadline_ms = 0;
+  bool handshaking() const;  // a TLS client whose handshake is not done yet
   size_t server_index = 0;  // position in Server::clients_
 
   // Pinning: while any of these states lasts, every forwarded command goes to `pinned`.

@@ -306,7 +306,7 @@ void proxy_command(Server& srv, ClientConn* c, const resp::Frame& f, Local which
     }
     if (tls_first) {
       // The new certificates go to every loop, or none does: the old context stays.
-      if (std::string err = srv.reload_tls(srv.config().tls); !err.empty()) {
+      if (std::string err = srv.reload_tls(tls_before, srv.config().tls); !err.empty()) {
         srv.config().tls = tls_before;
         log(LogLevel::Warning, "CONFIG SET {}: TLS configuration not changed: {}", tls_first, err);
         w.error(fmt::format("ERR CONFIG SET failed (possibly related to argument '{}') - Unable "

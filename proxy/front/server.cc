@@ -18,6 +18,8 @@ namespace respite {
 namespace {
 constexpr uint64_t kTimerMs = 10;
 constexpr uint64_t kShutdownGraceMs = 4000;
+// A TLS client refused at maxclients gets this long to take its error (it needs a handshake).
+constexpr uint64_t kRefusedTlsGraceMs = 1000;
 
 }  // namespace
 
@@ -130,7 +132,7 @@ int Server::start() {
   loop_.start(index_ == 0, [this](int signum) {
     if (signum == SIGHUP) {  // as Redis ignores it; here it also reloads the certificates
       if (tls_ctx_) {
-        std::string err = reload_tls(cfg_.tls);
+        std::string err = reload_tls(cfg_.tls, cfg_.tls);
         if (err.empty()) log(LogLevel::Notice, "SIGHUP: TLS certificates reloaded");
         else log(LogLevel::Warning, "SIGHUP: TLS certificates not reloaded, the old ones stay: {}", err);
       }
@@ -236,10 +238,17 @@ void Server::on_connection(uv_stream_t* s, int status) {
   c->server_index = srv->clients_.size();
   srv->clients_.push_back(c);
   c->peer = c->stream_io().peer_name();
+  if (tls)
+    c->handshake_deadline_ms = srv->now() + static_cast<uint64_t>(srv->cfg_.tls_handshake_timeout_ms);
   if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
     srv->stats_.rejected_connections++;
-    // A TLS client gets the error too: its stream reads (the handshake) before it can write.
-    if (tls) c->start();
+    // A TLS client gets the error too: its stream reads (the handshake) before it can write;
+    // briefly, so refused clients cannot hold descriptors.
+    if (tls) {
+      c->handshake_deadline_ms =
+          std::min(c->handshake_deadline_ms, srv->now() + kRefusedTlsGraceMs);
+      c->start();
+    }
     c->immediate_reply() += "-ERR max number of clients reached\r\n";
     c->close_after_flush();
     return;
@@ -377,6 +386,7 @@ void Server::tick() {
       if (c->stream_waiting()) waiting.push_back(c);
     for (ClientConn* c : waiting) c->stream_token_expired(now);
   }
+  if (tls_ctx_ && now >= next_handshake_check_ms_) close_late_handshakes(now);
   if (srv->cfg_.timeout > 0 && now >= srv->next_idle_check_ms_) {
     // Redis's `timeout`: idle clients go, but not subscribers or clients blocked upstream.
     srv->next_idle_check_ms_ = now + 1000;

@@ -93,6 +93,12 @@ struct Shared : CacheShared {
   // the one every upstream connection is made with (nullptr: plain TCP). main.cc makes them.
   std::shared_ptr<const TlsContext> tls_ctx;
   std::shared_ptr<const TlsContext> upstream_tls_ctx;
+  // The clients' TLS settings now, and the context made from them (tls_ctx, replaced on each
+  // reload), numbered: reloads from several loops are made one at a time under tls_mu, each
+  // from the last one's settings, and a loop adopts a context only if it is newer than its own.
+  std::mutex tls_mu;
+  TlsSettings tls_settings;  // main.cc sets it with tls_ctx
+  uint64_t tls_gen = 0;
 };
 
 // Cache settings that depend on the number of loops (shards, locking).
@@ -121,11 +127,13 @@ class Server final : public UpstreamHost, public NodeObserver {
   // TLS for clients (server_tls.cc). The context new TLS connections get: each loop holds its
   // own shared_ptr and swaps it on its own thread, so no lock is taken per accept.
   const std::shared_ptr<const TlsContext>& tls_context() const { return tls_ctx_; }
-  // Makes a context from `s`, reading the files now (on the calling thread), and hands it to
-  // every loop (with `s` as their tls settings); connections already open keep theirs. An
-  // error text when the files do not load (then every loop keeps its context), or "". Without
-  // a TLS port, as in Redis, the settings are only kept (read when TLS starts).
-  std::string reload_tls(const TlsSettings& s);
+  // Makes a context from the current settings (Shared::tls_settings) with the fields that
+  // differ between `before` and `after` changed (none: the same files read again, SIGHUP),
+  // reading the files now (on the calling thread, under Shared::tls_mu), and hands it to every
+  // loop (with its settings); connections already open keep theirs. An error text when the
+  // files do not load (then every loop keeps its context), or "". Without a TLS port, as in
+  // Redis, the settings are only kept (read when TLS starts).
+  std::string reload_tls(const TlsSettings& before, const TlsSettings& after);
   // Runs `fn` on this server's loop thread (from any thread).
   void post(std::function<void()> fn);
   int index() const { return index_; }
@@ -220,7 +228,9 @@ class Server final : public UpstreamHost, public NodeObserver {
 
  private:
   static void on_connection(uv_stream_t* s, int status);
-  void set_tls(std::shared_ptr<const TlsContext> ctx);
+  void set_tls(std::shared_ptr<const TlsContext> ctx, const TlsSettings& s, uint64_t gen);
+  // Closes the TLS clients past their handshake deadline (tick, every 100 ms).
+  void close_late_handshakes(uint64_t now);
   void close_listeners();
   void cork();  // once per loop turn: input, resumed clients, then every output written
   void tick();  // the loop's timer: timeouts, reconnects, idle clients, shutdown
@@ -242,6 +252,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   uv_tcp_t listener_;      // plain: off with --port 0 when a TLS port is given
   uv_tcp_t tls_listener_;  // --tls-port
   std::shared_ptr<const TlsContext> tls_ctx_;
+  uint64_t tls_gen_ = 0;  // of tls_ctx_ (Shared::tls_gen)
   Stats stats_;
   bool shutting_down_ = false;
   uint64_t shutdown_deadline_ = 0;
@@ -281,6 +292,7 @@ class Server final : public UpstreamHost, public NodeObserver {
   bool databases_known_ = false;
   std::unique_ptr<ReplySink> databases_sink_;
   uint64_t next_token_check_ms_ = 0;
+  uint64_t next_handshake_check_ms_ = 0;
   std::unique_ptr<FrontEnd> http_;  // --http-port: /lookup, /metrics, /healthz (proxy/http/)
 };
 

@@ -22,7 +22,8 @@
 //   connect completes (accepted streams are ready at once); for TLS after the handshake. Until
 //   then a TLS stream holds what flush() is given; once ready, if out() holds bytes, it calls
 //   on_stream_written() so the handler flushes them. A failed handshake is
-//   on_stream_error("handshake", UV_EPROTO).
+//   on_stream_error("handshake", UV_EPROTO); the peer's EOF before the handshake completed is
+//   on_stream_error("read", UV_EOF) (not on_stream_eof: nothing could be written to it).
 // - Read resumption: read_start() after read_stop() may call on_stream_data() before it
 //   returns, when the stream holds input it received before the stop (TLS: a record already
 //   read from the socket). It never does on the first read_start().

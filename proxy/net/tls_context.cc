@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 #include <openssl/ssl.h>
 
+#include <cstring>
 #include <string_view>
 
 namespace respite {
@@ -25,8 +26,10 @@ std::string tls_error_text(const char* fallback) {
 namespace {
 
 // "TLSv1.2 TLSv1.3" into the lowest and highest version named (Redis's names, any case).
-bool parse_protocols(const std::string& s, int& lo, int& hi, std::string& err) {
+// `listed` gets one bit per version named (1 << (version - TLS1_VERSION)).
+bool parse_protocols(const std::string& s, int& lo, int& hi, unsigned& listed, std::string& err) {
   lo = hi = 0;
+  listed = 0;
   size_t i = 0;
   while (i < s.size()) {
     size_t b = s.find_first_not_of(" \t", i);
@@ -44,6 +47,7 @@ bool parse_protocols(const std::string& s, int& lo, int& hi, std::string& err) {
       err = fmt::format("invalid tls-protocols '{}': unknown protocol '{}'", s, s.substr(b, e - b));
       return false;
     }
+    listed |= 1u << (v - TLS1_VERSION);
     if (lo == 0 || v < lo) lo = v;
     if (v > hi) hi = v;
     i = e;
@@ -51,8 +55,18 @@ bool parse_protocols(const std::string& s, int& lo, int& hi, std::string& err) {
   if (lo == 0) {  // Redis's default
     lo = TLS1_2_VERSION;
     hi = TLS1_3_VERSION;
+    listed = 1u << (TLS1_2_VERSION - TLS1_VERSION) | 1u << (TLS1_3_VERSION - TLS1_VERSION);
   }
   return true;
+}
+
+// The key file's passphrase from the settings; none (0) fails the load instead of OpenSSL's
+// default, a prompt on the terminal that would block the loop.
+int key_pass(char* buf, int size, int, void* user) {
+  const auto* pass = static_cast<const std::string*>(user);
+  if (!pass || pass->empty() || size <= 0 || pass->size() > static_cast<size_t>(size)) return 0;
+  std::memcpy(buf, pass->data(), pass->size());
+  return static_cast<int>(pass->size());
 }
 
 struct CtxFree {
@@ -80,10 +94,20 @@ std::shared_ptr<const TlsContext> TlsContext::make(const TlsSettings& s, Role ro
     return nullptr;
   };
   int lo = 0, hi = 0;
-  if (!parse_protocols(s.protocols, lo, hi, err)) return nullptr;
-  SSL_CTX_set_min_proto_version(ctx.get(), lo);
-  SSL_CTX_set_max_proto_version(ctx.get(), hi);
-  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  unsigned listed = 0;
+  if (!parse_protocols(s.protocols, lo, hi, listed, err)) return nullptr;
+  if (SSL_CTX_set_min_proto_version(ctx.get(), lo) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx.get(), hi) != 1)
+    return fail(fmt::format("invalid tls-protocols '{}'", s.protocols));
+  // As Redis: a version between two listed ones but not listed itself is off too.
+  uint64_t no = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+  const struct { int v; uint64_t op; } kOff[] = {{TLS1_VERSION, SSL_OP_NO_TLSv1},
+                                                 {TLS1_1_VERSION, SSL_OP_NO_TLSv1_1},
+                                                 {TLS1_2_VERSION, SSL_OP_NO_TLSv1_2},
+                                                 {TLS1_3_VERSION, SSL_OP_NO_TLSv1_3}};
+  for (const auto& o : kOff)
+    if (!(listed & (1u << (o.v - TLS1_VERSION)))) no |= o.op;
+  SSL_CTX_set_options(ctx.get(), no);
   // An idle connection (most of them) gives its 16 KB record buffers back.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
   if (!s.ciphers.empty() && SSL_CTX_set_cipher_list(ctx.get(), s.ciphers.c_str()) != 1)
@@ -99,16 +123,20 @@ std::shared_ptr<const TlsContext> TlsContext::make(const TlsSettings& s, Role ro
     err = "a client certificate needs both its cert file and its key file";
     return nullptr;
   }
+  SSL_CTX_set_default_passwd_cb(ctx.get(), key_pass);
+  SSL_CTX_set_default_passwd_cb_userdata(ctx.get(), const_cast<std::string*>(&s.key_file_pass));
   if (!s.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), s.cert_file.c_str()) != 1)
       return fail(fmt::format("cannot load certificate '{}'", s.cert_file));
     if (SSL_CTX_use_PrivateKey_file(ctx.get(), s.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-      return fail(fmt::format("cannot load private key '{}'", s.key_file));
+      return fail(fmt::format("cannot load private key '{}'{}", s.key_file,
+                              s.key_file_pass.empty() ? " (an encrypted key needs its passphrase: *-key-file-pass)" : ""));
     if (SSL_CTX_check_private_key(ctx.get()) != 1)
       return fail(fmt::format("private key '{}' does not match certificate '{}'", s.key_file,
                               s.cert_file));
   }
 
+  SSL_CTX_set_default_passwd_cb_userdata(ctx.get(), nullptr);  // `s` is not kept
   std::string auth = s.auth_clients;
   for (char& c : auth) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (server && auth != "yes" && auth != "no" && auth != "optional") {
@@ -142,27 +170,40 @@ std::shared_ptr<const TlsContext> TlsContext::make(const TlsSettings& s, Role ro
   return std::shared_ptr<const TlsContext>(new TlsContext(ctx.release(), role, s));
 }
 
-SSL* TlsContext::new_ssl() const {
+std::string check_server_name(std::string_view name) {
+  if (name.size() > 255) return "a server name is at most 255 bytes";
+  if (name.find('\0') != std::string_view::npos) return "a server name cannot hold a NUL";
+  return "";
+}
+
+SSL* TlsContext::new_ssl(std::string_view host) const {
   SSL* ssl = SSL_new(ctx_);
   if (!ssl) return nullptr;
   if (role_ == Role::Server) {
     SSL_set_accept_state(ssl);
-  } else {
-    SSL_set_connect_state(ssl);
-    const std::string& name = settings_.server_name;
-    // An address is checked against the certificate's IP entries and is not sent as SNI
-    // (RFC 6066 allows host names only); a name is both.
-    in6_addr probe;
-    const bool is_ip = inet_pton(AF_INET, name.c_str(), &probe) == 1 ||
-                       inet_pton(AF_INET6, name.c_str(), &probe) == 1;
-    bool ok = true;
-    if (name.empty()) ok = true;
-    else if (is_ip) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) == 1;
-    else ok = SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && SSL_set1_host(ssl, name.c_str()) == 1;
-    if (!ok) {
-      SSL_free(ssl);
-      return nullptr;
-    }
+    return ssl;
+  }
+  SSL_set_connect_state(ssl);
+  // The configured name overrides the node's own host (a node known by its address, whose
+  // certificate names it).
+  std::string name(settings_.server_name.empty() ? host : std::string_view(settings_.server_name));
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+  if (name.empty()) return ssl;
+  if (!check_server_name(name).empty()) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  // An address is checked against the certificate's IP entries and is not sent as SNI
+  // (RFC 6066 allows host names only); a name is both.
+  in6_addr probe;
+  const bool is_ip = inet_pton(AF_INET, name.c_str(), &probe) == 1 ||
+                     inet_pton(AF_INET6, name.c_str(), &probe) == 1;
+  bool ok;
+  if (is_ip) ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str()) == 1;
+  else ok = SSL_set_tlsext_host_name(ssl, name.c_str()) == 1 && SSL_set1_host(ssl, name.c_str()) == 1;
+  if (!ok) {
+    SSL_free(ssl);
+    return nullptr;
   }
   return ssl;
 }

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "proxy/ops/tls_settings.h"
 
@@ -26,9 +27,12 @@ class TlsContext : public std::enable_shared_from_this<TlsContext> {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
-  // A new SSL in this context's role (server: accept state; client: connect state, with SNI
-  // and host name verification when a server name is set). nullptr when out of memory.
-  SSL* new_ssl() const;
+  // A new SSL in this context's role (server: accept state; client: connect state). A client
+  // checks the peer's certificate against `host` (the node it connects to: a name, with SNI,
+  // or an IP address), or against the configured server name when there is one, which
+  // overrides it; with neither only the chain is verified. nullptr when out of memory or the
+  // name is not usable (over 255 bytes, a NUL).
+  SSL* new_ssl(std::string_view host = {}) const;
   Role role() const { return role_; }
   const TlsSettings& settings() const { return settings_; }
 
@@ -38,6 +42,9 @@ class TlsContext : public std::enable_shared_from_this<TlsContext> {
   Role role_;
   TlsSettings settings_;
 };
+
+// A server name is usable for SNI and the certificate check: "" or why not.
+std::string check_server_name(std::string_view name);
 
 // OpenSSL's queued errors as one line (and the queue emptied); `fallback` when there are none.
 std::string tls_error_text(const char* fallback);

@@ -12,13 +12,21 @@ namespace respite {
 
 namespace {
 constexpr size_t kRecord = 16384;        // a TLS record's plaintext at most
-constexpr size_t kMaxSslWrite = 1 << 30;  // SSL_write takes an int
+constexpr size_t kChunk = 64 * 1024;        // plaintext per SSL_write
+constexpr size_t kCipherQueue = 256 * 1024; // ciphertext queued below before encrypting more
+
+size_t mem_capacity(BIO* b) {
+  BUF_MEM* m = nullptr;
+  if (!b) return 0;
+  BIO_get_mem_ptr(b, &m);
+  return m ? m->max : 0;
+}
 }  // namespace
 
 TlsStream::TlsStream(uv_loop_t* loop, Stream::Handler* h, size_t keep_output,
-                     std::shared_ptr<const TlsContext> ctx)
+                     std::shared_ptr<const TlsContext> ctx, std::string_view host)
     : Stream(h), ctx_(std::move(ctx)), tcp_(loop, this, keep_output), keep_output_(keep_output) {
-  ssl_ = ctx_->new_ssl();
+  ssl_ = ctx_->new_ssl(host);
   rbio_ = BIO_new(BIO_s_mem());
   wbio_ = BIO_new(BIO_s_mem());
   if (!ssl_ || !rbio_ || !wbio_) {
@@ -28,7 +36,7 @@ TlsStream::TlsStream(uv_loop_t* loop, Stream::Handler* h, size_t keep_output,
     ssl_ = nullptr;
     rbio_ = wbio_ = nullptr;
     failed_ = true;
-    error_ = "out of memory";
+    error_ = tls_error_text("cannot make an SSL (out of memory, or an unusable server name)");
     return;
   }
   BIO_set_mem_eof_return(rbio_, -1);  // empty: "retry", never end of file
@@ -63,6 +71,10 @@ void TlsStream::read_stop() {
 
 void TlsStream::on_stream_ready() {  // the TCP connect completed: a client handshakes now
   if (closing_) return;
+  if (failed_) {  // no SSL to handshake with
+    handler_->on_stream_error("handshake", UV_EPROTO);
+    return;
+  }
   if (!tcp_.read_start(&cipher_in_)) {
     handler_->on_stream_error("read", UV_EPIPE);
     return;
@@ -90,10 +102,12 @@ void TlsStream::on_stream_data() {
     return;
   }
   cipher_in_.consume(b.size());
+  cipher_in_.shrink_if_idle(4 * kRecord);  // a burst's large read buffer is given back
   pump();
 }
 
 void TlsStream::pump() {
+  if (failed_) return;
   in_pump_ = true;
   if (established_ || handshake()) {
     if (reading_ && in_ && !closing_) decrypt();
@@ -127,6 +141,8 @@ bool TlsStream::handshake() {
   failed_ = true;
   error_ = tls_error_text(e == SSL_ERROR_SYSCALL ? "unexpected end of the handshake"
                                                  : "handshake failed");
+  if (long v = SSL_get_verify_result(ssl_); v != X509_V_OK)  // which check refused the peer
+    error_ += std::string(" (") + X509_verify_cert_error_string(v) + ")";
   drain_output();  // the alert that says why, if the socket takes it
   handler_->on_stream_error("handshake", UV_EPROTO);
   return false;
@@ -171,7 +187,9 @@ void TlsStream::decrypt() {
   }
 }
 
-int TlsStream::drain_output() {
+size_t TlsStream::bio_bytes() const { return mem_capacity(rbio_) + mem_capacity(wbio_); }
+
+void TlsStream::take_output() {
   size_t pending = BIO_ctrl_pending(wbio_);
   if (pending > 0) {
     std::string& o = tcp_.out();
@@ -180,6 +198,10 @@ int TlsStream::drain_output() {
     int n = BIO_read(wbio_, o.data() + old, static_cast<int>(std::min<size_t>(pending, INT_MAX)));
     o.resize(old + static_cast<size_t>(std::max(n, 0)));
   }
+}
+
+int TlsStream::drain_output() {
+  take_output();
   return tcp_.flush();
 }
 
@@ -187,38 +209,79 @@ int TlsStream::flush() {
   if (closing_) return 0;
   if (failed_) return UV_EPROTO;
   if (!established_) return 0;  // held until the handshake is done (see stream.h)
-  size_t done = 0;
-  while (done < out_.size()) {
-    const size_t n = std::min(out_.size() - done, kMaxSslWrite);
+  if (!out_.empty()) {
+    if (plain_left() == 0) {
+      plain_.clear();
+      plain_off_ = 0;
+      plain_.swap(out_);
+    } else {
+      plain_.append(out_);
+      out_.clear();
+    }
+    if (out_.capacity() > keep_output_) std::string().swap(out_);
+  }
+  return encrypt();
+}
+
+int TlsStream::encrypt() {
+  if (closing_) return 0;
+  while (plain_left() > 0) {
+    if (tcp_.unwritten() >= kCipherQueue) {
+      if (tcp_.writing()) break;  // more on on_stream_written
+      if (int rc = tcp_.flush(); rc != 0) return rc;
+      if (tcp_.unwritten() >= kCipherQueue) break;  // nothing taken: never spin
+      continue;
+    }
+    const size_t n = std::min(plain_left(), kChunk);
     ERR_clear_error();
-    // A memory BIO grows: SSL_write takes everything or fails for good.
-    if (SSL_write(ssl_, out_.data() + done, static_cast<int>(n)) <= 0) {
+    // A memory BIO grows: SSL_write takes the chunk or fails for good.
+    if (SSL_write(ssl_, plain_.data() + plain_off_, static_cast<int>(n)) <= 0) {
       failed_ = true;
       error_ = tls_error_text("write failed");
       return UV_EPROTO;
     }
-    done += n;
+    plain_off_ += n;
+    take_output();
   }
-  out_.clear();
-  if (out_.capacity() > keep_output_) std::string().swap(out_);
-  return drain_output();
+  if (plain_left() == 0) {
+    plain_.clear();
+    plain_off_ = 0;
+    if (plain_.capacity() > keep_output_) std::string().swap(plain_);
+  }
+  return tcp_.flush();
 }
 
 void TlsStream::on_stream_written() {
   if (closing_) return;
-  if (!tcp_.out().empty()) {  // ciphertext made while the write was in flight
-    if (int rc = tcp_.flush(); rc != 0) {
-      handler_->on_stream_error("write", rc);
-      return;
-    }
+  // Ciphertext made while the write was in flight, then the plaintext still waiting.
+  if (int rc = established_ && !failed_ ? encrypt() : tcp_.flush(); rc != 0) {
+    handler_->on_stream_error("write", rc);
+    return;
   }
-  if (established_) handler_->on_stream_written();
+  if (closing_) return;
+  finish_shutdown_if_due();
+  if (closing_) return;
+  if (established_ && plain_left() == 0) handler_->on_stream_written();
+}
+
+void TlsStream::finish_shutdown_if_due() {
+  if (shutdown_ != Shutdown::kPending || plain_left() > 0) return;
+  shutdown_ = Shutdown::kSent;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);  // close_notify, after the last byte of data
+  int rc = drain_output();
+  if (rc == 0) rc = tcp_.shutdown();
+  if (rc != 0) handler_->on_stream_error("shutdown", rc);
 }
 
 int TlsStream::shutdown() {
   if (closing_ || shutdown_ != Shutdown::kNone) return 0;
   if (established_ && !failed_) {
     if (int rc = flush(); rc != 0) return rc;
+    if (plain_left() > 0) {  // the close_notify follows the data (on_stream_written)
+      shutdown_ = Shutdown::kPending;
+      return 0;
+    }
     ERR_clear_error();
     SSL_shutdown(ssl_);  // close_notify, before the FIN
     if (int rc = drain_output(); rc != 0) return rc;
@@ -229,9 +292,16 @@ int TlsStream::shutdown() {
 
 void TlsStream::on_stream_eof() {
   // Records that came before the FIN were decrypted already (pump). A peer that closes without
-  // close_notify ends its data here too, as Redis takes it; before the handshake it is a
-  // peer that went away (a port probe), not a failed handshake.
+  // close_notify ends its data here too, as Redis takes it. Before the handshake it is a peer
+  // that went away (a port probe): a read error, since nothing can be written to it any more
+  // (a handler waiting to write would wait for ever).
   if (closing_) return;
+  if (!established_) {
+    failed_ = true;
+    error_ = "end of input before the handshake completed";
+    handler_->on_stream_error("read", UV_EOF);
+    return;
+  }
   handler_->on_stream_eof();
 }
 

@@ -9,6 +9,10 @@
 // stream (TcpStream::connect through tcp()) starts its handshake when the TCP connect
 // completes. Either way the handler hears on_stream_ready() after the handshake.
 //
+// Output: flushed plaintext is encrypted in chunks (kChunk), each chunk's ciphertext moved to
+// the TcpStream's output at once, and no more while that holds kCipherQueue bytes (the rest
+// follows on on_stream_written): the write BIO never holds more than a chunk.
+//
 // Bounds: before the handshake completes at most kMaxHandshakeBytes of ciphertext are taken
 // from the peer (more is an error, as is anything that is not TLS); after it, input is
 // decrypted as the handler reads it, so a handler that stops reading stops the socket too.
@@ -29,9 +33,10 @@ class TlsStream final : public Stream, private Stream::Handler {
   static constexpr size_t kMaxHandshakeBytes = 256 * 1024;
 
   // `ctx` decides the role. `keep_output` as TcpStream's (for the plaintext and the
-  // ciphertext output alike).
+  // ciphertext output alike). A client checks the peer against `host` (TlsContext::new_ssl).
+  // When no SSL can be made the stream fails: its handshake reports on_stream_error.
   TlsStream(uv_loop_t* loop, Stream::Handler* h, size_t keep_output,
-            std::shared_ptr<const TlsContext> ctx);
+            std::shared_ptr<const TlsContext> ctx, std::string_view host = {});
   ~TlsStream() override;
 
   // The TCP stream below: accept(), connect() and set_options() go to it.
@@ -43,8 +48,11 @@ class TlsStream final : public Stream, private Stream::Handler {
   bool read_start(Buffer* in) override;
   void read_stop() override;
   int flush() override;
-  bool writing() const override { return tcp_.writing(); }
-  size_t unwritten() const override { return out_.size() + tcp_.unwritten(); }
+  // Also while plaintext waits to be encrypted (it is, a chunk at a time, as the socket takes it).
+  bool writing() const override { return tcp_.writing() || plain_left() > 0; }
+  size_t unwritten() const override { return out_.size() + plain_left() + tcp_.unwritten(); }
+  // Bytes OpenSSL's memory BIOs hold allocated (for tests: at most about a chunk each).
+  size_t bio_bytes() const;
   int shutdown() override;
   void close() override;
   std::string peer_name() const override { return tcp_.peer_name(); }
@@ -65,6 +73,10 @@ class TlsStream final : public Stream, private Stream::Handler {
   bool handshake();   // true once established (and not closing)
   void decrypt();     // into the handler's buffer, then tells it
   int drain_output(); // the write BIO into the TcpStream's output, and flushes it
+  void take_output(); // the write BIO into the TcpStream's output
+  int encrypt();      // plain_ a chunk at a time while the ciphertext queue is short; flushes
+  void finish_shutdown_if_due();
+  size_t plain_left() const { return plain_.size() - plain_off_; }
 
   std::shared_ptr<const TlsContext> ctx_;
   SSL* ssl_ = nullptr;
@@ -72,6 +84,8 @@ class TlsStream final : public Stream, private Stream::Handler {
   BIO* wbio_ = nullptr;  // owned by ssl_
   TcpStream tcp_;
   Buffer cipher_in_;     // what the TcpStream read, until it is in the read BIO
+  std::string plain_;    // flushed plaintext, encrypted from plain_off_ on as the socket takes it
+  size_t plain_off_ = 0;
   Buffer* in_ = nullptr; // the handler's
   size_t keep_output_;
   size_t handshake_bytes_ = 0;

@@ -45,6 +45,9 @@ struct Config {
   int tls_port = 0;
   bool http_tls = false;  // HTTPS on http-port, with the same certificates (tls-*)
   TlsSettings tls;  // main.cc makes the context; PROXY CONFIG SET tls-* and SIGHUP remake it
+  // A TLS client whose handshake is not done this long after it connected is closed (a refused
+  // one, at maxclients, after at most a second): a silent peer cannot hold a descriptor.
+  int64_t tls_handshake_timeout_ms = 10000;
   // TLS to the upstream nodes and the Sentinels: verified against upstream_tls.ca_cert_file
   // (or the system's CAs); a client certificate when cert_file/key_file are set; SNI and the
   // host name check when server_name is. One context for every loop (Shared).

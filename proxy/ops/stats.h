@@ -60,7 +60,7 @@ class Level {
   X(rejected_connections, stats, kCounter, loops, "Connections refused by maxclients")             \
   X(tls_connections_received, stats, kCounter, loops, "Client connections accepted on the TLS port") \
   X(tls_handshake_errors, stats, kCounter, loops,                                                  \
-    "TLS client connections closed because their handshake failed (not TLS, wrong certificate)") \
+    "TLS client connections closed because their handshake failed (not TLS, wrong certificate, too slow)") \
   X(forwarded_commands, stats, kCounter, loops, "Commands forwarded to the upstream")              \
   X(pinned_connections_opened, stats, kCounter, loops,                                             \
     "Dedicated upstream connections opened for clients")                                           \

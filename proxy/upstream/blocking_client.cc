@@ -143,10 +143,10 @@ BlockingConn blocking_open(const std::string& host, int port, const std::string&
   if (tls) {
     c->fd = connect_tcp(host, port, timeout_ms, err);
     if (c->fd < 0) return nullptr;
-    c->ssl = tls->new_ssl();
+    c->ssl = tls->new_ssl(host);
     c->reader = redisReaderCreate();
     if (!c->ssl || !c->reader || SSL_set_fd(c->ssl, c->fd) != 1) {
-      err = "out of memory";
+      err = tls_error_text("cannot make an SSL (out of memory, or an unusable server name)");
       return nullptr;
     }
     ERR_clear_error();

@@ -59,6 +59,7 @@ class Node {
   const std::string& auth_password() const { return auth_password_; }
   const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
   const std::string& name() const { return name_; }  // "host:port" as configured
+  const std::string& host() const { return host_; }  // as configured (TLS checks it)
   Role role = Role::Unknown;
 
   // Clients' requests relayed by this node's connections (respite's own polls and fetches are

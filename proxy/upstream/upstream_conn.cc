@@ -19,10 +19,11 @@ namespace respite {
 constexpr size_t kKeepOutput = 4u << 20;
 
 namespace {
+// Over TLS the node's certificate is checked against the node's own host (TlsContext::new_ssl).
 Stream* make_stream(uv_loop_t* loop, Stream::Handler* h, const TlsContext* ctx, TcpStream*& tcp,
-                    TlsStream*& tls) {
+                    TlsStream*& tls, const std::string& host) {
   if (!ctx) return tcp = new TcpStream(loop, h, kKeepOutput);
-  tls = new TlsStream(loop, h, kKeepOutput, ctx->shared_from_this());
+  tls = new TlsStream(loop, h, kKeepOutput, ctx->shared_from_this(), host);
   tcp = &tls->tcp();
   return tls;
 }
@@ -30,7 +31,7 @@ Stream* make_stream(uv_loop_t* loop, Stream::Handler* h, const TlsContext* ctx, 
 
 UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db)
     : host_(host), node_(node), proto_(proto), owner_(owner), db_(0),
-      stream_(make_stream(host->loop(), this, host->upstream_tls(), tcp_, tls_)),
+      stream_(make_stream(host->loop(), this, host->upstream_tls(), tcp_, tls_, node->host())),
       out_(stream_->out()) {
   const Config& cfg = host->config();
   const std::string& user = node->own_auth() ? node->auth_user() : cfg.upstream_user;
@@ -47,6 +48,10 @@ UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester*
   }
   if (proto_ == 3) push_internal("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
   if (db != 0) select_db(db);
+  // Over TLS 1.3 the client's handshake completes before the server has checked respite's
+  // certificate (its refusal is an alert after): the node is up only once it answered
+  // something, else a refused certificate would reset the backoff on every attempt.
+  if (tls_ && pending_.empty()) push_internal("*1\r\n$4\r\nPING\r\n");
 }
 
 void UpstreamConn::push_internal(std::string_view raw) {

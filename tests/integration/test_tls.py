@@ -4,7 +4,7 @@ port, and TLS to an upstream redis-server (and Sentinel) that accepts only TLS.
 
 Certificates are made once per run with the openssl CLI (EC prime256v1 keys: quick) in a temp
 dir: a CA, a server certificate (localhost, 127.0.0.1), a second server certificate, an expired
-one, a client certificate, and a CA with a server and a client certificate of its own (the
+one, one for evil.example only, a client certificate, and a CA with a server and a client certificate of its own (the
 "other" CA nobody trusts)."""
 
 import os
@@ -20,6 +20,7 @@ import unittest
 from pathlib import Path
 
 import harness
+import redis
 from harness import HOST, REDIS_CLI, REDIS_SERVER, Proc, RedisServer, Respite, free_port, respite_only, wait_until
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
@@ -40,12 +41,12 @@ def make_certs(d: Path) -> None:
         run(OPENSSL, "req", "-x509", "-new", "-key", str(d / f"{name}.key"), "-subj", f"/CN={name}",
             "-days", "30", "-out", str(d / f"{name}.crt"), check=True)
 
-    def cert(name, cn, issuer, days="30", server=True):
+    def cert(name, cn, issuer, days="30", server=True, san="DNS:localhost,IP:127.0.0.1"):
         key(name)
         run(OPENSSL, "req", "-new", "-key", str(d / f"{name}.key"), "-subj", f"/CN={cn}",
             "-out", str(d / f"{name}.csr"), check=True)
         ext = d / "san.ext"
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        ext.write_text(f"subjectAltName={san}\n")
         argv = [OPENSSL, "x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{issuer}.crt"),
                 "-CAkey", str(d / f"{issuer}.key"), "-CAcreateserial", "-days", days,
                 "-out", str(d / f"{name}.crt")]
@@ -61,6 +62,9 @@ def make_certs(d: Path) -> None:
     cert("client", "client", "ca", server=False)
     cert("otherclient", "client", "otherca", server=False)
     cert("otherserver", "localhost", "otherca")
+    cert("evil", "evil.example", "ca", san="DNS:evil.example")  # trusted CA, someone else's name
+    run(OPENSSL, "ec", "-in", str(d / "server.key"), "-aes256", "-passout", "pass:s3cret",
+        "-out", str(d / "server-enc.key"), check=True)
 
 
 def c(name: str) -> str:
@@ -224,11 +228,17 @@ class TlsClients(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        if hasattr(cls, "admin"):
+            cls.admin.close()
         cls.rs.close()
         cls.up.__exit__(None, None, None)
 
     def info(self, field: str) -> int:
-        text = self.rs.client().execute_command("PROXY", "INFO").decode()
+        # One connection for every question, so the descriptor counts do not see clients come
+        # and go (a dropped redis-py client's socket closes when it is collected).
+        if not hasattr(type(self), "admin"):
+            type(self).admin = self.rs.client()
+        text = self.admin.execute_command("PROXY", "INFO").decode()
         for line in text.splitlines():
             if line.startswith(field + ":"):
                 return int(line.split(":", 1)[1])
@@ -286,10 +296,12 @@ class TlsClients(unittest.TestCase):
         """Random bytes, half handshakes then close, and ClientHellos then silence, for a bounded
         number of connections, while another TLS client keeps being served; respite stays up
         and its descriptors come back to where they were."""
+        errors_before = self.info("tls_handshake_errors")
         served = tls_client(self.tls_port)
         served.set("alive", "yes")
-        baseline = fd_count(self.rs.pid)
-        errors_before = self.info("tls_handshake_errors")
+        # Without the served client's connection (closed at the end), so one leaked descriptor
+        # is caught.
+        baseline = fd_count(self.rs.pid) - 1
         hello = client_hello()
         stop = threading.Event()
         failures: list[str] = []
@@ -320,6 +332,7 @@ class TlsClients(unittest.TestCase):
         self.rs.assert_alive()
         self.assertEqual(served.get("alive"), b"yes")
         served.close()
+        served.connection_pool.disconnect()
         wait_until(lambda: fd_count(self.rs.pid) <= baseline, 20, "descriptors back to baseline")
         self.assertGreater(self.info("tls_handshake_errors"), errors_before)
 
@@ -368,6 +381,34 @@ class TlsClientAuth(unittest.TestCase):
             self.assertEqual(p.returncode, 1, p.stderr)
             self.assertIn(text, p.stderr)
 
+    def test_encrypted_key_file(self):
+        """An encrypted key loads with tls-key-file-pass; without it (or with a wrong one) the
+        start fails with the reason, never waiting on a passphrase prompt. The passphrase is not
+        in the log nor in PROXY CONFIG GET."""
+        tls_port = free_port()
+        base = ["--port", str(free_port()), "--upstream", "127.0.0.1:1", "--tls-port", str(tls_port),
+                "--tls-cert-file", c("server.crt"), "--tls-key-file", c("server-enc.key"),
+                "--tls-auth-clients", "no"]
+        for extra in ([], ["--tls-key-file-pass", "wrong"]):
+            p = run(*harness.respite_argv(*base, *extra), stdin=subprocess.DEVNULL, timeout=20,
+                    start_new_session=True)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"cannot load private key", p.stderr)
+        with RedisServer() as up:
+            args = server_tls_args(tls_port, cert="server") + ["--tls-key-file-pass", "s3cret"]
+            args[args.index("--tls-key-file") + 1] = c("server-enc.key")
+            with Respite(up, args=args) as rs:
+                self.assertEqual(cli(tls_port, "PING").stdout.strip(), b"PONG")
+                shown = rs.client().execute_command("PROXY", "CONFIG", "GET", "*")
+                self.assertNotIn(b"s3cret", b" ".join(x if isinstance(x, bytes) else b"" for x in shown))
+                self.assertNotIn(b"s3cret", rs.proc.log_path.read_bytes())
+
+    def test_upstream_server_name_too_long(self):
+        p = run(*harness.respite_argv("--port", str(free_port()), "--upstream", "127.0.0.1:1",
+                                      "--upstream-tls", "--upstream-tls-server-name", "a" * 300))
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"255 bytes", p.stderr)
+
     def test_maxclients_error_over_tls(self):
         with RedisServer() as up:
             tls_port = free_port()
@@ -388,6 +429,75 @@ class TlsClientAuth(unittest.TestCase):
                 self.assertIn(b"max number of clients reached", p.stdout + p.stderr)
                 self.assertTrue(first.ping())
                 first.close()
+
+    def test_refused_and_silent_tls_clients_do_not_hold_descriptors(self):
+        """At maxclients, TLS clients that send half a ClientHello then FIN, and clients that
+        say nothing, are closed (the FIN at once, the silent ones after a short grace), although
+        the handshake deadline is a minute and there is no idle timeout."""
+        hello = client_hello()
+        with RedisServer() as up:
+            tls_port = free_port()
+            args = server_tls_args(tls_port) + ["--maxclients", "1", "--tls-handshake-timeout-ms", "60000"]
+            with Respite(up, args=args) as rs:
+                first = tls_client(tls_port)
+
+                def admitted():
+                    try:
+                        return first.ping()
+                    except Exception:  # noqa: BLE001 - refused while the probe still counts
+                        first.connection_pool.disconnect()
+                        return False
+
+                wait_until(admitted, 5, "the first TLS client admitted")
+                baseline = fd_count(rs.pid)
+                held = []
+                try:
+                    for _ in range(50):
+                        s = socket.create_connection((HOST, tls_port), timeout=5)
+                        s.sendall(hello[: len(hello) // 2])
+                        s.shutdown(socket.SHUT_WR)  # FIN, but the socket stays open here
+                        held.append(s)
+                    for _ in range(50):
+                        held.append(socket.create_connection((HOST, tls_port), timeout=5))
+                    wait_until(lambda: fd_count(rs.pid) > baseline, 5, "the clients accepted")
+                    wait_until(lambda: fd_count(rs.pid) <= baseline, 15, "descriptors back to baseline")
+                finally:
+                    for s in held:
+                        abort(s)
+                self.assertTrue(first.ping())
+                first.close()
+
+    def test_handshake_deadline(self):
+        """A TLS client that does not complete its handshake in --tls-handshake-timeout-ms is
+        closed; one that did stays, however idle."""
+        hello = client_hello()
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port) + ["--tls-handshake-timeout-ms", "500"]) as rs:
+                served = tls_client(tls_port)
+                self.assertTrue(served.ping())
+                baseline = fd_count(rs.pid)
+                held = []
+                try:
+                    for i in range(20):
+                        s = socket.create_connection((HOST, tls_port), timeout=5)
+                        if i % 2:
+                            s.sendall(hello)
+                        held.append(s)
+                    wait_until(lambda: fd_count(rs.pid) > baseline, 5, "the clients accepted")
+                    wait_until(lambda: fd_count(rs.pid) <= baseline, 15, "descriptors back to baseline")
+                    for s in held:  # closed by respite
+                        s.settimeout(5)
+                        try:
+                            while s.recv(4096):
+                                pass
+                        except ConnectionResetError:
+                            pass
+                finally:
+                    for s in held:
+                        abort(s)
+                self.assertTrue(served.ping())
+                served.close()
 
     def test_config_file_directives(self):
         tls_port = free_port()
@@ -449,6 +559,32 @@ class TlsReload(unittest.TestCase):
                 self.assertEqual(tls_client(tls_port).get("k"), b"after")
                 old.close()
 
+    def test_concurrent_reloads_leave_every_loop_with_the_same_certificate(self):
+        """Two admins reload different certificates at once, on several connections (so on
+        both loops): afterwards every loop serves the same one (the last reload made)."""
+        with RedisServer() as up:
+            tls_port = free_port()
+            with Respite(up, args=server_tls_args(tls_port) + ["--threads", "2"]) as rs:
+                errors: list[str] = []
+
+                def reload(cert):
+                    admins = [rs.client() for _ in range(4)]
+                    try:
+                        for i in range(100):
+                            admins[i % 4].execute_command("PROXY", "CONFIG", "SET", "tls-cert-file", c(f"{cert}.crt"),
+                                                          "tls-key-file", c(f"{cert}.key"))
+                    except Exception as e:  # noqa: BLE001 - any failure fails the test
+                        errors.append(repr(e))
+
+                threads = [threading.Thread(target=reload, args=(cert,)) for cert in ("server", "server2")]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                self.assertEqual(errors, [])
+                wait_until(lambda: len({peer_cn(tls_port) for _ in range(30)}) == 1, 5,
+                           "every loop serving the same certificate")
+
     def test_sighup_reloads_the_files(self):
         with RedisServer() as up, tempfile.TemporaryDirectory() as d:
             crt, key = Path(d) / "cur.crt", Path(d) / "cur.key"
@@ -484,18 +620,70 @@ class TlsUpstream(unittest.TestCase):
                 self.assertEqual(r.get("a"), b"1")
                 self.assertEqual(r.get("a"), b"1")
 
+    def test_upstream_checked_against_its_host_by_default(self):
+        """Without --upstream-tls-server-name the upstream's certificate must name the host it
+        is reached at (here 127.0.0.1, an IP entry): a certificate from the trusted CA for
+        another name is refused; the right one is accepted (the control)."""
+        for cert, good in (("server", True), ("evil", False)):
+            with TlsRedis(auth="no", cert=cert) as up:
+                with Respite(None, upstream_addr=f"{HOST}:{up.port}",
+                             args=upstream_tls_args(cert=None, server_name=None) + ["--log-level", "verbose"]) as rs:
+                    if good:
+                        rs.client().set("a", "1")
+                        self.assertEqual(rs.client().get("a"), b"1")
+                        continue
+                    with self.assertRaises(redis.exceptions.ResponseError):
+                        rs.client().set("a", "1")
+                    text = rs.client().execute_command("PROXY", "INFO").decode()
+                    self.assertIn("upstream_connected:0", text)
+                    wait_until(lambda: b"IP address mismatch" in rs.proc.log_path.read_bytes(), 10,
+                               "the refusal's reason in the log")
+
+    def test_upstream_refusing_our_certificate_is_retried_with_backoff(self):
+        """An upstream that requires a client certificate respite does not present: under
+        TLS 1.3 respite's handshake completes before the server's refusal (an alert), which must
+        not count as the node being up: the attempts follow the reconnect backoff (50 ms,
+        doubling), not the 10 ms timer."""
+        with TlsRedis(auth="yes") as up:
+            def received():
+                out = cli(up.port, "INFO", "stats", cert="client").stdout.decode()
+                return int(out.split("total_connections_received:")[1].split()[0])
+
+            with Respite(None, upstream_addr=f"{HOST}:{up.port}",
+                         args=upstream_tls_args(cert=None, server_name=None)) as rs:
+                start_count, start = received(), time.monotonic()
+                deadline = start + 2.0
+                while time.monotonic() < deadline:
+                    text = rs.client().execute_command("PROXY", "INFO").decode()
+                    self.assertIn("upstream_connected:0", text)
+                    time.sleep(0.2)  # a sampling interval, not a wait for a result
+                elapsed = time.monotonic() - start
+                attempts = received() - start_count - 1  # our own INFO connection
+            # The schedule: attempt k waits 50 * 2^(k-1) ms; a loop makes at most this many.
+            allowed, t, wait = 1, 0.0, 0.05
+            while t + wait <= elapsed:
+                t, wait, allowed = t + wait, wait * 2, allowed + 1
+            loops = int(harness.THREADS or "1")
+            # Each loop's node has a shared connection and a tracking link, each backing off.
+            self.assertLessEqual(attempts, (allowed + 2) * loops * 2, f"{attempts} in {elapsed:.1f} s")
+
     def test_upstream_that_fails_verification_is_not_used(self):
+        verbose = ["--log-level", "verbose"]
         with TlsRedis(auth="no", cert="otherserver", cacert="otherca.crt") as up:
-            with Respite(None, upstream_addr=f"{HOST}:{up.port}", args=upstream_tls_args(cert=None)) as rs:
-                with self.assertRaises(Exception):
+            with Respite(None, upstream_addr=f"{HOST}:{up.port}", args=upstream_tls_args(cert=None) + verbose) as rs:
+                with self.assertRaises(redis.exceptions.ResponseError):
                     rs.client().set("a", "1")
                 text = rs.client().execute_command("PROXY", "INFO").decode()
                 self.assertIn("upstream_connected:0", text)
+                wait_until(lambda: b"unable to get local issuer certificate" in rs.proc.log_path.read_bytes(),
+                           10, "the refusal's reason in the log")
         with TlsRedis(auth="no") as up:
             with Respite(None, upstream_addr=f"{HOST}:{up.port}",
-                         args=upstream_tls_args(cert=None, server_name="wrong.example")) as rs:
-                with self.assertRaises(Exception):
+                         args=upstream_tls_args(cert=None, server_name="wrong.example") + verbose) as rs:
+                with self.assertRaises(redis.exceptions.ResponseError):
                     rs.client().set("a", "1")
+                wait_until(lambda: b"hostname mismatch" in rs.proc.log_path.read_bytes().lower(),
+                           10, "the refusal's reason in the log")
 
     def test_cluster_over_tls(self):
         """The slot map read over TLS (the blocking client, CLUSTER SHARDS' "tls-port") and the

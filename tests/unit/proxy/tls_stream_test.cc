@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -229,4 +230,119 @@ TEST_CASE("tls context: a key that does not match its certificate is refused wit
   CHECK_FALSE(TlsContext::make(s, TlsContext::Role::Server, err));
   s.ca_cert_file = a.cert;
   CHECK(TlsContext::make(s, TlsContext::Role::Server, err));
+}
+
+namespace {
+// A client stream to `rig` checking the server against `host`, run until it is ready or fails.
+void connect_client(Rig& rig, Peer& client, std::shared_ptr<const TlsContext> ctx,
+                    const std::string& host) {
+  auto* c = new TlsStream(&rig.loop, &client, 1 << 20, std::move(ctx), host);
+  client.stream.reset(c);
+  sockaddr_in a{};
+  uv_ip4_addr("127.0.0.1", rig.port, &a);
+  REQUIRE(c->tcp().connect(reinterpret_cast<sockaddr*>(&a)) == 0);
+  for (int i = 0; i < 1000 && !client.ready && !client.errors; ++i) uv_run(&rig.loop, UV_RUN_ONCE);
+  if (!client.closed) client.stream->close();
+  if (rig.server.stream && !rig.server.closed) rig.server.stream->close();
+  rig.run();
+}
+}  // namespace
+
+TEST_CASE("tls stream: a client checks the server's certificate against the host it connects to") {
+  Cert cert;  // CN=localhost, no IP entry
+  respite::TlsSettings ss;
+  ss.cert_file = cert.cert;
+  ss.key_file = cert.key;
+  ss.auth_clients = "no";
+  respite::TlsSettings cs;
+  cs.ca_cert_file = cert.cert;  // no server name: each stream's host is checked
+  auto client_ctx = make(cs, TlsContext::Role::Client);
+  for (const char* host : {"localhost", "evil.example", "127.0.0.1"}) {
+    INFO(host);
+    Rig rig(make(ss, TlsContext::Role::Server));
+    Peer client;
+    connect_client(rig, client, client_ctx, host);
+    const bool good = std::string(host) == "localhost";
+    CHECK(client.ready == (good ? 1 : 0));
+    CHECK(client.errors == (good ? 0 : 1));
+    if (!good) CHECK(client.error_op == "handshake");
+  }
+  // A configured server name overrides the host.
+  cs.server_name = "localhost";
+  Rig rig(make(ss, TlsContext::Role::Server));
+  Peer client;
+  connect_client(rig, client, make(cs, TlsContext::Role::Client), "127.0.0.1");
+  CHECK(client.ready == 1);
+  CHECK(client.errors == 0);
+}
+
+TEST_CASE("tls stream: a client stream whose SSL cannot be made fails its handshake, no crash") {
+  Cert cert;
+  respite::TlsSettings ss;
+  ss.cert_file = cert.cert;
+  ss.key_file = cert.key;
+  ss.auth_clients = "no";
+  respite::TlsSettings cs;
+  cs.ca_cert_file = cert.cert;
+  Rig rig(make(ss, TlsContext::Role::Server));
+  Peer client;
+  // Over SNI's 255 bytes: new_ssl() refuses it.
+  connect_client(rig, client, make(cs, TlsContext::Role::Client), std::string(300, 'a'));
+  CHECK(client.ready == 0);
+  CHECK(client.errors == 1);
+  CHECK(client.error_op == "handshake");
+  CHECK_FALSE(static_cast<TlsStream*>(client.stream.get())->error().empty());
+}
+
+TEST_CASE("tls stream: a large write goes through the memory BIO a chunk at a time") {
+  Cert cert;
+  respite::TlsSettings ss;
+  ss.cert_file = cert.cert;
+  ss.key_file = cert.key;
+  ss.auth_clients = "no";
+  respite::TlsSettings cs;
+  cs.ca_cert_file = cert.cert;
+  Rig rig(make(ss, TlsContext::Role::Server));
+  constexpr size_t kBig = 20u << 20;
+  Peer client;
+  client.send_on_ready = std::string(kBig, 'x');  // one flush of 20 MB
+  auto* c = new TlsStream(&rig.loop, &client, 1 << 20, make(cs, TlsContext::Role::Client), "localhost");
+  client.stream.reset(c);
+  sockaddr_in a{};
+  uv_ip4_addr("127.0.0.1", rig.port, &a);
+  REQUIRE(c->tcp().connect(reinterpret_cast<sockaddr*>(&a)) == 0);
+  size_t most_bio = 0, most_below = 0;
+  for (int i = 0; i < 100000 && rig.server.got.size() < kBig && !client.errors; ++i) {
+    uv_run(&rig.loop, UV_RUN_ONCE);
+    most_bio = std::max(most_bio, c->bio_bytes());
+    most_below = std::max(most_below, c->tcp().unwritten());
+  }
+  CHECK(rig.server.got.size() == kBig);  // the control: all of it went through
+  CHECK(most_bio < (1u << 20));           // the write BIO held about a chunk, not 20 MB
+  CHECK(most_below < (1u << 20));         // and so did the ciphertext queued below
+  CHECK(c->unwritten() == 0);
+  client.stream->close();
+  rig.server.stream->close();
+  rig.run();
+}
+
+TEST_CASE("tls context: a version between two listed ones is not accepted") {
+  Cert cert;
+  respite::TlsSettings ss;
+  ss.cert_file = cert.cert;
+  ss.key_file = cert.key;
+  ss.auth_clients = "no";
+  ss.protocols = "TLSv1.1 TLSv1.3";  // not TLSv1.2
+  respite::TlsSettings cs;
+  cs.ca_cert_file = cert.cert;
+  for (const char* client_version : {"TLSv1.3", "TLSv1.2"}) {
+    INFO(client_version);
+    cs.protocols = client_version;
+    Rig rig(make(ss, TlsContext::Role::Server));
+    Peer client;
+    connect_client(rig, client, make(cs, TlsContext::Role::Client), "localhost");
+    const bool listed = std::string(client_version) == "TLSv1.3";
+    CHECK(client.ready == (listed ? 1 : 0));
+    CHECK(client.errors == (listed ? 0 : 1));
+  }
 }
