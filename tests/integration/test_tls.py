@@ -113,6 +113,19 @@ def peer_cn(port: int) -> str:
             return subject["commonName"]
 
 
+
+def wait_admitted(client):
+    """At --maxclients 1 the harness's port probe may still count as a client for a moment
+    (another loop closes it): `client` retries until it is in."""
+    def admitted():
+        try:
+            return client.ping()
+        except Exception:  # noqa: BLE001 - refused while the probe still counts
+            client.connection_pool.disconnect()
+            return False
+
+    wait_until(admitted, 5, "the first TLS client admitted")
+
 class TlsRedis:
     """A redis-server that accepts only TLS (--port 0), client certificates from `ca` required
     unless auth is "no"; waited for with redis-cli --tls PING."""
@@ -413,18 +426,8 @@ class TlsClientAuth(unittest.TestCase):
         with RedisServer() as up:
             tls_port = free_port()
             with Respite(up, args=server_tls_args(tls_port) + ["--maxclients", "1"]):
-                # The harness's port probe may still count as a client for a moment (another
-                # loop closes it): the first client retries until it is in.
                 first = tls_client(tls_port)
-
-                def admitted():
-                    try:
-                        return first.ping()
-                    except Exception:  # noqa: BLE001 - refused while the probe still counts
-                        first.connection_pool.disconnect()
-                        return False
-
-                wait_until(admitted, 5, "the first TLS client admitted")
+                wait_admitted(first)
                 p = cli(tls_port, "PING")
                 self.assertIn(b"max number of clients reached", p.stdout + p.stderr)
                 self.assertTrue(first.ping())
@@ -440,15 +443,7 @@ class TlsClientAuth(unittest.TestCase):
             args = server_tls_args(tls_port) + ["--maxclients", "1", "--tls-handshake-timeout-ms", "60000"]
             with Respite(up, args=args) as rs:
                 first = tls_client(tls_port)
-
-                def admitted():
-                    try:
-                        return first.ping()
-                    except Exception:  # noqa: BLE001 - refused while the probe still counts
-                        first.connection_pool.disconnect()
-                        return False
-
-                wait_until(admitted, 5, "the first TLS client admitted")
+                wait_admitted(first)
                 baseline = fd_count(rs.pid)
                 held = []
                 try:
