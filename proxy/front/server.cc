@@ -156,14 +156,17 @@ int Server::start() {
   return 0;
 }
 
-int Server::port() const {
+// The port a listener is bound to (a configured 0 picks one), or -1.
+int bound_port(const uv_tcp_t& listener) {
   sockaddr_storage ss{};
   int len = sizeof ss;
-  if (uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
+  if (uv_tcp_getsockname(&listener, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
   if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   return -1;
 }
+
+int Server::port() const { return bound_port(listener_); }
 
 void Server::finish() {
   // Orderly teardown: every object frees itself in its close callback.

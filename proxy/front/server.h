@@ -43,6 +43,9 @@
 
 namespace respite {
 
+// The port `listener` is bound to (a configured 0 picks one), or -1 (server.cc).
+int bound_port(const uv_tcp_t& listener);
+
 class Server;
 class UpstreamConn;
 struct CommandInfo;

@@ -6,13 +6,7 @@
 namespace respite {
 
 int Server::tls_port() const {
-  if (cfg_.tls_port <= 0) return -1;
-  sockaddr_storage ss{};
-  int len = sizeof ss;
-  if (uv_tcp_getsockname(&tls_listener_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
-  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return -1;
+  return cfg_.tls_port <= 0 ? -1 : bound_port(tls_listener_);
 }
 
 namespace {
