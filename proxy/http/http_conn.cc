@@ -55,7 +55,8 @@ HttpConn::HttpConn(HttpServer* srv, std::shared_ptr<const TlsContext> tls)
       out_(stream_->out()) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
-  last_active_ = srv->now();
+  last_active_ = accepted_ = srv->now();
+  tls_ = dynamic_cast<TlsStream*>(stream_.get());
 }
 
 void HttpConn::start() {

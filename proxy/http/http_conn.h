@@ -31,6 +31,7 @@
 #include "proxy/net/buffer.h"
 #include "proxy/net/stream.h"
 #include "proxy/net/tls_context.h"
+#include "proxy/net/tls_stream.h"
 
 namespace respite {
 
@@ -53,6 +54,11 @@ class HttpConn final : private Stream::Handler {
   // trickling a request, or one that stopped reading its responses.
   bool stalled_for(uint64_t now, uint64_t ms) const { return now - last_active_ >= ms; }
   bool linger_expired(uint64_t now) const { return lingering_ && now - linger_since_ >= kLingerMs; }
+  // HTTPS: the TLS handshake is not done `ms` after the connection was accepted (the RESP TLS
+  // port's --tls-handshake-timeout-ms bounds it here too, not only the 60 s idle timeout).
+  bool handshake_late(uint64_t now, uint64_t ms) const {
+    return tls_ && !tls_->established() && now - accepted_ >= ms;
+  }
 
   // A /lookup waiting for its value (lookup.cc). Allocated apart from the connection: when the
   // connection closes first, it is orphaned and frees itself when the value arrives.
@@ -126,6 +132,8 @@ class HttpConn final : private Stream::Handler {
 
   HttpServer* srv_;
   TcpStream* tcp_ = nullptr;  // the TCP stream (below the TLS one, if any): accept, options
+  TlsStream* tls_ = nullptr;  // the stream itself when it is TLS (--http-tls)
+  uint64_t accepted_ = 0;
   std::unique_ptr<Stream> stream_;
   std::string& out_;  // the stream's output: responses are appended here, in order
   http_parser parser_;

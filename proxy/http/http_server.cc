@@ -105,11 +105,14 @@ void HttpServer::on_check(uv_check_t* h) {
 void HttpServer::on_sweep(uv_timer_t* h) {
   auto* srv = static_cast<HttpServer*>(h->data);
   uint64_t now = srv->now();
+  const auto handshake_ms = static_cast<uint64_t>(srv->server_->config().tls_handshake_timeout_ms);
   // Backwards: close() moves the last connection into the closed one's place.
   for (size_t i = srv->conns_.size(); i-- > 0;) {
     if (i >= srv->conns_.size()) continue;
     HttpConn* c = srv->conns_[i];
-    if (c->linger_expired(now) || (!c->lingering() && c->stalled_for(now, kIdleTimeoutMs))) c->close();
+    if (c->linger_expired(now) || (!c->lingering() && c->stalled_for(now, kIdleTimeoutMs)) ||
+        c->handshake_late(now, handshake_ms))
+      c->close();
   }
 }
 

@@ -10,11 +10,19 @@ prints them. Certificates: a throwaway CA and server certificate (EC prime256v1)
 same helper as tests/integration/test_tls.py.
 
 Targets: cached GET >= 1.0 of direct at -P1 and -P16, forwarded SET >= 0.7 at -P16.
+
+Beside each throughput it prints CPU microseconds per request of the server that answered
+(redis-server, or respite without its upstream) and of redis-benchmark, and how busy
+redis-benchmark was (its CPU time over the run's wall time). At -P1 over TLS the client spends
+more per request than either server: when it is near 100% busy, the run measures the client,
+and the servers' own cost shows in their CPU per request, not in the throughput.
 """
 
 import argparse
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +31,8 @@ sys.path.insert(0, str(ROOT / "scripts" / "bench.d"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import bench  # noqa: E402  (the one-node bench: its module runs nothing when imported)
-from bench import (fill_keys, free_ports, log, median, respite_argv, run_benchmark, session,  # noqa: E402
-                   start_redis, warm_cache)
+from bench import (CLK_TCK, cpu_ticks, fill_keys, free_ports, log, median, respite_argv,  # noqa: E402
+                   run_benchmark, session, start_redis, warm_cache)
 import test_tls  # noqa: E402  (make_certs)
 
 CASES = [("get", 1), ("get", 16), ("mget", 16), ("set", 16)]
@@ -57,11 +65,12 @@ def main():
            "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
     r_port, r_tls, p_port, p_tls = free_ports(4)
     start_redis(procs, "redis", r_port, extra=["--tls-port", str(r_tls)] + tls)
+    redis_pid = procs.running["redis"][0].pid
     argv = respite_argv(args, p_port, r_tls if not args.plain_upstream else r_port, "64mb", 600000)
     argv += ["--tls-port", str(p_tls)] + tls
     if not args.plain_upstream:
         argv += ["--upstream-tls", "--upstream-tls-ca-cert-file", ca, "--upstream-tls-server-name", "localhost"]
-    procs.start("respite", argv, port=p_port)
+    respite_pid = procs.start("respite", argv, port=p_port).pid
 
     # redis-benchmark over TLS: the one-node bench's command line with --tls --cacert.
     plain_argv = bench.bench_argv
@@ -73,18 +82,25 @@ def main():
     if bad:
         raise RuntimeError("warming respite's cache: %d bad replies" % bad)
     results = {(t, p, who): [] for t, p in CASES for who in ("redis", "respite")}
+    cpu = {(t, p, who): [] for t, p in CASES for who in ("redis", "respite")}  # (server, client, busy)
     for rnd in range(args.rounds):
         for t, p in CASES:
-            for who, port in (("redis", r_tls), ("respite", p_tls)):
+            for who, port, pid in (("redis", r_tls, redis_pid), ("respite", p_tls, respite_pid)):
+                s0, ru0, w0 = cpu_ticks(pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
                 res = run_benchmark(args, port, t, p, args.n)
+                s1, ru1, w1 = cpu_ticks(pid), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
                 if res["errors"] or res["rps"] is None:
                     raise RuntimeError("%s %s -P%d: %s" % (who, t, p, res["note"]))
                 results[(t, p, who)].append(res["rps"])
+                client_s = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+                cpu[(t, p, who)].append(((s1 - s0) * 1e6 / CLK_TCK / args.n, client_s * 1e6 / args.n,
+                                         client_s / (w1 - w0)))
         log("round %d/%d done" % (rnd + 1, args.rounds))
     log("")
     log("TLS bench (%s upstream), %d rounds, -n %d, -c %d, medians:"
         % ("plain" if args.plain_upstream else "TLS", args.rounds, args.n, args.clients))
-    log("%-14s %14s %14s %8s %8s" % ("test", "direct rps", "respite rps", "ratio", "target"))
+    log("%-14s %14s %14s %8s %8s   %s" % ("test", "direct rps", "respite rps", "ratio", "target",
+                                         "cpu us/req server, client; client busy (direct | respite)"))
     short = False
     for t, p in CASES:
         d, r = median(results[(t, p, "redis")]), median(results[(t, p, "respite")])
@@ -93,8 +109,12 @@ def main():
         if target and ratio < target:
             short = True
         label = {"get": "cached GET", "mget": "cached MGET", "set": "SET"}[t]
-        log("%-14s %14.0f %14.0f %8.2f %8s" % ("%s -P%d" % (label, p), d, r, ratio,
-                                            ">= %.1f" % target if target else "-"))
+        c = {who: [median([x[k] for x in cpu[(t, p, who)]]) for k in range(3)]
+             for who in ("redis", "respite")}
+        log("%-14s %14.0f %14.0f %8.2f %8s   %5.1f %5.1f %3.0f%% | %5.1f %5.1f %3.0f%%"
+            % ("%s -P%d" % (label, p), d, r, ratio, ">= %.1f" % target if target else "-",
+               c["redis"][0], c["redis"][1], 100 * c["redis"][2],
+               c["respite"][0], c["respite"][1], 100 * c["respite"][2]))
     log("targets %s" % ("met" if not short else "NOT met"))
     failed[0] = False
 

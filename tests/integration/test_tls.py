@@ -526,6 +526,37 @@ class Https(unittest.TestCase):
                     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                     self.assertNotIn(b"200", s.recv(100))
 
+    def test_https_handshake_deadline(self):
+        """An HTTPS connection that does not finish its handshake within
+        --tls-handshake-timeout-ms is closed (well before HTTP's 60 s idle timeout); an HTTPS
+        request on a fresh connection is still answered."""
+        import urllib.request
+        hello = client_hello()
+        with RedisServer() as up:
+            http_port = free_port()
+            args = ["--http-port", str(http_port), "--http-tls", "--tls-cert-file", c("server.crt"),
+                    "--tls-key-file", c("server.key"), "--tls-auth-clients", "no",
+                    "--tls-handshake-timeout-ms", "500"]
+            with Respite(up, args=args) as rs:
+                wait_until(lambda: harness.port_open(http_port), 5, "the HTTPS port")
+                baseline = fd_count(rs.pid)
+                held = []
+                try:
+                    for i in range(10):
+                        s = socket.create_connection((HOST, http_port), timeout=5)
+                        if i % 2:
+                            s.sendall(hello)  # a ClientHello, then silence
+                        held.append(s)
+                    wait_until(lambda: fd_count(rs.pid) > baseline, 5, "the connections accepted")
+                    wait_until(lambda: fd_count(rs.pid) <= baseline, 15, "descriptors back to baseline")
+                finally:
+                    for s in held:
+                        abort(s)
+                ctx = ssl.create_default_context(cafile=c("ca.crt"))
+                with urllib.request.urlopen(f"https://localhost:{http_port}/healthz", context=ctx,
+                                            timeout=10) as resp:
+                    self.assertEqual(resp.status, 200)
+
 
 @respite_only
 class TlsReload(unittest.TestCase):
