@@ -11,12 +11,13 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <string_view>
 
 namespace respite {
 
 BlockingClient::~BlockingClient() {
-  if (plain) redisFree(plain);
   if (ssl) SSL_free(ssl);
   if (fd >= 0) ::close(fd);
   if (reader) redisReaderFree(reader);
@@ -29,9 +30,31 @@ void BlockingClient::set_error(const std::string& why) {
 
 namespace {
 
-// A TCP connection within `timeout_ms`, then blocking with that timeout on each read and
-// write; -1 and `err` when no address of `host` answered.
-int connect_tcp(const std::string& host, int port, int timeout_ms, std::string& err) {
+using Clock = std::chrono::steady_clock;
+
+// Milliseconds left until `deadline` (0 once it has passed).
+int left_ms(Clock::time_point deadline) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return ms > 0 ? static_cast<int>(ms) : 0;
+}
+
+// Waits until `fd` is ready for `events`; false when the deadline passed first.
+bool wait_fd(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    int ms = left_ms(deadline);
+    if (ms == 0) return false;
+    pollfd p{fd, events, 0};
+    int rc = poll(&p, 1, ms);
+    if (rc > 0) return true;  // ready, or an error the next call reports
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0) return false;
+    return true;
+  }
+}
+
+// A non-blocking TCP connection, made before `deadline`; -1 and `err` when no address of
+// `host` answered.
+int connect_tcp(const std::string& host, int port, Clock::time_point deadline, std::string& err) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -48,8 +71,7 @@ int connect_tcp(const std::string& host, int port, int timeout_ms, std::string& 
     if (fd < 0) continue;
     int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
     if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      rc = poll(&p, 1, timeout_ms) == 1 ? 0 : -1;
+      rc = wait_fd(fd, POLLOUT, deadline) ? 0 : -1;
       int so = 0;
       socklen_t len = sizeof so;
       if (rc == 0 && (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len) != 0 || so != 0)) {
@@ -66,34 +88,96 @@ int connect_tcp(const std::string& host, int port, int timeout_ms, std::string& 
   }
   freeaddrinfo(res);
   if (fd < 0) return -1;
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
   err.clear();
   return fd;
 }
 
-// What an SSL call's failure means, for errstr.
-std::string ssl_failure(SSL* ssl, int rc, const char* what) {
-  int e = SSL_get_error(ssl, rc);
-  if (e == SSL_ERROR_ZERO_RETURN) return fmt::format("{}: connection closed", what);
-  if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
-    return fmt::format("{}: {}", what, errno == EAGAIN || errno == EWOULDBLOCK ? "timeout"
-                                        : errno == 0                           ? "connection closed"
-                                                                              : std::strerror(errno));
-  return fmt::format("{}: {}", what, tls_error_text("TLS error"));
+// One TLS call (SSL_connect, SSL_read, SSL_write) retried as the socket becomes ready, until
+// it succeeds, fails, or the deadline passes (then "timeout").
+template <typename F>
+int ssl_call(BlockingClient* c, F call, Clock::time_point deadline, const char* what, std::string& err) {
+  for (;;) {
+    ERR_clear_error();
+    errno = 0;
+    int rc = call();
+    if (rc > 0) return rc;
+    int e = SSL_get_error(c->ssl, rc);
+    short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (ev != 0) {
+      if (!wait_fd(c->fd, ev, deadline)) {
+        err = fmt::format("{}: timeout", what);
+        return -1;
+      }
+      continue;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+      err = fmt::format("{}: {}", what, errno == 0 ? "connection closed" : std::strerror(errno));
+    else
+      err = fmt::format("{}: {}", what, tls_error_text("TLS error"));
+    return -1;
+  }
 }
 
-BlockingReply tls_command(BlockingClient* c, const std::vector<std::string>& args) {
+// Writes all of `data` before `deadline`; "" or why not.
+std::string write_all(BlockingClient* c, std::string_view data, Clock::time_point deadline) {
+  std::string err;
+  while (!data.empty()) {
+    ssize_t n;
+    if (c->ssl) {
+      n = ssl_call(c, [&] { return SSL_write(c->ssl, data.data(), static_cast<int>(data.size())); },
+                   deadline, "write", err);
+      if (n <= 0) return err;
+    } else {
+      n = ::send(c->fd, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return fmt::format("write: {}", std::strerror(errno));
+        if (!wait_fd(c->fd, POLLOUT, deadline)) return "write: timeout";
+        continue;
+      }
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return "";
+}
+
+// Reads some bytes into `buf` before `deadline`: their count, or 0 and `err`.
+size_t read_some(BlockingClient* c, char* buf, size_t cap, Clock::time_point deadline, std::string& err) {
+  if (c->ssl) {
+    int n = ssl_call(c, [&] { return SSL_read(c->ssl, buf, static_cast<int>(cap)); }, deadline,
+                     "read", err);
+    return n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  for (;;) {
+    ssize_t n = ::recv(c->fd, buf, cap, 0);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) {
+      err = "read: connection closed";
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      err = fmt::format("read: {}", std::strerror(errno));
+      return 0;
+    }
+    if (!wait_fd(c->fd, POLLIN, deadline)) {
+      err = "read: timeout";
+      return 0;
+    }
+  }
+}
+
+}  // namespace
+
+BlockingReply blocking_command(BlockingClient* c, const std::vector<std::string>& args) {
   if (c->err) return nullptr;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(c->timeout_ms);
   std::string req = fmt::format("*{}\r\n", args.size());
   for (const std::string& a : args) fmt::format_to(std::back_inserter(req), "${}\r\n{}\r\n", a.size(), a);
-  ERR_clear_error();
-  if (int rc = SSL_write(c->ssl, req.data(), static_cast<int>(req.size())); rc <= 0) {
-    c->set_error(ssl_failure(c->ssl, rc, "write"));
+  if (std::string e = write_all(c, req, deadline); !e.empty()) {
+    c->set_error(e);
     return nullptr;
   }
   char buf[16384];
@@ -104,64 +188,40 @@ BlockingReply tls_command(BlockingClient* c, const std::vector<std::string>& arg
       return nullptr;
     }
     if (reply) return BlockingReply(static_cast<redisReply*>(reply));
-    ERR_clear_error();
-    int n = SSL_read(c->ssl, buf, sizeof buf);
-    if (n <= 0) {
-      c->set_error(ssl_failure(c->ssl, n, "read"));
+    std::string e;
+    size_t n = read_some(c, buf, sizeof buf, deadline, e);
+    if (n == 0) {
+      c->set_error(e);
       return nullptr;
     }
-    if (redisReaderFeed(c->reader, buf, static_cast<size_t>(n)) != REDIS_OK) {
+    if (redisReaderFeed(c->reader, buf, n) != REDIS_OK) {
       c->set_error("out of memory");
       return nullptr;
     }
   }
 }
 
-}  // namespace
-
-BlockingReply blocking_command(BlockingClient* c, const std::vector<std::string>& args) {
-  if (c->ssl) return tls_command(c, args);
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  BlockingReply r(static_cast<redisReply*>(
-      redisCommandArgv(c->plain, static_cast<int>(argv.size()), argv.data(), lens.data())));
-  if (!r) {
-    c->err = c->plain->err ? c->plain->err : REDIS_ERR_OTHER;
-    std::snprintf(c->errstr, sizeof c->errstr, "%s", c->plain->errstr);
-  }
-  return r;
-}
-
 BlockingConn blocking_open(const std::string& host, int port, const std::string& user,
                            const std::string& password, std::string& err, int timeout_ms,
                            const TlsContext* tls) {
   auto c = std::make_unique<BlockingClient>();
+  c->timeout_ms = timeout_ms;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  c->fd = connect_tcp(host, port, deadline, err);
+  if (c->fd < 0) return nullptr;
+  c->reader = redisReaderCreate();
+  if (!c->reader) {
+    err = "out of memory";
+    return nullptr;
+  }
   if (tls) {
-    c->fd = connect_tcp(host, port, timeout_ms, err);
-    if (c->fd < 0) return nullptr;
     c->ssl = tls->new_ssl(host);
-    c->reader = redisReaderCreate();
-    if (!c->ssl || !c->reader || SSL_set_fd(c->ssl, c->fd) != 1) {
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
       err = tls_error_text("cannot make an SSL (out of memory, or an unusable server name)");
       return nullptr;
     }
-    ERR_clear_error();
-    if (int rc = SSL_connect(c->ssl); rc != 1) {
-      err = ssl_failure(c->ssl, rc, "TLS handshake");
+    if (ssl_call(c.get(), [&] { return SSL_connect(c->ssl); }, deadline, "TLS handshake", err) <= 0)
       return nullptr;
-    }
-  } else {
-    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    c->plain = redisConnectWithTimeout(host.c_str(), port, tv);
-    if (!c->plain || c->plain->err) {
-      err = c->plain ? c->plain->errstr : "out of memory";
-      return nullptr;
-    }
-    redisSetTimeout(c->plain, tv);
   }
   if (!password.empty()) {
     BlockingReply r = user.empty() ? blocking_command(c.get(), {"AUTH", password})

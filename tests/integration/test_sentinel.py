@@ -4,6 +4,8 @@ after the switch, every write respite acknowledged is on the new primary, and no
 value older than a write acknowledged before it was sent. SentinelCounts: connections to the
 Sentinels are counted apart from those to Redis."""
 
+import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -217,6 +219,52 @@ class SentinelCounts(unittest.TestCase):
                      "upstream_errors"):
             got = m[f"respite_{name}_total"]
             self.assertTrue(int(after[name]) <= got <= int(last[name]), (name, got, after, last))
+
+
+class TricklingSentinel(unittest.TestCase):
+    """A Sentinel that answers a byte at a time, each well within the 1 s read timeout, and
+    never finishes: respite's question to it ends at its 1 s deadline (the whole command, not
+    each read), says so, and respite gives up on it instead of waiting for ever."""
+
+    def test_a_reply_trickled_forever_times_out(self):
+        listener = socket.create_server((HOST, 0))
+        port = listener.getsockname()[1]
+        stop = threading.Event()
+
+        def serve():
+            listener.settimeout(0.2)
+            conns = []
+            while not stop.is_set():
+                try:
+                    c, _ = listener.accept()
+                    c.recv(4096)  # the question (SENTINEL GET-MASTER-ADDR-BY-NAME ...)
+                    conns.append(c)
+                except OSError:
+                    pass
+                for c in conns:  # 9 bytes every 0.2 s of a 100,000-byte bulk string
+                    try:
+                        c.send(b"$100000\r\n")
+                    except OSError:
+                        pass
+            for c in conns:
+                c.close()
+            listener.close()
+
+        conns_thread = threading.Thread(target=serve)
+        conns_thread.start()
+        try:
+            argv = harness.respite_argv("--port", str(free_port()), "--bind", HOST,
+                                        "--sentinel", f"{HOST}:{port}", "--sentinel-master", "mymaster")
+            t0 = time.monotonic()
+            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+            took = time.monotonic() - t0
+        finally:
+            stop.set()
+            conns_thread.join(10)
+        out = p.stdout.decode(errors="replace")
+        self.assertNotEqual(p.returncode, 0, out)
+        self.assertIn("timeout", out)
+        self.assertLess(took, 25, "respite gave up on the Sentinel (its deadline is 1 s a try)")
 
 
 if __name__ == "__main__":
