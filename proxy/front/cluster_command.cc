@@ -200,12 +200,6 @@ Sub classify(const CommandInfo& ci, std::string_view sub) {
   return Sub::Refused;  // every other subcommand of the table changes the cluster
 }
 
-std::string upper(std::string_view s) {
-  std::string u(s);
-  for (char& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  return u;
-}
-
 }  // namespace
 
 void cluster_command(Server& srv, ClientConn* c, const resp::Frame& f) {

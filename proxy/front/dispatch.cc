@@ -153,11 +153,13 @@ const std::string* Dispatch::renamed(std::string_view name) const {
 void Dispatch::unknown_command(ClientConn* c, const resp::Frame& f) {
   // Redis's processCommand text: the name (at most 128 bytes) and the arguments quoted, until
   // 128 bytes of them; newlines become spaces.
+  // Like Redis's %s, each name ends at its first NUL.
+  auto cut = [](std::string_view a, size_t max) { return a.substr(0, a.find('\0')).substr(0, max); };
   std::string args;
   for (size_t i = 1; i < f.argc() && args.size() < 128; ++i)
-    args += fmt::format("'{}' ", f.arg(i).substr(0, 128 - args.size()));
+    args += fmt::format("'{}' ", cut(f.arg(i), 128 - args.size()));
   std::string msg = fmt::format("ERR unknown command '{}', with args beginning with: {}",
-                                f.arg(0).substr(0, 128), args);
+                                cut(f.arg(0), 128), args);
   for (char& ch : msg)
     if (ch == '\r' || ch == '\n') ch = ' ';
   refuse(c, msg);
@@ -192,6 +194,11 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
   original_name_ = {};
   hello_wire_.clear();
   if (!names_built_) build_names();
+  // A NUL in a command name: Redis finds such a name only by the chance of a hash bucket (its
+  // lookup hashes every byte but compares up to the NUL). respite never forwards it: it would
+  // pass respite's rename, deny and ACL checks under an unknown name and then run upstream as
+  // the command they were meant to stop.
+  if (cmd.find('\0') != std::string_view::npos) return unknown_command(c, f);
   const std::string* orig = names_.empty() ? nullptr : renamed(cmd);
   if (orig == nullptr) {
     ci = lookup_command(f);
@@ -200,6 +207,23 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
   } else {
     ci = lookup_command(*orig, f.argc() > 1 ? f.arg(1) : std::string_view{});
     original_name_ = *orig;  // forward() sends the command under its own name
+  }
+  // A container (CLIENT, CONFIG, XINFO ...) whose subcommand the table does not know: the entry
+  // found is the container's, whose rules (ACL, roles) are not the subcommand's. Answered as
+  // Redis 7.0 answers it, unless an unrestricted user sends it to a newer upstream that may know
+  // it; never forwarded when the name has a NUL (see above), when the user is restricted (its
+  // rules cannot be checked), or for CLIENT (a subcommand may change the state of the shared
+  // upstream connection, e.g. CLIENT REPLY OFF would leave every client waiting).
+  if (ci && ci->has_subcommands && f.argc() > 1 &&
+      (!c->acl_unrestricted || ci->name == "client" ||
+       f.arg(1).find('\0') != std::string_view::npos)) {
+    // Redis's text, its %.128s ending the names at a NUL; newlines become spaces.
+    std::string_view sub = f.arg(1).substr(0, f.arg(1).find('\0'));
+    std::string msg = fmt::format("ERR unknown subcommand '{}'. Try {} HELP.", sub.substr(0, 128),
+                                  upper(f.arg(0)));
+    for (char& ch : msg)
+      if (ch == '\r' || ch == '\n') ch = ' ';
+    return refuse(c, msg);
   }
   static constexpr CommandRoles kUnknown;
   const CommandRoles& role = ci ? ci->role : kUnknown;

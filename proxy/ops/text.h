@@ -11,8 +11,13 @@ namespace respite {
 // ASCII lowercase of one character (what tolower does in the "C" locale, without the call).
 constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
-// ASCII case-insensitive equality (arguments, options, reply fields): the one copy.
+// ASCII case-insensitive equality (arguments, options, reply fields): the one copy. Each side
+// ends at its first NUL byte, as with strcasecmp, which is how Redis compares every option
+// keyword: "STREAMS\0x" is STREAMS to Redis, so it must be to respite's key finding and ACL
+// checks too (else a keyword with a NUL after it would hide keys from them).
 constexpr bool ieq(std::string_view a, std::string_view b) {
+  a = a.substr(0, a.find('\0'));
+  b = b.substr(0, b.find('\0'));
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
     if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
@@ -22,6 +27,12 @@ constexpr bool ieq(std::string_view a, std::string_view b) {
 inline std::string lower(std::string_view s) {
   std::string r(s);
   for (char& ch : r) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return r;
+}
+
+inline std::string upper(std::string_view s) {
+  std::string r(s);
+  for (char& ch : r) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   return r;
 }
 

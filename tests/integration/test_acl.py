@@ -153,6 +153,45 @@ class Users(unittest.TestCase):
         for name in ("cmdstat_get", "cmdstat_set"):
             self.assertEqual(stats.get(name, {}).get("rejected_calls", 0), 0, stats.get(name))
 
+    def test_nul_after_a_keyword_hides_no_key(self):
+        # Redis compares option keywords with strcasecmp, which stops at a NUL: "STREAMS\0" is
+        # STREAMS to it, so respite's key finding must see the keys after it too.
+        app, rw = ("AUTH", "app", "apppw"), ("AUTH", "rw", "rwpw")
+        cases = [
+            [app, ("XREAD", "COUNT", "5", b"STREAMS\0", "secret:s", "0")],
+            [app, ("SORT_RO", "app:l", b"GET\0", "secret:*")],
+            [app, ("SORT", "app:l", b"STORE\0x", "secret:dst")],
+            [app, ("GEORADIUS", "app:g", "13", "38", "500", "km", b"store\0", "secret:geo")],
+            [app, ("MIGRATE", "127.0.0.1", "1", "", "0", "1000", b"KEYS\0", "secret:mig")],
+            [rw, ("SET", "w:1", "new", b"GET\0")],
+        ]
+        for cmds in cases:
+            with self.subTest(cmds=cmds):
+                self.same(b"".join(encode_command(*c) for c in cmds), nreplies=len(cmds))
+        self.assertEqual(self.upstream.client().exists("secret:dst", "secret:geo"), 0)
+
+    def test_nul_in_a_command_or_subcommand_name_is_never_forwarded(self):
+        # Redis finds such a name only by the luck of a hash bucket; respite answers it as
+        # unknown, for every user, and the upstream never sees it (no error counted there).
+        up = self.upstream.client()
+        up.set("secret:x", "s")
+        up.config_resetstat()
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call(b"GET\0x", "secret:x"), RespError(
+                "ERR unknown command 'GET', with args beginning with: 'secret:x' "))
+            # CLIENT REPLY OFF would silence the shared upstream connection for everyone.
+            self.assertEqual(c.call("CLIENT", b"REPLY\0x", "OFF"), RespError(
+                "ERR unknown subcommand 'REPLY'. Try CLIENT HELP."))
+            self.assertEqual(c.call("AUTH", "app", "apppw"), "OK")
+            for n in range(16):
+                self.assertEqual(c.call("MEMORY", b"USAGE\0%d" % n, "secret:x"), RespError(
+                    "ERR unknown subcommand 'USAGE'. Try MEMORY HELP."))
+            # A subcommand the table does not know is not the container's to allow.
+            self.assertEqual(c.call("CONFIG", "NOSUCHSUB", "x"), RespError(
+                "ERR unknown subcommand 'NOSUCHSUB'. Try CONFIG HELP."))
+        self.assertEqual(self.client("default", None).set("after", "1"), True)
+        self.assertEqual(up.info("errorstats"), {}, "nothing refused upstream")
+
     def test_scripts_refused_to_restricted_users(self):
         # Redis checks each redis.call against the caller; respite cannot look inside a script
         # (the upstream runs it as respite's own user), so a restricted user runs none.
@@ -353,6 +392,8 @@ class Users(unittest.TestCase):
             self.assertEqual(c.call("MULTI"), "OK")
             self.assertTrue(c.call("AUTH", "app", "apppw").startswith("ERR AUTH"))
             self.assertTrue(c.call("HELLO", "2", "AUTH", "app", "apppw").startswith("ERR AUTH"))
+            # AUTH\0 is AUTH to Redis (strcasecmp): the password never goes upstream either.
+            self.assertTrue(c.call("HELLO", "2", b"AUTH\0", "app", "apppw").startswith("ERR AUTH"))
             self.assertTrue(c.call("EXEC").startswith("EXECABORT"))
             self.assertEqual(c.call("ACL", "WHOAMI"), b"default")
 

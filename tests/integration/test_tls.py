@@ -179,6 +179,28 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def conns_on_port(pid: int, port: int) -> int:
+    """How many accepted TCP connections to local `port` process `pid` holds open (its socket
+    descriptors matched with /proc/net/tcp by inode; the listener itself is not counted)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] != "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    n += 1
+    return n
+
+
 def client_hello() -> bytes:
     """The first flight of a real TLS client, made with memory BIOs."""
     ctx = ssl.create_default_context()
@@ -539,7 +561,6 @@ class Https(unittest.TestCase):
                     "--tls-handshake-timeout-ms", "500"]
             with Respite(up, args=args) as rs:
                 wait_until(lambda: harness.port_open(http_port), 5, "the HTTPS port")
-                baseline = fd_count(rs.pid)
                 held = []
                 try:
                     for i in range(10):
@@ -547,8 +568,8 @@ class Https(unittest.TestCase):
                         if i % 2:
                             s.sendall(hello)  # a ClientHello, then silence
                         held.append(s)
-                    wait_until(lambda: fd_count(rs.pid) > baseline, 5, "the connections accepted")
-                    wait_until(lambda: fd_count(rs.pid) <= baseline, 15, "descriptors back to baseline")
+                    wait_until(lambda: conns_on_port(rs.pid, http_port) > 0, 5, "the connections accepted")
+                    wait_until(lambda: conns_on_port(rs.pid, http_port) == 0, 15, "all of them closed")
                 finally:
                     for s in held:
                         abort(s)
