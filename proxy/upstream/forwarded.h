@@ -13,6 +13,8 @@
 
 namespace respite {
 
+class Node;
+
 class Requester;
 struct WriteInvalidation;
 
@@ -52,6 +54,9 @@ struct Redirect {
   // -TRYAGAIN (a multi-key request while its slot moves): the same node, after a short wait.
   bool again = false;
   bool asked = false;  // this send went after ASKING
+  // A read on a Cluster replica whose connection was lost (`target` empty): the replica's
+  // master answers it (Router::master_of).
+  const Node* lost = nullptr;
 };
 
 // Redis Cluster's clients give up after a few redirections; so does respite, relaying the last

@@ -61,6 +61,9 @@ class Node {
   const std::string& name() const { return name_; }  // "host:port" as configured
   const std::string& host() const { return host_; }  // as configured (TLS checks it)
   Role role = Role::Unknown;
+  // Every connection opened from now on sends READONLY first (its reply consumed there):
+  // Redis Cluster replicas answer reads only on such connections (else -MOVED to their master).
+  bool readonly = false;
 
   // Clients' requests relayed by this node's connections (respite's own polls and fetches are
   // not counted). `inflight` is what the router weighs when it may choose between nodes.

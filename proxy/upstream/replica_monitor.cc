@@ -50,6 +50,23 @@ ReplicaMonitor::ReplicaMonitor(UpstreamHost* host, WriteLedger* ledger, Node* pr
       replication_reply_(replicas_.size()),
       replica_again_(replicas_.size(), 0) {}
 
+void ReplicaMonitor::set_replicas(std::vector<Node*> replicas) {
+  if (replicas.size() < replicas_.size()) replicas.resize(replicas_.size(), nullptr);
+  replicas_ = std::move(replicas);
+  const size_t n = replicas_.size();
+  replica_out_.resize(n, 0);
+  one_section_.resize(n, 0);
+  replication_reply_.resize(n);
+  replica_again_.resize(n, 0);
+  for (size_t i = 0; i < n; ++i)
+    if (!replicas_[i]) set_health(i, false, ReplicaHealth::kNotListed);
+}
+
+void ReplicaMonitor::deactivate() {
+  // As unlisted: a poll still out cannot make one healthy again (judge).
+  set_replicas(std::vector<Node*>(replicas_.size(), nullptr));
+}
+
 void ReplicaMonitor::tick(uint64_t now) {
   // The interval is decided now, not when the last poll went out: a write acknowledged since
   // makes the next poll due at once.
@@ -99,7 +116,7 @@ void ReplicaMonitor::poll_primary() {
 }
 
 void ReplicaMonitor::poll_replica(size_t i) {
-  if (replica_out_[i]) return;
+  if (replica_out_[i] || !replicas_[i]) return;
   UpstreamConn* u = replicas_[i]->shared_conn(2, 0);
   if (!u) {  // backing off after a failed connect
     set_health(i, false, ReplicaHealth::kDown);
@@ -131,9 +148,10 @@ void ReplicaMonitor::poll_replica(size_t i) {
                  // apart, and so does every poll after it (a replica's version rarely changes;
                  // two INFOs work on every version).
                  one_section_[i] = 1;
-                 log(LogLevel::Notice, "replica {} refuses INFO with two sections ({}): polling "
-                     "INFO replication and INFO persistence apart", replicas_[i]->name(),
-                     reply.substr(1, reply.find('\r') - 1));
+                 if (replicas_[i])  // (still listed)
+                   log(LogLevel::Notice, "replica {} refuses INFO with two sections ({}): "
+                       "polling INFO replication and INFO persistence apart",
+                       replicas_[i]->name(), reply.substr(1, reply.find('\r') - 1));
                  return;
                }
                judge_replica(i, reply, reply, failed);
@@ -154,6 +172,7 @@ void ReplicaMonitor::judge_replica(size_t i, std::string_view replication,
 
 void ReplicaMonitor::judge(size_t i, std::string_view replication, std::string_view persistence,
                            bool failed) {
+  if (!replicas_[i]) return set_health(i, false, ReplicaHealth::kNotListed);
   if (failed) return set_health(i, false, ReplicaHealth::kDown);
   if (replication.empty() || replication[0] == '-' || persistence.empty() || persistence[0] == '-')
     return set_health(i, false, ReplicaHealth::kError);
@@ -177,6 +196,7 @@ void ReplicaMonitor::set_health(size_t i, bool healthy, uint8_t why) {
   h.why.store(why);
   ledger_->set_healthy(i, healthy);
   if (was == healthy && (healthy || was_why == why)) return;
+  if (!replicas_[i]) return;  // no longer listed: nothing to tell of it
   if (healthy)
     log(LogLevel::Notice, "replica {} takes reads", replicas_[i]->name());
   else

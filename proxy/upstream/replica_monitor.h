@@ -20,6 +20,8 @@ namespace respite {
 
 class ReplicaMonitor {
  public:
+  // `replicas[i]` is the ledger's replica i; nullptr: none at that index now (Cluster: a
+  // replica the slot map no longer lists), which takes no reads and is not polled.
   ReplicaMonitor(UpstreamHost* host, WriteLedger* ledger, Node* primary,
                  std::vector<Node*> replicas);
   ReplicaMonitor(const ReplicaMonitor&) = delete;
@@ -27,6 +29,11 @@ class ReplicaMonitor {
 
   void tick(uint64_t now);
   void stop() { stopping_ = true; }
+  // Cluster: the shard's replicas now (indices as in the constructor; the list only grows).
+  // One that left takes no reads from now on.
+  void set_replicas(std::vector<Node*> replicas);
+  // Cluster: a monitor whose master left the map is not ticked; its replicas take no reads.
+  void deactivate();
   // Something waits for the replicas to apply a write (a script's barrier): poll the primary
   // now, and the replicas as soon as its offset is in, instead of at the next tick.
   void kick();

@@ -14,6 +14,7 @@ const char* ReplicaHealth::why_text(uint8_t w) {
     case kLoading: return "loading";
     case kLinkDown: return "master_link_status:down";
     case kNotReplica: return "not a replica";
+    case kNotListed: return "not in the slot map";
     default: return "INFO refused";
   }
 }

@@ -41,7 +41,7 @@ struct ReplicaHealth {
   // Marks up to this one may have been forgotten while the replica was out: it answers nothing
   // until it has applied them all (WriteLedger::set_healthy).
   std::atomic<uint64_t> floor{0};
-  enum Why : uint8_t { kNotPolled, kDown, kLoading, kLinkDown, kNotReplica, kError };
+  enum Why : uint8_t { kNotPolled, kDown, kLoading, kLinkDown, kNotReplica, kError, kNotListed };
   static const char* why_text(uint8_t w);
 };
 

@@ -48,6 +48,9 @@ UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester*
   }
   if (proto_ == 3) push_internal("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
   if (db != 0) select_db(db);
+  // A cluster replica's reads (Node::readonly); answered +OK, or the connection fails as on any
+  // refused handshake command.
+  if (node->readonly) push_internal("*1\r\n$8\r\nREADONLY\r\n");
   // Over TLS 1.3 the client's handshake completes before the server has checked respite's
   // certificate (its refusal is an alert after): the node is up only once it answered
   // something, else a refused certificate would reset the backoff on every attempt.
@@ -461,8 +464,6 @@ void UpstreamConn::fail(std::string_view why) {
   std::string err = upstream_error(why);
   RingQueue<Pending> pending;
   pending.swap(pending_);
-  retry_arena_.clear();  // every kept request fails below
-  retry_head_ = 0;
   answer_by_pending_ = 0;
   out_.clear();
   for (size_t i = 0; i < pending.size(); ++i) {
@@ -470,6 +471,10 @@ void UpstreamConn::fail(std::string_view why) {
     switch (p.kind) {
       case Pending::Kind::Relay:
         node_->stats.inflight--;
+        if (p.kept && retry_lost_read(p)) {
+          p.client->unref();  // the retry answers the client's slot
+          break;
+        }
         node_->stats.errors++;
         // The write may have been applied even though its reply is lost.
         reply_invalidation(p);
@@ -487,7 +492,22 @@ void UpstreamConn::fail(std::string_view why) {
         break;
     }
   }
+  retry_arena_.clear();  // what was kept and not sent again failed above
+  retry_head_ = 0;
   close();
+}
+
+// A read lost with a Cluster replica's connection (the replica died, or was cut off) never ran
+// anywhere that matters: its master answers it instead of the client getting an error.
+bool UpstreamConn::retry_lost_read(Pending& p) {
+  std::string raw(take_kept(p));  // the arena goes when fail() is done
+  if (node_->role != Node::Role::Replica || p.write || p.answered || raw.empty() ||
+      p.client->closed() || p.after != 0 || p.inv || p.inv_key || p.redirects >= kMaxRedirects)
+    return false;
+  Redirect r{p.client, p.seq, raw, p.db, proto_, p.answer_by ? p.answer_by : p.deadline,
+             false, false, {}, {}, static_cast<uint8_t>(p.redirects + 1), nullptr, false,
+             false, node_};
+  return host_->redirect(r);
 }
 
 void UpstreamConn::close() {

@@ -225,6 +225,7 @@ class UpstreamConn final : private Stream::Handler {
     }
   }
   bool try_redirect(Pending& p, std::string_view reply);
+  bool retry_lost_read(Pending& p);
   void reply_invalidation(Pending& p);
 };
 

@@ -1,0 +1,70 @@
+// Reads from a Redis Cluster's replicas (--cluster with --read-from replica|prefer-replica):
+// the one-primary mechanism of replication.h, once per master.
+//
+// Each master of the slot map has a ShardReads: a WriteLedger (the writes it acknowledged,
+// marked by the polls of its offset) and the names of its replicas, each with a fixed index in
+// that ledger. Shards are kept for the life of the process, keyed by the master's address, and
+// never rebuilt: a map that drops and brings back a master, or changes its replicas, finds the
+// same ledger with every write it recorded (a replica's index stays its own; one no longer
+// listed is simply not polled nor read from).
+//
+// What a ledger cannot know is data that reached its master by other ways than respite's
+// writes to it: slots moved in (resharding: MIGRATE), a replica promoted (failover). So every
+// loop, when it starts sending a slot to another master than before, records a write of
+// unknown keys in that master's ledger (moved_in): its replicas answer nothing more until they
+// have applied everything the master had at the next poll after that. A new shard starts so.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/upstream/cluster_map.h"
+#include "proxy/upstream/replication.h"
+
+namespace respite {
+
+struct ShardReads {
+  // More replicas than this per master take no reads (each costs a ReplicaHealth, and the
+  // ledger's size is fixed at its making).
+  static constexpr size_t kMaxReplicas = 16;
+  explicit ShardReads(std::string m) : master(std::move(m)), ledger(kMaxReplicas) {}
+  const std::string master;  // "host:port", as the map names it
+  WriteLedger ledger;
+};
+
+class ClusterReads {
+ public:
+  // The shard of master `name`, made on first use (its ledger then holds one write of unknown
+  // keys: nothing is read from its replicas before a poll made after this). The pointer stays
+  // valid until the ClusterReads is destroyed. Any thread.
+  ShardReads* shard(std::string_view master);
+  // Replica `name`'s index in `s`'s ledger, given on first use; -1 when the shard has
+  // kMaxReplicas already. Any thread.
+  int replica_index(ShardReads* s, std::string_view name);
+  // Replicas named so far in `s` (indices below this are given).
+  size_t replicas_named(const ShardReads* s) const;
+
+  // A -MOVED or -ASK reply for `slot` when the map's version was `version`, on any loop: the
+  // node that acknowledges its writes is not the one the map names (a slot being migrated, a
+  // map behind a failover), so the replicas the map names may lack them. Reads of the slot go
+  // to masters, on every loop, until the map changes (the watcher reads it again after a
+  // redirect); a redirect the map already showed keeps them there until its next change.
+  void redirected(uint16_t slot, uint64_t version);
+  bool settled(uint16_t slot, uint64_t version) const {
+    return version >= unsettled_[slot].load(std::memory_order_acquire);
+  }
+
+ private:
+  // Per slot: reads may go to replicas once the map's version is at least this.
+  std::unique_ptr<std::atomic<uint64_t>[]> unsettled_{new std::atomic<uint64_t>[kClusterSlots]()};
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<ShardReads>> shards_;
+  std::vector<std::vector<std::string>> names_;  // per shard, by ledger index
+  size_t index_of(const ShardReads* s) const;
+};
+
+}  // namespace respite
