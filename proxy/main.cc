@@ -149,6 +149,8 @@ int main(int argc, char** argv) {
   shared.cache = std::make_unique<cache::Cache<respite::CacheWaiter>>(cs);
   if (!cfg.replica_addrs.empty())
     shared.ledger = std::make_unique<respite::WriteLedger>(cfg.replica_addrs.size());
+  if (cfg.cluster && cfg.read_from != "primary")
+    shared.cluster_reads = std::make_unique<respite::ClusterReads>();
   shared.set_nodes(cfg.replica_addrs.size());
 
   std::vector<std::unique_ptr<respite::Server>> servers;

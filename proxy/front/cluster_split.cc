@@ -181,6 +181,8 @@ class ClusterOp {
         // As Dispatch::redirect: this loop sends the slot there from now on; the map is re-read.
         router.moved(static_cast<uint16_t>(s), n);
         srv_.cluster_moved();
+      } else if (ask && parse_ll(slot, s) && s >= 0 && s < kClusterSlots) {
+        router.redirected(static_cast<uint16_t>(s));  // migrating: no replica reads of it
       }
       p.node->stats.redirects++;
       p.node = n;

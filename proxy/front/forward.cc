@@ -186,10 +186,20 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
       pin_node = node;
     } else {
       target = node->shared_conn(c->proto, c->id);
-      if (node != srv_.router().primary()) {
-        // A replica this loop cannot reach yet (backing off): the primary answers instead.
-        if (!target) target = srv_.router().primary()->shared_conn(c->proto, c->id);
-        else srv_.stats().replica_reads++;
+      if (node->role == Node::Role::Replica) {
+        // A replica this loop cannot reach yet (backing off): the primary (Cluster: the slot's
+        // master) answers instead.
+        Node* master = srv_.router().cluster() ? srv_.router().slot_node(static_cast<uint16_t>(rr.slot))
+                                               : srv_.router().primary();
+        if (!target) {
+          target = master->shared_conn(c->proto, c->id);
+        } else {
+          srv_.stats().replica_reads++;
+          // Not the slot's master connection: the per-slot order rule below does not hold, so
+          // this read waits for the client's replies owed elsewhere (a write of its key among
+          // them is recorded in the ledger on its reply, and is routed again then).
+          cluster_keyed = false;
+        }
       } else if (!rr.write && srv_.router().read_from() == ReadFrom::Replica &&
                  srv_.now() >= next_fallback_log_ms_ && !srv_.router().any_replica_healthy()) {
         // --read-from replica asked for replicas: say (at most every 10 s) that none answers.
@@ -457,12 +467,16 @@ bool Dispatch::redirect(const Redirect& r) {
   // A node respite does not know yet: the client gets the reply as Redis gave it (in Cluster
   // mode the router meets it: every node of the cluster is one respite may send to).
   Router& router = srv_.router();
-  Node* node = router.cluster() ? router.find_or_make(r.target) : router.find(r.target);
+  Node* node = r.lost             ? router.master_of(r.lost)
+               : router.cluster() ? router.find_or_make(r.target)
+                                  : router.find(r.target);
   if (!node) return false;
   long long slot;
-  if (router.cluster() && !r.ask && parse_ll(r.slot, slot) && slot >= 0 && slot < kClusterSlots) {
+  if (router.cluster() && parse_ll(r.slot, slot) && slot >= 0 && slot < kClusterSlots) {
     // The slot has moved: this loop sends it there from now on, and the map is read again.
-    router.moved(static_cast<uint16_t>(slot), node);
+    // ASK: it is moving; replicas may lack its keys (Router::redirected).
+    if (r.ask) router.redirected(static_cast<uint16_t>(slot));
+    else router.moved(static_cast<uint16_t>(slot), node);
   }
   UpstreamConn* t = node->shared_conn(r.proto, r.client->id);
   if (!t) return false;

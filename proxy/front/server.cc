@@ -76,6 +76,7 @@ int Server::start() {
     router_.add_replica(n.get());
     replica_nodes_.push_back(std::move(n));
   }
+  if (cfg_.cluster && shared_->cluster_reads) cluster_read_setup();  // before the first sync
   if (cfg_.cluster)
     router_.set_cluster(
         &shared_->cluster_map,
@@ -346,6 +347,9 @@ Node* Server::make_cluster_node(const std::string& host, int port) {
     return nullptr;
   }
   n->role = Node::Role::Primary;
+  // Any node may be (or become, after a failover) a replica the router reads from; READONLY
+  // changes nothing on a master.
+  n->readonly = shared_->cluster_reads && router_.reads_replicas();
   if (shutting_down_) n->stop_connecting();
   router_.add(n.get());
   cluster_nodes_.push_back(std::move(n));
@@ -378,6 +382,7 @@ void Server::tick() {
   }
   srv->cache_path_.tick(now);
   if (srv->replica_monitor_ && !srv->shutting_down_) srv->replica_monitor_->tick(now);
+  if (index_ == 0 && shared_->cluster_reads && !shutting_down_) follow_cluster_replicas();
   if (srv->sentinel_ && !srv->shutting_down_) srv->sentinel_->tick(now);
   if (!srv->shutting_down_ && srv->cache_path_.cache().enabled())
     srv->cache_path_.cache().expire_step(srv->tick_micros(), 64);
@@ -460,34 +465,6 @@ void Server::switch_primary(const std::string& host, int port) {
   shared_conn(2, 0);  // connect now: health, and the probes of a new primary
 }
 
-void Server::invalidate_after_write(WriteInvalidation* inv) {
-  if (router_.reads_replicas()) {
-    if (inv->scope != WriteInvalidation::Scope::Keys) {
-      shared_->ledger->wrote_all();
-    } else {
-      for (const auto& [db, key] : inv->keys) {
-        if (db == cache::kAllDbs) shared_->ledger->wrote_all();  // MOVE, COPY ... DB
-        else shared_->ledger->wrote(db, key);
-      }
-    }
-  }
-  cache_path_.invalidate_after_write(inv);
-}
-
-void Server::tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) {
-  uint64_t mark = 0;
-  if (router_.reads_replicas()) {
-    mark = shared_->ledger->wrote_all();
-    if (cache_path_.fills_from_replicas()) {  // the barrier waits for the replicas: ask now
-      Server* first = shared_->servers.front();
-      first->post([first] {
-        if (first->replica_monitor_) first->replica_monitor_->kick();
-      });
-    }
-  }
-  cache_path_.tracking().barrier(c, seq, reply, mark);
-}
-
 void Server::on_shared_up(UpstreamConn* u) {
   if (u->node() != router_.primary()) return;  // the probes below ask the primary
   ask_databases(u);
@@ -559,6 +536,7 @@ void Server::begin_shutdown() {
   for (Node* n : router_.nodes()) n->stop_connecting();
   cache_path_.stop_tracking();
   if (replica_monitor_) replica_monitor_->stop();
+  for (auto& [s, m] : cluster_monitors_) m->stop();
   if (sentinel_) sentinel_->stop();
   shutdown_deadline_ = now() + kShutdownGraceMs;
   close_listeners();

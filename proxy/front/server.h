@@ -89,6 +89,9 @@ struct Shared : CacheShared {
   // With --replica: which replica may answer which read (every loop's router asks it; the
   // first loop's ReplicaMonitor feeds it). Made before any loop runs; nullptr without replicas.
   std::unique_ptr<WriteLedger> ledger;
+  // With --cluster and --read-from replica|prefer-replica: a ledger per master (the first
+  // loop's monitors feed them). Made before any loop runs; nullptr otherwise.
+  std::unique_ptr<ClusterReads> cluster_reads;
   // With --cluster: the slot map every loop routes by, and its reader (main.cc starts it).
   ClusterMapHolder cluster_map;
   std::unique_ptr<ClusterWatcher> cluster_watcher;
@@ -171,9 +174,14 @@ class Server final : public UpstreamHost, public NodeObserver {
   // UpstreamHost: the second invalidation of a write, and the barrier (CachePath, Tracking).
   // Both also record the acknowledged write for reads from replicas (WriteLedger).
   void invalidate_key_after_write(uint32_t db, std::string_view key, uint64_t flights_at) override {
-    if (router_.reads_replicas()) shared_->ledger->wrote(db, key);
+    if (router_.reads_replicas()) ledger_wrote(db, key);
     cache_path_.invalidate_key_after_write(db, key, flights_at);
   }
+  // An acknowledged write for the replicas' ledger (Cluster: the ledger of the key's master as
+  // this loop sends it), of `key` or of unknown keys (every ledger; returns the one-primary
+  // ledger's mark, 0 in Cluster). Only while router().reads_replicas().
+  void ledger_wrote(uint32_t db, std::string_view key);
+  uint64_t ledger_wrote_all();
   void invalidate_after_write(WriteInvalidation* inv) override;
   void tracking_barrier(Requester* c, uint64_t seq, std::string_view reply) override;
   bool redirect(const Redirect& r) override { return dispatch_.redirect(r); }
@@ -280,7 +288,13 @@ class Server final : public UpstreamHost, public NodeObserver {
   // --cluster: the cache drops what it holds of slots this loop now sends elsewhere.
   void slots_moved(const std::vector<uint16_t>& slots);
   std::unique_ptr<ReplicaMonitor> replica_monitor_;   // the first loop's, with replicas
-  std::unique_ptr<SentinelWatcher> sentinel_;         // the first loop's, with --sentinel
+  // The first loop's, with Cluster replica reads: one per master met, kept (their polls may be
+  // out); only those of the map's current masters are ticked (server_replicas.cc).
+  std::vector<std::pair<const ShardReads*, std::unique_ptr<ReplicaMonitor>>> cluster_monitors_;
+  std::vector<ReplicaMonitor*> active_monitors_;
+  uint64_t monitors_version_ = 0;  // Router::reads_version() they follow
+  void follow_cluster_replicas();
+  void cluster_read_setup();  std::unique_ptr<SentinelWatcher> sentinel_;         // the first loop's, with --sentinel
   uint64_t writes_held_until_ = 0;                    // hold_writes()
   Router router_;
   CachePath cache_path_;

@@ -52,10 +52,20 @@ InfoSnapshot Server::info_snapshot() {
 void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
   using F = InfoField;
   WriteLedger* ledger = shared_->ledger.get();
-  snap.set_text(F::read_from, ledger ? cfg_.read_from : std::string("primary"));
-  snap.set_number(F::replicas, static_cast<int64_t>(router_.replicas().size()));
-  int64_t healthy = 0;
+  const bool cluster_reads = router_.cluster() && router_.reads_replicas();
+  snap.set_text(F::read_from, ledger || cluster_reads ? cfg_.read_from : std::string("primary"));
+  int64_t replicas = static_cast<int64_t>(router_.replicas().size()), healthy = 0;
   for (size_t i = 0; ledger && i < ledger->replicas(); ++i) healthy += ledger->health(i).healthy.load();
+  // Cluster: the replicas of the map's masters as this loop knows them (Router::shard_routes).
+  std::vector<const Router::ShardRoute*> shards;
+  if (cluster_reads) shards = router_.shard_routes();
+  for (const Router::ShardRoute* r : shards)
+    for (size_t k = 0; k < r->by_index.size(); ++k)
+      if (r->by_index[k]) {
+        replicas++;
+        healthy += r->reads->ledger.health(k).healthy.load();
+      }
+  snap.set_number(F::replicas, replicas);
   snap.set_number(F::replicas_healthy, healthy);
   Server* first = shared_->servers.front();
   const SentinelWatcher* sw =
@@ -79,7 +89,14 @@ void Server::node_lines(InfoSnapshot& snap, bool primary_up) {
       InfoSnapshot::NodeLine line;
       line.addr = n->name();
       const bool master = std::find(masters.begin(), masters.end(), n) != masters.end();
-      line.role = master ? "master" : "node";
+      line.role = master ? "master" : n->role == Node::Role::Replica ? "replica" : "node";
+      for (const Router::ShardRoute* r : shards)
+        for (size_t k = 0; !master && k < r->by_index.size(); ++k)
+          if (r->by_index[k] == n) {
+            const ReplicaHealth& h = r->reads->ledger.health(k);
+            line.offset = h.offset.load();
+            line.lag = h.lag.load();
+          }
       line.requests = static_cast<int64_t>(n->stats.requests.get());
       line.inflight = n->stats.inflight.get();
       line.errors = static_cast<int64_t>(n->stats.errors.get());

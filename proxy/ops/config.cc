@@ -204,8 +204,10 @@ bool parse_config(int argc, char** argv, Config& cfg, int& exit_code) {
                  "(--read-from)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--read-from", cfg.read_from,
-                 "primary|replica|prefer-replica: where reads go when replicas are given (never "
-                 "a read of a write respite acknowledged that a replica has not applied)")
+                 "primary|replica|prefer-replica: where reads go when replicas are given, or with "
+                 "--cluster to each shard's replicas (never a read of a write respite "
+                 "acknowledged that a replica has not applied; in Cluster, cache fills still read "
+                 "from the masters, forwarded reads go to replicas)")
       ->capture_default_str();
   app.add_option("--sentinel", cfg.sentinels,
                  "a Sentinel as host:port (repeatable): the upstream primary is the one they "

@@ -2,6 +2,8 @@
 // version moves, and the nodes it meets on the way (router.h).
 #include "proxy/upstream/router.h"
 
+#include <algorithm>
+
 #include "proxy/ops/text.h"
 
 namespace respite {
@@ -30,7 +32,9 @@ void Router::sync() {
     by_shard[s] = find_or_make(map->shards[s].master.name());
     if (by_shard[s]) masters_.push_back(by_shard[s]);
   }
+  if (cluster_reads_) sync_replicas(*map, by_shard);
   std::vector<uint16_t> moved;
+  std::vector<uint16_t> gained;  // node indices that were given slots
   first_master_ = nullptr;
   for (uint32_t slot = 0; slot < kClusterSlots; ++slot) {
     uint16_t o = map->owner[slot];
@@ -42,9 +46,90 @@ void Router::sync() {
     if (idx_nodes_[slot_idx_[slot]] != n) {
       if (slot_idx_[slot] != 0) moved.push_back(static_cast<uint16_t>(slot));
       slot_idx_[slot] = index_of(n);
+      if (cluster_reads_ && std::find(gained.begin(), gained.end(), slot_idx_[slot]) == gained.end())
+        gained.push_back(slot_idx_[slot]);
     }
   }
+  // The new owners' replicas first apply what their master holds now (a migrated key, a
+  // promoted replica's data): ClusterReads's header. Slots given at the first sync need not:
+  // a new shard's ledger starts so.
+  if (!moved.empty())
+    for (uint16_t i : gained) moved_in(i);
   if (!moved.empty() && on_moved_) on_moved_(moved);
+}
+
+void Router::sync_replicas(const ClusterMap& map, const std::vector<Node*>& by_shard) {
+  ++reads_version_;
+  std::vector<ShardReads*> before;
+  for (ShardRoute& r : idx_reads_) {
+    if (r.reads) before.push_back(r.reads);
+    r = ShardRoute{};
+  }
+  for (size_t s = 0; s < map.shards.size(); ++s) {
+    Node* m = by_shard[s];
+    if (!m) continue;
+    const uint16_t mi = index_of(m);
+    if (idx_reads_.size() < idx_nodes_.size()) idx_reads_.resize(idx_nodes_.size());
+    ShardRoute& r = idx_reads_[mi];
+    r.master = m;
+    r.reads = cluster_reads_->shard(m->name());
+    // A master back in this loop's map (or met by a MOVED first, its writes then recorded
+    // nowhere): as a new shard, its replicas first apply what it holds now.
+    if (std::find(before.begin(), before.end(), r.reads) == before.end()) r.reads->ledger.wrote_all();
+    m->role = Node::Role::Primary;
+    for (const ClusterNodeAddr& a : map.shards[s].replicas) {
+      Node* n = find_or_make(a.name());
+      if (!n || n == m) continue;
+      const int k = cluster_reads_->replica_index(r.reads, n->name());
+      if (k < 0) continue;  // past ShardReads::kMaxReplicas: takes no reads
+      if (r.by_index.size() <= static_cast<size_t>(k)) r.by_index.resize(static_cast<size_t>(k) + 1);
+      r.by_index[static_cast<size_t>(k)] = n;
+      n->role = Node::Role::Replica;
+    }
+  }
+  if (idx_reads_.size() < idx_nodes_.size()) idx_reads_.resize(idx_nodes_.size());
+}
+
+// A healthy replica of the slot's master that has applied the writes the read needs (the
+// fewest requests in flight on this loop); else the master. A slot redirected since the map
+// last changed reads from the master (ClusterReads::redirected).
+Node* Router::cluster_read_node(uint16_t slot, const RouteRequest& rr) {
+  Node* m = slot_node(slot);  // syncs first when the map moved
+  const uint16_t i = slot_idx_[slot];
+  if (!cluster_reads_->settled(slot, seen_version_) || i >= idx_reads_.size() ||
+      idx_nodes_[i] != m)
+    return m;
+  const ShardRoute& r = idx_reads_[i];
+  if (!r.reads) return m;
+  Node* best = nullptr;
+  for (size_t k = 0; k < r.by_index.size(); ++k) {
+    Node* n = r.by_index[k];
+    if (!n || !r.reads->ledger.health(k).healthy.load(std::memory_order_relaxed)) continue;
+    if (best && n->stats.inflight.get() >= best->stats.inflight.get()) continue;
+    if (!r.reads->ledger.may_read(k, rr.db, rr.keys, rr.keys_known)) continue;
+    best = n;
+  }
+  return best ? best : m;
+}
+
+bool Router::any_replica_healthy() const {
+  if (cluster_) {
+    for (const ShardRoute& r : idx_reads_)
+      for (size_t k = 0; r.reads && k < r.by_index.size(); ++k)
+        if (r.by_index[k] && r.reads->ledger.health(k).healthy.load(std::memory_order_relaxed))
+          return true;
+    return false;
+  }
+  for (size_t i = 0; i < replicas_.size(); ++i)
+    if (ledger_->health(i).healthy.load(std::memory_order_relaxed)) return true;
+  return false;
+}
+
+std::vector<const Router::ShardRoute*> Router::shard_routes() const {
+  std::vector<const ShardRoute*> out;
+  for (const ShardRoute& r : idx_reads_)
+    if (r.reads) out.push_back(&r);
+  return out;
 }
 
 }  // namespace respite

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "proxy/upstream/cluster_map.h"
+#include "proxy/upstream/cluster_replicas.h"
 #include "proxy/upstream/node.h"
 #include "proxy/upstream/replication.h"
 
@@ -56,17 +57,20 @@ class Router {
   }
   Node* primary() const { return primary_; }
   const std::vector<Node*>& replicas() const { return replicas_; }
-  // Reads may go to replicas (dispatch then fills RouteRequest::keys for reads).
-  bool reads_replicas() const { return read_from_ != ReadFrom::Primary && !replicas_.empty(); }
-  ReadFrom read_from() const { return read_from_; }
-  bool any_replica_healthy() const {
-    for (size_t i = 0; i < replicas_.size(); ++i)
-      if (ledger_->health(i).healthy.load(std::memory_order_relaxed)) return true;
-    return false;
+  // Reads may go to replicas (dispatch then fills RouteRequest::keys for reads, and writes
+  // are recorded in the ledgers).
+  bool reads_replicas() const {
+    return read_from_ != ReadFrom::Primary && (cluster_reads_ || !replicas_.empty());
   }
+  ReadFrom read_from() const { return read_from_; }
+  bool any_replica_healthy() const;
 
   Node* route(const RouteRequest& rr) {
-    if (cluster_) return rr.slot >= 0 ? slot_node(static_cast<uint16_t>(rr.slot)) : any_master();
+    if (cluster_) {
+      if (rr.slot < 0) return any_master();
+      if (rr.write || rr.pinned || !cluster_reads_) return slot_node(static_cast<uint16_t>(rr.slot));
+      return cluster_read_node(static_cast<uint16_t>(rr.slot), rr);
+    }
     if (rr.write || rr.pinned || !reads_replicas()) return primary_;
     return read_node(rr);
   }
@@ -113,8 +117,40 @@ class Router {
     if (on_stale_) on_stale_();
     if (slot >= kClusterSlots || idx_nodes_[slot_idx_[slot]] == n) return;
     slot_idx_[slot] = index_of(n);
+    redirected(slot);
+    moved_in(slot_idx_[slot]);
     if (on_moved_) on_moved_({slot});
   }
+  // A -MOVED or -ASK reply for `slot`, on any path: see ClusterReads::redirected.
+  void redirected(uint16_t slot) {
+    if (cluster_reads_ && slot < kClusterSlots) cluster_reads_->redirected(slot, cluster_->version());
+  }
+
+  // ---- Cluster replicas (--read-from replica|prefer-replica) ----
+  // Before set_cluster(): reads may go to the replicas of each shard, their ledgers in `cr`.
+  void set_cluster_reads(ClusterReads* cr) { cluster_reads_ = cr; }
+  struct ShardRoute {
+    Node* master = nullptr;
+    ShardReads* reads = nullptr;  // nullptr: no such master in the map (no replica reads)
+    std::vector<Node*> by_index;  // the ledger's replicas, nullptr: not listed now
+  };
+  // Per master of the map this loop syncs to (Router::sync), in no particular order.
+  std::vector<const ShardRoute*> shard_routes() const;
+  // The ledger recording writes to `slot` (its master's as this loop sends it), or nullptr.
+  WriteLedger* slot_ledger(uint16_t slot) {
+    if (cluster_->version() != seen_version_) sync();
+    const uint16_t i = slot_idx_[slot];
+    return i < idx_reads_.size() && idx_reads_[i].reads ? &idx_reads_[i].reads->ledger : nullptr;
+  }
+  // The master of `replica` in this loop's map (Cluster), or nullptr.
+  Node* master_of(const Node* replica) const {
+    for (const ShardRoute& r : idx_reads_)
+      for (Node* n : r.by_index)
+        if (n == replica && r.reads) return r.master;
+    return nullptr;
+  }
+  // Moves when the shard routes change (the first loop's monitors follow it).
+  uint64_t reads_version() const { return reads_version_; }
   // Called by moved(): the shared map is behind (the watcher reads it again).
   void set_on_stale(std::function<void()> f) { on_stale_ = std::move(f); }
   // The slots this loop sends to `n` (without reading the map again).
@@ -149,6 +185,12 @@ class Router {
   const std::vector<Node*>& nodes() const { return nodes_; }
 
  private:
+  Node* cluster_read_node(uint16_t slot, const RouteRequest& rr);
+  void sync_replicas(const ClusterMap& map, const std::vector<Node*>& by_shard);
+  // Slots newly sent to the master of index `i`: its replicas must first apply what it has.
+  void moved_in(uint16_t i) {
+    if (i < idx_reads_.size() && idx_reads_[i].reads) idx_reads_[i].reads->ledger.wrote_all();
+  }
   // A healthy replica that has applied the writes the read needs, the one with the fewest
   // requests in flight on this loop; else the primary.
   Node* read_node(const RouteRequest& rr) const {
@@ -181,6 +223,9 @@ class Router {
     return static_cast<uint16_t>(idx_nodes_.size() - 1);
   }
   std::vector<Node*> masters_;
+  ClusterReads* cluster_reads_ = nullptr;
+  std::vector<ShardRoute> idx_reads_;  // by the index of idx_nodes_: the replicas of a master
+  uint64_t reads_version_ = 0;
   Node* first_master_ = nullptr;
   Node* primary_ = nullptr;
   ReadFrom read_from_ = ReadFrom::Primary;
