@@ -1,0 +1,163 @@
+"""respite --cluster --read-from replica: forwarded reads go to the replicas of each key's shard
+(READONLY connections), never a read of a write respite acknowledged that the replica has not
+applied. A real cluster from cluster_harness.py: 3 masters, 1 replica each.
+
+- reads land on replicas: after the replicas caught up, 300 HGETs over keys of every shard
+  move the replicas' own `INFO commandstats` cmdstat_hget and not the masters'.
+- read-your-writes: 2,000 rounds of HSET k f i then HGET k f (on another connection, and
+  pipelined on one) over keys of all three shards always read i.
+- a replica SIGKILLed (by pid): reads of its shard keep being answered, right and without an
+  error (from its master).
+- without --read-from (primary) the replicas get no HGET.
+Each test prints what it measured."""
+
+import time
+import unittest
+
+import harness
+from harness import RawConn, encode_command, proxy_info
+from cluster_harness import RedisCluster, call, key_slot, parse_info
+
+KEYS_PER_SHARD = 10
+
+
+def hget_calls(node) -> int:
+    """cmdstat_hget calls of one node, asked directly."""
+    stats = parse_info(call(node.port, "INFO", "commandstats"))
+    entry = stats.get("cmdstat_hget", "")
+    for part in entry.split(","):
+        if part.startswith("calls="):
+            return int(part[len("calls="):])
+    return 0
+
+
+@unittest.skipIf(harness.DIRECT, "respite's own routing")
+class ClusterReplicaReads(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.cl = RedisCluster(masters=3, replicas=1).start()
+        cls.addClassCleanup(cls.cl.close)
+        cls.px = cls.cl.start_respite(["--read-from", "replica"])
+        cls.addClassCleanup(cls.px.close)
+        cls.cl.wait_respite_ready(cls.px.port)
+        cls.primary_px = cls.cl.start_respite([])
+        cls.addClassCleanup(cls.primary_px.close)
+        cls.cl.wait_respite_ready(cls.primary_px.port)
+        # Keys of every shard, by the map at start.
+        owners = cls.cl.slot_owners()
+        cls.masters = cls.cl.masters()
+        cls.keys = {}
+        i = 0
+        for m in cls.masters:
+            ks = []
+            while len(ks) < KEYS_PER_SHARD:
+                k = f"crep:{i}"
+                i += 1
+                if owners[key_slot(k)] == m.id:
+                    ks.append(k)
+            cls.keys[m.id] = ks
+
+    def all_keys(self):
+        return [k for ks in self.keys.values() for k in ks]
+
+    def replicas(self):
+        return [r for m in self.masters for r in self.cl.replicas_of(m)]
+
+    def wait_replicas_read(self, conn, deadline_s: float = 10.0):
+        """Bounded: HGETs through respite until every replica has answered one (the monitor saw
+        each replica apply the writes so far)."""
+        deadline = time.monotonic() + deadline_s
+        pending = {m.id: self.cl.replicas_of(m) for m in self.masters}
+        start = {r.port: hget_calls(r) for rs in pending.values() for r in rs}
+        while pending and time.monotonic() < deadline:
+            for mid in list(pending):
+                for k in self.keys[mid]:
+                    conn.call("HGET", k, "f")
+                if any(hget_calls(r) > start[r.port] for r in pending[mid]):
+                    del pending[mid]
+        self.assertFalse(pending, f"shards whose replicas took no read: {list(pending)}")
+
+    def test_a_reads_land_on_replicas(self):
+        with RawConn(self.px.port, 10.0) as c:
+            for k in self.all_keys():
+                c.call("HSET", k, "f", "v")
+            self.wait_replicas_read(c)
+            before_m = {m.port: hget_calls(m) for m in self.masters}
+            before_r = {r.port: hget_calls(r) for r in self.replicas()}
+            info0 = proxy_info(self.px.port)
+            n = 0
+            for _ in range(10):
+                for k in self.all_keys():
+                    self.assertEqual(c.call("HGET", k, "f"), b"v")
+                    n += 1
+            info1 = proxy_info(self.px.port)
+        moved_m = {p: hget_calls(self.cl.node_by_port(p)) - b for p, b in before_m.items()}
+        moved_r = {p: hget_calls(self.cl.node_by_port(p)) - b for p, b in before_r.items()}
+        print(f"\n{n} HGETs: replicas {moved_r}, masters {moved_m}, replica_reads "
+              f"{int(info1['replica_reads']) - int(info0['replica_reads'])}")
+        self.assertEqual(sum(moved_m.values()), 0)
+        self.assertEqual(sum(moved_r.values()), n)
+        self.assertTrue(all(v > 0 for v in moved_r.values()), moved_r)
+        self.assertGreaterEqual(int(info1["replica_reads"]) - int(info0["replica_reads"]), n)
+
+    def test_b_read_your_writes(self):
+        keys = self.all_keys()
+        stale = []
+        t0 = time.monotonic()
+        with RawConn(self.px.port, 10.0) as w, RawConn(self.px.port, 10.0) as r:
+            # Written on one connection, read on another: the ledger alone keeps it fresh.
+            for i in range(2000):
+                k = keys[i % len(keys)]
+                w.call("HSET", k, "f", str(i))
+                got = r.call("HGET", k, "f")
+                if got != str(i).encode():
+                    stale.append((k, i, got))
+            # Pipelined on one connection: the read waits for the write's reply.
+            for i in range(2000, 4000):
+                k = keys[i % len(keys)]
+                w.send(encode_command("HSET", k, "f", str(i)) + encode_command("HGET", k, "f"))
+                _, got = w.read_replies(2)
+                if got != str(i).encode():
+                    stale.append((k, i, got))
+        info = proxy_info(self.px.port)
+        print(f"\n4000 write-then-read rounds in {time.monotonic() - t0:.2f}s: {len(stale)} "
+              f"stale, replica_reads {info['replica_reads']}")
+        self.assertEqual(stale, [])
+
+    def test_c_replica_killed(self):
+        victim_master = self.masters[0]
+        keys = self.keys[victim_master.id]
+        with RawConn(self.px.port, 10.0) as c:
+            for k in keys:
+                c.call("HSET", k, "f", "before-kill")
+            self.wait_replicas_read(c)
+            victim = self.cl.replicas_of(victim_master)[0]
+            victim.kill()
+            errors, wrong = [], []
+            for i in range(600):
+                k = keys[i % len(keys)]
+                got = c.call("HGET", k, "f")
+                if isinstance(got, harness.RespError):
+                    errors.append(str(got))
+                elif got != b"before-kill":
+                    wrong.append(got)
+        print(f"\n600 HGETs after a replica's SIGKILL: {len(errors)} errors, {len(wrong)} wrong")
+        self.assertEqual(errors, [])
+        self.assertEqual(wrong, [])
+
+    def test_d_primary_reads_no_replica(self):
+        live = [r for r in self.replicas() if r.alive()]
+        before = {r.port: hget_calls(r) for r in live}
+        with RawConn(self.primary_px.port, 10.0) as c:
+            for k in self.all_keys():
+                c.call("HSET", k, "g", "1")
+            for _ in range(5):
+                for k in self.all_keys():
+                    self.assertEqual(c.call("HGET", k, "g"), b"1")
+        moved = {p: hget_calls(self.cl.node_by_port(p)) - b for p, b in before.items()}
+        print(f"\n--read-from primary: replicas' HGET calls moved {moved}")
+        self.assertEqual(sum(moved.values()), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
