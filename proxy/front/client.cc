@@ -428,6 +428,7 @@ void ClientConn::on_forwarded_done(UpstreamConn* conn) {
   if (inflight > 0) --inflight;
   if (inflight == 0) {
     last_conn = nullptr;
+    replica_read_out = false;
     if (stalled_ && !closed()) {
       ref();
       server_->add_resume(this);

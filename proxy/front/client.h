@@ -138,6 +138,9 @@ class ClientConn final : public Requester, private Stream::Handler {
   // Ordering across connections: forwarded requests of this client in flight, and where.
   UpstreamConn* last_conn = nullptr;
   uint32_t inflight = 0;
+  // A read sent to a Cluster replica is among `inflight`: the client's later requests wait for
+  // every reply (a write of its key to the master must not run before that read).
+  bool replica_read_out = false;
   double rate_tokens = -1;       // --rate-limit token bucket (-1: not started)
   uint64_t rate_refill_ms = 0;
   WriteInvalidation* multi_writes = nullptr;  // keys written by the queued transaction

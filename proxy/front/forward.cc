@@ -185,7 +185,9 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
     if (needs_pin) {
       pin_node = node;
     } else {
-      target = node->shared_conn(c->proto, c->id);
+      // Cluster: a replica's reads go on its READONLY connections, and only they do.
+      const bool cluster_replica = srv_.router().cluster() && node->role == Node::Role::Replica;
+      target = cluster_replica ? node->read_conn(c->proto, c->id) : node->shared_conn(c->proto, c->id);
       if (node->role == Node::Role::Replica) {
         // A replica this loop cannot reach yet (backing off): the primary (Cluster: the slot's
         // master) answers instead.
@@ -194,7 +196,8 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
         if (!target) {
           target = master->shared_conn(c->proto, c->id);
         } else {
-          srv_.stats().replica_reads++;
+          // (Cluster: counted when the replica answers it, UpstreamConn::deliver.)
+          if (!cluster_replica) srv_.stats().replica_reads++;
           // Not the slot's master connection: the per-slot order rule below does not hold, so
           // this read waits for the client's replies owed elsewhere (a write of its key among
           // them is recorded in the ledger on its reply, and is routed again then).
@@ -213,6 +216,9 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   // its slot's master while others are owed elsewhere (pipelines to several masters stay
   // pipelines, as with a cluster client): requests of one slot share a connection and keep
   // their order, and replies keep theirs; keyless requests (PUBLISH after a SET) still wait.
+  // A read of this client on a Cluster replica is out: the per-slot order rule does not cover
+  // it (a write of its key to the master would overtake it), so nothing else goes elsewhere.
+  if (c->inflight > 0 && c->replica_read_out) cluster_keyed = false;
   if ((c->inflight > 0 && c->last_conn != target && !cluster_keyed) || c->flights_waiting > 0) {
     c->stall();
     return;
@@ -367,6 +373,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
   target->forward(r);
   attach(target);
   c->last_conn = target;
+  if (target->readonly()) c->replica_read_out = true;
   c->inflight++;
 }
 
@@ -466,6 +473,9 @@ bool Dispatch::redirect(const Redirect& r) {
   }
   // A node respite does not know yet: the client gets the reply as Redis gave it (in Cluster
   // mode the router meets it: every node of the cluster is one respite may send to).
+  // A read lost with a replica's connection: sent again to the master only if nothing the
+  // client sent after it is out (a later write of its key may have run already).
+  if (r.lost && static_cast<ClientConn*>(r.client)->inflight > 1) return false;
   Router& router = srv_.router();
   Node* node = r.lost             ? router.master_of(r.lost)
                : router.cluster() ? router.find_or_make(r.target)

@@ -347,9 +347,7 @@ Node* Server::make_cluster_node(const std::string& host, int port) {
     return nullptr;
   }
   n->role = Node::Role::Primary;
-  // Any node may be (or become, after a failover) a replica the router reads from; READONLY
-  // changes nothing on a master.
-  n->readonly = shared_->cluster_reads && router_.reads_replicas();
+  // Reads the router sends to it as a replica go on its READONLY connections (Node::read_conn).
   if (shutting_down_) n->stop_connecting();
   router_.add(n.get());
   cluster_nodes_.push_back(std::move(n));

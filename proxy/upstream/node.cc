@@ -63,6 +63,20 @@ UpstreamConn* Node::shared_conn(int proto, uint64_t client_id) {
   return v[idx];
 }
 
+UpstreamConn* Node::read_conn(int proto, uint64_t client_id) {
+  auto& v = ro_pool_[proto - 2];
+  if (v.empty()) v.assign(static_cast<size_t>(up_->config().upstream_connections), nullptr);
+  size_t idx = client_id % v.size();
+  if (!v[idx]) {
+    if (up_->now() < next_attempt_[proto - 2] || stopping_) return nullptr;
+    auto* u = new UpstreamConn(up_, this, proto, nullptr, 0, /*readonly=*/true);
+    v[idx] = u;
+    up_->stats().upstream_connects++;
+    u->connect();
+  }
+  return v[idx];
+}
+
 UpstreamConn* Node::open_pinned(Requester* owner, int proto, int db) {
   auto* u = new UpstreamConn(up_, this, proto, owner, db);
   pinned_.push_back(u);
@@ -85,7 +99,7 @@ UpstreamConn* Node::first_ready() const {
 void Node::conn_up(UpstreamConn* u) {
   if (u->owner()) return;
   backoff_ms_ = 0;  // the node answers, and took the handshake (UpstreamConn::connected_at_ms)
-  if (u != tracking.link && u != tracking.fetch) observer_->on_shared_up(u);
+  if (u != tracking.link && u != tracking.fetch && !u->readonly()) observer_->on_shared_up(u);
 }
 
 void Node::conn_gone(UpstreamConn* u) {
@@ -107,23 +121,24 @@ void Node::conn_gone(UpstreamConn* u) {
     pinned_.pop_back();
     return;
   }
-  for (int p = 0; p < 2; ++p) {
-    for (UpstreamConn*& slot : pool_[p]) {
+  for (int p = 0; p < 4; ++p) {
+    for (UpstreamConn*& slot : p < 2 ? pool_[p] : ro_pool_[p - 2]) {
       if (slot != u) continue;
       slot = nullptr;
       // A connection that never came up means the upstream is down, or refuses respite's
       // handshake (a wrong password): back off either way.
       if (u->connected_at_ms == 0)
         backoff_ms_ = std::min(kMaxBackoffMs, std::max<uint64_t>(50, backoff_ms_ * 2));
-      next_attempt_[p] = up_->now() + backoff_ms_;
+      next_attempt_[p % 2] = up_->now() + backoff_ms_;
     }
   }
 }
 
 void Node::check_timeouts(uint64_t now) {
-  for (auto& v : pool_)
-    for (UpstreamConn* u : v)
-      if (u) u->check_timeout(now);
+  for (auto* pools : {pool_, ro_pool_})
+    for (int p = 0; p < 2; ++p)
+      for (UpstreamConn* u : pools[p])
+        if (u) u->check_timeout(now);
   // check_timeout may close (and unlist) a connection: iterate over copies.
   std::vector<UpstreamConn*> pinned = pinned_;
   for (UpstreamConn* u : pinned)
@@ -147,9 +162,10 @@ void Node::reconnect(uint64_t now) {
 
 void Node::close_all() {
   stopping_ = true;
-  for (auto& v : pool_)
-    for (UpstreamConn*& u : v)
-      if (u) u->close();
+  for (auto* pools : {pool_, ro_pool_})
+    for (int p = 0; p < 2; ++p)
+      for (UpstreamConn*& u : pools[p])
+        if (u) u->close();
   while (!pinned_.empty()) pinned_.back()->close();
   if (tracking.fetch) tracking.fetch->close();
   while (!tracking.retired.empty()) tracking.retired.back()->close();

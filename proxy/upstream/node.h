@@ -61,9 +61,6 @@ class Node {
   const std::string& name() const { return name_; }  // "host:port" as configured
   const std::string& host() const { return host_; }  // as configured (TLS checks it)
   Role role = Role::Unknown;
-  // Every connection opened from now on sends READONLY first (its reply consumed there):
-  // Redis Cluster replicas answer reads only on such connections (else -MOVED to their master).
-  bool readonly = false;
 
   // Clients' requests relayed by this node's connections (respite's own polls and fetches are
   // not counted). `inflight` is what the router weighs when it may choose between nodes.
@@ -78,6 +75,10 @@ class Node {
   // The shared connection for a client of protocol `proto` (2 or 3), spread by `client_id`;
   // opened on demand, nullptr while backing off or shutting down.
   UpstreamConn* shared_conn(int proto, uint64_t client_id);
+  // Cluster: as shared_conn, but connections that send READONLY first, for the reads the router
+  // sends to this node as a replica of the slot's master, and for nothing else (every other
+  // connection goes without READONLY, so a master demoted by a failover answers -MOVED).
+  UpstreamConn* read_conn(int proto, uint64_t client_id);
   // A new connection dedicated to `owner` (its protocol, in `db`); nullptr if it failed at once.
   UpstreamConn* open_pinned(Requester* owner, int proto, int db);
   // Some RESP2 shared connection is ready (the node counts as up).
@@ -117,6 +118,7 @@ class Node {
   std::string name_;
   sockaddr_storage addr_{};
   std::vector<UpstreamConn*> pool_[2];  // pool_[proto-2][i]
+  std::vector<UpstreamConn*> ro_pool_[2];  // read_conn's, as pool_
   std::vector<UpstreamConn*> pinned_;
   uint64_t next_attempt_[2] = {0, 0};  // per protocol: no new shared connection before this
   uint64_t backoff_ms_ = 0;

@@ -29,8 +29,9 @@ Stream* make_stream(uv_loop_t* loop, Stream::Handler* h, const TlsContext* ctx, 
 }
 }  // namespace
 
-UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db)
-    : host_(host), node_(node), proto_(proto), owner_(owner), db_(0),
+UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db,
+                           bool readonly)
+    : host_(host), node_(node), readonly_(readonly), proto_(proto), owner_(owner), db_(0),
       stream_(make_stream(host->loop(), this, host->upstream_tls(), tcp_, tls_, node->host())),
       out_(stream_->out()) {
   const Config& cfg = host->config();
@@ -48,9 +49,10 @@ UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester*
   }
   if (proto_ == 3) push_internal("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
   if (db != 0) select_db(db);
-  // A cluster replica's reads (Node::readonly); answered +OK, or the connection fails as on any
-  // refused handshake command.
-  if (node->readonly) push_internal("*1\r\n$8\r\nREADONLY\r\n");
+  // A Cluster replica's reads (Node::read_conn); answered +OK, or the connection fails as on
+  // any refused handshake command. No other connection sends it: a master demoted by a
+  // failover then answers -MOVED to the reads of its slots, not its own (behind) data.
+  if (readonly_) push_internal("*1\r\n$8\r\nREADONLY\r\n");
   // Over TLS 1.3 the client's handshake completes before the server has checked respite's
   // certificate (its refusal is an alert after): the node is up only once it answered
   // something, else a refused certificate would reset the backoff on every attempt.
@@ -363,6 +365,10 @@ void UpstreamConn::deliver(Pending& p, std::string_view reply) {
         }
         take_kept(p);
       }
+      // A read a Cluster replica answered itself (not a redirect to its master).
+      if (readonly_ && !(reply.starts_with("-MOVED") || reply.starts_with("-ASK") ||
+                         reply.starts_with("-TRYAGAIN")))
+        host_->stats().replica_reads++;
       reply_invalidation(p);
       if (reply.size() > 9 && reply[0] == '-' && reply.substr(1, 8) == "READONLY")
         host_->upstream_readonly(node_);
@@ -501,7 +507,7 @@ void UpstreamConn::fail(std::string_view why) {
 // anywhere that matters: its master answers it instead of the client getting an error.
 bool UpstreamConn::retry_lost_read(Pending& p) {
   std::string raw(take_kept(p));  // the arena goes when fail() is done
-  if (node_->role != Node::Role::Replica || p.write || p.answered || raw.empty() ||
+  if (!readonly_ || p.write || p.answered || raw.empty() ||
       p.client->closed() || p.after != 0 || p.inv || p.inv_key || p.redirects >= kMaxRedirects)
     return false;
   Redirect r{p.client, p.seq, raw, p.db, proto_, p.answer_by ? p.answer_by : p.deadline,

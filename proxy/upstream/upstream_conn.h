@@ -73,8 +73,11 @@ class UpstreamHost {
 class UpstreamConn final : private Stream::Handler {
  public:
   // `owner` non-null: a dedicated connection pinned to that client (same protocol and db).
-  UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db);
+  // `readonly`: a Cluster replica's read connection (Node::read_conn), READONLY sent first.
+  UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester* owner, int db,
+               bool readonly = false);
   Node* node() const { return node_; }
+  bool readonly() const { return readonly_; }
   void connect();
   void close();  // fails everything pending, frees itself once libuv is done with the handle
 
@@ -182,6 +185,7 @@ class UpstreamConn final : private Stream::Handler {
 
   UpstreamHost* host_;
   Node* node_;
+  bool readonly_ = false;  // READONLY sent in the handshake (a Cluster replica's reads)
   int proto_;
   Requester* owner_;
   int db_;

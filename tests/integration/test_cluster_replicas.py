@@ -9,8 +9,15 @@ applied. A real cluster from cluster_harness.py: 3 masters, 1 replica each.
 - a replica SIGKILLed (by pid): reads of its shard keep being answered, right and without an
   error (from its master).
 - without --read-from (primary) the replicas get no HGET.
+- the first --upstream seed a replica: it answers the reads routed to it (replica_reads counts
+  only reads a replica answered).
+- pipelined HGET k (replica, paused) then HSET k: the HSET waits for the HGET; the replica
+  killed, the HGET is answered by the master with the value before the HSET.
+- one CLUSTER FAILOVER under a read-your-writes load: 0 stale (only replica reads' connections
+  send READONLY; a demoted master answers -MOVED).
 Each test prints what it measured."""
 
+import threading
 import time
 import unittest
 
@@ -158,6 +165,124 @@ class ClusterReplicaReads(unittest.TestCase):
         print(f"\n--read-from primary: replicas' HGET calls moved {moved}")
         self.assertEqual(sum(moved.values()), 0)
 
+    def test_e_seed_replica_reads(self):
+        """The first --upstream seed is a replica: reads routed to it are answered by it (its
+        READONLY connection), and replica_reads counts only reads a replica answered."""
+        m = self.masters[2]
+        r = self.cl.replicas_of(m)[0]
+        k = self.keys[m.id][0]
+        px = self.cl.start_respite(["--read-from", "replica"],
+                                   seeds=[r.addr] + [n.addr for n in self.cl.nodes if n is not r])
+        try:
+            self.cl.wait_respite_ready(px.port)
+            with RawConn(px.port, 10.0) as c:
+                c.call("HSET", k, "f", "seed")
+                deadline = time.monotonic() + 10
+                before = hget_calls(r)
+                while hget_calls(r) == before and time.monotonic() < deadline:
+                    self.assertEqual(c.call("HGET", k, "f"), b"seed")
+                b_r, b_m = hget_calls(r), hget_calls(m)
+                rr0 = int(proxy_info(px.port)["replica_reads"])
+                for _ in range(200):
+                    self.assertEqual(c.call("HGET", k, "f"), b"seed")
+                rr = int(proxy_info(px.port)["replica_reads"]) - rr0
+        finally:
+            px.close()
+        print(f"\nseed replica: 200 HGETs, replica +{hget_calls(r) - b_r}, master "
+              f"+{hget_calls(m) - b_m}, replica_reads +{rr}")
+        self.assertEqual(hget_calls(r) - b_r, 200)
+        self.assertEqual(rr, 200)
+
+    def test_f_pipeline_order_replica_read(self):
+        """Pipelined HGET k (to a replica, hung by CLIENT PAUSE) then HSET k: the HSET is not
+        sent before the HGET is answered; the replica SIGKILLed, the HGET is answered by the
+        master with the value before the HSET."""
+        m = self.masters[1]
+        r = self.cl.replicas_of(m)[0]
+        k = self.keys[m.id][0]
+        with RawConn(self.px.port, 15.0) as c:
+            c.call("HSET", k, "f", "v1")
+            deadline = time.monotonic() + 10
+            before = hget_calls(r)
+            while hget_calls(r) == before and time.monotonic() < deadline:
+                c.call("HGET", k, "f")
+            self.assertGreater(hget_calls(r), before, "the replica took no read")
+            call(r.port, "CLIENT", "PAUSE", 10000, "ALL")
+            c.send(encode_command("HGET", k, "f") + encode_command("HSET", k, "f", "v2"))
+            # Bounded: the HSET must not reach the master while the HGET is out on the replica.
+            seen = []
+            for _ in range(20):
+                seen.append(call(m.port, "HGET", k, "f"))
+            r.kill()
+            replies = c.read_replies(2)
+        print(f"\nHGET+HSET pipelined, replica paused then killed: master saw {set(seen)}, "
+              f"replies {replies}")
+        self.assertEqual(set(seen), {b"v1"})
+        self.assertEqual(replies, [b"v1", 0])
+
+    def test_g_failover_no_stale_reads(self):
+        """One CLUSTER FAILOVER under a read-your-writes load (HSET then HGET, every 4th
+        pipelined on one connection, else read on another), through a respite of 2 loops: no
+        read returns an older value. Only replica reads' connections send READONLY, so the
+        demoted master answers -MOVED instead of its own data."""
+        m = self.masters[2]
+        r = self.cl.replicas_of(m)[0]
+        px = self.cl.start_respite(["--read-from", "replica", "--threads", "2"])
+        self.addCleanup(px.close)
+        self.cl.wait_respite_ready(px.port)
+        keys = [f"crep:fo:{i}" for i in range(300)]
+        stop = threading.Event()
+        stale, errors, rounds = [], [], [0]
+        lock = threading.Lock()
+
+        def run(idx):
+            n = idx * 10_000_000
+            try:
+                with RawConn(px.port, 10.0) as w:
+                    rds = [RawConn(px.port, 10.0) for _ in range(3)]
+                    while not stop.is_set():
+                        for k in keys[idx::8]:
+                            n += 1
+                            if n % 4 == 0:
+                                w.send(encode_command("HSET", k, "f", str(n))
+                                       + encode_command("HGET", k, "f"))
+                                a, got = w.read_replies(2)
+                            else:
+                                a = w.call("HSET", k, "f", str(n))
+                                got = rds[n % 3].call("HGET", k, "f")
+                            with lock:
+                                rounds[0] += 1
+                                if isinstance(a, harness.RespError) or isinstance(got, harness.RespError):
+                                    errors.append((k, a, got))
+                                elif got is None or int(got) < n:
+                                    stale.append((k, n, got))
+                    for c in rds:
+                        c.close()
+            except Exception as e:  # noqa: BLE001 (reported below)
+                with lock:
+                    errors.append(repr(e))
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(8)]
+        for t in threads:
+            t.start()
+        # Bounded: until replicas answer reads (the monitors saw them apply the load's writes).
+        deadline = time.monotonic() + 10
+        while int(proxy_info(px.port)["replica_reads"]) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rr0 = int(proxy_info(px.port)["replica_reads"])
+        self.assertEqual(call(r.port, "CLUSTER", "FAILOVER"), "OK")
+        deadline = time.monotonic() + 15
+        while b"master" not in call(r.port, "ROLE")[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)  # the load runs on across the map change (the watcher's next read)
+        stop.set()
+        for t in threads:
+            t.join(20)
+        rr = int(proxy_info(px.port)["replica_reads"]) - rr0
+        print(f"\nfailover under load: {rounds[0]} rounds, {len(stale)} stale, {len(errors)} "
+              f"errors, replica_reads since the failover +{rr}; e.g. {stale[:3]} {errors[:3]}")
+        self.assertGreater(rr0, 0)
+        self.assertEqual(stale, [])
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
