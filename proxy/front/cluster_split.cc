@@ -182,7 +182,7 @@ class ClusterOp {
         router.moved(static_cast<uint16_t>(s), n);
         srv_.cluster_moved();
       } else if (ask && parse_ll(slot, s) && s >= 0 && s < kClusterSlots) {
-        router.redirected(static_cast<uint16_t>(s));  // migrating: no replica reads of it
+        router.redirected(static_cast<uint16_t>(s), n);  // migrating: no replica reads of it
       }
       p.node->stats.redirects++;
       p.node = n;

@@ -485,7 +485,7 @@ bool Dispatch::redirect(const Redirect& r) {
   if (router.cluster() && parse_ll(r.slot, slot) && slot >= 0 && slot < kClusterSlots) {
     // The slot has moved: this loop sends it there from now on, and the map is read again.
     // ASK: it is moving; replicas may lack its keys (Router::redirected).
-    if (r.ask) router.redirected(static_cast<uint16_t>(slot));
+    if (r.ask) router.redirected(static_cast<uint16_t>(slot), node);
     else router.moved(static_cast<uint16_t>(slot), node);
   }
   UpstreamConn* t = node->shared_conn(r.proto, r.client->id);

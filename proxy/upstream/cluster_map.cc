@@ -63,4 +63,50 @@ uint16_t ClusterMap::shard_of(std::string_view name) const {
   return kNoShard;
 }
 
+bool mark_moving_slots(std::string_view nodes, const ClusterMap& map, uint16_t shard,
+                       std::bitset<kClusterSlots>& moving) {
+  while (!nodes.empty()) {
+    const size_t nl = nodes.find('\n');
+    std::string_view line = nodes.substr(0, nl);
+    nodes = nl == std::string_view::npos ? std::string_view{} : nodes.substr(nl + 1);
+    std::vector<std::string_view> f;
+    for (size_t i = 0; i < line.size();) {
+      size_t j = line.find(' ', i);
+      if (j == std::string_view::npos) j = line.size();
+      if (j > i) f.push_back(line.substr(i, j - i));
+      i = j + 1;
+    }
+    if (f.size() < 8 || f[2].find("myself") == std::string_view::npos) continue;
+    std::bitset<kClusterSlots> claimed;
+    auto num = [](std::string_view t, size_t& at) {
+      long v = 0;
+      size_t k = at;
+      while (k < t.size() && t[k] >= '0' && t[k] <= '9') v = v * 10 + (t[k++] - '0');
+      const bool ok = k > at && v >= 0 && v < static_cast<long>(kClusterSlots);
+      at = k;
+      return ok ? v : -1L;
+    };
+    for (size_t i = 8; i < f.size(); ++i) {
+      std::string_view t = f[i];
+      size_t at = t[0] == '[' ? 1 : 0;
+      const long a = num(t, at);
+      if (a < 0) continue;
+      if (t[0] == '[') {  // [slot->-id] migrating, [slot-<-id] importing
+        moving.set(static_cast<size_t>(a));
+        continue;
+      }
+      long b = a;
+      if (at < t.size() && t[at] == '-') {
+        ++at;
+        b = num(t, at);
+      }
+      for (long x = a; x >= 0 && x <= b; ++x) claimed.set(static_cast<size_t>(x));
+    }
+    for (uint32_t slot = 0; slot < kClusterSlots; ++slot)
+      if (map.owner[slot] == shard && !claimed.test(slot)) moving.set(slot);
+    return true;
+  }
+  return false;
+}
+
 }  // namespace respite

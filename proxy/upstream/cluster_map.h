@@ -9,6 +9,7 @@
 #include <hiredis/hiredis.h>
 
 #include <array>
+#include <bitset>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -46,6 +47,10 @@ struct ClusterMap {
   std::vector<ClusterShard> shards;
   // The shard serving each slot, or kNoShard.
   std::array<uint16_t, kClusterSlots> owner;
+  // With reads from replicas: slots being migrated, as the masters themselves say (a migrating
+  // or importing marker, or a slot the map gives a master that does not claim it). Replicas know
+  // nothing of a migration (a key already MIGRATEd reads nil there): reads of these go to masters.
+  std::bitset<kClusterSlots> moving;
   ClusterMap() { owner.fill(kNoShard); }
   // Fills `owner` from the shards' ranges; false when a slot is claimed twice.
   bool index();
@@ -64,6 +69,11 @@ std::string parse_cluster_shards(const redisReply* r, const std::string& default
                                  ClusterMap& out, bool tls = false);
 std::string parse_cluster_slots(const redisReply* r, const std::string& default_host,
                                 ClusterMap& out);
+// From a master's CLUSTER NODES reply, its own (`myself`) line: sets in `moving` the slots it
+// marks migrating or importing, and those the map gives it (`shard`) that it does not claim.
+// False when the reply has no such line.
+bool mark_moving_slots(std::string_view cluster_nodes, const ClusterMap& map, uint16_t shard,
+                       std::bitset<kClusterSlots>& moving);
 
 // The map every loop reads. set() publishes a new one and moves the version; loops compare
 // version() (a relaxed atomic read per request is all a steady state costs) with theirs.

@@ -32,13 +32,6 @@ int ClusterReads::replica_index(ShardReads* s, std::string_view name) {
   return static_cast<int>(names.size() - 1);
 }
 
-void ClusterReads::redirected(uint16_t slot, uint64_t version) {
-  std::atomic<uint64_t>& u = unsettled_[slot];
-  uint64_t cur = u.load();
-  while (cur < version + 1 && !u.compare_exchange_weak(cur, version + 1)) {
-  }
-}
-
 size_t ClusterReads::replicas_named(const ShardReads* s) const {
   std::lock_guard<std::mutex> g(mu_);
   const size_t k = index_of(s);

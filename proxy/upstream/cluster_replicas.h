@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,19 +49,27 @@ class ClusterReads {
   // Replicas named so far in `s` (indices below this are given).
   size_t replicas_named(const ShardReads* s) const;
 
-  // A -MOVED or -ASK reply for `slot` when the map's version was `version`, on any loop: the
-  // node that acknowledges its writes is not the one the map names (a slot being migrated, a
-  // map behind a failover), so the replicas the map names may lack them. Reads of the slot go
-  // to masters, on every loop, until the map changes (the watcher reads it again after a
-  // redirect); a redirect the map already showed keeps them there until its next change.
-  void redirected(uint16_t slot, uint64_t version);
-  bool settled(uint16_t slot, uint64_t version) const {
-    return version >= unsettled_[slot].load(std::memory_order_acquire);
+  // A -MOVED or -ASK reply for `slot` to another node than the map's master of it, `owner`
+  // (nullptr: the map gives the slot to no one), on any loop: the node that acknowledges its
+  // writes is not the one the map names (a slot being migrated, a map behind a failover), so
+  // the replicas of `owner` may lack them. Reads of the slot go to masters, on every loop, until
+  // the map gives the slot to another master than `owner` (whose replicas then apply everything
+  // it holds first: Router::moved_in) -- not merely until the map changes. A slot that comes
+  // back to `owner` later stays master-only (rare; safe).
+  void redirected(uint16_t slot, const ShardReads* owner) {
+    held_[slot].store(owner ? owner : unowned(), std::memory_order_release);
+  }
+  // Reads of `slot`, whose master in this loop's map has `owner`, may go to replicas.
+  bool settled(uint16_t slot, const ShardReads* owner) const {
+    const ShardReads* h = held_[slot].load(std::memory_order_acquire);
+    return h == nullptr || h != owner;
   }
 
  private:
-  // Per slot: reads may go to replicas once the map's version is at least this.
-  std::unique_ptr<std::atomic<uint64_t>[]> unsettled_{new std::atomic<uint64_t>[kClusterSlots]()};
+  static const ShardReads* unowned() { return reinterpret_cast<const ShardReads*>(uintptr_t{1}); }
+  // Per slot: the map's master of it when a redirect was seen (unowned(): none), or nullptr.
+  std::unique_ptr<std::atomic<const ShardReads*>[]> held_{
+      new std::atomic<const ShardReads*>[kClusterSlots]()};
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<ShardReads>> shards_;
   std::vector<std::vector<std::string>> names_;  // per shard, by ledger index

@@ -11,7 +11,8 @@ namespace respite {
 
 namespace {
 bool same_map(const ClusterMap& a, const ClusterMap& b) {
-  if (a.owner != b.owner || a.shards.size() != b.shards.size()) return false;
+  if (a.owner != b.owner || a.moving != b.moving || a.shards.size() != b.shards.size())
+    return false;
   for (size_t i = 0; i < a.shards.size(); ++i) {
     const ClusterShard& x = a.shards[i];
     const ClusterShard& y = b.shards[i];
@@ -57,6 +58,31 @@ std::string ClusterWatcher::ask(const std::string& host, int port, ClusterMap& o
   return err;
 }
 
+// Reads from replicas: each master's own CLUSTER NODES line says which of its slots are being
+// migrated (ClusterMap::moving). A master that does not answer marks nothing.
+void ClusterWatcher::ask_masters(ClusterMap& map) {
+  std::vector<std::pair<std::string, BlockingConn>> kept;
+  for (size_t s = 0; s < map.shards.size(); ++s) {
+    const ClusterNodeAddr& m = map.shards[s].master;
+    const std::string name = m.name();
+    BlockingConn c;
+    for (auto& [n, conn] : master_conns_)
+      if (n == name && conn && !conn->err) c = std::move(conn);
+    if (!c) {
+      std::string err;
+      c = blocking_open(m.host, m.port, cfg_.upstream_user, cfg_.upstream_password, err, 500,
+                        tls_.get());
+      if (!c) continue;
+    }
+    BlockingReply r = blocking_command(c.get(), {"CLUSTER", "NODES"});
+    if (!r) continue;
+    if (r->type == REDIS_REPLY_STRING)
+      mark_moving_slots({r->str, r->len}, map, static_cast<uint16_t>(s), map.moving);
+    kept.emplace_back(name, std::move(c));
+  }
+  master_conns_ = std::move(kept);
+}
+
 std::string ClusterWatcher::refresh() {
   // The masters of the map known, then the seeds: the first that answers.
   std::vector<std::pair<std::string, int>> candidates;
@@ -76,6 +102,7 @@ std::string ClusterWatcher::refresh() {
       why.push_back(fmt::format("{}:{}: {}", host, port, err));
       continue;
     }
+    if (cfg_.cluster && cfg_.read_from != "primary") ask_masters(*map);
     refreshes_.fetch_add(1, std::memory_order_relaxed);
     auto old = holder_->get();
     if (!old || !same_map(*old, *map)) {

@@ -45,6 +45,8 @@ class ClusterWatcher {
  private:
   // Asks `host`:`port`; "" and `out` filled, or why not.
   std::string ask(const std::string& host, int port, ClusterMap& out);
+  // Reads from replicas: the slots the masters say are being migrated, into `map.moving`.
+  void ask_masters(ClusterMap& map);
   void run();
 
   Config cfg_;
@@ -60,6 +62,8 @@ class ClusterWatcher {
   std::shared_ptr<const TlsContext> tls_;
   std::string conn_host_;
   int conn_port_ = 0;
+  // ask_masters's connections, by master name ("host:port").
+  std::vector<std::pair<std::string, BlockingConn>> master_conns_;
 };
 
 }  // namespace respite

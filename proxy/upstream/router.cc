@@ -32,6 +32,7 @@ void Router::sync() {
     by_shard[s] = find_or_make(map->shards[s].master.name());
     if (by_shard[s]) masters_.push_back(by_shard[s]);
   }
+  moving_ = map->moving;
   if (cluster_reads_) sync_replicas(*map, by_shard);
   std::vector<uint16_t> moved;
   std::vector<uint16_t> gained;  // node indices that were given slots
@@ -90,17 +91,29 @@ void Router::sync_replicas(const ClusterMap& map, const std::vector<Node*>& by_s
   if (idx_reads_.size() < idx_nodes_.size()) idx_reads_.resize(idx_nodes_.size());
 }
 
+void Router::redirected(uint16_t slot, const Node* target) {
+  if (!cluster_reads_ || slot >= kClusterSlots) return;
+  std::shared_ptr<const ClusterMap> map = cluster_->get();
+  const ShardReads* owner = nullptr;
+  if (map && map->owner[slot] < map->shards.size()) {
+    const std::string name = map->shards[map->owner[slot]].master.name();
+    // The map names the target already: its replicas were held back when it gained the slot.
+    if (target && target->name() == name) return;
+    owner = cluster_reads_->shard(name);
+  }
+  cluster_reads_->redirected(slot, owner);
+}
+
 // A healthy replica of the slot's master that has applied the writes the read needs (the
-// fewest requests in flight on this loop); else the master. A slot redirected since the map
-// last changed reads from the master (ClusterReads::redirected).
+// fewest requests in flight on this loop); else the master. Slots being migrated, and slots
+// redirected away from their map master, read from masters.
 Node* Router::cluster_read_node(uint16_t slot, const RouteRequest& rr) {
   Node* m = slot_node(slot);  // syncs first when the map moved
   const uint16_t i = slot_idx_[slot];
-  if (!cluster_reads_->settled(slot, seen_version_) || i >= idx_reads_.size() ||
-      idx_nodes_[i] != m)
-    return m;
+  // Being migrated (the masters say so), or redirected and not yet given to another master.
+  if (moving_.test(slot) || i >= idx_reads_.size() || idx_nodes_[i] != m) return m;
   const ShardRoute& r = idx_reads_[i];
-  if (!r.reads) return m;
+  if (!r.reads || !cluster_reads_->settled(slot, r.reads)) return m;
   Node* best = nullptr;
   for (size_t k = 0; k < r.by_index.size(); ++k) {
     Node* n = r.by_index[k];

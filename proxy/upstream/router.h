@@ -116,15 +116,14 @@ class Router {
   void moved(uint16_t slot, Node* n) {
     if (on_stale_) on_stale_();
     if (slot >= kClusterSlots || idx_nodes_[slot_idx_[slot]] == n) return;
+    redirected(slot, n);
     slot_idx_[slot] = index_of(n);
-    redirected(slot);
     moved_in(slot_idx_[slot]);
     if (on_moved_) on_moved_({slot});
   }
-  // A -MOVED or -ASK reply for `slot`, on any path: see ClusterReads::redirected.
-  void redirected(uint16_t slot) {
-    if (cluster_reads_ && slot < kClusterSlots) cluster_reads_->redirected(slot, cluster_->version());
-  }
+  // A -MOVED or -ASK reply for `slot` sending it to `target`, on any path: see
+  // ClusterReads::redirected (nothing when the map already gives the slot to `target`).
+  void redirected(uint16_t slot, const Node* target);
 
   // ---- Cluster replicas (--read-from replica|prefer-replica) ----
   // Before set_cluster(): reads may go to the replicas of each shard, their ledgers in `cr`.
@@ -224,6 +223,7 @@ class Router {
   }
   std::vector<Node*> masters_;
   ClusterReads* cluster_reads_ = nullptr;
+  std::bitset<kClusterSlots> moving_;  // the map's ClusterMap::moving as of the last sync
   std::vector<ShardRoute> idx_reads_;  // by the index of idx_nodes_: the replicas of a master
   uint64_t reads_version_ = 0;
   Node* first_master_ = nullptr;

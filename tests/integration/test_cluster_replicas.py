@@ -15,6 +15,8 @@ applied. A real cluster from cluster_harness.py: 3 masters, 1 replica each.
   killed, the HGET is answered by the master with the value before the HSET.
 - one CLUSTER FAILOVER under a read-your-writes load: 0 stale (only replica reads' connections
   send READONLY; a demoted master answers -MOVED).
+- a slot migrated step by step (SETSLOT IMPORTING/MIGRATING, MIGRATE, a write after ASK,
+  SETSLOT NODE): once respite read the masters' markers, every HGET reads the value.
 Each test prints what it measured."""
 
 import threading
@@ -283,6 +285,64 @@ class ClusterReplicaReads(unittest.TestCase):
               f"errors, replica_reads since the failover +{rr}; e.g. {stale[:3]} {errors[:3]}")
         self.assertGreater(rr0, 0)
         self.assertEqual(stale, [])
+    def test_h_migrating_slot(self):
+        """A slot migrated as redis-cli reshard does it (SETSLOT IMPORTING/MIGRATING, MIGRATE,
+        SETSLOT NODE) under reads through respite: once respite saw the markers (a read of the
+        slot reaches the master), the migrated key, and a key written after ASK, always read
+        right, also after the migration ends and the map gives the slot to the new master."""
+        a = next(m for m in self.cl.masters() if any(x.alive() for x in self.cl.replicas_of(m)))
+        ra = next(x for x in self.cl.replicas_of(a) if x.alive())
+        b = next(m for m in self.cl.masters() if m is not a)
+        owners = self.cl.slot_owners()
+        ka = next(f"crep:mig:{i}" for i in range(100000) if owners[key_slot(f"crep:mig:{i}")] == a.id)
+        s = key_slot(ka)
+        k2 = next(f"crep:mig2:{i}" for i in range(1000000) if key_slot(f"crep:mig2:{i}") == s)
+        wrong = []
+        with RawConn(self.px.port, 10.0) as c:
+            c.call("HSET", ka, "f", "v1")
+            deadline = time.monotonic() + 10
+            before = hget_calls(ra)
+            while hget_calls(ra) == before and time.monotonic() < deadline:
+                c.call("HGET", ka, "f")
+            self.assertGreater(hget_calls(ra), before, "the replica took no read")
+            self.assertEqual(call(b.port, "CLUSTER", "SETSLOT", s, "IMPORTING", a.id), "OK")
+            self.assertEqual(call(a.port, "CLUSTER", "SETSLOT", s, "MIGRATING", b.id), "OK")
+            # Bounded: respite reads the markers within a watcher period (1 s); until then a
+            # replica may answer. Reads of the slot then reach the master.
+            deadline = time.monotonic() + 5
+            before = hget_calls(a)
+            while hget_calls(a) == before and time.monotonic() < deadline:
+                c.call("HGET", ka, "f")
+            self.assertGreater(hget_calls(a), before, "reads of a migrating slot stay on replicas")
+            self.assertEqual(call(a.port, "MIGRATE", "127.0.0.1", b.port, "", 0, 5000, "KEYS", ka), "OK")
+            for _ in range(50):
+                got = c.call("HGET", ka, "f")
+                if got != b"v1":
+                    wrong.append(("migrated", got))
+            c.call("HSET", k2, "f", "new")  # ASK: written on b
+            for _ in range(50):
+                got = c.call("HGET", k2, "f")
+                if got != b"new":
+                    wrong.append(("after ASK", got))
+            for m in self.cl.masters():
+                call(m.port, "CLUSTER", "SETSLOT", s, "NODE", b.id)
+            # Bounded: reads right across the watcher's next maps (2.5 s), or until b's replica
+            # (when it has a live one) answers them.
+            rb = [x for x in self.cl.replicas_of(b) if x.alive()]
+            before = sum(hget_calls(x) for x in rb)
+            deadline = time.monotonic() + 2.5
+            n = 0
+            while time.monotonic() < deadline:
+                for k, v in ((ka, b"v1"), (k2, b"new")):
+                    got = c.call("HGET", k, "f")
+                    n += 1
+                    if got != v:
+                        wrong.append(("migrated to b", k, got))
+                if rb and sum(hget_calls(x) for x in rb) > before:
+                    break
+        print(f"\nslot {s} migrated {a.port} -> {b.port}: {100 + n} HGETs, wrong {wrong[:5]}")
+        self.assertEqual(wrong, [])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
