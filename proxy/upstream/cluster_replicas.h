@@ -54,22 +54,42 @@ class ClusterReads {
   // writes is not the one the map names (a slot being migrated, a map behind a failover), so
   // the replicas of `owner` may lack them. Reads of the slot go to masters, on every loop, until
   // the map gives the slot to another master than `owner` (whose replicas then apply everything
-  // it holds first: Router::moved_in) -- not merely until the map changes. A slot that comes
-  // back to `owner` later stays master-only (rare; safe).
-  void redirected(uint16_t slot, const ShardReads* owner) {
-    held_[slot].store(owner ? owner : unowned(), std::memory_order_release);
+  // it holds first: Router::moved_in) -- not merely until the map changes.
+  // `version`: the map's version when it was seen.
+  void redirected(uint16_t slot, const ShardReads* owner, uint64_t version) {
+    std::atomic<uint64_t>& a = held_at_[slot];
+    uint64_t cur = a.load();
+    while (cur < version && !a.compare_exchange_weak(cur, version)) {
+    }
+    held_[slot].store(owner ? owner : unowned(), std::memory_order_seq_cst);
   }
-  // Reads of `slot`, whose master in this loop's map has `owner`, may go to replicas.
-  bool settled(uint16_t slot, const ShardReads* owner) const {
-    const ShardReads* h = held_[slot].load(std::memory_order_acquire);
-    return h == nullptr || h != owner;
+  // Reads of `slot`, whose master in this loop's map (of version `version`) has `owner`, may go
+  // to replicas. The first loop to see another owner releases the hold, for maps of its version
+  // on: a loop still on an older map keeps reading from the master.
+  bool settled(uint16_t slot, const ShardReads* owner, uint64_t version) {
+    const ShardReads* h = held_[slot].load(std::memory_order_seq_cst);
+    if (h == owner) return false;
+    if (h != nullptr) {
+      // Another owner in a map no newer than the redirect's: not the change that settles it.
+      if (version <= held_at_[slot].load(std::memory_order_seq_cst)) return false;
+      std::atomic<uint64_t>& c = cleared_[slot];
+      uint64_t cur = c.load();
+      while (cur < version && !c.compare_exchange_weak(cur, version)) {
+      }
+      held_[slot].compare_exchange_strong(h, nullptr, std::memory_order_seq_cst);
+      return true;
+    }
+    return version >= cleared_[slot].load(std::memory_order_seq_cst);
   }
 
  private:
   static const ShardReads* unowned() { return reinterpret_cast<const ShardReads*>(uintptr_t{1}); }
-  // Per slot: the map's master of it when a redirect was seen (unowned(): none), or nullptr.
+  // Per slot: the map's master of it when a redirect was seen (unowned(): none), or nullptr;
+  // and the map version from which a released hold no longer applies.
   std::unique_ptr<std::atomic<const ShardReads*>[]> held_{
       new std::atomic<const ShardReads*>[kClusterSlots]()};
+  std::unique_ptr<std::atomic<uint64_t>[]> held_at_{new std::atomic<uint64_t>[kClusterSlots]()};
+  std::unique_ptr<std::atomic<uint64_t>[]> cleared_{new std::atomic<uint64_t>[kClusterSlots]()};
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<ShardReads>> shards_;
   std::vector<std::vector<std::string>> names_;  // per shard, by ledger index

@@ -101,7 +101,7 @@ void Router::redirected(uint16_t slot, const Node* target) {
     if (target && target->name() == name) return;
     owner = cluster_reads_->shard(name);
   }
-  cluster_reads_->redirected(slot, owner);
+  cluster_reads_->redirected(slot, owner, cluster_->version());
 }
 
 // A healthy replica of the slot's master that has applied the writes the read needs (the
@@ -113,7 +113,7 @@ Node* Router::cluster_read_node(uint16_t slot, const RouteRequest& rr) {
   // Being migrated (the masters say so), or redirected and not yet given to another master.
   if (moving_.test(slot) || i >= idx_reads_.size() || idx_nodes_[i] != m) return m;
   const ShardRoute& r = idx_reads_[i];
-  if (!r.reads || !cluster_reads_->settled(slot, r.reads)) return m;
+  if (!r.reads || !cluster_reads_->settled(slot, r.reads, seen_version_)) return m;
   Node* best = nullptr;
   for (size_t k = 0; k < r.by_index.size(); ++k) {
     Node* n = r.by_index[k];
