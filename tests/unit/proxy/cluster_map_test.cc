@@ -320,3 +320,29 @@ TEST_CASE("CLUSTER SLOTS: more shards than slots is refused before indexing", "[
   CHECK(e.find("20000 shards") != std::string::npos);
   CHECK(m.shards.empty());
 }
+
+TEST_CASE("CLUSTER NODES: a master's migrating/importing markers and unclaimed slots", "[cluster]") {
+  ClusterMap m;
+  m.shards.resize(2);
+  m.shards[0].ranges = {{0, 99}};
+  m.shards[1].ranges = {{100, 199}};
+  REQUIRE(m.index());
+  const std::string nodes =
+      "bbb 127.0.0.1:7001@17001 master - 0 1 2 connected 100-199\n"
+      "aaa 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-49 51-98 "
+      "[7->-bbb] [150-<-bbb]\n";
+  std::bitset<respite::kClusterSlots> moving;
+  CHECK(respite::mark_moving_slots(nodes, m, 0, moving));
+  CHECK(moving.test(7));     // migrating
+  CHECK(moving.test(150));   // importing
+  CHECK(moving.test(50));    // the map gives it, the master does not claim it
+  CHECK(moving.test(99));
+  CHECK_FALSE(moving.test(0));
+  CHECK_FALSE(moving.test(98));
+  CHECK_FALSE(moving.test(120));
+  CHECK(moving.count() == 4);
+  std::bitset<respite::kClusterSlots> none;
+  CHECK_FALSE(respite::mark_moving_slots("bbb 127.0.0.1:7001@17001 master - 0 1 2 connected\n",
+                                         m, 0, none));
+  CHECK(none.none());
+}
