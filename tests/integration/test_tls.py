@@ -373,6 +373,36 @@ class TlsClients(unittest.TestCase):
 
 
 @respite_only
+class TlsProtectedMode(unittest.TestCase):
+
+    def test_refused_tls_client_gets_denied_at_once(self):
+        """Protected mode refuses a non-loopback TLS client as it refuses a plain one: with
+        -DENIED after the handshake, and the connection closed, not left to the handshake
+        deadline."""
+        from test_acl import own_address
+        addr = own_address()
+        if addr is None:
+            self.skipTest("this machine has no non-loopback address to connect from")
+        with RedisServer() as up:
+            tls_port = free_port()
+            args = ["--bind", "0.0.0.0"] + server_tls_args(tls_port) + ["--tls-handshake-timeout-ms", "30000"]
+            with Respite(up, args=args):
+                ctx = ssl.create_default_context(cafile=c("ca.crt"))
+                ctx.check_hostname = False
+                t0 = time.monotonic()
+                with socket.create_connection((addr, tls_port), timeout=10) as raw:
+                    with ctx.wrap_socket(raw) as s:
+                        got = b""
+                        try:
+                            while chunk := s.recv(4096):
+                                got += chunk
+                        except (ssl.SSLError, ConnectionResetError):
+                            pass
+                self.assertTrue(got.startswith(b"-DENIED respite is running in protected mode"), got)
+                self.assertLess(time.monotonic() - t0, 10, "closed after the reply, not at the deadline")
+
+
+@respite_only
 class TlsClientAuth(unittest.TestCase):
     """--tls-auth-clients yes (Redis's default), and certificates the client must refuse."""
 
