@@ -95,6 +95,8 @@ struct Peer : Stream::Handler {
   }
   void on_stream_written() override { stream->flush(); }
   void on_stream_closed() override { closed++; }
+  size_t hint = 0;  // room asked for before each read (a client's large request asks 1 MB)
+  size_t read_hint() override { return hint; }
 };
 
 struct Rig {
@@ -321,6 +323,39 @@ TEST_CASE("tls stream: a large write goes through the memory BIO a chunk at a ti
   CHECK(most_bio < (1u << 20));           // the write BIO held about a chunk, not 20 MB
   CHECK(most_below < (1u << 20));         // and so did the ciphertext queued below
   CHECK(c->unwritten() == 0);
+  client.stream->close();
+  rig.server.stream->close();
+  rig.run();
+}
+
+TEST_CASE("tls stream: the read BIO grown by large reads is given back once it is empty") {
+  Cert cert;
+  respite::TlsSettings ss;
+  ss.cert_file = cert.cert;
+  ss.key_file = cert.key;
+  ss.auth_clients = "no";
+  respite::TlsSettings cs;
+  cs.ca_cert_file = cert.cert;
+  Rig rig(make(ss, TlsContext::Role::Server));
+  rig.server.hint = 1u << 20;  // the server reads up to 1 MB at a time, as for a big SET
+  constexpr size_t kBig = 8u << 20;
+  Peer client;
+  client.send_on_ready = std::string(kBig, 'x');
+  auto* c = new TlsStream(&rig.loop, &client, 1 << 20, make(cs, TlsContext::Role::Client), "localhost");
+  client.stream.reset(c);
+  sockaddr_in a{};
+  uv_ip4_addr("127.0.0.1", rig.port, &a);
+  REQUIRE(c->tcp().connect(reinterpret_cast<sockaddr*>(&a)) == 0);
+  size_t most = 0;
+  for (int i = 0; i < 100000 && rig.server.got.size() < kBig && !client.errors; ++i) {
+    uv_run(&rig.loop, UV_RUN_ONCE);
+    if (rig.server.stream)
+      most = std::max(most, static_cast<TlsStream*>(rig.server.stream.get())->bio_bytes());
+  }
+  REQUIRE(rig.server.got.size() == kBig);
+  auto* s = static_cast<TlsStream*>(rig.server.stream.get());
+  INFO("largest " << most << ", now " << s->bio_bytes());
+  CHECK(s->bio_bytes() <= 128u * 1024);  // idle: no longer the high-water mark
   client.stream->close();
   rig.server.stream->close();
   rig.run();
