@@ -689,6 +689,39 @@ class TlsReload(unittest.TestCase):
 @respite_only
 class TlsUpstream(unittest.TestCase):
 
+    def test_upstream_that_never_answers_the_handshake_is_dropped_and_retried(self):
+        """A peer that accepts TCP and then says nothing: each connection respite makes fails
+        at --upstream-timeout-ms and is made again (with backoff), so the node does not stay
+        stuck on one dead handshake; clients get errors, not a hang."""
+        listener = socket.create_server((HOST, 0))
+        held: list[socket.socket] = []
+        stop = threading.Event()
+
+        def accept():
+            listener.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    held.append(listener.accept()[0])
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=accept)
+        t.start()
+        try:
+            port = listener.getsockname()[1]
+            with Respite(None, upstream_addr=f"{HOST}:{port}",
+                         args=upstream_tls_args(cert=None) + ["--upstream-timeout-ms", "300"]) as rs:
+                with harness.RawConn(rs.port) as cl:
+                    self.assertTrue(str(cl.call("SET", "a", "1")).startswith("ERR upstream"))
+                wait_until(lambda: int(harness.proxy_info(rs.port)["upstream_connects"]) >= 3, 15,
+                           "connections made again after the silent handshakes timed out")
+        finally:
+            stop.set()
+            t.join(5)
+            for s in held:
+                s.close()
+            listener.close()
+
     def test_upstream_without_client_certificate(self):
         with TlsRedis(auth="no") as up:
             with Respite(None, upstream_addr=f"{HOST}:{up.port}", args=upstream_tls_args(cert=None)) as rs:
