@@ -90,6 +90,8 @@ class Users(unittest.TestCase):
             encode_command("HELLO", "3", "AUTH", "app", "wrong"),
             encode_command("ACL", "WHOAMI", "extra"),
             encode_command("ACL", "NOSUCH"),
+            encode_command("ACL", "LOG", "RESET", "x"),
+            encode_command("ACL", "LOG", "1", "2"),
             encode_command("ACL", "CAT", "nosuch"),
             encode_command("ACL", "LIST"),
             encode_command("ACL", "USERS"),
