@@ -58,9 +58,6 @@ class TlsStream final : public Stream, private Stream::Handler {
   size_t unwritten() const override { return out_.size() + plain_left() + tcp_.unwritten(); }
   // Bytes OpenSSL's memory BIOs hold allocated (for tests: at most about a chunk each).
   size_t bio_bytes() const;
-  // Bytes the plaintext queue holds allocated (for tests: about what still waits, never what
-  // was encrypted already).
-  size_t plain_bytes() const { return plain_.capacity(); }
   int shutdown() override;
   void close() override;
   std::string peer_name() const override { return tcp_.peer_name(); }
