@@ -136,6 +136,9 @@ class Users(unittest.TestCase):
             [app, ("GET", "secret:x", "extra")],
             [app, ("CLIENT", "KILL")],
             [app, ("MULTI",), ("GET",), ("EXEC",)],
+            # Refused when SORT runs, inside EXEC: the rest of the transaction runs.
+            [app, ("MULTI",), ("SET", "app:m1", "a"), ("SORT", "app:l", "GET", "#"),
+             ("SORT", "app:l", "BY", "app:w_*"), ("GET", "app:m1"), ("EXEC",)],
             [("CLIENT", "KILL", "USER", "nosuch")],
         ]
         for cmds in cases:
