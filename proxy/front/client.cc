@@ -161,7 +161,10 @@ void ClientConn::process_input() {
       read_more();
     }
   }
-  if (eof_ && !stalled_ && !closed()) {
+  // Closed after the EOF only once the input is used up (or ends in a request that will never
+  // be completed): a loop that stopped on the turn's budget, the owed-replies limit or a held
+  // stream resumes later, and every complete request the client sent before its FIN is answered.
+  if (eof_ && !stalled_ && !closed() && (in_.empty() || need_more)) {
     // A pinned client's state (a blocking command, a subscription, a transaction) ends with its
     // connection, as in Redis: drop it now rather than wait for a reply that may never come.
     if (pinned) close();

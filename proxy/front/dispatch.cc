@@ -109,6 +109,15 @@ bool Dispatch::acl_allows(ClientConn* c, const resp::Frame& f, const CommandInfo
     if (ci == nullptr) return true;
     std::string_view sort = Acl::sort_refusal(*c->user, *ci, f);
     if (sort.empty()) return true;
+    if (c->in_multi) {
+      // Redis refuses BY/GET when SORT runs, inside EXEC: the transaction's other commands run
+      // and EXEC's reply holds SORT's error in its place. The upstream queues, in its place, a
+      // script that answers exactly that error.
+      constexpr std::string_view kScript = "return redis.error_reply(ARGV[1])";
+      wire_override_ = fmt::format("*4\r\n$4\r\nEVAL\r\n${}\r\n{}\r\n$1\r\n0\r\n${}\r\n{}\r\n",
+                                   kScript.size(), kScript, sort.size(), sort);
+      return true;
+    }
     refuse(c, sort);  // SORT's own error: not an ACL denial, not logged
     return false;
   }
@@ -192,7 +201,7 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
   // command name is compared after it.
   const CommandInfo* ci;
   original_name_ = {};
-  hello_wire_.clear();
+  wire_override_.clear();
   if (!names_built_) build_names();
   // A NUL in a command name: Redis finds such a name only by the chance of a hash bucket (its
   // lookup hashes every byte but compares up to the NUL). respite never forwards it: it would
@@ -322,7 +331,7 @@ void Dispatch::dispatch(ClientConn* c, const resp::Frame& f) {
           if (hello_command(srv_, c, f)) return;
           // A pinned client switching protocol: its connection switches too, but AUTH and
           // SETNAME were respite's (the upstream must not see a client's password).
-          hello_wire_ = fmt::format("*2\r\n$5\r\nHELLO\r\n$1\r\n{}\r\n", c->proto);
+          wire_override_ = fmt::format("*2\r\n$5\r\nHELLO\r\n$1\r\n{}\r\n", c->proto);
         }
         break;
       case Local::Select: {

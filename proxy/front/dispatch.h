@@ -100,7 +100,9 @@ class Dispatch {
   bool names_built_ = false;
   std::vector<std::pair<std::string, std::string>> names_;  // client's name -> own ("" refused)
   std::string_view original_name_;  // this request's command was renamed: its own name
-  std::string hello_wire_;          // a pinned client's HELLO, forwarded as HELLO <proto> only
+  // What goes upstream in this request's place: a pinned client's HELLO as HELLO <proto> only;
+  // a SORT refused its BY/GET inside MULTI as a script answering SORT's error at EXEC.
+  std::string wire_override_;
   int verified_db_max_ = 0;  // the highest db a SELECT was seen to work for (select_by_trying)
   std::vector<uint32_t> write_keys_scratch_;
   uint64_t next_fallback_log_ms_ = 0;  // --read-from replica with no replica up: logged

@@ -378,7 +378,7 @@ void Dispatch::forward(ClientConn* c, const resp::Frame& f, const CommandInfo* c
 }
 
 std::string_view Dispatch::wire(const resp::Frame& f, std::string& encoded) const {
-  if (!hello_wire_.empty()) return hello_wire_;
+  if (!wire_override_.empty()) return wire_override_;
   if (!original_name_.empty()) {
     // rename-command: the upstream knows the command by its own name.
     encoded = fmt::format("*{}\r\n${}\r\n{}\r\n", f.argc(), original_name_.size(), original_name_);

@@ -244,25 +244,24 @@ void Server::on_connection(uv_stream_t* s, int status) {
   c->peer = c->stream_io().peer_name();
   if (tls)
     c->handshake_deadline_ms = srv->now() + static_cast<uint64_t>(srv->cfg_.tls_handshake_timeout_ms);
-  if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
-    srv->stats_.rejected_connections++;
-    // A TLS client gets the error too: its stream reads (the handshake) before it can write;
-    // briefly, so refused clients cannot hold descriptors.
+  // A refused TLS client gets its error too: its stream reads (the handshake) before it can
+  // write; briefly, so refused clients cannot hold descriptors.
+  auto refuse = [&](std::string_view why) {
     if (tls) {
       c->handshake_deadline_ms =
           std::min(c->handshake_deadline_ms, srv->now() + kRefusedTlsGraceMs);
       c->start();
     }
-    c->immediate_reply() += "-ERR max number of clients reached\r\n";
+    c->immediate_reply() += why;
     c->close_after_flush();
-    return;
+  };
+  if (srv->shared_->clients.fetch_add(1) + 1 > srv->cfg_.maxclients) {
+    srv->stats_.rejected_connections++;
+    return refuse("-ERR max number of clients reached\r\n");
   }
   // As Redis 7.0: with the default user nopass (even if off), only loopback clients get in.
-  if (srv->cfg_.protected_mode && srv->shared_->acl.no_passwords() && !loopback_peer(c->peer)) {
-    c->immediate_reply() += kProtectedMode;
-    c->close_after_flush();
-    return;
-  }
+  if (srv->cfg_.protected_mode && srv->shared_->acl.no_passwords() && !loopback_peer(c->peer))
+    return refuse(kProtectedMode);
   c->start();
 }
 

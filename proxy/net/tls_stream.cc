@@ -14,6 +14,10 @@ namespace {
 constexpr size_t kRecord = 16384;        // a TLS record's plaintext at most
 constexpr size_t kChunk = 64 * 1024;        // plaintext per SSL_write
 constexpr size_t kCipherQueue = 256 * 1024; // ciphertext queued below before encrypting more
+// Ciphertext queued below past which the peer is not reading what its own TLS messages make us
+// send: encrypt() stops at kCipherQueue plus one chunk, so only such messages go beyond.
+constexpr size_t kOutputCap = kCipherQueue + 2 * kChunk;
+constexpr size_t kReadBioKeep = 4 * kRecord;  // a read BIO larger than this is replaced when empty
 
 size_t mem_capacity(BIO* b) {
   BUF_MEM* m = nullptr;
@@ -104,6 +108,18 @@ void TlsStream::on_stream_data() {
   cipher_in_.consume(b.size());
   cipher_in_.shrink_if_idle(4 * kRecord);  // a burst's large read buffer is given back
   pump();
+  shed_read_bio();
+}
+
+void TlsStream::shed_read_bio() {
+  if (closing_ || failed_ || !rbio_ || BIO_ctrl_pending(rbio_) != 0 ||
+      mem_capacity(rbio_) <= kReadBioKeep)
+    return;
+  BIO* fresh = BIO_new(BIO_s_mem());
+  if (!fresh) return;  // the big one stays: no harm but memory
+  BIO_set_mem_eof_return(fresh, -1);
+  SSL_set0_rbio(ssl_, fresh);  // frees the old one
+  rbio_ = fresh;
 }
 
 void TlsStream::pump() {
@@ -173,12 +189,17 @@ void TlsStream::decrypt() {
   }
   // Post-handshake messages (a KeyUpdate's answer, an alert) go out whatever happens next.
   int w = drain_output();
+  const bool flooded = tcp_.unwritten() > kOutputCap;  // see kOutputCap
   if (got) {
     handler_->on_stream_data();
     if (closing_) return;
   }
   if (bad) {
     handler_->on_stream_error("read", UV_EPROTO);
+  } else if (flooded) {
+    failed_ = true;
+    error_ = "the peer's TLS messages made more output than it reads";
+    handler_->on_stream_error("read", UV_ENOBUFS);
   } else if (w != 0) {
     handler_->on_stream_error("write", w);
   } else if (eof) {
@@ -215,6 +236,13 @@ int TlsStream::flush() {
       plain_off_ = 0;
       plain_.swap(out_);
     } else {
+      // What was encrypted already goes before the queue grows (once it is half the queue, so
+      // the move is paid once per byte): a connection flushed on every loop turn while its
+      // socket is slow (an upstream) must not keep everything it ever sent.
+      if (plain_off_ >= plain_.size() / 2) {
+        plain_.erase(0, plain_off_);
+        plain_off_ = 0;
+      }
       plain_.append(out_);
       out_.clear();
     }

@@ -16,6 +16,11 @@
 // Bounds: before the handshake completes at most kMaxHandshakeBytes of ciphertext are taken
 // from the peer (more is an error, as is anything that is not TLS); after it, input is
 // decrypted as the handler reads it, so a handler that stops reading stops the socket too.
+// Output OpenSSL makes by itself after the handshake (a KeyUpdate's answer) counts against
+// kOutputCap: a peer that asks for it without reading fails the stream rather than grow it.
+// The read BIO is replaced once empty when a large read left it big, so an idle connection
+// does not keep the high-water mark of its largest request; the plaintext queue drops what was
+// encrypted already before it grows.
 #pragma once
 
 #include <memory>
@@ -75,6 +80,7 @@ class TlsStream final : public Stream, private Stream::Handler {
   int drain_output(); // the write BIO into the TcpStream's output, and flushes it
   void take_output(); // the write BIO into the TcpStream's output
   int encrypt();      // plain_ a chunk at a time while the ciphertext queue is short; flushes
+  void shed_read_bio();  // a fresh read BIO for an empty one grown by a large read
   void finish_shutdown_if_due();
   size_t plain_left() const { return plain_.size() - plain_off_; }
 

@@ -35,6 +35,7 @@ UpstreamConn::UpstreamConn(UpstreamHost* host, Node* node, int proto, Requester*
       stream_(make_stream(host->loop(), this, host->upstream_tls(), tcp_, tls_, node->host())),
       out_(stream_->out()) {
   const Config& cfg = host->config();
+  up_deadline_ms_ = host->now() + static_cast<uint64_t>(cfg.upstream_timeout_ms);
   const std::string& user = node->own_auth() ? node->auth_user() : cfg.upstream_user;
   const std::string& password = node->own_auth() ? node->auth_password() : cfg.upstream_password;
   // The handshake goes first in the output, so whatever clients queue while we connect follows.
@@ -417,7 +418,14 @@ std::string timeout_reason(int timeout_ms) {
 }
 
 void UpstreamConn::check_timeout(uint64_t now) {
-  if (state_ == State::Closed || pending_.empty()) return;
+  if (state_ == State::Closed) return;
+  if (connected_at_ms == 0 && now > up_deadline_ms_) {  // see up_deadline_ms_
+    host_->stats().upstream_timeouts++;
+    fail(fmt::format("timeout: not up within {} ms ({})", host_->config().upstream_timeout_ms,
+                     state_ == State::Connecting ? "connecting" : "handshake"));
+    return;
+  }
+  if (pending_.empty()) return;
   // A slow request (a long script, KEYS, DEBUG SLEEP) delays only the requests behind it: each
   // one, a client's or respite's own (a cache fetch, a poll), is answered with a timeout error
   // at its own deadline, and the connection stays, so the late replies are consumed in order

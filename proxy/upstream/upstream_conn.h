@@ -132,6 +132,10 @@ class UpstreamConn final : private Stream::Handler {
   uint64_t connected_at_ms = 0;
 
  private:
+  // Up (connected_at_ms) by then, or the connection fails: a peer that takes the TCP
+  // connection and never answers the TLS handshake or the first requests, or a connect that
+  // never completes, must not hold the node's connection for ever.
+  uint64_t up_deadline_ms_ = 0;
   enum class State { Connecting, Ready, Closed };
   struct Pending {
     enum class Kind : uint8_t { Relay, Internal, Sink } kind;

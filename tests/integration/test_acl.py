@@ -90,6 +90,8 @@ class Users(unittest.TestCase):
             encode_command("HELLO", "3", "AUTH", "app", "wrong"),
             encode_command("ACL", "WHOAMI", "extra"),
             encode_command("ACL", "NOSUCH"),
+            encode_command("ACL", "LOG", "RESET", "x"),
+            encode_command("ACL", "LOG", "1", "2"),
             encode_command("ACL", "CAT", "nosuch"),
             encode_command("ACL", "LIST"),
             encode_command("ACL", "USERS"),
@@ -134,6 +136,9 @@ class Users(unittest.TestCase):
             [app, ("GET", "secret:x", "extra")],
             [app, ("CLIENT", "KILL")],
             [app, ("MULTI",), ("GET",), ("EXEC",)],
+            # Refused when SORT runs, inside EXEC: the rest of the transaction runs.
+            [app, ("MULTI",), ("SET", "app:m1", "a"), ("SORT", "app:l", "GET", "#"),
+             ("SORT", "app:l", "BY", "app:w_*"), ("GET", "app:m1"), ("EXEC",)],
             [("CLIENT", "KILL", "USER", "nosuch")],
         ]
         for cmds in cases:

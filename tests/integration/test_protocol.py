@@ -4,8 +4,10 @@ Each case sends the same bytes on a fresh connection to the upstream redis-serve
 and compares everything received and whether the peer closed the connection.
 """
 
+import socket
+
 import harness
-from harness import ProxyTestCase, assert_same_as_redis, encode_command
+from harness import HOST, ProxyTestCase, assert_same_as_redis, encode_command
 
 MB_ERR = b"-ERR Protocol error: invalid multibulk length\r\n"
 BULK_ERR = b"-ERR Protocol error: invalid bulk length\r\n"
@@ -118,6 +120,23 @@ class ProtocolErrors(ProxyTestCase):
         got = self.same(data, nreplies=2, expect_close=False,
                         chunks=[step * i for i in range(1, 7)])
         self.assertEqual(got, b"+OK\r\n:%d\r\n" % len(value))
+
+    def test_pipeline_then_half_close_gets_every_reply(self):
+        """A client that pipelines many requests and then shuts down its sending side gets a
+        reply to each before the close, as from Redis (the turn's command budget and the
+        owed-replies limit make respite answer them over several loop turns)."""
+        n = 20000
+        data = encode_command("PING") * n + encode_command("SET", "respite:proto:hc", "v") * 700
+        for port in (self.upstream.port, self.port):
+            with socket.create_connection((HOST, port), timeout=10) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := s.recv(1 << 16):
+                    got += chunk
+            with self.subTest(port=port):
+                self.assertEqual(got.count(b"+PONG\r\n"), n)
+                self.assertEqual(got.count(b"+OK\r\n"), 700)
 
 
 if __name__ == "__main__":

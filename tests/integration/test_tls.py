@@ -373,6 +373,36 @@ class TlsClients(unittest.TestCase):
 
 
 @respite_only
+class TlsProtectedMode(unittest.TestCase):
+
+    def test_refused_tls_client_gets_denied_at_once(self):
+        """Protected mode refuses a non-loopback TLS client as it refuses a plain one: with
+        -DENIED after the handshake, and the connection closed, not left to the handshake
+        deadline."""
+        from test_acl import own_address
+        addr = own_address()
+        if addr is None:
+            self.skipTest("this machine has no non-loopback address to connect from")
+        with RedisServer() as up:
+            tls_port = free_port()
+            args = ["--bind", "0.0.0.0"] + server_tls_args(tls_port) + ["--tls-handshake-timeout-ms", "30000"]
+            with Respite(up, args=args):
+                ctx = ssl.create_default_context(cafile=c("ca.crt"))
+                ctx.check_hostname = False
+                t0 = time.monotonic()
+                with socket.create_connection((addr, tls_port), timeout=10) as raw:
+                    with ctx.wrap_socket(raw) as s:
+                        got = b""
+                        try:
+                            while chunk := s.recv(4096):
+                                got += chunk
+                        except (ssl.SSLError, ConnectionResetError):
+                            pass
+                self.assertTrue(got.startswith(b"-DENIED respite is running in protected mode"), got)
+                self.assertLess(time.monotonic() - t0, 10, "closed after the reply, not at the deadline")
+
+
+@respite_only
 class TlsClientAuth(unittest.TestCase):
     """--tls-auth-clients yes (Redis's default), and certificates the client must refuse."""
 
@@ -658,6 +688,39 @@ class TlsReload(unittest.TestCase):
 
 @respite_only
 class TlsUpstream(unittest.TestCase):
+
+    def test_upstream_that_never_answers_the_handshake_is_dropped_and_retried(self):
+        """A peer that accepts TCP and then says nothing: each connection respite makes fails
+        at --upstream-timeout-ms and is made again (with backoff), so the node does not stay
+        stuck on one dead handshake; clients get errors, not a hang."""
+        listener = socket.create_server((HOST, 0))
+        held: list[socket.socket] = []
+        stop = threading.Event()
+
+        def accept():
+            listener.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    held.append(listener.accept()[0])
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=accept)
+        t.start()
+        try:
+            port = listener.getsockname()[1]
+            with Respite(None, upstream_addr=f"{HOST}:{port}",
+                         args=upstream_tls_args(cert=None) + ["--upstream-timeout-ms", "300"]) as rs:
+                with harness.RawConn(rs.port) as cl:
+                    self.assertTrue(str(cl.call("SET", "a", "1")).startswith("ERR upstream"))
+                wait_until(lambda: int(harness.proxy_info(rs.port)["upstream_connects"]) >= 3, 15,
+                           "connections made again after the silent handshakes timed out")
+        finally:
+            stop.set()
+            t.join(5)
+            for s in held:
+                s.close()
+            listener.close()
 
     def test_upstream_without_client_certificate(self):
         with TlsRedis(auth="no") as up:

@@ -55,6 +55,8 @@ void getuser(Server& srv, ClientConn* c, std::string& o, std::string_view name) 
 void acl_log(Server& srv, ClientConn* c, std::string& o, const resp::Frame& f) {
   Acl& acl = srv.shared()->acl;
   long long count = 10;
+  if (f.argc() > 3)  // Redis 7.0 takes LOG [count|RESET] and nothing more
+    return err(o, c, "ERR unknown subcommand or wrong number of arguments for 'LOG'. Try ACL HELP.");
   if (f.argc() == 3) {
     if (ieq(f.arg(2), "reset")) {
       acl.log_reset();

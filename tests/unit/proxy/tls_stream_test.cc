@@ -51,6 +51,20 @@ struct Cert {
     X509_free(x);
     EVP_PKEY_free(pkey);
   }
+  // A server serving this certificate without asking for the client's.
+  respite::TlsSettings server() const {
+    respite::TlsSettings s;
+    s.cert_file = cert;
+    s.key_file = key;
+    s.auth_clients = "no";
+    return s;
+  }
+  // A client trusting this certificate.
+  respite::TlsSettings client() const {
+    respite::TlsSettings s;
+    s.ca_cert_file = cert;
+    return s;
+  }
   ~Cert() {
     unlink(cert.c_str());
     unlink(key.c_str());
@@ -95,6 +109,8 @@ struct Peer : Stream::Handler {
   }
   void on_stream_written() override { stream->flush(); }
   void on_stream_closed() override { closed++; }
+  size_t hint = 0;  // room asked for before each read (a client's large request asks 1 MB)
+  size_t read_hint() override { return hint; }
 };
 
 struct Rig {
@@ -147,12 +163,8 @@ std::shared_ptr<const TlsContext> make(const respite::TlsSettings& s, TlsContext
 
 TEST_CASE("tls stream: a client and a server exchange bytes and end with close_notify then FIN") {
   Cert cert;
-  respite::TlsSettings ss;
-  ss.cert_file = cert.cert;
-  ss.key_file = cert.key;
-  ss.auth_clients = "no";
-  respite::TlsSettings cs;
-  cs.ca_cert_file = cert.cert;
+  respite::TlsSettings ss = cert.server();
+  respite::TlsSettings cs = cert.client();
   cs.server_name = "localhost";
   Rig rig(make(ss, TlsContext::Role::Server));
   rig.server.echo = true;
@@ -186,10 +198,7 @@ TEST_CASE("tls stream: a client and a server exchange bytes and end with close_n
 
 TEST_CASE("tls stream: garbage from a plain peer is a failed handshake and a close") {
   Cert cert;
-  respite::TlsSettings ss;
-  ss.cert_file = cert.cert;
-  ss.key_file = cert.key;
-  ss.auth_clients = "no";
+  respite::TlsSettings ss = cert.server();
   Rig rig(make(ss, TlsContext::Role::Server));
   Peer plain;
   auto* t = new TcpStream(&rig.loop, &plain, 1 << 20);
@@ -250,12 +259,8 @@ void connect_client(Rig& rig, Peer& client, std::shared_ptr<const TlsContext> ct
 
 TEST_CASE("tls stream: a client checks the server's certificate against the host it connects to") {
   Cert cert;  // CN=localhost, no IP entry
-  respite::TlsSettings ss;
-  ss.cert_file = cert.cert;
-  ss.key_file = cert.key;
-  ss.auth_clients = "no";
-  respite::TlsSettings cs;
-  cs.ca_cert_file = cert.cert;  // no server name: each stream's host is checked
+  respite::TlsSettings ss = cert.server();
+  respite::TlsSettings cs = cert.client();  // no server name: each stream's host is checked
   auto client_ctx = make(cs, TlsContext::Role::Client);
   for (const char* host : {"localhost", "evil.example", "127.0.0.1"}) {
     INFO(host);
@@ -278,12 +283,8 @@ TEST_CASE("tls stream: a client checks the server's certificate against the host
 
 TEST_CASE("tls stream: a client stream whose SSL cannot be made fails its handshake, no crash") {
   Cert cert;
-  respite::TlsSettings ss;
-  ss.cert_file = cert.cert;
-  ss.key_file = cert.key;
-  ss.auth_clients = "no";
-  respite::TlsSettings cs;
-  cs.ca_cert_file = cert.cert;
+  respite::TlsSettings ss = cert.server();
+  respite::TlsSettings cs = cert.client();
   Rig rig(make(ss, TlsContext::Role::Server));
   Peer client;
   // Over SNI's 255 bytes: new_ssl() refuses it.
@@ -296,12 +297,8 @@ TEST_CASE("tls stream: a client stream whose SSL cannot be made fails its handsh
 
 TEST_CASE("tls stream: a large write goes through the memory BIO a chunk at a time") {
   Cert cert;
-  respite::TlsSettings ss;
-  ss.cert_file = cert.cert;
-  ss.key_file = cert.key;
-  ss.auth_clients = "no";
-  respite::TlsSettings cs;
-  cs.ca_cert_file = cert.cert;
+  respite::TlsSettings ss = cert.server();
+  respite::TlsSettings cs = cert.client();
   Rig rig(make(ss, TlsContext::Role::Server));
   constexpr size_t kBig = 20u << 20;
   Peer client;
@@ -326,15 +323,40 @@ TEST_CASE("tls stream: a large write goes through the memory BIO a chunk at a ti
   rig.run();
 }
 
+TEST_CASE("tls stream: the read BIO grown by large reads is given back once it is empty") {
+  Cert cert;
+  respite::TlsSettings ss = cert.server();
+  respite::TlsSettings cs = cert.client();
+  Rig rig(make(ss, TlsContext::Role::Server));
+  rig.server.hint = 1u << 20;  // the server reads up to 1 MB at a time, as for a big SET
+  constexpr size_t kBig = 8u << 20;
+  Peer client;
+  client.send_on_ready = std::string(kBig, 'x');
+  auto* c = new TlsStream(&rig.loop, &client, 1 << 20, make(cs, TlsContext::Role::Client), "localhost");
+  client.stream.reset(c);
+  sockaddr_in a{};
+  uv_ip4_addr("127.0.0.1", rig.port, &a);
+  REQUIRE(c->tcp().connect(reinterpret_cast<sockaddr*>(&a)) == 0);
+  size_t most = 0;
+  for (int i = 0; i < 100000 && rig.server.got.size() < kBig && !client.errors; ++i) {
+    uv_run(&rig.loop, UV_RUN_ONCE);
+    if (rig.server.stream)
+      most = std::max(most, static_cast<TlsStream*>(rig.server.stream.get())->bio_bytes());
+  }
+  REQUIRE(rig.server.got.size() == kBig);
+  auto* s = static_cast<TlsStream*>(rig.server.stream.get());
+  INFO("largest " << most << ", now " << s->bio_bytes());
+  CHECK(s->bio_bytes() <= 128u * 1024);  // idle: no longer the high-water mark
+  client.stream->close();
+  rig.server.stream->close();
+  rig.run();
+}
+
 TEST_CASE("tls context: a version between two listed ones is not accepted") {
   Cert cert;
-  respite::TlsSettings ss;
-  ss.cert_file = cert.cert;
-  ss.key_file = cert.key;
-  ss.auth_clients = "no";
+  respite::TlsSettings ss = cert.server();
   ss.protocols = "TLSv1.1 TLSv1.3";  // not TLSv1.2
-  respite::TlsSettings cs;
-  cs.ca_cert_file = cert.cert;
+  respite::TlsSettings cs = cert.client();
   for (const char* client_version : {"TLSv1.3", "TLSv1.2"}) {
     INFO(client_version);
     cs.protocols = client_version;
