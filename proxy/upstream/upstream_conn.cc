@@ -449,6 +449,15 @@ void UpstreamConn::check_timeout(uint64_t now) {
       if (answer_by_pending_ == 0) break;
       continue;
     }
+    if (q.kind == Pending::Kind::Relay && (readonly_ || node_->role == Node::Role::Replica)) {
+      // A replica's connection carries reads only, and a client whose read is out on it holds
+      // its later requests until every reply is in (forward.cc): kept open, a hung replica
+      // (stopped, paused) would hold that client past any timeout. It goes instead, and its
+      // reads are answered now (errors, or sent to the master: fail()).
+      host_->stats().upstream_timeouts++;
+      fail(timeout_reason(host_->config().upstream_timeout_ms));
+      return;
+    }
     q.answered = true;
     timed_out_++;
     if (q.answer_by) answer_by_pending_--;
@@ -514,8 +523,9 @@ void UpstreamConn::fail(std::string_view why) {
 // A read lost with a Cluster replica's connection (the replica died, or was cut off) never ran
 // anywhere that matters: its master answers it instead of the client getting an error.
 bool UpstreamConn::retry_lost_read(Pending& p) {
+  if (!readonly_) return false;  // (before the copy: a master's connection retries nothing)
   std::string raw(take_kept(p));  // the arena goes when fail() is done
-  if (!readonly_ || p.write || p.answered || raw.empty() ||
+  if (p.write || p.answered || raw.empty() ||
       p.client->closed() || p.after != 0 || p.inv || p.inv_key || p.redirects >= kMaxRedirects)
     return false;
   Redirect r{p.client, p.seq, raw, p.db, proto_, p.answer_by ? p.answer_by : p.deadline,

@@ -17,8 +17,12 @@ applied. A real cluster from cluster_harness.py: 3 masters, 1 replica each.
   send READONLY; a demoted master answers -MOVED).
 - a slot migrated step by step (SETSLOT IMPORTING/MIGRATING, MIGRATE, a write after ASK,
   SETSLOT NODE): once respite read the masters' markers, every HGET reads the value.
+- a replica hung (SIGSTOP) with a client's read out on it: the client's pipelined HSET and PING
+  behind that read are answered after --upstream-timeout-ms, not when the replica wakes.
 Each test prints what it measured."""
 
+import os
+import signal
 import threading
 import time
 import unittest
@@ -85,6 +89,14 @@ class ClusterReplicaReads(unittest.TestCase):
                 if any(hget_calls(r) > start[r.port] for r in pending[mid]):
                     del pending[mid]
         self.assertFalse(pending, f"shards whose replicas took no read: {list(pending)}")
+
+    def wait_replica_reads(self, conn, r, k):
+        """Bounded: HGET k through respite until replica `r` answers one (it caught up)."""
+        deadline = time.monotonic() + 10
+        before = hget_calls(r)
+        while hget_calls(r) == before and time.monotonic() < deadline:
+            conn.call("HGET", k, "f")
+        self.assertGreater(hget_calls(r), before, "the replica took no read")
 
     def test_a_reads_land_on_replicas(self):
         with RawConn(self.px.port, 10.0) as c:
@@ -204,11 +216,7 @@ class ClusterReplicaReads(unittest.TestCase):
         k = self.keys[m.id][0]
         with RawConn(self.px.port, 15.0) as c:
             c.call("HSET", k, "f", "v1")
-            deadline = time.monotonic() + 10
-            before = hget_calls(r)
-            while hget_calls(r) == before and time.monotonic() < deadline:
-                c.call("HGET", k, "f")
-            self.assertGreater(hget_calls(r), before, "the replica took no read")
+            self.wait_replica_reads(c, r, k)
             call(r.port, "CLIENT", "PAUSE", 10000, "ALL")
             c.send(encode_command("HGET", k, "f") + encode_command("HSET", k, "f", "v2"))
             # Bounded: the HSET must not reach the master while the HGET is out on the replica.
@@ -342,6 +350,32 @@ class ClusterReplicaReads(unittest.TestCase):
                     break
         print(f"\nslot {s} migrated {a.port} -> {b.port}: {100 + n} HGETs, wrong {wrong[:5]}")
         self.assertEqual(wrong, [])
+
+    def test_i_hung_replica_does_not_hold_the_client(self):
+        px = self.cl.start_respite(["--read-from", "replica", "--upstream-timeout-ms", "1000"])
+        self.addCleanup(px.close)
+        self.cl.wait_respite_ready(px.port)
+        owners = self.cl.slot_owners()
+        pick = [(m, r) for m in self.cl.masters() for r in self.cl.replicas_of(m) if r.alive()]
+        self.assertTrue(pick, "a master with a live replica")
+        m, r = pick[0]
+        k = next(f"hung:{i}" for i in range(100000) if owners[key_slot(f"hung:{i}")] == m.id)
+        with RawConn(px.port, 10.0) as c:
+            c.call("HSET", k, "f", "v1")
+            self.wait_replica_reads(c, r, k)
+            os.kill(r.proc.pid, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                c.send(encode_command("HGET", k, "f") + encode_command("HSET", k, "f", "v2") +
+                       encode_command("PING"))
+                replies = c.read_replies(3)  # 10 s: the replica stays stopped meanwhile
+                took = time.monotonic() - t0
+            finally:
+                os.kill(r.proc.pid, signal.SIGCONT)
+        print(f"\nreplica stopped: {replies} in {took:.1f} s")
+        self.assertTrue(str(replies[0]).startswith("ERR upstream") or replies[0] == b"v1", replies)
+        self.assertEqual(replies[1:], [0, "PONG"])
+        self.assertEqual(call(m.port, "HGET", k, "f"), b"v2")
 
 
 if __name__ == "__main__":
