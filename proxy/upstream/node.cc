@@ -49,13 +49,13 @@ std::string Node::retarget(uv_loop_t* loop, const std::string& host, int port) {
   return "";
 }
 
-UpstreamConn* Node::shared_conn(int proto, uint64_t client_id) {
-  auto& v = pool_[proto - 2];
+UpstreamConn* Node::pooled(std::vector<UpstreamConn*>& v, int proto, uint64_t client_id,
+                           bool readonly) {
   if (v.empty()) v.assign(static_cast<size_t>(up_->config().upstream_connections), nullptr);
   size_t idx = client_id % v.size();
   if (!v[idx]) {
     if (up_->now() < next_attempt_[proto - 2] || stopping_) return nullptr;
-    auto* u = new UpstreamConn(up_, this, proto, nullptr, 0);
+    auto* u = new UpstreamConn(up_, this, proto, nullptr, 0, readonly);
     v[idx] = u;
     up_->stats().upstream_connects++;
     u->connect();
@@ -63,18 +63,12 @@ UpstreamConn* Node::shared_conn(int proto, uint64_t client_id) {
   return v[idx];
 }
 
+UpstreamConn* Node::shared_conn(int proto, uint64_t client_id) {
+  return pooled(pool_[proto - 2], proto, client_id, false);
+}
+
 UpstreamConn* Node::read_conn(int proto, uint64_t client_id) {
-  auto& v = ro_pool_[proto - 2];
-  if (v.empty()) v.assign(static_cast<size_t>(up_->config().upstream_connections), nullptr);
-  size_t idx = client_id % v.size();
-  if (!v[idx]) {
-    if (up_->now() < next_attempt_[proto - 2] || stopping_) return nullptr;
-    auto* u = new UpstreamConn(up_, this, proto, nullptr, 0, /*readonly=*/true);
-    v[idx] = u;
-    up_->stats().upstream_connects++;
-    u->connect();
-  }
-  return v[idx];
+  return pooled(ro_pool_[proto - 2], proto, client_id, /*readonly=*/true);
 }
 
 UpstreamConn* Node::open_pinned(Requester* owner, int proto, int db) {

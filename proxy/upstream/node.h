@@ -119,6 +119,8 @@ class Node {
   sockaddr_storage addr_{};
   std::vector<UpstreamConn*> pool_[2];  // pool_[proto-2][i]
   std::vector<UpstreamConn*> ro_pool_[2];  // read_conn's, as pool_
+  // The connection of `client_id` in pool `v`, opened on demand (shared_conn, read_conn).
+  UpstreamConn* pooled(std::vector<UpstreamConn*>& v, int proto, uint64_t client_id, bool readonly);
   std::vector<UpstreamConn*> pinned_;
   uint64_t next_attempt_[2] = {0, 0};  // per protocol: no new shared connection before this
   uint64_t backoff_ms_ = 0;

@@ -654,23 +654,23 @@ class BadUsers(unittest.TestCase):
                            text=True, timeout=20)
         return p.returncode, p.stdout + p.stderr
 
-    def test_bad_rule_stops_start_naming_the_line(self):
+    def run_with_users(self, text: str) -> tuple[str, int, str]:
+        """respite --aclfile F, F holding `text`: (F, exit status, output)."""
         fd, path = tempfile.mkstemp(suffix=".acl")
         with os.fdopen(fd, "w") as f:
-            f.write("user a on >x ~* +@all\nuser b on +nosuch\n")
+            f.write(text)
         self.addCleanup(os.unlink, path)
-        rc, out = self.run_respite("--aclfile", path)
+        return (path, *self.run_respite("--aclfile", path))
+
+    def test_bad_rule_stops_start_naming_the_line(self):
+        path, rc, out = self.run_with_users("user a on >x ~* +@all\nuser b on +nosuch\n")
         self.assertNotEqual(rc, 0)
         self.assertIn(f"{path}:2: Error in user declaration '+nosuch': Unknown command or "
                       f"category name in ACL", out)
         self.assertNotIn(">x", out)
 
     def test_password_rules_never_in_the_error(self):
-        fd, path = tempfile.mkstemp(suffix=".acl")
-        with os.fdopen(fd, "w") as f:
-            f.write("user a on >x <notmine ~* +@all\n")
-        self.addCleanup(os.unlink, path)
-        rc, out = self.run_respite("--aclfile", path)
+        _, rc, out = self.run_with_users("user a on >x <notmine ~* +@all\n")
         self.assertNotEqual(rc, 0)
         self.assertIn("The password you are trying to remove from the user does not exist", out)
         self.assertNotIn("notmine", out)
@@ -680,11 +680,7 @@ class BadUsers(unittest.TestCase):
         for line in ("user q on nopass '~ab' +@all", 'user q on nopass "~a b" +@all',
                      "user q on %RR~x"):
             with self.subTest(line=line):
-                fd, path = tempfile.mkstemp(suffix=".acl")
-                with os.fdopen(fd, "w") as f:
-                    f.write(line + "\n")
-                self.addCleanup(os.unlink, path)
-                rc, out = self.run_respite("--aclfile", path)
+                path, rc, out = self.run_with_users(line + "\n")
                 self.assertNotEqual(rc, 0)
                 self.assertIn(f"{path}:1: Error in user declaration", out)
                 self.assertIn("Syntax error", out)
